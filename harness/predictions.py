@@ -1,0 +1,159 @@
+"""Prediction records (DESIGN.md §3.4) and their JSON Lines file."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+STATUSES = ("ok", "rejected", "error")
+ORIGINAL = "original"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One model mark, in stored-image pixel columns (x) / rows (y)."""
+
+    laterality: str
+    view: str
+    file: str
+    x: float
+    y: float
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"laterality": self.laterality, "view": self.view, "file": self.file,
+                "x": self.x, "y": self.y, "score": self.score}
+
+
+@dataclass(frozen=True)
+class ExamOutput:
+    """What a vendor adapter returns for one exam (scores already mapped to [0, 1])."""
+
+    score: float
+    breasts: Mapping[str, float] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One line of predictions.jsonl: one exam under one condition."""
+
+    exam_id: str
+    condition: str
+    status: str
+    score: float | None
+    breasts: Mapping[str, float]
+    findings: tuple[Finding, ...]
+    latency_s: float | None
+    error: str | None
+
+    @classmethod
+    def ok(cls, exam_id: str, condition: str, out: ExamOutput, latency_s: float) -> Prediction:
+        return cls(exam_id, condition, "ok", out.score, dict(out.breasts), tuple(out.findings), latency_s, None)
+
+    @classmethod
+    def failed(cls, exam_id: str, condition: str, status: str, reason: str, latency_s: float | None) -> Prediction:
+        return cls(exam_id, condition, status, None, {}, (), latency_s, reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exam_id": self.exam_id,
+            "condition": self.condition,
+            "status": self.status,
+            "score": self.score,
+            "breasts": dict(sorted(self.breasts.items())),
+            "findings": [f.to_dict() for f in self.findings],
+            "latency_s": self.latency_s,
+            "error": self.error,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(", ", ": "))
+
+
+def _num(where: str, v: Any, allow_none: bool) -> float | None:
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise UsageError(f"{where}: expected a number, got {v!r}; fix the predictions file")
+    return float(v)
+
+
+def prediction_from_dict(d: Mapping[str, Any], where: str = "predictions") -> Prediction:
+    """Parse one record; malformed records are a usage error naming the line and field."""
+    if not isinstance(d, Mapping):
+        raise UsageError(f"{where}: record is not a JSON object; one object per line")
+    for key in ("exam_id", "condition", "status"):
+        if not isinstance(d.get(key), str):
+            raise UsageError(f"{where}.{key}: missing or not a string; see DESIGN.md §3.4")
+    if d["status"] not in STATUSES:
+        raise UsageError(f"{where}.status: {d['status']!r} is not one of ok, rejected, error")
+    score = _num(f"{where}.score", d.get("score"), allow_none=True)
+    if d["status"] == "ok" and score is None:
+        raise UsageError(f"{where}.score: an 'ok' record needs a score; use status 'error' with a reason instead")
+    breasts = d.get("breasts") or {}
+    if not isinstance(breasts, Mapping):
+        raise UsageError(f"{where}.breasts: expected an object like {{\"L\": 0.8, \"R\": 0.1}}")
+    findings = []
+    for k, f in enumerate(d.get("findings") or []):
+        fw = f"{where}.findings[{k}]"
+        if not isinstance(f, Mapping):
+            raise UsageError(f"{fw}: not an object")
+        findings.append(Finding(str(f.get("laterality")), str(f.get("view")), str(f.get("file")),
+                                _num(f"{fw}.x", f.get("x"), False), _num(f"{fw}.y", f.get("y"), False),
+                                _num(f"{fw}.score", f.get("score"), False)))
+    return Prediction(d["exam_id"], d["condition"], d["status"], score,
+                      {str(k): _num(f"{where}.breasts.{k}", v, False) for k, v in breasts.items()},
+                      tuple(findings), _num(f"{where}.latency_s", d.get("latency_s"), True),
+                      None if d.get("error") is None else str(d.get("error")))
+
+
+def read_predictions(path: Path | str) -> list[Prediction]:
+    """Read a predictions.jsonl file; errors name file:line."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: predictions file not found; write one with `mammocert predict`")
+    out: list[Prediction] = []
+    seen: set[tuple[str, str]] = set()
+    with open(p, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{p}:{lineno}: invalid JSON ({exc.msg}); one JSON object per line") from None
+            rec = prediction_from_dict(d, f"{p}:{lineno}")
+            key = (rec.exam_id, rec.condition)
+            if key in seen:
+                raise UsageError(f"{p}:{lineno}: duplicate record for exam {rec.exam_id} condition {rec.condition}; keep one")
+            seen.add(key)
+            out.append(rec)
+    return out
+
+
+def write_predictions(path: Path | str, records: Iterable[Prediction]) -> None:
+    """Write records sorted by (condition, exam_id) so the file is deterministic."""
+    recs = sorted(records, key=lambda r: (r.condition != ORIGINAL, r.condition, r.exam_id))
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for r in recs:
+            fh.write(r.to_json() + "\n")
+    tmp.replace(path)
+
+
+def is_valid_score(v: float | None) -> bool:
+    return v is not None and math.isfinite(v) and 0.0 <= v <= 1.0
+
+
+def by_condition(records: Iterable[Prediction]) -> Iterator[tuple[str, dict[str, Prediction]]]:
+    groups: dict[str, dict[str, Prediction]] = {}
+    for r in records:
+        groups.setdefault(r.condition, {})[r.exam_id] = r
+    yield from sorted(groups.items())
