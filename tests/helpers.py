@@ -1,0 +1,24 @@
+"""Shared test helpers (importable as `helpers`: pyproject sets pythonpath = ["tests"]).
+
+External tools (dciodvfy, R, dcmtk, Orthanc, Chromium) are real components, not mocks. Where a
+tool is missing a test skips visibly with the reason, except when ``MAMMOCERT_REQUIRE_TOOLS=1``
+(set by ``.ci/run``): there a missing tool is a failure, so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def require_tool(name: str, install_hint: str = "") -> str:
+    """Return the tool's path, or skip (fail in CI) with the reason."""
+    path = shutil.which(name)
+    if path is None:
+        msg = f"external tool {name!r} not found" + (f"; install it with {install_hint}" if install_hint else "")
+        if os.environ.get("MAMMOCERT_REQUIRE_TOOLS") == "1":
+            pytest.fail(msg + " (MAMMOCERT_REQUIRE_TOOLS=1: CI must have every tool)")
+        pytest.skip(msg)
+    return path
