@@ -1,0 +1,306 @@
+"""Machine-readable standards (DESIGN.md §3.5): load, validate with line numbers, lint, diff.
+
+A standard is YAML validated against ``standards/schema/standard.schema.json``. Every problem
+is reported as ``FILE:LINE: where: what; how to fix``. The standard's digest is the SHA-256 of
+the file's bytes, so the evidence bundle can carry an exact copy and verify it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from harness.errors import StandardError
+from harness.jsonutil import sha256_bytes
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "standards" / "schema" / "standard.schema.json"
+COMMON_KEYS = ("id", "title", "kind", "pass_if", "mandatory", "source", "description")
+
+
+@dataclass(frozen=True)
+class CriterionSpec:
+    """One acceptance criterion as the standard states it."""
+
+    id: str
+    title: str
+    kind: str
+    mandatory: bool
+    source: str
+    pass_if: Mapping[str, Any]
+    params: Mapping[str, Any] = field(default_factory=dict)  # the kind-specific keys
+    line: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "kind": self.kind, "mandatory": self.mandatory,
+                "source": self.source, "pass_if": dict(self.pass_if), **dict(self.params)}
+
+
+@dataclass(frozen=True)
+class Standard:
+    """A validated standard."""
+
+    path: Path
+    id: str
+    version: str
+    status: str
+    title: str
+    issuer: str
+    effective: dt.date
+    expires: dt.date
+    reference_set: Mapping[str, str] | None
+    prevalence_per_1000: float
+    seed: int
+    criteria: tuple[CriterionSpec, ...]
+    digest: str  # "sha256:" + hex of the file bytes
+    raw: Mapping[str, Any]
+
+    def in_force(self, on: dt.date) -> bool:
+        return self.effective <= on < self.expires
+
+    def identity(self) -> dict[str, Any]:
+        return {"id": self.id, "version": self.version, "status": self.status, "title": self.title,
+                "issuer": self.issuer, "digest": self.digest, "effective": self.effective.isoformat(),
+                "expires": self.expires.isoformat(),
+                "reference_set": dict(self.reference_set) if self.reference_set else None}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One lint finding."""
+
+    line: int
+    where: str
+    message: str
+
+    def format(self, path: Path | str) -> str:
+        return f"{path}:{self.line}: {self.where}: {self.message}"
+
+
+class _LineLoader(yaml.SafeLoader):
+    """Safe loader that keeps dates as ISO strings (the schema checks their form)."""
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+
+
+def _line_map(text: str) -> dict[tuple, int]:
+    """Map each JSON path (tuple of keys/indices) to its 1-based line in the YAML text."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node: yaml.Node, path: tuple) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                lines[path + (k.value,)] = k.start_mark.line + 1
+                walk(v, path + (k.value,))
+                lines[path + (k.value,)] = k.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, path + (i,))
+
+    root = yaml.compose(text, Loader=_LineLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _where(path: Sequence, data: Any) -> str:
+    parts: list[str] = []
+    node = data
+    for p in path:
+        if isinstance(p, int):
+            cid = node[p].get("id") if isinstance(node, list) and isinstance(node[p], Mapping) else None
+            parts.append(f"[{p}]" + (f"({cid})" if cid else ""))
+        else:
+            parts.append(("." if parts else "") + str(p))
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return "".join(parts) or "(top level)"
+
+
+def _humanize(err: jsonschema.ValidationError) -> tuple[list, str]:
+    """Turn a jsonschema error into (path, 'what; how to fix')."""
+    path = list(err.absolute_path)
+    v = err.validator
+    if v == "additionalProperties":
+        extra = [k for k in err.instance if k not in err.schema.get("properties", {})]
+        allowed = ", ".join(sorted(err.schema.get("properties", {})))
+        key = extra[0] if extra else "?"
+        return path + [key], f"unknown key {key!r}; remove it or use one of: {allowed}"
+    if v == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return path, f"missing key {missing!r}; add it (see standards/README.md)"
+    if v in ("enum", "const"):
+        options = err.validator_value if v == "enum" else [err.validator_value]
+        if path and path[-1] == "kind":
+            return path, f"unknown kind {err.instance!r}; known kinds: {', '.join(map(str, options))}"
+        return path, f"value {err.instance!r} is not allowed; use one of: {', '.join(map(repr, options))}"
+    if v == "type":
+        return path, f"expected {err.validator_value}, got {type(err.instance).__name__} {err.instance!r}"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return path, f"value {err.instance!r} is out of range ({v} {err.validator_value}); fix the number"
+    if v == "pattern":
+        return path, f"value {err.instance!r} does not match the required form {err.validator_value}"
+    if v == "minProperties":
+        return path, "is empty; state at least one pass condition"
+    return path, err.message
+
+
+def _schema_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _leaf_errors(err: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    # if/then inside allOf reports at the item; the useful detail is in the context/children.
+    if err.context:
+        out: list[jsonschema.ValidationError] = []
+        for sub in err.context:
+            out.extend(_leaf_errors(sub))
+        return out
+    return [err]
+
+
+def lint_text(text: str) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Validate a standard's YAML text; return the data and every problem with its line."""
+    try:
+        data = yaml.load(text, Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        return None, [Problem(line, "(yaml)", f"not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax")]
+    if not isinstance(data, dict):
+        return None, [Problem(1, "(top level)", "a standard is a YAML mapping; see standards/README.md")]
+    lines = _line_map(text)
+
+    def line_of(path: Sequence) -> int:
+        p = tuple(path)
+        while p and p not in lines:
+            p = p[:-1]
+        return lines.get(p, 1)
+
+    problems: list[Problem] = []
+    seen: set[tuple] = set()
+    for err in _schema_validator().iter_errors(data):
+        for leaf in _leaf_errors(err):
+            path, msg = _humanize(leaf)
+            key = (tuple(path), msg)
+            if key in seen:
+                continue
+            seen.add(key)
+            problems.append(Problem(line_of(path), _where(path, data), msg))
+    crits = data.get("criteria")
+    if isinstance(crits, list):
+        first: dict[str, int] = {}
+        for i, c in enumerate(crits):
+            if isinstance(c, Mapping) and isinstance(c.get("id"), str):
+                if c["id"] in first:
+                    problems.append(Problem(line_of(("criteria", i, "id")), _where(("criteria", i, "id"), data),
+                                            f"duplicate criterion id {c['id']!r} (first at item {first[c['id']]}); ids must be unique"))
+                else:
+                    first[c["id"]] = i
+    eff, exp = data.get("effective"), data.get("expires")
+    if isinstance(eff, str) and isinstance(exp, str):
+        try:
+            if dt.date.fromisoformat(exp) <= dt.date.fromisoformat(eff):
+                problems.append(Problem(line_of(("expires",)), "expires", f"{exp} is not after effective {eff}; fix the dates"))
+        except ValueError as exc:
+            problems.append(Problem(line_of(("effective",)), "effective/expires", f"not a calendar date ({exc}); use YYYY-MM-DD"))
+    if data.get("status") == "final" and not data.get("reference_set"):
+        problems.append(Problem(line_of(("status",)), "status", "a final standard must pin a reference_set {id, digest}"))
+    problems.sort(key=lambda p: (p.line, p.where))
+    return data, problems
+
+
+def load_standard(path: Path | str) -> Standard:
+    """Load and validate a standard; the first problem raises StandardError (exit 2)."""
+    p = Path(path)
+    if not p.is_file():
+        raise StandardError(f"{p}: standard not found; pass a YAML file such as standards/demo.yaml")
+    raw_bytes = p.read_bytes()
+    data, problems = lint_text(raw_bytes.decode("utf-8"))
+    if problems:
+        more = f" (and {len(problems) - 1} more; run `mammocert standard lint {p}`)" if len(problems) > 1 else ""
+        raise StandardError(problems[0].format(p) + more)
+    assert data is not None
+    lines = _line_map(raw_bytes.decode("utf-8"))
+    criteria = tuple(
+        CriterionSpec(
+            id=c["id"], title=c["title"], kind=c["kind"], mandatory=bool(c["mandatory"]), source=c["source"],
+            pass_if=dict(c["pass_if"]), params={k: v for k, v in c.items() if k not in COMMON_KEYS},
+            line=lines.get(("criteria", i), 0),
+        )
+        for i, c in enumerate(data["criteria"])
+    )
+    return Standard(
+        path=p, id=data["id"], version=data["version"], status=data["status"], title=data["title"],
+        issuer=data["issuer"], effective=dt.date.fromisoformat(data["effective"]),
+        expires=dt.date.fromisoformat(data["expires"]), reference_set=data.get("reference_set"),
+        prevalence_per_1000=float(data["population"]["prevalence_per_1000"]), seed=int(data["seed"]),
+        criteria=criteria, digest="sha256:" + sha256_bytes(raw_bytes), raw=data,
+    )
+
+
+def lint_cli(args: Any) -> int:
+    p = Path(args.file)
+    if not p.is_file():
+        raise StandardError(f"{p}: file not found")
+    _, problems = lint_text(p.read_text(encoding="utf-8"))
+    for prob in problems:
+        print(prob.format(p))
+    if problems:
+        print(f"{p}: {len(problems)} problem(s)")
+        return 2
+    std = load_standard(p)
+    print(f"{p}: OK — {std.id} {std.version} ({std.status}), {len(std.criteria)} criteria, digest {std.digest}")
+    return 0
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def diff_standards(a: Standard, b: Standard) -> list[str]:
+    """Human-readable lines: header changes, added/removed criteria, changed keys and thresholds."""
+    lines: list[str] = []
+    for key in ("id", "version", "status", "title", "issuer", "effective", "expires", "reference_set", "population", "seed"):
+        if a.raw.get(key) != b.raw.get(key):
+            lines.append(f"~ {key}: {a.raw.get(key)!r} -> {b.raw.get(key)!r}")
+    ca = {c.id: c for c in a.criteria}
+    cb = {c.id: c for c in b.criteria}
+    for cid in sorted(cb.keys() - ca.keys()):
+        c = cb[cid]
+        lines.append(f"+ {cid} ({c.kind}, {'mandatory' if c.mandatory else 'optional'}): {c.title}; pass_if {dict(c.pass_if)}")
+    for cid in sorted(ca.keys() - cb.keys()):
+        lines.append(f"- {cid} ({ca[cid].kind}): {ca[cid].title}")
+    for cid in sorted(ca.keys() & cb.keys()):
+        fa, fb = _flatten(ca[cid].to_dict()), _flatten(cb[cid].to_dict())
+        for key in sorted(fa.keys() | fb.keys()):
+            if fa.get(key) != fb.get(key):
+                tag = "threshold" if key.startswith("pass_if") else "changed"
+                lines.append(f"~ {cid} {key}: {fa.get(key, '(absent)')!r} -> {fb.get(key, '(absent)')!r} [{tag}]")
+    return lines
+
+
+def diff_cli(args: Any) -> int:
+    a, b = load_standard(args.a), load_standard(args.b)
+    lines = diff_standards(a, b)
+    print(f"--- {args.a} ({a.id} {a.version})\n+++ {args.b} ({b.id} {b.version})")
+    print("\n".join(lines) if lines else "(no differences in content)")
+    return 0
