@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--predictions", required=True, help="predictions.jsonl")
             p.add_argument("--vendor", default=None, help="vendor package (for its operating point and identity)")
+            p.add_argument("--operating-point", type=float, default=None, help="the vendor-declared threshold, when no --vendor is given")
         p.add_argument("--standard", required=True, help="standard YAML")
         p.add_argument("--cases", required=True, help="reference-set directory")
         p.add_argument("--out", required=True, help="evidence bundle directory")

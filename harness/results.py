@@ -67,6 +67,7 @@ class RunResults:
     criteria: Sequence[CriterionResult]
     summary: Mapping[str, Any]  # counts of predictions by status, criteria by outcome
     notice: str = ""  # e.g. SELF-TEST — NOT A CERTIFICATE
+    signing: str = ""  # how the attestation will be signed: key | demo-key | unsigned ("" = not recorded)
     schema: str = RESULTS_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:

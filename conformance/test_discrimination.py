@@ -1,0 +1,9 @@
+"""Conformance family 'discrimination': one test item per criterion of the kinds listed in
+conformance.registry.FAMILIES['discrimination'], parametrized from the standard by the mammocert plugin."""
+
+from conformance.registry import evaluate
+
+
+def test_discrimination(criterion, conformance_ctx, record_criterion):
+    outcome = record_criterion(evaluate(criterion, conformance_ctx))
+    assert outcome.outcome == "passed", f"{criterion.id} {outcome.outcome}: {outcome.explanation}"

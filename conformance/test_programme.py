@@ -1,0 +1,9 @@
+"""Conformance family 'programme': one test item per criterion of the kinds listed in
+conformance.registry.FAMILIES['programme'], parametrized from the standard by the mammocert plugin."""
+
+from conformance.registry import evaluate
+
+
+def test_programme(criterion, conformance_ctx, record_criterion):
+    outcome = record_criterion(evaluate(criterion, conformance_ctx))
+    assert outcome.outcome == "passed", f"{criterion.id} {outcome.outcome}: {outcome.explanation}"

@@ -1,0 +1,164 @@
+"""Metamorphic relations: what a perturbation is, how it is named, and how its outcome is judged.
+
+A relation pairs a pure transform of an exam with an expectation about the model's scores
+before and after (the idea of MLPerf's compliance tests, applied to a screening model):
+
+* ``invariant``  - the perturbation carries no clinical information (file encoding, metadata,
+  image order, a mirrored exam with swapped sides); the scores must not move beyond numerical
+  noise (the ``tolerance`` passed to ``check``);
+* ``tolerance``  - a clinically plausible acquisition change (dose, spacing, display curve);
+  the exam score may move, but by at most ``tolerance``;
+* ``directional`` - the perturbation adds evidence of cancer (an inserted lesion); the exam
+  score must rise by more than ``tolerance`` (0 = any strict rise).
+
+A condition id is ``relation`` or ``relation:k=v,k=v`` with the parameter names sorted, so the
+same parameters always give the same id (it keys the journal and the predictions file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from hypothesis.strategies import SearchStrategy
+
+from harness.vendors.adapter import ExamInput
+
+KINDS = ("invariant", "tolerance", "directional")
+
+Transform = Callable[[ExamInput], ExamInput]
+
+
+class Params(Protocol):
+    """A frozen dataclass of one relation's parameters; ``relation`` names the relation."""
+
+    relation: ClassVar[str]
+
+
+P = TypeVar("P")
+
+
+class Scores(Protocol):
+    """What ``check`` reads: an ExamOutput, or a Prediction (whose score may be None)."""
+
+    @property
+    def score(self) -> float | None: ...
+
+    @property
+    def breasts(self) -> Mapping[str, float]: ...
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # shortest text that round-trips: 0.9 -> "0.9"
+    if isinstance(value, str):
+        if any(ch in value for ch in ",=: ") or not value:
+            raise ValueError(f"parameter value {value!r} cannot appear in a condition id")
+        return value
+    raise TypeError(f"parameter of type {type(value).__name__} cannot appear in a condition id")
+
+
+def canonical_params(params: Any) -> str:
+    """``k=v,k=v`` over the dataclass fields, sorted by name ('' when there are none)."""
+    pairs = sorted((f.name, _format(getattr(params, f.name))) for f in dataclasses.fields(params))
+    return ",".join(f"{k}={v}" for k, v in pairs)
+
+
+def condition_id(params: Any) -> str:
+    """The stable condition id, e.g. ``intensity:center_shift=0.0,gamma=0.9,width_scale=1.05``."""
+    body = canonical_params(params)
+    return f"{params.relation}:{body}" if body else str(params.relation)
+
+
+def _missing(before: Scores, after: Scores) -> str | None:
+    for name, s in (("before", before), ("after", after)):
+        if s.score is None or not math.isfinite(s.score):
+            return f"no valid exam score {name} the perturbation ({s.score!r})"
+    return None
+
+
+def check_unchanged(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
+    """Exam score (and every breast score both report) within ``tolerance``."""
+    missing = _missing(before, after)
+    if missing:
+        return False, missing
+    assert before.score is not None and after.score is not None
+    worst = abs(after.score - before.score)
+    what = f"exam score {before.score:.6g} -> {after.score:.6g}"
+    for side in sorted(set(before.breasts) & set(after.breasts)):
+        d = abs(after.breasts[side] - before.breasts[side])
+        if d > worst:
+            worst = d
+            what = f"breast {side} score {before.breasts[side]:.6g} -> {after.breasts[side]:.6g}"
+    ok = worst <= tolerance
+    return ok, f"{what} (largest change {worst:.3g} {'<=' if ok else '>'} tolerance {tolerance:.3g})"
+
+
+def check_swapped(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
+    """Mirror: exam score unchanged, breast scores swapped L<->R, all within ``tolerance``."""
+    missing = _missing(before, after)
+    if missing:
+        return False, missing
+    assert before.score is not None and after.score is not None
+    worst = abs(after.score - before.score)
+    what = f"exam score {before.score:.6g} -> {after.score:.6g}"
+    for side, other in (("L", "R"), ("R", "L")):
+        if side in before.breasts and other in after.breasts:
+            d = abs(after.breasts[other] - before.breasts[side])
+            if d > worst:
+                worst = d
+                what = f"breast {side} score {before.breasts[side]:.6g} became {other} {after.breasts[other]:.6g}"
+    ok = worst <= tolerance
+    return ok, f"{what} (largest change {worst:.3g} {'<=' if ok else '>'} tolerance {tolerance:.3g})"
+
+
+def check_raised(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
+    """Directional: the exam score must rise by more than ``tolerance`` (0 = any rise)."""
+    missing = _missing(before, after)
+    if missing:
+        return False, missing
+    assert before.score is not None and after.score is not None
+    rise = after.score - before.score
+    ok = rise > tolerance
+    return ok, (f"exam score {before.score:.6g} -> {after.score:.6g} (rise {rise:.3g} "
+                f"{'>' if ok else '<='} required {tolerance:.3g})")
+
+
+@dataclass(frozen=True)
+class Relation(Generic[P]):
+    """One metamorphic relation: its transform, parameter strategy and expectation."""
+
+    name: str
+    kind: str
+    expectation: str
+    params_type: type
+    apply: Callable[[ExamInput, P], ExamInput]
+    strategy: SearchStrategy[P]
+    check: Callable[[Scores, Scores, float], tuple[bool, str]]
+    # Severity level -> parameters, for robustness sweeps (None: the relation has no severity).
+    at_level: Callable[[float], P] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"relation {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+
+    def transform(self, params: P) -> Transform:
+        """The transform for one parameter set, as the runner takes it per condition."""
+        if not isinstance(params, self.params_type):
+            raise TypeError(f"relation {self.name} takes {self.params_type.__name__}, got {type(params).__name__}")
+
+        def run(exam: ExamInput) -> ExamInput:
+            return self.apply(exam, params)
+
+        return run
+
+    def condition(self, params: P) -> tuple[str, Transform]:
+        """``(condition_id, transform)`` for the runner."""
+        return condition_id(params), self.transform(params)

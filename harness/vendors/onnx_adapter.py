@@ -1,0 +1,278 @@
+"""The ONNX adapter: a vendor model in an ONNX package, run by onnxruntime (DESIGN.md §3.2).
+
+``prepare`` (thread-safe, runs in the runner's prefetch pool) checks each dataset the way a
+mammography product would, decodes it (JPEG 2000 / RLE through pylibjpeg), and builds the input
+tensors with :mod:`harness.pixels`. ``infer`` runs the session and turns its outputs into an
+:class:`~harness.predictions.ExamOutput`.
+
+Input faults, recorded per exam by the runner:
+
+* not Digital Mammography (SOP Class For Presentation/For Processing) or Modality not MG,
+  no Image Laterality, no view (View Position, else View Code Sequence), or the views the unit
+  needs are missing -> ``rejected``;
+* pixel data that cannot be decoded, or attributes that make presentation pixels impossible
+  -> ``error``.
+
+Scores: the raw output is mapped linearly from ``score_range`` onto [0, 1] and **not** clipped,
+so a model that leaves its declared range is visible to the criteria that govern degenerate
+output. NaN or infinite scores cannot be written to JSON; they become ``error`` records with the
+reason "model returned NaN/inf". Units and aggregation: ``image`` scores each CC/MLO image,
+breast = aggregate of its images, exam = aggregate of breasts; ``breast`` scores [CC, MLO] of a
+side, exam = aggregate of breasts; ``exam`` scores [LCC, LMLO, RCC, RMLO] and reports no breast
+scores. ``aggregate`` is ``max`` (default) or ``mean``.
+
+Findings: for each image (heatmap channel), local maxima of the heatmap over a 5x5 window, at
+most ``FINDINGS_PER_IMAGE`` per image, mapped score >= ``FINDING_FLOOR``, and inside the image
+content (not the padding); each is mapped back through :func:`harness.pixels.model_to_image` to
+stored-image columns/rows. A one-channel heatmap for a breast/exam unit cannot be attributed to
+a view, so it gives no findings.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+import numpy as np
+from pydicom.dataset import Dataset
+from scipy.ndimage import maximum_filter
+
+from harness.errors import VendorFault, VendorPackageError
+from harness.pixels import Geometry, PixelError, model_to_image, to_model_plane
+from harness.predictions import ExamOutput, Finding
+from harness.vendors.adapter import AdapterInfo, ExamInput
+from harness.vendors.package import VendorPackage
+
+MAMMO_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.1.2": "Digital Mammography For Presentation",
+    "1.2.840.10008.5.1.4.1.1.1.2.1": "Digital Mammography For Processing",
+}
+VIEW_CODES = {"399162004": "CC", "R-10242": "CC", "399368009": "MLO", "R-10226": "MLO"}
+FINDINGS_PER_IMAGE = 3
+FINDING_FLOOR = 0.05
+PEAK_WINDOW = 5
+
+
+@dataclass(frozen=True)
+class Plane:
+    """One image placed into one channel of the model input."""
+
+    laterality: str
+    view: str
+    file: str
+    geometry: Geometry
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One session call: the tensor and, per batch item, its planes (channel order)."""
+
+    tensor: np.ndarray
+    items: tuple[tuple[Plane, ...], ...]
+    key: str  # image unit: "image"; breast unit: "L"/"R"; exam unit: "exam"
+
+
+@dataclass(frozen=True)
+class PreparedExam:
+    exam_id: str
+    batches: tuple[Batch, ...]
+
+
+def image_view(ds: Dataset) -> str | None:
+    """CC/MLO from View Position, else from View Code Sequence (SCT or legacy SRT codes)."""
+    vp = str(ds.get("ViewPosition", "") or "").strip().upper()
+    if vp:
+        return vp
+    seq = ds.get("ViewCodeSequence")
+    if seq:
+        return VIEW_CODES.get(str(seq[0].get("CodeValue", "")), None)
+    return None
+
+
+def check_mammogram(ds: Dataset, file: str) -> tuple[str, str]:
+    """Refuse what is not a mammogram with a reason; returns (laterality, view)."""
+    sop = str(ds.get("SOPClassUID", ""))
+    modality = str(ds.get("Modality", ""))
+    if sop not in MAMMO_SOP_CLASSES or modality != "MG":
+        raise VendorFault(f"{file}: not a mammogram (SOP Class {sop or 'missing'}, Modality {modality or 'missing'})", "rejected")
+    lat = str(ds.get("ImageLaterality", "") or "").strip().upper()
+    if lat not in ("L", "R"):
+        raise VendorFault(f"{file}: Image Laterality (0020,0062) missing or not L/R ({lat!r})", "rejected")
+    view = image_view(ds)
+    if not view:
+        raise VendorFault(f"{file}: no View Position (0018,5101) or View Code Sequence; cannot tell CC from MLO", "rejected")
+    return lat, view
+
+
+class OnnxAdapter:
+    """A :class:`~harness.vendors.adapter.VendorAdapter` over an onnxruntime session."""
+
+    def __init__(self, pkg: VendorPackage, device: str = "cpu") -> None:
+        import onnxruntime as ort
+
+        if pkg.onnx is None:
+            raise VendorPackageError(f"{pkg.source}: no onnx section; the ONNX adapter needs one")
+        self.pkg = pkg
+        self.spec = pkg.onnx
+        self.warnings: list[str] = []
+        available = ort.get_available_providers()
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            if "CUDAExecutionProvider" in available:
+                providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            else:
+                self.warnings.append("--device cuda: this onnxruntime has no CUDAExecutionProvider "
+                                     "(install onnxruntime-gpu); running on CPU")
+        elif device != "cpu":
+            raise VendorPackageError(f"device {device!r} is not cpu or cuda")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.spec.model_path(pkg.root)), sess_options=options,
+                                                providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise VendorPackageError(f"{pkg.source}: onnxruntime cannot load {self.spec.model}: {first}; export a valid model") from None
+        used = self.session.get_providers()[0]
+        if device == "cuda" and used != "CUDAExecutionProvider" and not self.warnings:
+            self.warnings.append(f"--device cuda: CUDA provider did not start; running on {used}")
+        for w in self.warnings:
+            print(f"mammocert: warning: {w}", file=sys.stderr)
+        self.info = AdapterInfo(interface="onnx", model_digests=dict(pkg.model_digests),
+                                execution_provider=used, batchable=self.spec.graph.batch_dynamic)
+
+    # ------------------------------------------------------------------ prepare
+
+    def _plane(self, ds: Dataset, file: str) -> tuple[np.ndarray, Geometry]:
+        i = self.spec.input
+        try:
+            stored = ds.pixel_array
+        except Exception as exc:  # pydicom/pylibjpeg raise many types for broken data
+            raise VendorFault(f"{file}: cannot decode pixel data ({type(exc).__name__}: {str(exc)[:160]})", "error") from None
+        rows, cols = ds.get("Rows"), ds.get("Columns")
+        if stored.ndim != 2 or stored.shape != (rows, cols):
+            raise VendorFault(f"{file}: pixel data shape {stored.shape} does not match Rows x Columns {rows} x {cols}", "error")
+        try:
+            return to_model_plane(ds, i.height, i.width, pixels=i.pixels, orientation=i.orientation,
+                                  resize=i.resize, scale=i.scale, stored=stored)
+        except (PixelError, ValueError, AttributeError, KeyError) as exc:
+            raise VendorFault(f"{file}: cannot compute presentation pixels ({exc})", "error") from None
+
+    def prepare(self, exam: ExamInput) -> PreparedExam:
+        views: dict[tuple[str, str], tuple[np.ndarray, Plane]] = {}
+        singles: list[tuple[np.ndarray, Plane]] = []
+        for ref, ds in exam.images:
+            lat, view = check_mammogram(ds, ref.file)
+            if view not in ("CC", "MLO"):
+                continue  # extra views (ML, XCCL, spot) are not part of a screening input
+            plane, geometry = self._plane(ds, ref.file)
+            entry = (plane, Plane(lat, view, ref.file, geometry))
+            singles.append(entry)
+            views.setdefault((lat, view), entry)
+        unit = self.spec.input.unit
+        batches: list[Batch] = []
+        if unit == "image":
+            if not singles:
+                raise VendorFault("no CC or MLO image in the exam", "rejected")
+            if self.spec.graph.batch_dynamic:
+                batches.append(Batch(np.stack([p for p, _ in singles])[:, None], tuple((m,) for _, m in singles), "image"))
+            else:
+                batches.extend(Batch(p[None, None], ((m,),), "image") for p, m in singles)
+        elif unit == "breast":
+            for side in ("L", "R"):
+                have = [(side, v) in views for v in ("CC", "MLO")]
+                if not any(have):
+                    continue
+                if not all(have):
+                    missing = [f"{side}{v}" for v, h in zip(("CC", "MLO"), have, strict=True) if not h]
+                    raise VendorFault(f"breast unit needs CC and MLO of each imaged side; missing {', '.join(missing)}", "rejected")
+                planes = [views[(side, v)] for v in ("CC", "MLO")]
+                batches.append(Batch(np.stack([p for p, _ in planes])[None], (tuple(m for _, m in planes),), side))
+            if not batches:
+                raise VendorFault("no CC or MLO image in the exam", "rejected")
+        else:
+            order = (("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))
+            missing = [f"{lat}{v}" for lat, v in order if (lat, v) not in views]
+            if missing:
+                raise VendorFault(f"exam unit needs LCC, LMLO, RCC, RMLO; missing {', '.join(missing)}", "rejected")
+            planes = [views[k] for k in order]
+            batches.append(Batch(np.stack([p for p, _ in planes])[None], (tuple(m for _, m in planes),), "exam"))
+        return PreparedExam(exam.exam_id, tuple(batches))
+
+    # ------------------------------------------------------------------ infer
+
+    def _map(self, raw: float) -> float:
+        if not math.isfinite(raw):
+            raise VendorFault(f"model returned {'NaN' if math.isnan(raw) else 'inf'} as a score", "error")
+        return self.pkg.map_score(raw)
+
+    def _aggregate(self, values: list[float]) -> float:
+        return max(values) if self.spec.aggregate == "max" else float(sum(values) / len(values))
+
+    def _findings(self, heat: np.ndarray, plane: Plane) -> list[Finding]:
+        """Local maxima of one heatmap channel (h, w) mapped back to stored-image pixels."""
+        i = self.spec.input
+        h, w = heat.shape
+        if not np.all(np.isfinite(heat)):
+            heat = np.nan_to_num(heat, nan=-np.inf, posinf=np.finfo(np.float32).max, neginf=-np.inf)
+        peaks = (heat == maximum_filter(heat, size=PEAK_WINDOW, mode="nearest")) & np.isfinite(heat)
+        rows, cols = np.nonzero(peaks)
+        order = np.lexsort((cols, rows, -heat[rows, cols]))  # by value, ties by position: deterministic
+        g = plane.geometry
+        out: list[Finding] = []
+        for k in order:
+            r, c = int(rows[k]), int(cols[k])
+            score = self.pkg.map_score(float(heat[r, c]))
+            if score < FINDING_FLOOR:
+                break
+            x_model = (c + 0.5) * i.width / w
+            y_model = (r + 0.5) * i.height / h
+            if x_model > g.content_width or y_model > g.content_height:
+                continue  # a peak in the zero padding is not on the image
+            col, row = model_to_image(x_model, y_model, g)
+            out.append(Finding(plane.laterality, plane.view, plane.file, round(col, 2), round(row, 2), round(score, 6)))
+            if len(out) == FINDINGS_PER_IMAGE:
+                break
+        return out
+
+    def infer(self, prepared: PreparedExam) -> ExamOutput:
+        names = [self.spec.score_output] + ([self.spec.heatmap_output] if self.spec.heatmap_output else [])
+        image_scores: dict[str, list[float]] = {}
+        breast_scores: dict[str, float] = {}
+        exam_score: float | None = None
+        findings: list[Finding] = []
+        for batch in prepared.batches:
+            try:
+                outputs = self.session.run(names, {self.spec.input.name: batch.tensor})
+            except Exception as exc:  # onnxruntime raises Fail/InvalidArgument/RuntimeException
+                first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                raise VendorFault(f"onnxruntime failed: {first}", "error") from None
+            scores = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
+            if scores.shape[0] != len(batch.items):
+                raise VendorFault(f"score output has {scores.shape[0]} values for {len(batch.items)} inputs", "error")
+            mapped = [self._map(float(s)) for s in scores]
+            if batch.key == "image":
+                for planes, s in zip(batch.items, mapped, strict=True):
+                    image_scores.setdefault(planes[0].laterality, []).append(s)
+            elif batch.key in ("L", "R"):
+                breast_scores[batch.key] = mapped[0]
+            else:
+                exam_score = mapped[0]
+            if len(outputs) > 1:
+                heat = np.asarray(outputs[1], dtype=np.float32)
+                if heat.ndim != 4 or heat.shape[0] != len(batch.items):
+                    raise VendorFault(f"heatmap output has shape {heat.shape}; expected (N, C, h, w)", "error")
+                for n, planes in enumerate(batch.items):
+                    if heat.shape[1] == len(planes):
+                        for ch, plane in enumerate(planes):
+                            findings.extend(self._findings(heat[n, ch], plane))
+        if image_scores:
+            breast_scores = {lat: self._aggregate(v) for lat, v in sorted(image_scores.items())}
+        if exam_score is None:
+            exam_score = self._aggregate([breast_scores[k] for k in sorted(breast_scores)])
+        findings.sort(key=lambda f: (-f.score, f.file, f.y, f.x))
+        return ExamOutput(score=exam_score, breasts=breast_scores, findings=tuple(findings))
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]
+

@@ -1,0 +1,498 @@
+"""Vendor packages (DESIGN.md §3.2): load, validate and fingerprint ``vendor.yaml`` + artifacts.
+
+A package is a directory or a ``.zip`` holding ``vendor.yaml`` at its top level. Loading it
+refuses anything unsafe *before* a single case runs:
+
+* ``vendor.yaml`` is validated against ``vendor.schema.json`` (``additionalProperties: false``
+  everywhere); the first error becomes one line naming the key path and the fix.
+* zips are extracted into a private temporary directory (removed at exit) with members checked
+  first: no absolute paths, no ``..``, no symlinks (Unix mode in the external attributes), at
+  most ``MAX_MEMBERS`` members and ``MAX_TOTAL_BYTES`` uncompressed bytes (counted while
+  writing, so a lying header cannot blow past it).
+* directories may not contain symlinks that resolve outside the package.
+* ONNX models: every tensor with external data must name a file inside the package (checked
+  without loading the data); only the standard domains ('', 'ai.onnx', 'ai.onnx.ml') may
+  appear in opset imports or nodes (custom ops are refused, also inside subgraphs); the declared
+  input and outputs are checked against the graph (names, float32, NCHW rank 4, channel count
+  of the unit, height/width equal or dynamic).
+
+Digests: ``model_digests`` maps each artifact (the ONNX model, every external-data file, and
+``vendor.yaml`` itself, since it fixes preprocessing and the operating point) to its bare hex
+SHA-256. ``package_digest`` is ``sha256:`` + SHA-256 of the canonical JSON of
+``{"files": {relative_path: sha256}}`` over every regular file of the package, so a directory
+and a zip of the same files have the same digest.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jsonschema
+import yaml
+
+from harness.errors import VendorPackageError
+from harness.jsonutil import canonical_json, sha256_bytes, sha256_file
+
+SCHEMA_PATH = Path(__file__).with_name("vendor.schema.json")
+MAX_MEMBERS = 1000
+MAX_TOTAL_BYTES = 4 * 1024**3
+STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+UNIT_CHANNELS = {"image": 1, "breast": 2, "exam": 4}
+FLOAT32 = 1  # onnx.TensorProto.FLOAT
+
+
+@dataclass(frozen=True)
+class OnnxInputSpec:
+    """How exams become the model input tensor."""
+
+    unit: str
+    name: str
+    height: int
+    width: int
+    orientation: str = "chest_wall_left"
+    pixels: str = "presentation"
+    scale: tuple[float, float] = (0.0, 1.0)
+    resize: str = "fit"
+
+    @property
+    def channels(self) -> int:
+        return UNIT_CHANNELS[self.unit]
+
+
+@dataclass(frozen=True)
+class OnnxGraphFacts:
+    """What the graph itself says about its input/outputs (checked against the spec)."""
+
+    batch_dynamic: bool
+    heatmap_channels: int | None  # None: no heatmap, or its channel dim is dynamic
+
+
+@dataclass(frozen=True)
+class OnnxSpec:
+    """The ``onnx`` section."""
+
+    model: str
+    input: OnnxInputSpec
+    score_output: str
+    heatmap_output: str | None
+    aggregate: str
+    graph: OnnxGraphFacts
+
+    def model_path(self, root: Path) -> Path:
+        return root / self.model
+
+
+@dataclass(frozen=True)
+class PacsSpec:
+    """A PACS the harness queries for results (``dicom.results.from: pacs``)."""
+
+    ae_title: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class DicomResultsSpec:
+    """Where and in which form a DICOM node returns its results."""
+
+    format: str
+    source: str = "push"  # yaml key ``from``: push (node C-STOREs to us) | pacs
+    listen_port: int | None = None
+    score_code: tuple[str, str] = ("111047", "DCM")
+    score_scale: tuple[float, float] | None = None
+    pacs: PacsSpec | None = None
+
+
+@dataclass(frozen=True)
+class DicomSpec:
+    """The ``dicom`` section."""
+
+    ae_title: str
+    host: str
+    port: int
+    calling_ae_title: str
+    results: DicomResultsSpec
+    timeout_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class RestSpec:
+    """The ``rest`` section."""
+
+    url: str
+    protocol: str
+    timeout_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class VendorPackage:
+    """A validated vendor package; ``root`` is the (extracted) package directory."""
+
+    root: Path
+    source: Path
+    vendor: str
+    product: str
+    version: str
+    interface: str
+    operating_point: float
+    score_range: tuple[float, float]
+    onnx: OnnxSpec | None
+    dicom: DicomSpec | None
+    rest: RestSpec | None
+    package_digest: str
+    model_digests: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.vendor} {self.product} {self.version}"
+
+    def map_score(self, raw: float) -> float:
+        """Map a model score linearly from ``score_range`` onto [0, 1]; never clipped."""
+        lo, hi = self.score_range
+        return (float(raw) - lo) / (hi - lo)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _key_path(parts: Any) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def schema_message(error: jsonschema.ValidationError, source: str) -> str:
+    """One line for a jsonschema error: the key path, the problem and the fix."""
+    where = f"{source}: {_key_path(error.absolute_path)}"
+    v = error.validator
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        key = f"{_key_path(list(error.absolute_path) + [extra[0]])}" if extra else where
+        return f"{source}: {key}: unknown key; remove it (allowed here: {', '.join(allowed)})"
+    if v == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"{where}: missing key {missing!r}; add it (see DESIGN.md §3.2)"
+    if v == "enum":
+        return f"{where}: {error.instance!r} is not allowed; use one of {', '.join(map(str, error.validator_value))}"
+    if v == "const":
+        return f"{where}: must be {error.validator_value!r}, got {error.instance!r}"
+    if v == "type":
+        return f"{where}: expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
+    if v == "pattern" and isinstance(error.instance, str) and "://" not in error.validator_value:
+        return f"{where}: {error.instance!r} must be a relative path inside the package (no '..', no leading '/')"
+    if v in ("minItems", "maxItems"):
+        return f"{where}: expected exactly 2 numbers [low, high], got {error.instance!r}"
+    return f"{where}: {error.message}; fix the value"
+
+
+def _best_error(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
+    # Prefer unknown keys (the most actionable), then the deepest error: stable, not set-order.
+    def rank(e: jsonschema.ValidationError) -> tuple[int, int, str]:
+        return (0 if e.validator == "additionalProperties" else 1, -len(e.absolute_path), str(list(e.absolute_path)))
+    return sorted(errors, key=rank)[0]
+
+
+# --------------------------------------------------------------------------- files
+
+
+_EXTRACTED: list[Path] = []
+
+
+@atexit.register
+def _cleanup() -> None:
+    for d in _EXTRACTED:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _check_member_name(zpath: Path, name: str) -> PurePosixPath:
+    p = PurePosixPath(name.replace("\\", "/"))
+    if name.startswith(("/", "\\")) or p.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        raise VendorPackageError(f"{zpath}: member {name!r} has an absolute path; rebuild the zip with relative paths")
+    if ".." in p.parts:
+        raise VendorPackageError(f"{zpath}: member {name!r} leaves the package ('..'); rebuild the zip without it")
+    return p
+
+
+def extract_zip(zpath: Path) -> Path:
+    """Safely extract a package zip into a private temporary directory and return it."""
+    try:
+        zf = zipfile.ZipFile(zpath)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise VendorPackageError(f"{zpath}: not a readable zip ({exc}); pass a package directory or a valid .zip") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise VendorPackageError(f"{zpath}: {len(infos)} members, more than {MAX_MEMBERS}; a vendor package needs only a few files")
+        declared = 0
+        for info in infos:
+            _check_member_name(zpath, info.filename)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise VendorPackageError(f"{zpath}: member {info.filename!r} is a symlink; store the file itself")
+            declared += info.file_size
+        if declared > MAX_TOTAL_BYTES:
+            raise VendorPackageError(f"{zpath}: {declared} bytes uncompressed, more than {MAX_TOTAL_BYTES}; package too large")
+        dest = Path(tempfile.mkdtemp(prefix="mammocert-vendor-"))
+        _EXTRACTED.append(dest)
+        written = 0
+        for info in infos:
+            rel = _check_member_name(zpath, info.filename)
+            target = dest.joinpath(*rel.parts)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:
+                while block := src.read(1 << 20):
+                    written += len(block)
+                    if written > MAX_TOTAL_BYTES:
+                        raise VendorPackageError(f"{zpath}: expands past {MAX_TOTAL_BYTES} bytes; package too large")
+                    out.write(block)
+    # A zip whose single top-level folder holds vendor.yaml is accepted too.
+    if not (dest / "vendor.yaml").is_file():
+        subdirs = [p for p in dest.iterdir() if p.is_dir()]
+        if len(subdirs) == 1 and (subdirs[0] / "vendor.yaml").is_file() and len(list(dest.iterdir())) == 1:
+            return subdirs[0]
+    return dest
+
+
+def _inside(root: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _file_hashes(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every regular file; refuses symlinks that leave the package."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            if p.is_symlink() and not _inside(root, p):
+                raise VendorPackageError(f"{p}: symlink points outside the package ({os.readlink(p)}); copy the file into the package")
+        for name in filenames:
+            p = Path(dirpath) / name
+            if p.is_file():
+                out[p.relative_to(root).as_posix()] = sha256_file(p)
+    return dict(sorted(out.items()))
+
+
+# --------------------------------------------------------------------------- onnx
+
+
+def _dims(value_info: Any) -> list[int | str | None]:
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return []
+    out: list[int | str | None] = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            out.append(d.dim_param)
+        else:
+            out.append(None)
+    return out
+
+
+def _walk_graphs(graph: Any):
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _walk_graphs(attr.g)
+            for g in attr.graphs:
+                yield from _walk_graphs(g)
+
+
+def _all_tensors(model: Any):
+    for g in _walk_graphs(model.graph):
+        yield from g.initializer
+        for sp in g.sparse_initializer:
+            yield sp.values
+            yield sp.indices
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+
+
+def check_onnx(root: Path, rel_model: str, spec_input: OnnxInputSpec, score: str, heatmap: str | None,
+               source: str) -> tuple[OnnxGraphFacts, dict[str, str]]:
+    """Static safety and interface checks of the model; returns graph facts and artifact digests."""
+    import onnx
+
+    path = root / rel_model
+    if path.is_symlink() and not _inside(root, path):
+        raise VendorPackageError(f"{source}: onnx.model {rel_model!r} is a symlink out of the package; copy the model in")
+    if not path.is_file() or not _inside(root, path):
+        raise VendorPackageError(f"{source}: onnx.model {rel_model!r} not found in the package; put the model file next to vendor.yaml")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise VendorPackageError(f"{path}: not a readable ONNX model ({type(exc).__name__}); export the model again") from None
+    digests = {rel_model: sha256_file(path)}
+    for tensor in _all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        if not location:
+            raise VendorPackageError(f"{path}: tensor {tensor.name!r} has external data without a location; re-save the model")
+        target = path.parent / location
+        if Path(location).is_absolute() or ".." in PurePosixPath(location.replace("\\", "/")).parts or not _inside(root, target):
+            raise VendorPackageError(f"{path}: tensor {tensor.name!r} external data {location!r} is outside the package; keep weights inside it")
+        if not target.is_file():
+            raise VendorPackageError(f"{path}: tensor {tensor.name!r} external data {location!r} is missing; add the file to the package")
+        rel = target.resolve().relative_to(root.resolve()).as_posix()
+        digests.setdefault(rel, sha256_file(target))
+    for imp in model.opset_import:
+        if imp.domain not in STANDARD_DOMAINS:
+            raise VendorPackageError(f"{path}: custom operator domain {imp.domain!r} in opset_import; only standard ONNX operators are allowed")
+    for g in _walk_graphs(model.graph):
+        for node in g.node:
+            if node.domain not in STANDARD_DOMAINS:
+                raise VendorPackageError(f"{path}: node {node.name or node.op_type!r} uses custom operator domain {node.domain!r}; only standard ONNX operators are allowed")
+    init_names = {t.name for t in model.graph.initializer}
+    inputs = {i.name: i for i in model.graph.input if i.name not in init_names}
+    outputs = {o.name: o for o in model.graph.output}
+    name = spec_input.name
+    if name not in inputs or len(inputs) != 1:
+        raise VendorPackageError(
+            f"{source}: onnx.input.name {name!r} does not match the model's input(s) {sorted(inputs)}; set it to the graph's one input name")
+    vi = inputs[name]
+    if vi.type.tensor_type.elem_type != FLOAT32:
+        raise VendorPackageError(f"{path}: input {name!r} is not float32; export the model with a float32 input")
+    dims = _dims(vi)
+    if len(dims) != 4:
+        raise VendorPackageError(f"{path}: input {name!r} has rank {len(dims)}; expected 4 (N, C, H, W)")
+    n, c, h, w = dims
+    if isinstance(c, int) and c != spec_input.channels:
+        raise VendorPackageError(
+            f"{source}: onnx.input.unit {spec_input.unit!r} gives {spec_input.channels} channel(s) but the model input has C={c}; fix unit or the model")
+    for label, got, want in (("height", h, spec_input.height), ("width", w, spec_input.width)):
+        if isinstance(got, int) and got != want:
+            raise VendorPackageError(f"{source}: onnx.input.{label} is {want} but the model input has {got}; make them equal")
+    if isinstance(n, int) and n != 1:
+        raise VendorPackageError(f"{path}: input {name!r} has a fixed batch size {n}; use 1 or a dynamic batch dimension")
+    for key, out_name in (("score", score), ("heatmap", heatmap)):
+        if out_name is None:
+            continue
+        if out_name not in outputs:
+            raise VendorPackageError(f"{source}: onnx.output.{key} {out_name!r} is not a model output {sorted(outputs)}; use the graph's output name")
+        if outputs[out_name].type.tensor_type.elem_type != FLOAT32:
+            raise VendorPackageError(f"{path}: output {out_name!r} is not float32; export it as float32")
+    sdims = _dims(outputs[score])
+    if len(sdims) not in (1, 2) or (len(sdims) == 2 and isinstance(sdims[1], int) and sdims[1] != 1):
+        raise VendorPackageError(f"{path}: score output {score!r} has shape {sdims}; expected (N,) or (N, 1)")
+    heat_c: int | None = None
+    if heatmap is not None:
+        hd = _dims(outputs[heatmap])
+        if len(hd) != 4:
+            raise VendorPackageError(f"{path}: heatmap output {heatmap!r} has rank {len(hd)}; expected 4 (N, C, h, w)")
+        if isinstance(hd[1], int):
+            if hd[1] not in (1, spec_input.channels):
+                raise VendorPackageError(f"{path}: heatmap output {heatmap!r} has {hd[1]} channels; expected 1 or {spec_input.channels}")
+            heat_c = hd[1]
+    return OnnxGraphFacts(batch_dynamic=not isinstance(n, int), heatmap_channels=heat_c), digests
+
+
+# --------------------------------------------------------------------------- load
+
+
+def _pair(v: Any) -> tuple[float, float]:
+    return (float(v[0]), float(v[1]))
+
+
+def load_vendor_package(path: Path | str) -> VendorPackage:
+    """Load and validate a vendor package from a directory or a .zip (see module docstring)."""
+    src = Path(path)
+    if src.is_file() and zipfile.is_zipfile(src):
+        root = extract_zip(src)
+    elif src.is_dir():
+        root = src
+    elif src.exists():
+        raise VendorPackageError(f"{src}: neither a directory nor a .zip; pass the package directory or its .zip")
+    else:
+        raise VendorPackageError(f"{src}: vendor package not found; check the --vendor path")
+    yml = root / "vendor.yaml"
+    source = str(src / "vendor.yaml") if src.is_dir() else f"{src}!vendor.yaml"
+    if yml.is_symlink():
+        raise VendorPackageError(f"{source}: vendor.yaml is a symlink; store the file itself")
+    if not yml.is_file():
+        raise VendorPackageError(f"{source}: no vendor.yaml at the package's top level; add one (DESIGN.md §3.2)")
+    try:
+        data = yaml.safe_load(yml.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise VendorPackageError(f"{source}{line}: invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    except UnicodeDecodeError:
+        raise VendorPackageError(f"{source}: not UTF-8 text; save vendor.yaml as UTF-8") from None
+    if not isinstance(data, dict):
+        raise VendorPackageError(f"{source}: top level must be a mapping of keys (schema, vendor, product, ...)")
+    errors = list(_validator().iter_errors(data))
+    if errors:
+        raise VendorPackageError(schema_message(_best_error(errors), source))
+    lo, hi = _pair(data["score_range"])
+    if not hi > lo:
+        raise VendorPackageError(f"{source}: score_range [{lo}, {hi}] must have low < high")
+    files = _file_hashes(root)
+    onnx_spec = dicom_spec = rest_spec = None
+    model_digests: dict[str, str] = {}
+    if "onnx" in data:
+        o = data["onnx"]
+        i = o["input"]
+        inp = OnnxInputSpec(i["unit"], i["name"], int(i["height"]), int(i["width"]),
+                            i.get("orientation", "chest_wall_left"), i.get("pixels", "presentation"),
+                            _pair(i.get("scale", [0.0, 1.0])), i.get("resize", "fit"))
+        facts, artifact_digests = (None, {})
+        if data["interface"] == "onnx":
+            facts, artifact_digests = check_onnx(root, o["model"], inp, o["output"]["score"],
+                                                 o["output"].get("heatmap"), source)
+        onnx_spec = OnnxSpec(o["model"], inp, o["output"]["score"], o["output"].get("heatmap"),
+                             o.get("aggregate", "max"), facts or OnnxGraphFacts(False, None))
+        model_digests.update(artifact_digests)
+    if "dicom" in data:
+        d = data["dicom"]
+        r = d["results"]
+        score = r.get("score", {})
+        pacs = r.get("pacs")
+        dicom_spec = DicomSpec(
+            d["ae_title"], d["host"], int(d["port"]), d.get("calling_ae_title", "MAMMOCERT"),
+            DicomResultsSpec(r["format"], r.get("from", "push"), r.get("listen_port"),
+                             (str(score.get("code", "111047")), str(score.get("scheme", "DCM"))),
+                             _pair(score["scale"]) if "scale" in score else None,
+                             PacsSpec(pacs["ae_title"], pacs["host"], int(pacs["port"])) if pacs else None),
+            float(d.get("timeout_s", 300.0)))
+    if "rest" in data:
+        r = data["rest"]
+        rest_spec = RestSpec(r["url"], r["protocol"], float(r.get("timeout_s", 300.0)))
+    model_digests["vendor.yaml"] = files.get("vendor.yaml", sha256_file(yml))
+    package_digest = "sha256:" + sha256_bytes(canonical_json({"files": files}))
+    return VendorPackage(root, src, str(data["vendor"]), str(data["product"]), str(data["version"]),
+                         data["interface"], float(data["operating_point"]), (lo, hi),
+                         onnx_spec, dicom_spec, rest_spec, package_digest,
+                         dict(sorted(model_digests.items())), data)

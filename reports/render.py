@@ -1,0 +1,322 @@
+"""Render an evidence bundle's ``results.json`` into a self-contained, printable ``report.html``.
+
+The report adds nothing that is not in ``results.json``: every number, plot and list comes from
+the results model (criterion ``evidence`` carries the plot data; ``summary.faults`` lists the
+cases with errors or rejections). Rendering is deterministic, so ``mammocert report DIR``
+reproduces the exact bytes whose SHA-256 the attestation signs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from harness.errors import UsageError
+from harness.jsonutil import sha256_file
+from harness.results import CONFORMANT, SELF_TEST_BANNER, CriterionResult, RunResults, read_results
+from reports import plots
+from reports.thresholds import describe_threshold, numeric_limits
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+# Families of criteria, in the order a reader meets them; unknown kinds follow, titled from the kind.
+FAMILIES: dict[str, str] = {
+    "auc": "Discrimination",
+    "sensitivity_at_specificity": "Screening accuracy",
+    "sensitivity_at_operating_point": "Screening accuracy",
+    "specificity_at_operating_point": "Screening accuracy",
+    "recall_rate": "Screening outcomes compared with radiologists",
+    "cancer_detection_rate": "Screening outcomes compared with radiologists",
+    "ppv": "Screening outcomes compared with radiologists",
+    "subgroup": "Equity across subgroups",
+    "localization": "Localization of findings",
+    "robustness_sweep": "Robustness to image variation",
+    "invariance": "Invariance (metamorphic tests)",
+    "degenerate_output": "Output sanity",
+    "determinism": "Technical reliability",
+    "caching": "Technical reliability",
+    "technical_failure_rate": "Technical reliability",
+    "input_rejection": "Technical reliability",
+    "latency": "Technical reliability",
+}
+
+# Plain-language statistical method per kind, for the methods appendix. A criterion's own
+# ``evidence.method`` (what the producer actually did) is shown next to it.
+METHODS: dict[str, str] = {
+    "auc": "Area under the ROC curve (AUC): the chance that a randomly chosen cancer exam scores higher "
+           "than a randomly chosen cancer-free exam. Confidence interval by DeLong's method or a "
+           "stratified bootstrap, as the standard specifies.",
+    "sensitivity_at_specificity": "Sensitivity (share of cancers flagged) at the threshold that gives the "
+                                  "target specificity; bootstrap confidence interval.",
+    "sensitivity_at_operating_point": "Sensitivity at the vendor's declared operating point; Wilson "
+                                      "interval, or a non-inferiority test against the named comparator.",
+    "specificity_at_operating_point": "Specificity (share of cancer-free exams not flagged) at the vendor's "
+                                      "operating point; Wilson interval or non-inferiority test.",
+    "recall_rate": "Recall rate reweighted to the screening population's prevalence, compared with the "
+                   "radiologist reading as a ratio with a confidence interval.",
+    "cancer_detection_rate": "Cancers detected per 1,000 screens, reweighted to the population's "
+                             "prevalence, compared with the radiologist reading as a ratio.",
+    "ppv": "Positive predictive value of a recall (share of recalls that are cancers), reweighted to the "
+           "population's prevalence, compared with the radiologist reading as a ratio.",
+    "subgroup": "The metric computed per subgroup (e.g. breast density, age band, device manufacturer); "
+                "the criterion bounds the largest gap between subgroups.",
+    "localization": "Free-response ROC (FROC): share of lesions marked within the allowed distance, "
+                    "against the number of false marks per image.",
+    "robustness_sweep": "The reference set re-scored under increasing image perturbation; the criterion "
+                        "bounds the drop in AUC and sensitivity from the unperturbed images.",
+    "invariance": "Property-based (metamorphic) tests: transformations that must not change the "
+                  "clinical answer are generated at random and shrunk to the smallest failing case.",
+    "degenerate_output": "Checks that scores are valid numbers in range and not constant.",
+    "determinism": "The same exams scored repeatedly; the largest score difference is reported.",
+    "caching": "Scores of repeated submissions compared with first submissions.",
+    "technical_failure_rate": "Share of exams with a technical failure (error or timeout), with an "
+                              "exact (Clopper-Pearson) or Wilson interval.",
+    "input_rejection": "Invalid or out-of-scope inputs are submitted; the model must decline them.",
+    "latency": "Wall-clock time per exam as measured by the harness; median (p50) and 95th percentile (p95).",
+}
+
+_THUMBNAIL = re.compile(r"^data:image/(png|jpeg|webp);base64,[A-Za-z0-9+/]+={0,2}$")
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """The minimal perturbation that broke an invariance criterion."""
+
+    relation: str
+    exam_id: str
+    parameters: tuple[tuple[str, str], ...]
+    score_before: str
+    score_after: str
+    thumb_before: str | None  # a validated data: URI, never a URL that would leave the file
+    thumb_after: str | None
+
+
+@dataclass(frozen=True)
+class CriterionView:
+    """One criterion, formatted for reading."""
+
+    id: str
+    title: str
+    kind: str
+    mandatory: bool
+    outcome: str
+    value: str
+    ci: str
+    threshold: str
+    n: int
+    explanation: str
+    source: str
+    method: str
+    examples: str
+    plot: Markup | None = None
+    plot_caption: str = ""
+    counterexample: Counterexample | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """Criteria of one family, shown as one table group."""
+
+    name: str
+    criteria: tuple[CriterionView, ...] = field(default_factory=tuple)
+
+
+def fmt_number(v: Any, unit: str = "") -> str:
+    """Readable number: three decimals for rates and AUCs, fewer for large values."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, int):
+        s = f"{v:,}"
+    elif abs(v) >= 100:
+        s = f"{v:,.0f}"
+    elif abs(v) >= 10:
+        s = f"{v:.1f}"
+    else:
+        s = f"{v:.3f}"
+    return f"{s} {unit}".strip()
+
+
+def _plot_for(c: CriterionResult) -> tuple[str | None, str]:
+    ev = c.evidence if isinstance(c.evidence, Mapping) else {}
+    salt = f"mammocert:{c.id}"
+    if c.kind == "auc":
+        return plots.roc_plot(ev, salt), "ROC curve: the higher and further left the curve, the better. Markers are operating points."
+    if c.kind == "subgroup":
+        ref = numeric_limits(c.threshold).get("reference")
+        return plots.forest_plot(ev, salt, ref), "Each row is a subgroup: square = estimate, line = confidence interval."
+    if c.kind == "localization":
+        return plots.froc_plot(ev, salt), "FROC curve: share of lesions marked correctly against false marks per image."
+    if c.kind == "robustness_sweep":
+        return plots.sweep_plot(ev, salt), "Performance as the images are degraded step by step."
+    if c.kind == "latency":
+        limits = {k: v for k, v in numeric_limits(c.threshold).items() if k != "reference"}
+        return plots.latency_plot(ev, salt, limits), "Distribution of the time the model took per exam."
+    return None, ""
+
+
+def _counterexample(c: CriterionResult) -> Counterexample | None:
+    if c.kind != "invariance" or c.outcome != "failed" or not isinstance(c.evidence, Mapping):
+        return None
+    ce = c.evidence.get("counterexample")
+    if not isinstance(ce, Mapping):
+        return None
+    params = ce.get("parameters")
+    thumbs = ce.get("thumbnails") if isinstance(ce.get("thumbnails"), Mapping) else {}
+
+    def thumb(key: str) -> str | None:
+        v = thumbs.get(key)
+        return v if isinstance(v, str) and _THUMBNAIL.match(v) else None
+
+    return Counterexample(
+        relation=str(ce.get("relation", "")),
+        exam_id=str(ce.get("exam_id", "")),
+        parameters=tuple((str(k), fmt_number(v)) for k, v in sorted(params.items()))
+        if isinstance(params, Mapping) else (),
+        score_before=fmt_number(ce.get("score_before")),
+        score_after=fmt_number(ce.get("score_after")),
+        thumb_before=thumb("before"),
+        thumb_after=thumb("after"),
+    )
+
+
+def criterion_view(c: CriterionResult) -> CriterionView:
+    """Format one criterion result for the report."""
+    ev = c.evidence if isinstance(c.evidence, Mapping) else {}
+    unit = str(ev.get("unit", ""))
+    svg, caption = _plot_for(c)
+    return CriterionView(
+        id=c.id, title=c.title, kind=c.kind, mandatory=c.mandatory, outcome=c.outcome,
+        value=fmt_number(c.value, unit),
+        ci=f"{fmt_number(c.ci[0])} – {fmt_number(c.ci[1])}" if c.ci is not None else "—",
+        threshold=describe_threshold(c.threshold),
+        n=c.n, explanation=c.explanation, source=c.source,
+        method=str(ev.get("method", "")),
+        examples=fmt_number(ev["examples"]) if isinstance(ev.get("examples"), int) else "",
+        plot=Markup(svg) if svg else None,  # our own matplotlib output, not producer text
+        plot_caption=caption if svg else "",
+        counterexample=_counterexample(c),
+    )
+
+
+def families(criteria: Sequence[CriterionResult]) -> list[Family]:
+    """Group criteria by family, families in first-appearance order, criteria in results order."""
+    groups: dict[str, list[CriterionView]] = {}
+    for c in criteria:
+        name = FAMILIES.get(c.kind, c.kind.replace("_", " ").capitalize())
+        groups.setdefault(name, []).append(criterion_view(c))
+    return [Family(name, tuple(views)) for name, views in groups.items()]
+
+
+@dataclass(frozen=True)
+class Banner:
+    """The verdict banner: what the document is, and the outcome of the criteria."""
+
+    headline: str
+    css: str
+    detail: str
+
+
+def banner(r: RunResults) -> Banner:
+    """The headline: the verdict for certify runs; self-test and demo say what they are first."""
+    mandatory = [c for c in r.criteria if c.mandatory]
+    passed = sum(c.outcome == "passed" for c in mandatory)
+    counts = f"{passed} of {len(mandatory)} mandatory criteria passed"
+    if r.mode == "self-test" or r.notice == SELF_TEST_BANNER:
+        return Banner(SELF_TEST_BANNER, "selftest", f"Outcome of this self-test: {r.verdict} ({counts}).")
+    if r.mode == "demo":
+        return Banner("DEMONSTRATION", "demo",
+                      f"Demonstration run, not a certificate. Outcome: {r.verdict} ({counts}).")
+    css = "pass" if r.verdict == CONFORMANT else "fail"
+    return Banner(r.verdict, css, f"{counts}.")
+
+
+def signing_note(r: RunResults) -> str:
+    """What the reader must check besides this page, given how the run was to be signed."""
+    if r.signing == "unsigned":
+        return ("Unsigned: no attestation was signed for this run, so nothing proves this report "
+                "unchanged. Do not rely on it outside the team that produced it.")
+    if r.signing == "demo-key":
+        return ("Signed with a demonstration key generated for this run (demo-key.pub.pem). The "
+                "signature proves only that the files are unchanged, not who produced them.")
+    return ("This report is valid only together with its signed attestation (attestation.intoto.json), "
+            "which records this file's SHA-256. Check both with: mammocert verify BUNDLE --key KEY.pub.pem")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,  # every string from results.json is escaped; only our SVG is Markup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["num"] = fmt_number
+    return env
+
+
+def _scalars(m: Any) -> list[tuple[str, str]]:
+    """Flatten a mapping of scalars and small mappings into readable key/value rows."""
+    rows: list[tuple[str, str]] = []
+    if not isinstance(m, Mapping):
+        return rows
+    for k, v in m.items():
+        if isinstance(v, Mapping):
+            rows += [(f"{k} · {k2}", fmt_number(v2)) for k2, v2 in v.items() if not isinstance(v2, Mapping | list)]
+        elif not isinstance(v, list):
+            rows.append((str(k), fmt_number(v)))
+    return rows
+
+
+def render_html(results: RunResults, results_sha256: str) -> str:
+    """The report as an HTML string (pure: the same inputs give the same string)."""
+    summary = results.summary if isinstance(results.summary, Mapping) else {}
+    faults = [f for f in summary.get("faults", []) if isinstance(f, Mapping)]
+    outcome_counts = {o: sum(c.outcome == o for c in results.criteria) for o in ("passed", "failed", "error")}
+    model_digests = results.vendor.get("model_digests", {})
+    return _environment().get_template("report.html.j2").render(
+        r=results,
+        banner=banner(results),
+        signing_note=signing_note(results),
+        families=families(results.criteria),
+        outcome_counts=outcome_counts,
+        failed_mandatory=[c for c in results.criteria if c.mandatory and c.outcome != "passed"],
+        model_digests=sorted(model_digests.items()) if isinstance(model_digests, Mapping) else [],
+        faults=faults,
+        summary_rows=[row for row in _scalars({k: v for k, v in summary.items() if k != "faults"})],
+        seed_rows=_scalars(results.seeds),
+        package_rows=_scalars(results.harness.get("packages", {})),
+        methods=[(kind, METHODS.get(kind, "")) for kind in dict.fromkeys(c.kind for c in results.criteria)],
+        results_sha256=results_sha256,
+    )
+
+
+def render_report(bundle_dir: Path) -> Path:
+    """Write ``bundle_dir/report.html`` from ``bundle_dir/results.json``; return its path."""
+    bundle_dir = Path(bundle_dir)
+    results_path = bundle_dir / "results.json"
+    results = read_results(results_path)
+    out = bundle_dir / "report.html"
+    # newline="" so the bytes are the same on every platform (the attestation signs them).
+    with open(out, "w", encoding="utf-8", newline="") as fh:
+        fh.write(render_html(results, sha256_file(results_path)))
+    return out
+
+
+def report_cli(args: argparse.Namespace) -> int:
+    """``mammocert report DIR``."""
+    bundle = Path(args.dir)
+    if not bundle.is_dir():
+        raise UsageError(f"{bundle}: not a directory; give the evidence bundle written by `mammocert run`")
+    out = render_report(bundle)
+    print(f"report: {out}")
+    return 0
