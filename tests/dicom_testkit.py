@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import JPEG2000Lossless, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
 from harness.cases.manifest import ImageRef
 from harness.vendors.adapter import ExamInput
@@ -133,3 +133,27 @@ def make_exam(root: Path, exam_id: str, *, seed: int = 0, identifiable: bool = F
         ds.save_as(path, enforce_file_format=True)
         items.append((ImageRef(rel, lat, view, hashlib.sha256(path.read_bytes()).hexdigest()), ds))
     return ExamInput(exam_id, tuple(items))
+
+
+def write_dicom_package(root: Path, *, node_port: int, listen_port: int | None = None, node_ae: str = "REF_NODE",
+                        calling_ae: str = "MAMMOCERT", timeout_s: float = 20.0, fmt: str = "mammography-cad-sr",
+                        pacs: tuple[str, int] | None = None, allow_identifiable: bool = False,
+                        score_range: tuple[float, float] = (0.0, 100.0)) -> Path:
+    """A DICOM vendor package (vendor.yaml only) for a node on 127.0.0.1."""
+    import yaml
+
+    results: dict = {"format": fmt}
+    if pacs is not None:
+        results["from"] = "pacs"
+        results["pacs"] = {"ae_title": pacs[0], "host": "127.0.0.1", "port": pacs[1]}
+    else:
+        results["listen_port"] = listen_port
+    dicom: dict = {"ae_title": node_ae, "host": "127.0.0.1", "port": node_port, "calling_ae_title": calling_ae,
+                   "results": results, "timeout_s": timeout_s}
+    if allow_identifiable:
+        dicom["allow_identifiable"] = True
+    doc = {"schema": "mammocert/vendor/v1", "vendor": "Test", "product": "DicomNode", "version": "1.0",
+           "interface": "dicom", "operating_point": 50.0, "score_range": list(score_range), "dicom": dicom}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "vendor.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return root

@@ -49,5 +49,110 @@ def latency(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
         "max_s": float(lat.max()), "method": "wall-clock per exam from prepared input to result, quantiles (linear)"})
 
 
-def _live_pairs(ctx: EvaluationContext, spec: CriterionSpec, what: str) -> Any:
-    return ctx.require_live(what)
+def _sample(ctx: EvaluationContext, spec: CriterionSpec, n: int, readable_only: bool = True) -> list[str]:
+    """A seeded sample of exam ids (sorted), from exams the model read when ``readable_only``."""
+    t = ctx.table()
+    ids = [e.exam_id for e, ok in zip(t.exams, t.readable, strict=True) if ok or not readable_only]
+    if not ids:
+        raise NotEvaluable("the model read no reference exam successfully")
+    rng = ctx.rng(spec.id)
+    return sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist())
+
+
+def _diff(a: Any, b: Any) -> float:
+    """Largest absolute change of exam or breast score; inf when either side has no score."""
+    if a.score is None or b.score is None:
+        return float("inf")
+    d = abs(a.score - b.score)
+    for side in set(a.breasts) & set(b.breasts):
+        d = max(d, abs(a.breasts[side] - b.breasts[side]))
+    return d
+
+
+def _identity(exam: Any) -> Any:
+    return exam
+
+
+@evaluator("determinism")
+def determinism(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
+    """Every exam again (repeat 1..k), the second pass one exam at a time in a shuffled order, so
+    state carried between exams or a random op in the model shows up."""
+    live = ctx.require_live("determinism")
+    t = ctx.table()
+    ids = [e.exam_id for e, ok in zip(t.exams, t.readable, strict=True) if ok]
+    if not ids:
+        raise NotEvaluable("the model read no reference exam successfully")
+    repeats = int(spec.params["repeats"])
+    rows: list[dict[str, Any]] = []
+    rng = ctx.rng(spec.id)
+    for r in range(1, repeats + 1):
+        cond = f"determinism:repeat={r}"
+        if r % 2 == 1:
+            again = live.run(cond, _identity, ids)
+        else:
+            again = {}
+            for exam_id in rng.permutation(ids).tolist():
+                again.update(live.run(cond, _identity, [exam_id]))
+        for exam_id in ids:
+            rows.append({"exam_id": exam_id, "repeat": r, "diff": _diff(live.original(exam_id), again[exam_id])})
+    worst = max(rows, key=lambda x: x["diff"])
+    measured = {"value": worst["diff"], "ci": None, "max_abs_diff": worst["diff"]}
+    changed = [x for x in rows if x["diff"] > float(spec.pass_if.get("max_abs_diff_lte", 0))]
+    summary = (f"The same {len(ids)} exams were scored {repeats} more time(s) (in another order); the largest change "
+               f"of any score was {worst['diff']:.3g}" + (f", on exam {worst['exam_id']}." if worst["diff"] > 0 else "."))
+    return result(spec, measured, len(rows), summary, {"repeats": repeats, "changed": changed[:50],
+                  "method": "re-run of every readable exam; odd repeats in set order, even repeats one exam at a time shuffled"})
+
+
+@evaluator("caching")
+def caching(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
+    """(a) fresh UIDs must not change the score; (b) another exam's pixels under this exam's UIDs
+    must get the other exam's score: the answer follows the pixels, not a cache keyed on UIDs."""
+    from harness.perturb.caching import fresh_uids, pixels_of
+
+    live = ctx.require_live("caching")
+    ids = _sample(ctx, spec, int(spec.params["examples"]))
+    rows: list[dict[str, Any]] = []
+    for i, exam_id in enumerate(ids):
+        cond, transform = fresh_uids(ctx.standard.seed, exam_id)
+        after = live.run(cond, transform, [exam_id])[exam_id]
+        rows.append({"exam_id": exam_id, "test": "fresh UIDs", "expected": live.original(exam_id).score,
+                     "got": after.score, "diff": _diff(live.original(exam_id), after)})
+        donor = ids[(i + 1) % len(ids)]
+        if donor == exam_id:
+            continue
+        cond, transform = pixels_of(ctx.manifest, donor)
+        after = live.run(cond, transform, [exam_id])[exam_id]
+        rows.append({"exam_id": exam_id, "test": f"pixels of {donor} under these UIDs",
+                     "expected": live.original(donor).score, "got": after.score,
+                     "diff": _diff(live.original(donor), after)})
+    worst = max(rows, key=lambda x: x["diff"])
+    measured = {"value": worst["diff"], "ci": None, "max_abs_diff": worst["diff"]}
+    summary = (f"{len(rows)} resubmissions with fresh UIDs or swapped pixels: the score followed the pixels with a "
+               f"largest deviation of {worst['diff']:.3g} ({worst['test']}, exam {worst['exam_id']}).")
+    return result(spec, measured, len(rows), summary, {"checks": rows[:100],
+                  "method": "resubmission with fresh Study/Series/SOP UIDs, and with another exam's pixels under the original UIDs"})
+
+
+@evaluator("input_rejection")
+def input_rejection(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
+    from harness.perturb.invalid import INVALID_INPUTS
+
+    live = ctx.require_live("input rejection")
+    ids = _sample(ctx, spec, int(spec.params.get("examples", 5)))
+    rows: list[dict[str, Any]] = []
+    for variant in spec.params["variants"]:
+        make = INVALID_INPUTS[variant]
+        got = live.run(f"invalid:{variant}", make, ids)
+        for exam_id in ids:
+            p = got[exam_id]
+            rows.append({"variant": variant, "exam_id": exam_id, "status": p.status, "score": p.score,
+                         "reason": p.error, "refused": p.status != "ok"})
+    refused = sum(r["refused"] for r in rows)
+    frac = refused / len(rows)
+    scored = [r for r in rows if not r["refused"]]
+    measured = {"value": frac, "ci": None, "rejected_fraction": frac}
+    summary = (f"Of {len(rows)} invalid inputs ({', '.join(spec.params['variants'])}) the AI refused {refused}"
+               + (f" and scored {len(scored)} (e.g. {scored[0]['variant']} on {scored[0]['exam_id']} got {scored[0]['score']:.3g})." if scored else "."))
+    return result(spec, measured, len(rows), summary, {"inputs": rows,
+                  "method": "each reference exam turned into each invalid variant; a 'rejected' or 'error' status counts as refused"})

@@ -161,7 +161,7 @@ def plan_exam(recipe: Recipe, index: int, truth: str, model: ReaderModel | None 
     th = recipe.thickness_mm
     thickness = float(np.clip(rng.normal(th["mean"], th["sd"]), th["min"], th["max"]))
     # Bigger compressed breasts are thicker and deeper (nipple to chest wall).
-    depth = float(np.clip(rng.normal(70 + 0.55 * thickness, 12), 55, 150))
+    depth = float(np.clip(rng.normal(80 + 0.6 * thickness, 12), 60, 160))
     manufacturer = _choice(rng, dict(recipe.manufacturers))
     lesion, conspicuity = draw_lesion(recipe, truth, density, rng)
     reads = simulate_reads(model or reader_model(recipe), truth, density, conspicuity, rng)

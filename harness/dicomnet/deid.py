@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.uid import generate_uid
 
 # Attributes that must be empty in de-identified data (PS3.15 Basic Profile removes them).
@@ -43,8 +44,8 @@ def _text(ds: Dataset, keyword: str) -> str:
     v = ds.get(keyword)
     if v is None:
         return ""
-    if isinstance(v, Iterable) and not isinstance(v, str | bytes):
-        return "\\".join(str(x) for x in v)
+    if isinstance(v, MultiValue | list):
+        return "\\".join(str(x) for x in v).strip("\\ ")
     return str(v).strip()
 
 
@@ -94,7 +95,7 @@ def _remap_uids(ds: Dataset, mapping: dict[str, str]) -> None:
                 new.append(uid)
                 continue
             if uid not in mapping:
-                mapping[uid] = generate_uid()  # 2.25.<random 128 bit>: unlinkable to the original
+                mapping[uid] = generate_uid(prefix=None)  # 2.25.<random 128 bit>: unlinkable to the original
             new.append(mapping[uid])
         elem.value = new if elem.VM > 1 else new[0]
 

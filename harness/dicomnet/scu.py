@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
+    UID,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
-    UID,
 )
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification

@@ -117,7 +117,7 @@ class MarkOut:
 class ReportContent:
     """What a node concluded about one study, in the report's score unit."""
 
-    exam_score: float
+    exam_score: float | None                         # None: the model produced nothing (with complete=False)
     breasts: Mapping[str, float]                     # "L"/"R" -> score
     marks: Mapping[str, Sequence[MarkOut]] = field(default_factory=dict)   # "L"/"R" -> marks
     complete: bool = True
@@ -312,11 +312,12 @@ def write_mammo_cad_sr(images: Sequence[Dataset], content: ReportContent, *,
         impressions.append(_container("INFERRED FROM", IMPRESSION, [intent, composite]))
 
     with_findings = bool(impressions)
-    key = ("complete" if content.complete else "partial") + ("-with-findings" if with_findings else "-without-findings")
-    summary = _code("CONTAINS", CAD_SUMMARY, SUMMARY_CODES[key], [
-        _num("HAS PROPERTIES", PROBABILITY_OF_CANCER, content.exam_score),
-        *impressions,
-    ])
+    if content.exam_score is None and not content.complete:
+        key = "failed"
+    else:
+        key = ("complete" if content.complete else "partial") + ("-with-findings" if with_findings else "-without-findings")
+    exam_num = [] if content.exam_score is None else [_num("HAS PROPERTIES", PROBABILITY_OF_CANCER, content.exam_score)]
+    summary = _code("CONTAINS", CAD_SUMMARY, SUMMARY_CODES[key], [*exam_num, *impressions])
     detections = _code("CONTAINS", SUMMARY_OF_DETECTIONS, SUCCEEDED if content.complete else FAILED, [
         _container("INFERRED FROM", SUCCESSFUL_DETECTIONS if content.complete else FAILED_DETECTIONS, [
             _code("CONTAINS", DETECTION_PERFORMED, BREAST_MASS,
@@ -389,7 +390,8 @@ def write_tid1500_sr(images: Sequence[Dataset], content: ReportContent, *,
         _code("HAS CONCEPT MOD", PROCEDURE_REPORTED, MAMMOGRAPHY),
         library,
         _container("CONTAINS", IMAGING_MEASUREMENTS, [
-            _num("CONTAINS", PROBABILITY_OF_CANCER, content.exam_score), *groups]),
+            *([] if content.exam_score is None else [_num("CONTAINS", PROBABILITY_OF_CANCER, content.exam_score)]),
+            *groups]),
     ])
     return ds
 

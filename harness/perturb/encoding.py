@@ -8,7 +8,8 @@ model that reads stored values raw, or ignores the photometric interpretation, f
 The photometric flip stores ``(2^BitsStored - 1) - x`` and adjusts everything that reads stored
 values so the presentation is identical: every window centre is mirrored (LINEAR:
 ``c' = 2^BitsStored - c``, because PS3.3 C.11.2.1.2.1 centres the linear ramp at ``c - 0.5``;
-LINEAR_EXACT and SIGMOID: ``c' = 2^BitsStored - 1 - c``), a VOI LUT Sequence is reversed,
+LINEAR_EXACT and SIGMOID: ``c' = 2^BitsStored - 1 - c``), a VOI LUT Sequence is read backwards
+and inverted,
 PresentationLUTShape becomes INVERSE/IDENTITY as the DX IOD requires, and pixel padding
 values and PixelIntensityRelationshipSign follow the inversion.
 """
@@ -30,8 +31,8 @@ from pydicom.uid import (
 
 from harness.errors import UsageError
 from harness.perturb.image import (
-    max_value,
     map_images,
+    max_value,
     set_transfer_syntax,
     set_windows,
     stored_pixels,
@@ -71,13 +72,9 @@ def _invert_voi_lut(ds: Dataset, top: int) -> None:
         n, first, bits = (int(v) for v in item.LUTDescriptor)
         n = n or 65536  # PS3.3 C.11.1.1: 0 means 2^16 entries
         data = np.asarray(item.LUTData, dtype=np.int64)
-        # Presentation of MONOCHROME1 is (top - v); keep it equal on the mirrored stored values.
-        flipped = top - data[::-1]
-        if flipped.min() < 0 or flipped.max() > (1 << bits) - 1:
-            raise UsageError(
-                f"encoding: image {ds.get('SOPInstanceUID', '?')}: its VOI LUT output range exceeds "
-                "2^BitsStored - 1, so MONOCHROME1/2 inversion cannot keep presentation pixels identical"
-            )
+        # harness.pixels scales a LUT's output [0, 2^bits - 1] onto the stored range before the
+        # MONOCHROME1 inversion, so the inverted LUT is (2^bits - 1) - LUT, read backwards.
+        flipped = ((1 << bits) - 1) - data[::-1]
         item.LUTDescriptor = [n if n < 65536 else 0, top - (first + n - 1), bits]
         item.LUTData = [int(v) for v in flipped]
 

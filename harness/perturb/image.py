@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
@@ -26,6 +25,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from harness import pixels
 from harness.cases.manifest import ImageRef
 from harness.errors import UsageError
 from harness.vendors.adapter import ExamInput
@@ -71,12 +71,8 @@ def stored_pixels(ds: Dataset) -> np.ndarray:
 
 
 def presentation_pixels(ds: Dataset) -> np.ndarray:
-    """Presentation values in [0, 1] exactly as DESIGN.md §3.2 defines them (float64)."""
-    arr = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds, index=0)
-    top = float(max_value(ds))
-    if ds.PhotometricInterpretation == "MONOCHROME1":
-        arr = top - arr
-    return np.asarray(arr, dtype=np.float64) / top
+    """Presentation values in [0, 1] exactly as DESIGN.md §3.2 defines them (harness.pixels), float64."""
+    return np.asarray(pixels.presentation_pixels(ds), dtype=np.float64)
 
 
 def _ensure_meta(ds: Dataset) -> None:

@@ -203,8 +203,10 @@ def _sens_at_spec_rows(se: NDArray[np.float64], sp: NDArray[np.float64], target:
     has_exact = exact.any(axis=1)
     first_exact = exact.argmax(axis=1)
     nxt = np.maximum((sp > target).argmax(axis=1), 1)
-    prop = (target - sp[rows, nxt]) / (sp[rows, nxt - 1] - sp[rows, nxt])
-    interp = se[rows, nxt] + prop * (se[rows, nxt - 1] - se[rows, nxt])
+    # rows with an exact match compute a meaningless (possibly 0/0) interpolation, discarded below
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prop = (target - sp[rows, nxt]) / (sp[rows, nxt - 1] - sp[rows, nxt])
+        interp = se[rows, nxt] + prop * (se[rows, nxt - 1] - se[rows, nxt])
     return np.where(has_exact, se[rows, first_exact], interp)
 
 

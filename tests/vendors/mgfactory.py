@@ -75,17 +75,24 @@ def make_mg(pixels: np.ndarray, laterality: str | None = "L", view: str | None =
 
 
 def tiny_score_model(path: Path, height: int = 64, width: int = 48, heatmap: bool = True,
-                     slow_matmuls: int = 0, input_name: str = "image", domain: str = "") -> None:
+                     slow_matmuls: int = 0, input_name: str = "image", domain: str = "", channels: int = 1,
+                     multiply: float | None = None) -> None:
     """A small real ONNX model: score = mean of the brightest 8x8 block average, heatmap = 8x8 means.
 
-    ``slow_matmuls`` appends that many 512x512 MatMuls (a deliberately slow but honest model).
+    ``slow_matmuls`` appends that many 512x512 MatMuls (a deliberately slow but honest model);
+    ``channels`` > 1 takes the max over channels; ``multiply`` scales the score (NaN: a broken model).
     """
-    x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 1, height, width])
+    x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", channels, height, width])
     nodes = [helper.make_node("AveragePool", [input_name], ["heat"], kernel_shape=[8, 8], strides=[8, 8]),
              helper.make_node("GlobalMaxPool", ["heat"], ["gmp"]),
-             helper.make_node("Flatten", ["gmp"], ["score_pre"], axis=1)]
+             helper.make_node("ReduceMax", ["gmp"], ["gmp1"], axes=[1], keepdims=1),
+             helper.make_node("Flatten", ["gmp1"], ["score_pre"], axis=1)]
     inits = []
     last = "score_pre"
+    if multiply is not None:
+        inits.append(helper.make_tensor("factor", TensorProto.FLOAT, [1], [multiply]))
+        nodes.append(helper.make_node("Mul", ["score_pre", "factor"], ["score_mul"]))
+        last = "score_mul"
     if slow_matmuls:
         inits.append(helper.make_tensor("big", TensorProto.FLOAT, [512, 512], np.full(512 * 512, 1.0 / 512, np.float32)))
         inits.append(helper.make_tensor("ones", TensorProto.FLOAT, [1, 512], np.ones(512, np.float32)))
@@ -98,7 +105,7 @@ def tiny_score_model(path: Path, height: int = 64, width: int = 48, heatmap: boo
                  helper.make_node("Identity", [last], ["score"]))
     outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1])]
     if heatmap:
-        outputs.append(helper.make_tensor_value_info("heat", TensorProto.FLOAT, ["N", 1, height // 8, width // 8]))
+        outputs.append(helper.make_tensor_value_info("heat", TensorProto.FLOAT, ["N", channels, height // 8, width // 8]))
     graph = helper.make_graph(nodes, "tiny", [x], outputs, initializer=inits)
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
     model = helper.make_model(graph, opset_imports=opsets)

@@ -1,0 +1,292 @@
+"""Procedural 2-D mammography phantom: anatomy, X-ray physics and vendor "For Presentation" processing.
+
+One view is made in these steps (research notes Topic B; in the spirit of VICTRE / M-SYNTH, but
+2-D and procedural so that a CI-sized set builds in a minute):
+
+1. **Outline** (left-breast orientation, chest wall at column 0): a half-superellipse footprint
+   for CC; for MLO a longer footprint running up into the axilla with the pectoral muscle as a
+   slightly convex band in the upper chest-wall corner. Nipple at the tip.
+2. **Thickness**: compressed thickness T in the centre, a semicircular rounded edge of radius
+   T/2 toward the skin line, and a 1.5 mm skin shell (seen tangentially: the skin line).
+3. **Glandular fraction** g: a power-law random field (P(f) ~ 1/f^beta, beta = 3, Chen 2012
+   measured 3.2 on CC) plus a duct-like field converging on the nipple, confined by fat layers
+   (subcutaneous, retromammary), soft-thresholded so that the volumetric glandular fraction
+   (thickness-weighted mean of g) equals the woman's value. The left and right breasts share
+   60 % of their texture, as real breasts are roughly mirror-symmetric.
+4. **Line integral** at 20 keV (monoenergetic Beer-Lambert): adipose 0.513, glandular 0.798,
+   skin 0.840, muscle 0.85 1/cm; lesions add their excess (``lesions.py``).
+5. **Detector**: automatic exposure control scales the fluence to a fixed detector signal
+   (times the recipe's dose level), scatter is a broad blur of the primary (SPR ~ 0.05 per cm),
+   Poisson quantum noise on the counts per pixel, plus electronic noise.
+6. **For Presentation**: log, periphery (thickness) equalisation, one unsharp-mask band of
+   contrast enhancement, normalisation and a tone curve, background 0; vendor parameters in
+   ``devices.py``. MONOCHROME1 profiles store the inverted values.
+
+Determinism: float64 throughout and every field is rounded to a fixed grid (``_q``) right after
+each FFT or transcendental function, so last-bit differences between CPUs (SIMD exp/log, FFT
+code paths) cannot reach the stored integers except in the rare case of a value exactly on a
+rounding boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from harness.cases.devices import DeviceProfile
+from harness.cases.lesions import MU_ADIPOSE, MU_GLANDULAR
+
+MU_SKIN = 0.840
+MU_MUSCLE = 0.85
+SKIN_MM = 1.5
+BETA = 3.0
+GMAX = 0.6  # projected glandular fraction: even the densest path holds fat
+DETECTOR_FLUENCE = 1.0e6  # photons per mm2 behind the breast centre at dose 1.0 (AEC target)
+
+
+def _q(x: np.ndarray, step: float) -> np.ndarray:
+    """Round to a fixed grid: keeps CPU-dependent last bits out of everything downstream."""
+    return np.round(x / step) * step
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def power_law_field(shape: tuple[int, int], spacing: float, beta: float, rng: np.random.Generator,
+                    f_min: float = 0.01) -> np.ndarray:
+    """Gaussian random field with power spectrum ~ 1/f^beta (f in cycles/mm), zero mean, unit SD."""
+    white = rng.standard_normal(shape)
+    spec = np.fft.rfft2(white)
+    fy = np.fft.fftfreq(shape[0], d=spacing)[:, None]
+    fx = np.fft.rfftfreq(shape[1], d=spacing)[None, :]
+    f = np.maximum(np.sqrt(fy * fy + fx * fx), f_min)
+    field = np.fft.irfft2(spec * f ** (-beta / 2), s=shape)
+    field -= field.mean()
+    return _q(field / field.std(), 1e-6)
+
+
+def lowpass(x: np.ndarray, sigma_mm: float, spacing: float) -> np.ndarray:
+    """Gaussian low-pass; large kernels run on a block-averaged grid and are upsampled bilinearly."""
+    sigma_px = sigma_mm / spacing
+    f = int(max(1, sigma_px // 4))
+    if f == 1:
+        return ndimage.gaussian_filter(x, sigma_px, mode="nearest")
+    h, w = x.shape
+    hp, wp = -(-h // f) * f, -(-w // f) * f
+    xp = np.pad(x, ((0, hp - h), (0, wp - w)), mode="edge")
+    small = xp.reshape(hp // f, f, wp // f, f).mean(axis=(1, 3))
+    small = ndimage.gaussian_filter(small, sigma_px / f, mode="nearest")
+    big = ndimage.zoom(small, (hp / small.shape[0], wp / small.shape[1]), order=1, mode="nearest", grid_mode=True)
+    return big[:h, :w]
+
+
+@dataclass(frozen=True)
+class BreastShape:
+    """A woman's breast shape, shared by her views (left and right differ slightly)."""
+
+    depth_mm: float  # chest wall to nipple
+    height_ratio_up: float  # half-height above the nipple axis / depth (CC: lateral)
+    height_ratio_down: float
+    exponent: float
+    harmonics: tuple[tuple[float, float], ...]  # (amplitude, phase) for k = 3, 4, 5
+    mlo_tilt_deg: float
+    muscle_top_ratio: float  # pectoral muscle width at the top edge / depth
+    muscle_len_ratio: float  # muscle length down the chest wall / image height
+    thickness_mm: float
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The outline and derived maps of one view (left-breast orientation)."""
+
+    mask: np.ndarray  # breast incl. skin
+    skin_dist: np.ndarray  # mm from the skin line (chest wall is not skin)
+    muscle: np.ndarray  # 0..1 pectoral muscle weight (MLO only)
+    nipple_rc: tuple[float, float]
+    spacing: float
+    axis_angle: float  # direction nipple -> chest wall along the breast axis (radians, image coords)
+
+
+def draw_shape(depth_mm: float, thickness_mm: float, rng: np.random.Generator) -> BreastShape:
+    return BreastShape(
+        depth_mm=depth_mm,
+        height_ratio_up=float(rng.uniform(0.95, 1.25)),
+        height_ratio_down=float(rng.uniform(0.85, 1.1)),
+        exponent=float(rng.uniform(1.8, 2.4)),
+        harmonics=tuple((float(rng.uniform(0, 0.025)), float(rng.uniform(0, 2 * np.pi))) for _ in range(3)),
+        mlo_tilt_deg=float(rng.uniform(5, 15)),
+        muscle_top_ratio=float(rng.uniform(0.3, 0.5)),
+        muscle_len_ratio=float(rng.uniform(0.15, 0.5)),
+        thickness_mm=thickness_mm,
+    )
+
+
+def breast_geometry(shape: BreastShape, view: str, rows: int, cols: int, spacing: float,
+                    side_jitter: float) -> Geometry:
+    """Outline, skin distance, muscle and nipple for one view."""
+    height_mm = rows * spacing
+    y = (np.arange(rows, dtype=np.float64) + 0.5)[:, None] * spacing
+    x = (np.arange(cols, dtype=np.float64) + 0.5)[None, :] * spacing
+    d = shape.depth_mm * (1 + side_jitter)
+    if view == "CC":
+        y0 = 0.5 * height_mm
+        tilt = 0.0
+        up, down = shape.height_ratio_up * d, shape.height_ratio_down * d
+        depth = d
+    else:  # MLO: nipple below the middle, tissue up into the axilla past the top edge
+        y0 = 0.58 * height_mm
+        tilt = np.deg2rad(shape.mlo_tilt_deg)
+        up, down = 1.25 * y0, 0.95 * shape.height_ratio_down * d
+        depth = d * 1.05
+    # Fit: the breast must stay inside the field (CI images keep the whole detector field).
+    down = min(down, 0.95 * (height_mm - y0))
+    if view == "CC":
+        up = min(up, 0.95 * y0)
+    dy, dx = y - y0, x + 0 * y
+    phi = np.arctan2(dy, dx) - tilt
+    r = np.hypot(dx, dy)
+    half = np.where(np.sin(phi) < 0, up, down)
+    p = shape.exponent
+    rho = (np.abs(np.cos(phi) / depth) ** p + np.abs(np.sin(phi) / half) ** p) ** (-1 / p)
+    for k, (amp, ph) in zip((3, 4, 5), shape.harmonics, strict=True):
+        rho = rho * (1 + amp * np.cos(k * phi + ph + 7 * side_jitter))
+    mask = (r <= rho) & (np.abs(phi + tilt) < np.pi / 2)
+    # Nipple tip: a small bump at the end of the axis.
+    nx, ny = depth * np.cos(tilt), y0 + depth * np.sin(tilt)
+    mask |= np.hypot(x - (nx - 1.0), y - ny) < 4.0
+    mask = ndimage.binary_fill_holes(mask)
+    pad_px = int(np.ceil(40.0 / spacing))
+    padded = np.pad(mask, ((pad_px, pad_px), (pad_px, 0)), mode="edge")  # chest wall/edges are not skin
+    skin_dist = ndimage.distance_transform_edt(padded, sampling=spacing)[pad_px:-pad_px, pad_px:]
+    skin_dist = _q(skin_dist, 1e-6)
+    muscle = np.zeros((rows, cols))
+    if view == "MLO":
+        top_w = shape.muscle_top_ratio * d
+        y_end = (0.45 + shape.muscle_len_ratio) * y0
+        t = np.clip(y / y_end, 0, 1)
+        boundary = top_w * (1 - t) + 0.12 * top_w * np.sin(np.pi * t)  # slightly convex
+        inside = (x < boundary) & (y < y_end)
+        edge_mm = 1.5
+        soft = np.clip((boundary - x) / edge_mm + 0.5, 0, 1)
+        muscle = np.where(inside | (soft > 0), soft, 0.0) * mask * (y < y_end)
+    return Geometry(mask, skin_dist, muscle, (ny / spacing - 0.5, nx / spacing - 0.5), spacing, np.pi + tilt)
+
+
+def thickness_maps(geom: Geometry, thickness_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Total and inner (skin excluded) thickness [mm] with a rounded compressed edge."""
+    d = geom.skin_dist
+    radius = thickness_mm / 2
+    total = thickness_mm * np.sqrt(np.clip(1 - (1 - np.clip(d / radius, 0, 1)) ** 2, 0, 1)) * geom.mask
+    inner_t = thickness_mm - 2 * SKIN_MM
+    inner = inner_t * np.sqrt(np.clip(1 - (1 - np.clip((d - SKIN_MM) / (inner_t / 2), 0, 1)) ** 2, 0, 1))
+    inner = inner * (d > SKIN_MM) * geom.mask
+    return _q(total, 1e-6), _q(np.minimum(inner, total), 1e-6)
+
+
+def duct_field(geom: Geometry, rng: np.random.Generator) -> np.ndarray:
+    """Strands converging on the nipple: noise smooth along the radius, sharp across it."""
+    rows, cols = geom.mask.shape
+    nr, na = 96, 360
+    noise = ndimage.gaussian_filter(rng.standard_normal((nr, na)), (5.0, 0.8), mode=("nearest", "wrap"))
+    yy = np.arange(rows, dtype=np.float64)[:, None] - geom.nipple_rc[0]
+    xx = np.arange(cols, dtype=np.float64)[None, :] - geom.nipple_rc[1]
+    r = np.hypot(yy, xx) * geom.spacing
+    ang = np.arctan2(yy, xx) % (2 * np.pi)
+    field = ndimage.map_coordinates(noise, [np.clip(r / 200.0 * (nr - 1), 0, nr - 1), ang / (2 * np.pi) * na],
+                                    order=1, mode="grid-wrap")
+    field -= field.mean()
+    return _q(field / (field.std() + 1e-12), 1e-6)
+
+
+def glandular_fraction(geom: Geometry, inner: np.ndarray, vgf: float, shared: np.ndarray, own: np.ndarray,
+                       ducts: np.ndarray) -> np.ndarray:
+    """Fraction of the inner thickness that is glandular, with thickness-weighted mean ``vgf``."""
+    x_mm = (np.arange(geom.mask.shape[1]) + 0.5)[None, :] * geom.spacing
+    env = _smoothstep(geom.skin_dist, 3.0, 12.0) * _smoothstep(x_mm + 0 * geom.skin_dist, 4.0, 18.0)
+    z = np.sqrt(0.6) * shared + np.sqrt(0.4) * own + 0.2 * ducts + 1.0 * env
+    w = inner * geom.mask
+    wsum = w.sum()
+    width = 3.0  # a wide ramp: projected glandular fraction varies smoothly, as in real breasts
+
+    def mean_g(tau: float) -> float:
+        return float((np.clip((z - tau) / width + 0.5, 0, 1) * GMAX * env * w).sum() / wsum)
+
+    lo, hi = -10.0, 10.0
+    for _ in range(50):  # bisection: mean_g decreases with tau
+        mid = 0.5 * (lo + hi)
+        if mean_g(mid) > vgf:
+            lo = mid
+        else:
+            hi = mid
+    tau = round(0.5 * (lo + hi), 9)
+    return _q(np.clip((z - tau) / width + 0.5, 0, 1) * GMAX * env * geom.mask, 1e-6)
+
+
+@dataclass(frozen=True)
+class ViewImage:
+    """One rendered view before DICOM encoding (left-breast orientation unless mirrored)."""
+
+    pixels: np.ndarray  # uint16 stored values
+    mask: np.ndarray
+    glandular: np.ndarray
+    line_integral: np.ndarray  # noise-free, for measurements
+    window: tuple[float, float]  # (centre, width) of the default window on stored values
+
+
+def line_integral(geom: Geometry, total: np.ndarray, inner: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Attenuation -ln(I/I0) through tissue, skin and pectoral muscle (no lesions)."""
+    tissue = inner * (MU_ADIPOSE + (MU_GLANDULAR - MU_ADIPOSE) * g) + (total - inner) * MU_SKIN
+    muscle_l = total * MU_MUSCLE
+    m = 0.6 * geom.muscle  # the muscle fills part of the compressed thickness near the chest wall
+    return 0.1 * (tissue * (1 - m) + muscle_l * m)  # mm -> cm
+
+
+def expose(l_int: np.ndarray, geom: Geometry, thickness_mm: float, dose: float, rng: np.random.Generator) -> np.ndarray:
+    """Detector counts per pixel (Poisson) and the unattenuated counts N0, via AEC."""
+    primary = _q(np.exp(-_q(l_int, 1e-9)), 1e-12)
+    spr = 0.05 * thickness_mm / 10.0
+    inside = geom.mask.astype(np.float64)
+    scatter = spr * _q(lowpass(primary * inside, 25.0, geom.spacing), 1e-12)
+    central = geom.mask & (geom.skin_dist > 10.0)
+    ref = float(np.median(primary[central])) if central.any() else float(np.median(primary[geom.mask]))
+    n_pixel = DETECTOR_FLUENCE * dose * geom.spacing ** 2
+    n0 = n_pixel / ref
+    lam = _q(n0 * (primary + scatter), 1e-3)
+    counts = rng.poisson(lam).astype(np.float64)
+    counts += np.rint(rng.normal(0.0, 2.0 + 1e-4 * n_pixel, size=counts.shape))  # electronic noise
+    return np.maximum(counts, 1.0) / n0
+
+
+def present(signal: np.ndarray, geom: Geometry, profile: DeviceProfile) -> tuple[np.ndarray, tuple[float, float]]:
+    """Vendor "For Presentation" processing -> stored uint16 values and a default window."""
+    sp = geom.spacing
+    log = _q(-np.log(signal), 1e-7)
+    m = geom.mask.astype(np.float64)
+    # Periphery equalisation: lift the thin rim toward the central level (normalised convolution).
+    lp = lowpass(log * m, 6.0, sp) / np.maximum(lowpass(m, 6.0, sp), 1e-6)
+    central = geom.mask & (geom.skin_dist > 15.0) & (geom.muscle < 0.5)
+    if not central.any():
+        central = geom.mask
+    level = float(np.percentile(lp[central], 40))
+    lift = profile.periphery_equalisation * np.clip(level - lp, 0, None) * _smoothstep(geom.skin_dist, 0.0, 1.0)
+    eq = log + lift * m
+    enh = eq + profile.unsharp_amount * (eq - lowpass(eq, profile.unsharp_sigma_mm, sp))
+    enh = _q(enh, 1e-7)
+    vals = enh[central]
+    lo, hi = float(np.percentile(vals, 0.5)), float(np.percentile(vals, 99.8))
+    lo_lvl = max(lo - 0.35 * (hi - lo), 1e-3)  # thin periphery sits below the central range
+    v = np.clip((enh - lo_lvl) / (hi - lo_lvl), 0, 1) ** profile.gamma
+    r0, r1 = profile.output_range
+    out = (r0 + (r1 - r0) * v) * np.clip(log / (0.5 * lo_lvl), 0, 1)  # background fades to 0
+    out = np.where(geom.mask | (log > 0.25 * lo_lvl), out, 0.0)
+    top = profile.max_value
+    stored = np.clip(np.rint(_q(out, 1e-7) * top), 0, top)
+    centre, width = 0.5 * (r0 + r1) * top, 1.05 * (r1 - r0) * top
+    if profile.photometric == "MONOCHROME1":
+        stored = top - stored
+        centre = top - centre
+    return stored.astype(np.uint16), (round(centre, 1), round(width, 1))

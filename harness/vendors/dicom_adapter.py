@@ -1,0 +1,365 @@
+"""The DICOM adapter: a vendor's AI node tested over the network, directly or through a PACS.
+
+Direct mode (``dicom.results.from: push``, the default): the harness is a Storage SCU that sends
+each exam on one association to the node, and a Storage SCP (AE ``calling_ae_title``, port
+``results.listen_port``) that receives the node's result objects. Results are matched to exams
+by the Study Instance UID the harness gave the exam for this send.
+
+PACS mode (``from: pacs``): the harness stores the exam in the region's PACS, the PACS's own
+routing forwards it to the node, the node stores its results in the PACS, and the harness polls
+the PACS (C-FIND of the study's series) and retrieves the new series (C-GET).
+
+Before anything is sent (``prepare``): every dataset must be de-identified
+(:func:`harness.dicomnet.deid.identification_problems`) unless the package sets
+``dicom.allow_identifiable: true`` for a local, in-hospital endpoint; otherwise the run stops
+with a usage error (exit 2) before that exam's association. UIDs are re-randomised per send.
+
+Results: the first structured report of the configured format (``mammography-cad-sr`` = TID
+4000, ``tid1500-sr``) for the exam's study decides. Scores are the NUMs coded
+``results.score`` (default 111047 DCM *Probability of cancer*), mapped linearly onto [0, 1]
+from ``results.score.scale`` if given, else the package's ``score_range`` (never clipped):
+
+* exam score: the report's exam-level NUM, else the maximum breast score;
+* breast score: the maximum Composite Feature / breast-level score of that side, else the
+  maximum finding score of that side; a breast that was imaged and has no finding in a complete
+  report scores the bottom of the range;
+* findings: every mark of a scored finding, mapped to the manifest file through the sent SOP
+  Instance UID; (x, y) are the SCOORD column/row (an outline's mean vertex).
+
+Every received object is kept in the evidence directory (``exams/<exam_id>/`` or
+``unmatched/``) and listed in ``evidence.jsonl``.
+
+Per-exam faults (:class:`VendorFault`, recorded by the runner): node down at C-ECHO before the
+run (every exam ``error`` with that reason), association rejected/aborted/refused, no results
+before the timeout, a malformed or foreign report, a report that references images the harness
+did not send, and a report saying not every algorithm succeeded. Results for a study the harness
+is not waiting for are logged and kept in ``unmatched/``; they never match an exam.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+
+from harness.dicomnet import deid, pacs, scu
+from harness.dicomnet.scp import ReceivedObject, StorageSCP
+from harness.dicomnet.sr import SR_SOP_CLASSES, ParsedReport, SrError, parse_report
+from harness.errors import UsageError, VendorFault, VendorPackageError
+from harness.predictions import ExamOutput, Finding
+from harness.vendors.adapter import AdapterInfo, ExamInput
+from harness.vendors.package import VendorPackage
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_OF_FORMAT = {"mammography-cad-sr": "4000", "tid1500-sr": "1500"}
+POLL_INTERVAL_S = 0.25
+ECHO_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class PreparedSend:
+    """An exam ready to go: pseudonymised datasets and the way back to the manifest."""
+
+    exam_id: str
+    pseudo: deid.PseudonymisedExam
+    images: Mapping[str, tuple[str, str, str]]   # sent SOP UID -> (file, laterality, view)
+
+
+@dataclass
+class _Waiter:
+    """Results of one in-flight exam, filled by the SCP thread."""
+
+    exam_id: str
+    objects: list[ReceivedObject] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+
+class DicomAdapter:
+    """A vendor AI node behind DICOM (see module docstring); ``close()`` stops the results SCP."""
+
+    def __init__(self, pkg: VendorPackage, evidence_dir: Path | str | None = None) -> None:
+        if pkg.dicom is None:
+            raise VendorPackageError(f"{pkg.source}: interface dicom needs a 'dicom' section (DESIGN.md §3.2)")
+        self.pkg = pkg
+        self.spec = pkg.dicom
+        results = self.spec.results
+        self.mode = results.source
+        self.template = TEMPLATE_OF_FORMAT[results.format]
+        self.score_code = results.score_code
+        self.scale = results.score_scale or pkg.score_range
+        self.allow_identifiable = bool((pkg.raw.get("dicom") or {}).get("allow_identifiable", False))
+        self.node = scu.Peer(self.spec.ae_title, self.spec.host, self.spec.port)
+        self.calling_ae = self.spec.calling_ae_title
+        self.timeout_s = float(self.spec.timeout_s)
+        self.pacs = (scu.Peer(results.pacs.ae_title, results.pacs.host, results.pacs.port)
+                     if results.pacs is not None else None)
+        if evidence_dir is None:
+            evidence_dir = tempfile.mkdtemp(prefix="mammocert-dicom-evidence-")
+        self.evidence_dir = Path(evidence_dir)
+        self.evidence_dir.mkdir(parents=True, exist_ok=True)
+        self._index_lock = threading.Lock()
+        self._waiters: dict[str, _Waiter] = {}
+        self._finished: dict[str, str] = {}   # study UID -> exam id, for objects that arrive after the decision
+        self._lock = threading.Lock()
+        self.info = AdapterInfo(interface="dicom", model_digests=dict(pkg.model_digests),
+                                execution_provider=f"dicom {self.node}" + (f" via PACS {self.pacs}" if self.pacs else ""))
+        self._scp: StorageSCP | None = None
+        if self.mode == "push":
+            if results.listen_port is None:
+                raise VendorPackageError(f"{pkg.source}: dicom.results.listen_port is required when results are pushed")
+            try:
+                self._scp = StorageSCP(self.calling_ae, int(results.listen_port), self.evidence_dir / "incoming",
+                                       self._on_object).start()
+            except OSError as exc:
+                raise UsageError(f"{pkg.source}: dicom.results.listen_port {results.listen_port}: cannot listen "
+                                 f"({exc.strerror or exc}); choose a free port") from None
+        # C-ECHO before the run: a node (or PACS) that is down makes every exam an error record.
+        target = self.pacs if self.mode == "pacs" else self.node
+        self.down_reason: str | None = None
+        try:
+            scu.echo(target, self.calling_ae, ECHO_TIMEOUT_S)
+        except scu.AssociationFailure as exc:
+            self.down_reason = f"{'PACS' if self.mode == 'pacs' else 'node'} not reachable before the run: {exc.reason}"
+            log.warning("%s", self.down_reason)
+
+    # ---------------------------------------------------------------- prepare
+
+    def prepare(self, exam: ExamInput) -> PreparedSend:
+        """Refuse identifiable data (exit 2), then pseudonymise (fresh UIDs for this send)."""
+        if not self.allow_identifiable:
+            for ref, ds in exam.images:
+                problems = deid.identification_problems(ds)
+                if problems:
+                    raise UsageError(
+                        f"exam {exam.exam_id} file {ref.file}: not de-identified ({'; '.join(problems)}); "
+                        "the harness sends only de-identified data to a network node; de-identify the set, or set "
+                        "dicom.allow_identifiable: true in vendor.yaml only for a local, in-hospital endpoint")
+        try:
+            pseudo = deid.pseudonymise_exam(exam.exam_id, [(ref.file, ds) for ref, ds in exam.images])
+        except ValueError as exc:
+            raise VendorFault(str(exc), "rejected") from None
+        refs = {ref.file: ref for ref, _ in exam.images}
+        images = {uid: (f, refs[f].laterality, refs[f].view) for uid, f in pseudo.sop_to_file.items()}
+        return PreparedSend(exam.exam_id, pseudo, images)
+
+    # ---------------------------------------------------------------- results bookkeeping
+
+    def _record(self, obj: ReceivedObject, exam_id: str | None, role: str) -> Path:
+        """Move a received object into the evidence tree and list it in evidence.jsonl."""
+        sub = self.evidence_dir / ("exams/" + exam_id if exam_id else "unmatched")
+        sub.mkdir(parents=True, exist_ok=True)
+        dest = sub / obj.path.name
+        if obj.path != dest:
+            shutil.move(obj.path, dest)
+        entry = {"exam_id": exam_id, "role": role, "file": dest.relative_to(self.evidence_dir).as_posix(),
+                 "sop_class_uid": obj.sop_class_uid, "sop_instance_uid": obj.sop_instance_uid,
+                 "study_uid": obj.study_uid, "modality": obj.modality, "from": obj.calling_ae}
+        with self._index_lock, open(self.evidence_dir / "evidence.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+        return dest
+
+    def _on_object(self, obj: ReceivedObject) -> None:
+        with self._lock:
+            waiter = self._waiters.get(obj.study_uid)
+        if waiter is None and obj.study_uid in self._finished:
+            self._record(obj, self._finished[obj.study_uid], "late")  # e.g. a TID 1500 after the CAD SR
+            return
+        if waiter is None:
+            log.warning("result object %s for unknown study %s from %s ignored (kept in unmatched/)",
+                        obj.sop_instance_uid, obj.study_uid, obj.calling_ae or obj.peer_host)
+            self._record(obj, None, "unmatched")
+            return
+        dest = self._record(obj, waiter.exam_id, "received")
+        with waiter.cond:
+            waiter.objects.append(ReceivedObject(dest, obj.sop_class_uid, obj.sop_instance_uid, obj.study_uid,
+                                                 obj.series_uid, obj.modality, obj.calling_ae, obj.peer_host))
+            waiter.cond.notify_all()
+
+    def evidence(self, exam_id: str) -> list[dict]:
+        """The evidence.jsonl entries of one exam (result reports and every other object)."""
+        path = self.evidence_dir / "evidence.jsonl"
+        if not path.is_file():
+            return []
+        with self._index_lock:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        return [e for e in map(json.loads, lines) if e.get("exam_id") == exam_id]
+
+    def _decide(self, prepared: PreparedSend, objects: list[ReceivedObject], seen: int) -> ParsedReport | None:
+        """Parse newly arrived SRs; the first report of the configured template decides."""
+        for obj in objects[seen:]:
+            if obj.sop_class_uid not in SR_SOP_CLASSES:
+                continue  # secondary captures, presentation states, PDFs: evidence only
+            try:
+                report = parse_report(dcmread(obj.path), self.score_code)
+            except SrError as exc:
+                raise VendorFault(f"malformed or foreign result report {obj.path.name}: {exc}") from None
+            except Exception as exc:  # unreadable DICOM
+                raise VendorFault(f"unreadable result object {obj.path.name}: {type(exc).__name__}: {exc}") from None
+            if report.template == self.template:
+                return report
+        return None
+
+    # ---------------------------------------------------------------- infer
+
+    def infer(self, prepared: PreparedSend) -> ExamOutput:
+        """Send the exam and wait for its results; every failure is a VendorFault."""
+        if self.down_reason is not None:
+            raise VendorFault(self.down_reason)
+        if self.mode == "pacs":
+            return self._infer_pacs(prepared)
+        return self._infer_push(prepared)
+
+    def _deadline(self) -> float:
+        # Finish a little before the runner's own per-exam timeout so the reason is ours.
+        return time.monotonic() + max(0.5, self.timeout_s - min(1.0, 0.05 * self.timeout_s))
+
+    def _infer_push(self, prepared: PreparedSend) -> ExamOutput:
+        study = prepared.pseudo.study_uid
+        waiter = _Waiter(prepared.exam_id)
+        with self._lock:
+            self._waiters[study] = waiter
+        deadline = self._deadline()
+        try:
+            try:
+                scu.send_study(self.node, self.calling_ae, list(prepared.pseudo.datasets), timeout_s=self.timeout_s)
+            except scu.AssociationFailure as exc:
+                raise VendorFault(exc.reason) from None
+            seen = 0
+            while True:
+                with waiter.cond:
+                    remaining = deadline - time.monotonic()
+                    if len(waiter.objects) == seen and remaining > 0:
+                        waiter.cond.wait(timeout=remaining)
+                    objects = list(waiter.objects)
+                report = self._decide(prepared, objects, seen)
+                seen = len(objects)
+                if report is not None:
+                    return self._output(prepared, report)
+                if time.monotonic() >= deadline:
+                    raise VendorFault(self._no_result_reason(objects))
+        finally:
+            with self._lock:
+                self._waiters.pop(study, None)
+                self._finished[study] = prepared.exam_id
+
+    def _infer_pacs(self, prepared: PreparedSend) -> ExamOutput:
+        assert self.pacs is not None
+        study = prepared.pseudo.study_uid
+        deadline = self._deadline()
+        try:
+            scu.send_study(self.pacs, self.calling_ae, list(prepared.pseudo.datasets), timeout_s=self.timeout_s)
+        except scu.AssociationFailure as exc:
+            raise VendorFault(f"storing the exam in the PACS failed: {exc.reason}") from None
+        sent_series = {str(ds.SeriesInstanceUID) for ds in prepared.pseudo.datasets}
+        fetched: set[str] = set()
+        objects: list[ReceivedObject] = []
+        seen = 0
+        staging = self.evidence_dir / "incoming"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise VendorFault(self._no_result_reason(objects))
+            try:
+                series = pacs.find_series(self.pacs, self.calling_ae, study, timeout_s=max(1.0, remaining))
+                new = [s.series_uid for s in series if s.series_uid not in sent_series | fetched]
+                if new:
+                    got = pacs.get_series(self.pacs, self.calling_ae, study, new, staging, timeout_s=max(1.0, remaining))
+                    fetched.update(new)
+                    for obj in got:
+                        dest = self._record(obj, prepared.exam_id, "received")
+                        objects.append(ReceivedObject(dest, obj.sop_class_uid, obj.sop_instance_uid, obj.study_uid,
+                                                      obj.series_uid, obj.modality, obj.calling_ae, obj.peer_host))
+            except scu.AssociationFailure as exc:
+                raise VendorFault(f"retrieving results from the PACS failed: {exc.reason}") from None
+            report = self._decide(prepared, objects, seen)
+            seen = len(objects)
+            if report is not None:
+                return self._output(prepared, report)
+            time.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
+
+    def _no_result_reason(self, objects: list[ReceivedObject]) -> str:
+        what = "Mammography CAD SR (TID 4000)" if self.template == "4000" else "TID 1500 measurement report"
+        extra = f" ({len(objects)} other object(s) received)" if objects else ""
+        return f"no {what} within the timeout of {self.timeout_s:g}s{extra}"
+
+    # ---------------------------------------------------------------- mapping
+
+    def _map(self, raw: float) -> float:
+        lo, hi = self.scale
+        return (float(raw) - lo) / (hi - lo)
+
+    def _output(self, prepared: PreparedSend, report: ParsedReport) -> ExamOutput:
+        if not report.complete:
+            raise VendorFault(f"node reports not all algorithms succeeded ({report.summary})")
+        images = prepared.images
+        sent_lats = {lat for _, lat, _ in images.values()}
+        findings: list[Finding] = []
+        breast_level: dict[str, list[float]] = {}
+        finding_level: dict[str, list[float]] = {}
+
+        def side_of(idx: int) -> str | None:
+            les = report.lesions[idx]
+            for m in les.marks:
+                if m.sop_instance_uid in images:
+                    return images[m.sop_instance_uid][1]
+            if les.laterality:
+                return les.laterality
+            for m in les.marks:
+                if report.image_laterality.get(m.sop_instance_uid):
+                    return report.image_laterality[m.sop_instance_uid]
+            children = [i for i, c in enumerate(report.lesions) if c.parent == idx]
+            for c in children:
+                s = side_of(c)
+                if s:
+                    return s
+            return None
+
+        for idx, les in enumerate(report.lesions):
+            for m in les.marks:
+                if m.sop_instance_uid not in images:
+                    raise VendorFault(f"result report marks image {m.sop_instance_uid}, which the harness did not send in this study")
+            score = les.score
+            if score is None and les.parent is not None:
+                score = report.lesions[les.parent].score
+            if score is None:
+                continue
+            side = side_of(idx)
+            # A lesion with marks is a finding; a lesion without marks but with a side is a breast-level score.
+            if les.marks:
+                if side:
+                    finding_level.setdefault(side, []).append(score)
+                for m in les.marks:
+                    file, lat, view = images[m.sop_instance_uid]
+                    findings.append(Finding(lat, view, file, float(m.x), float(m.y), self._map(score)))
+            elif side:
+                breast_level.setdefault(side, []).append(score)
+        breasts: dict[str, float] = {}
+        for side in sorted(set(breast_level) | set(finding_level) | sent_lats):
+            if side in breast_level:
+                breasts[side] = self._map(max(breast_level[side]))
+            elif side in finding_level:
+                breasts[side] = self._map(max(finding_level[side]))
+            else:
+                breasts[side] = self._map(self.scale[0])
+        if report.exam_score is not None:
+            exam = self._map(report.exam_score)
+        elif breasts:
+            exam = max(breasts.values())
+        else:
+            raise VendorFault("result report carries no score for the exam or any breast")
+        findings.sort(key=lambda f: (f.file, -f.score, f.x, f.y))
+        return ExamOutput(score=exam, breasts=breasts, findings=tuple(findings))
+
+    def close(self) -> None:
+        if self._scp is not None:
+            self._scp.stop()
+            self._scp = None

@@ -1,0 +1,178 @@
+"""The report in a real browser: headless Chromium over the DevTools protocol.
+
+Asserts no console errors, no uncaught exceptions, and no network requests other than the
+report's own file:// URL and inline data: URLs; saves a screenshot and a PDF print of the
+report to tests/artifacts/ for a human to look at. Negative controls prove the probe can fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import reports_bundle_factory as synthetic
+from helpers import require_tool
+
+from reports.render import render_report
+
+websocket = pytest.importorskip("websocket", reason="pip install websocket-client")
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+pytestmark = pytest.mark.external
+
+
+@dataclass
+class PageLoad:
+    """What the browser observed while loading one page."""
+
+    console_errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    screenshot: bytes = b""
+    pdf: bytes = b""
+
+    def foreign_requests(self, own_url: str) -> list[str]:
+        """Every request that is not the page itself or an inline data: URL."""
+        return [u for u in self.requests if u != own_url and not u.startswith("data:")]
+
+
+class DevTools:
+    """A minimal DevTools-protocol client over one page target."""
+
+    def __init__(self, ws_url: str) -> None:
+        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        mid = self.next_id
+        self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == mid:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            if "method" in msg:
+                self.events.append(msg)
+
+    def wait_for(self, event: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(e["method"] == event for e in self.events):
+            if time.monotonic() > deadline:
+                raise TimeoutError(event)
+            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            msg = json.loads(self.ws.recv())
+            if "method" in msg:
+                self.events.append(msg)
+
+    def drain(self, seconds: float) -> None:
+        """Collect late events (deferred console errors, lazy requests) for a moment."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.ws.settimeout(max(0.05, end - time.monotonic()))
+            try:
+                msg = json.loads(self.ws.recv())
+            except websocket.WebSocketTimeoutException:
+                break
+            if "method" in msg:
+                self.events.append(msg)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[str]:
+    """A headless Chromium with remote debugging; yields its HTTP endpoint."""
+    exe = require_tool("chromium", "apt-get install chromium")
+    with tempfile.TemporaryDirectory(prefix="mammocert-chromium-") as profile:
+        proc = subprocess.Popen(
+            [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
+             f"--user-data-dir={profile}", "--no-first-run", "--no-default-browser-check",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--window-size=1280,1600", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            port_file = Path(profile) / "DevToolsActivePort"
+            deadline = time.monotonic() + 30
+            while not (port_file.is_file() and port_file.read_text().count("\n") >= 1):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("chromium did not start its DevTools endpoint")
+                time.sleep(0.1)
+            yield f"http://127.0.0.1:{port_file.read_text().splitlines()[0]}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def load(endpoint: str, url: str) -> PageLoad:
+    """Open url in a fresh tab at 1280x1600 and record console errors, requests, screenshot, PDF."""
+    req = urllib.request.Request(f"{endpoint}/json/new?about:blank", method="PUT")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        target = json.load(resp)
+    dt = DevTools(target["webSocketDebuggerUrl"])
+    try:
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            dt.call(f"{domain}.enable")
+        dt.call("Emulation.setDeviceMetricsOverride", width=1280, height=1600, deviceScaleFactor=1, mobile=False)
+        dt.call("Page.navigate", url=url)
+        dt.wait_for("Page.loadEventFired")
+        dt.drain(0.5)
+        shot = dt.call("Page.captureScreenshot", format="png")["data"]
+        pdf = dt.call("Page.printToPDF", printBackground=True, preferCSSPageSize=True)["data"]
+    finally:
+        dt.ws.close()
+        urllib.request.urlopen(f"{endpoint}/json/close/{target['id']}", timeout=10).close()
+    page = PageLoad(screenshot=base64.b64decode(shot), pdf=base64.b64decode(pdf))
+    for e in dt.events:
+        m, p = e["method"], e.get("params", {})
+        if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "warning", "assert"):
+            page.console_errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
+        elif m == "Runtime.exceptionThrown":
+            page.console_errors.append(p["exceptionDetails"].get("text", "exception"))
+        elif m == "Log.entryAdded" and p["entry"].get("level") in ("error", "warning"):
+            page.console_errors.append(p["entry"].get("text", ""))
+        elif m == "Network.requestWillBeSent":
+            page.requests.append(p["request"]["url"])
+    return page
+
+
+@pytest.mark.parametrize("mode", ["certify", "self-test", "demo"])
+def test_report_in_chromium(browser: str, tmp_path: Path, mode: str) -> None:
+    signing = {"certify": "key", "self-test": "unsigned", "demo": "demo-key"}[mode]
+    synthetic.write_bundle(tmp_path, mode=mode, signing=signing)
+    url = render_report(tmp_path).resolve().as_uri()
+    page = load(browser, url)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"report-{mode}-first-page.png").write_bytes(page.screenshot)
+    (ARTIFACTS / f"report-{mode}.pdf").write_bytes(page.pdf)
+    assert page.console_errors == []
+    assert page.foreign_requests(url) == []
+    assert url in page.requests  # the probe saw the page's own request, so it was listening
+    assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 20_000
+    assert page.pdf.startswith(b"%PDF")
+    assert len(re.findall(rb"/Type\s*/Page[^s]", page.pdf)) >= 3  # printable: A4 pages, appendix on its own
+
+
+def test_probe_catches_requests_and_console_errors(browser: str, tmp_path: Path) -> None:
+    """Negative control: a page that phones home and logs an error is caught by the same probe."""
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!DOCTYPE html><html><head><title>x</title></head><body>'
+                   '<img src="http://127.0.0.1:9/pixel.png" alt="">'
+                   '<script>console.error("boom")</script></body></html>', encoding="utf-8")
+    url = bad.resolve().as_uri()
+    page = load(browser, url)
+    assert any("boom" in e for e in page.console_errors)
+    assert "http://127.0.0.1:9/pixel.png" in page.foreign_requests(url)

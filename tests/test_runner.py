@@ -1,0 +1,131 @@
+"""The runner: faults are data, hung models time out, the journal makes a killed run resumable."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from vendors.mgfactory import write_package, write_set
+
+from harness.cases.manifest import load_manifest
+from harness.errors import VendorFault
+from harness.journal import Journal, model_digest
+from harness.predictions import ExamOutput, read_predictions
+from harness.runner import run_predictions
+from harness.vendors.adapter import AdapterInfo, ExamInput, FakeAdapter
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory) -> Path:
+    return write_set(tmp_path_factory.mktemp("runner") / "cases", n=6)
+
+
+def test_faults_and_timeouts_are_recorded_and_the_run_goes_on(cases):
+    release = threading.Event()
+
+    def model(exam: ExamInput) -> ExamOutput:
+        if exam.exam_id == "E0001":
+            raise VendorFault("model declined: implant", "rejected")
+        if exam.exam_id == "E0002":
+            raise RuntimeError("segfault-ish")
+        if exam.exam_id == "E0003":
+            release.wait(60)  # hangs until the test ends
+        return ExamOutput(0.25, {"L": 0.25, "R": 0.0})
+
+    try:
+        preds = run_predictions(FakeAdapter(model), load_manifest(cases), timeout_s=0.5, progress=False)
+    finally:
+        release.set()
+    by_id = {p.exam_id: p for p in preds}
+    assert [p.exam_id for p in preds] == sorted(by_id)
+    assert (by_id["E0001"].status, by_id["E0001"].error) == ("rejected", "model declined: implant")
+    assert by_id["E0002"].status == "error" and "RuntimeError: segfault-ish" in by_id["E0002"].error
+    assert (by_id["E0003"].status, by_id["E0003"].error) == ("error", "timeout after 0.5s")
+    assert all(by_id[e].status == "ok" and by_id[e].score == 0.25 for e in ("E0000", "E0004", "E0005"))
+    assert all(by_id[e].latency_s is not None and by_id[e].latency_s >= 0 for e in ("E0000", "E0004"))
+
+
+def test_conditions_use_the_transform_and_come_out_sorted(cases):
+    seen = []
+
+    def transform(exam: ExamInput, condition: str) -> ExamInput:
+        seen.append((condition, exam.exam_id))
+        return ExamInput(exam.exam_id, exam.images[:2])  # keep only the left breast
+
+    adapter = FakeAdapter(lambda e: ExamOutput(len(e.images) / 10))
+    preds = run_predictions(adapter, load_manifest(cases), conditions=["zoom", "original", "blur"],
+                            transform=transform, progress=False)
+    assert [(p.condition, p.exam_id) for p in preds][:7] == [("original", f"E000{k}") for k in range(6)] + [("blur", "E0000")]
+    assert {p.score for p in preds if p.condition == "original"} == {0.4}
+    assert {p.score for p in preds if p.condition != "original"} == {0.2}
+    assert len(seen) == 12
+
+
+def test_resume_reuses_the_journal_and_a_new_model_does_not(cases, tmp_path):
+    manifest = load_manifest(cases)
+    calls = []
+    info = AdapterInfo("fake", {"fake": "1" * 64})
+    adapter = FakeAdapter(lambda e: calls.append(e.exam_id) or ExamOutput(0.5), info)
+    with Journal(tmp_path / "j.sqlite", model_digest(info.model_digests)) as j:
+        first = run_predictions(adapter, manifest, journal=j, progress=False)
+    assert len(calls) == 6
+    with Journal(tmp_path / "j.sqlite", model_digest(info.model_digests)) as j:
+        again = run_predictions(adapter, manifest, journal=j, progress=False)
+    assert len(calls) == 6 and [p.to_json() for p in again] == [p.to_json() for p in first]
+    other = AdapterInfo("fake", {"fake": "2" * 64})
+    with Journal(tmp_path / "j.sqlite", model_digest(other.model_digests)) as j:
+        run_predictions(FakeAdapter(lambda e: calls.append(e.exam_id) or ExamOutput(0.5), other), manifest,
+                        journal=j, progress=False)
+    assert len(calls) == 12
+
+
+def _strip_latency(path: Path) -> list[str]:
+    out = []
+    for line in path.read_text().splitlines():
+        d = json.loads(line)
+        d.pop("latency_s")
+        out.append(json.dumps(d, sort_keys=True))
+    return out
+
+
+def test_kill_and_resume_gives_the_same_predictions(tmp_path):
+    cases = write_set(tmp_path / "cases", n=16)
+    pkg = write_package(tmp_path / "pkg", model_kwargs={"slow_matmuls": 120})  # ~0.1 s per exam
+    cmd = [sys.executable, "-m", "harness.cli", "predict", "--vendor", str(pkg), "--cases", str(cases)]
+    ref = tmp_path / "ref.jsonl"
+    subprocess.run(cmd + ["--out", str(ref)], check=True, capture_output=True, timeout=300)
+
+    out = tmp_path / "run.jsonl"
+    journal = tmp_path / "run.journal.sqlite"
+    proc = subprocess.Popen(cmd + ["--out", str(out), "--journal", str(journal)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            rows = sqlite3.connect(journal, timeout=1).execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        except sqlite3.OperationalError:
+            rows = 0  # not created yet
+        if rows >= 3:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed; make the model slower"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not out.exists()
+    done = sqlite3.connect(journal).execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    assert 3 <= done < 16
+
+    r = subprocess.run(cmd + ["--out", str(out), "--journal", str(journal), "--resume"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"{done} reused from the journal" in r.stderr
+    assert _strip_latency(out) == _strip_latency(ref)
+    assert len(read_predictions(out)) == 16

@@ -1,0 +1,152 @@
+"""The ONNX adapter: input checks, decoding, units, score mapping and findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from pydicom import dcmread
+from pydicom.uid import JPEG2000Lossless, RLELossless
+from vendors.mgfactory import CR, breast_image, make_mg, write_package
+
+from harness.cases.manifest import ImageRef
+from harness.errors import VendorFault
+from harness.pixels import to_model_plane
+from harness.vendors import load_vendor_package, open_adapter
+from harness.vendors.adapter import ExamInput
+
+VIEWS = (("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))
+
+
+def exam_input(datasets, views=VIEWS) -> ExamInput:
+    return ExamInput("E1", tuple((ImageRef(f"E1/{lat}{v}.dcm", lat, v, "0" * 64), ds)
+                                 for (lat, v), ds in zip(views, datasets, strict=True)))
+
+
+def four_views(seed=0, lesion_left=None):
+    rng = np.random.default_rng(seed)
+    return [make_mg(breast_image(96, 72, lesion_left if lat == "L" else None, rng, lat == "R"), lat, v, window=(2000, 4000))
+            for lat, v in VIEWS]
+
+
+@pytest.fixture
+def adapter(tmp_path):
+    return open_adapter(load_vendor_package(write_package(tmp_path / "pkg")))
+
+
+def roundtrip(ds, tmp_path: Path, name: str):
+    ds.save_as(tmp_path / name, enforce_file_format=True)
+    return dcmread(tmp_path / name)
+
+
+def test_prepare_builds_the_contract_tensor(adapter):
+    dss = four_views()
+    prepared = adapter.prepare(exam_input(dss))
+    (batch,) = prepared.batches
+    assert batch.tensor.shape == (4, 1, 64, 48) and batch.tensor.dtype == np.float32
+    for k, ds in enumerate(dss):
+        plane, _ = to_model_plane(ds, 64, 48)
+        np.testing.assert_array_equal(batch.tensor[k, 0], plane)
+
+
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, RLELossless])
+def test_compressed_input_gives_the_same_tensor(adapter, tmp_path, syntax):
+    dss = four_views()
+    plain = adapter.prepare(exam_input([roundtrip(d, tmp_path, f"p{k}.dcm") for k, d in enumerate(dss)]))
+    packed = []
+    for k, d in enumerate(dss):
+        d.compress(syntax)
+        packed.append(roundtrip(d, tmp_path, f"c{k}.dcm"))
+    assert packed[0].file_meta.TransferSyntaxUID == syntax
+    comp = adapter.prepare(exam_input(packed))
+    np.testing.assert_array_equal(plain.batches[0].tensor, comp.batches[0].tensor)
+
+
+def _fault(adapter, dss, views=VIEWS) -> VendorFault:
+    with pytest.raises(VendorFault) as info:
+        adapter.infer(adapter.prepare(exam_input(dss, views)))
+    return info.value
+
+
+def test_chest_cr_is_rejected(adapter):
+    dss = four_views()
+    dss[0] = make_mg(np.zeros((96, 72)), "L", "CC", sop_class=CR, modality="CR")
+    f = _fault(adapter, dss)
+    assert f.status == "rejected" and "not a mammogram" in f.reason
+
+
+def test_missing_laterality_is_rejected(adapter):
+    dss = four_views()
+    del dss[1].ImageLaterality
+    f = _fault(adapter, dss)
+    assert f.status == "rejected" and "Image Laterality" in f.reason
+
+
+def test_missing_view_is_rejected(adapter):
+    dss = four_views()
+    del dss[2].ViewPosition
+    f = _fault(adapter, dss)
+    assert f.status == "rejected" and "View Position" in f.reason
+
+
+def test_corrupt_pixel_data_is_an_error(adapter, tmp_path):
+    dss = four_views()
+    dss[3].PixelData = dss[3].PixelData[:100]
+    f = _fault(adapter, [roundtrip(d, tmp_path, f"x{k}.dcm") for k, d in enumerate(dss)])
+    assert f.status == "error" and "RMLO" in f.reason and "pixel data" in f.reason
+
+
+def _unit_adapter(tmp_path, unit):
+    pkg = write_package(tmp_path / unit, unit=unit, heatmap=False, model_kwargs={"channels": {"breast": 2, "exam": 4}[unit]})
+    return open_adapter(load_vendor_package(pkg))
+
+
+def test_exam_unit_needs_all_four_views(tmp_path):
+    a = _unit_adapter(tmp_path, "exam")
+    dss = four_views()
+    out = a.infer(a.prepare(exam_input(dss)))
+    assert out.breasts == {} and 0 < out.score < 1
+    f = _fault(a, dss[:3], VIEWS[:3])
+    assert f.status == "rejected" and "missing RMLO" in f.reason
+
+
+def test_breast_unit_channel_order_is_cc_then_mlo(tmp_path):
+    a = _unit_adapter(tmp_path, "breast")
+    dss = four_views()
+    shuffled = [dss[1], dss[0], dss[3], dss[2]]
+    prepared = a.prepare(exam_input(shuffled, [VIEWS[1], VIEWS[0], VIEWS[3], VIEWS[2]]))
+    assert [b.key for b in prepared.batches] == ["L", "R"]
+    for b, (cc, mlo) in zip(prepared.batches, ((dss[0], dss[1]), (dss[2], dss[3])), strict=True):
+        np.testing.assert_array_equal(b.tensor[0, 0], to_model_plane(cc, 64, 48)[0])
+        np.testing.assert_array_equal(b.tensor[0, 1], to_model_plane(mlo, 64, 48)[0])
+    out = a.infer(prepared)
+    assert set(out.breasts) == {"L", "R"} and out.score == max(out.breasts.values())
+    f = _fault(a, dss[:3], VIEWS[:3])
+    assert f.status == "rejected" and "missing RMLO" in f.reason
+
+
+def test_findings_point_at_the_lesion_in_stored_pixels(adapter):
+    out = adapter.infer(adapter.prepare(exam_input(four_views(lesion_left=(60, 20)))))
+    assert out.breasts["L"] > out.breasts["R"] and out.score == out.breasts["L"]
+    top = out.findings[0]
+    assert top.laterality == "L" and top.file.startswith("E1/L")
+    assert abs(top.x - 20) <= 10 and abs(top.y - 60) <= 10  # heatmap cells are 12 stored pixels wide
+
+
+def test_score_range_mapping_is_not_clipped(tmp_path):
+    pkg = write_package(tmp_path / "pkg")
+    data = yaml.safe_load((pkg / "vendor.yaml").read_text())
+    data["score_range"] = [0.0, 0.25]
+    (pkg / "vendor.yaml").write_text(yaml.safe_dump(data))
+    a = open_adapter(load_vendor_package(pkg))
+    out = a.infer(a.prepare(exam_input(four_views())))
+    assert out.score > 1.0  # out-of-range scores stay visible to the degenerate-output criterion
+
+
+def test_nan_score_is_an_error(tmp_path):
+    a = open_adapter(load_vendor_package(write_package(tmp_path / "pkg", model_kwargs={"multiply": float("nan")})))
+    with pytest.raises(VendorFault, match="NaN") as info:
+        a.infer(a.prepare(exam_input(four_views())))
+    assert info.value.status == "error"

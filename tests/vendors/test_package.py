@@ -1,0 +1,200 @@
+"""Vendor packages: valid ones load with digests; unsafe or wrong ones are refused with exit 2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+from vendors.mgfactory import write_package, write_set
+
+from harness.errors import VendorPackageError
+from harness.vendors import load_vendor_package, open_adapter
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory) -> Path:
+    return write_set(tmp_path_factory.mktemp("set") / "cases", n=2)
+
+
+def predict(pkg: Path, cases: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", "predict", "--vendor", str(pkg), "--cases", str(cases),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+
+
+def edit_yaml(pkg: Path, fn) -> None:
+    data = yaml.safe_load((pkg / "vendor.yaml").read_text())
+    fn(data)
+    (pkg / "vendor.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def zip_dir(src: Path, dest: Path, extra: list[tuple[zipfile.ZipInfo, bytes]] = ()) -> Path:
+    with zipfile.ZipFile(dest, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(src).as_posix())
+        for info, data in extra:
+            zf.writestr(info, data)
+    return dest
+
+
+def test_directory_and_zip_load_with_the_same_digests(tmp_path):
+    pkg = write_package(tmp_path / "pkg")
+    a = load_vendor_package(pkg)
+    b = load_vendor_package(zip_dir(pkg, tmp_path / "pkg.zip"))
+    assert a.package_digest == b.package_digest and a.package_digest.startswith("sha256:")
+    assert a.model_digests == b.model_digests and set(a.model_digests) == {"model.onnx", "vendor.yaml"}
+    assert a.onnx.input.unit == "image" and a.onnx.graph.batch_dynamic and a.onnx.heatmap_output == "heat"
+    assert a.map_score(0.25) == 0.25
+    assert open_adapter(a).info.execution_provider == "CPUExecutionProvider"
+
+
+def test_cuda_request_without_cuda_falls_back_with_a_warning(tmp_path, capsys):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA; the fallback path is not reachable here")
+    adapter = open_adapter(load_vendor_package(write_package(tmp_path / "pkg")), device="cuda")
+    assert adapter.info.execution_provider == "CPUExecutionProvider"
+    assert "running on CPU" in capsys.readouterr().err
+
+
+def _bad_unknown_key(pkg: Path) -> None:
+    edit_yaml(pkg, lambda d: d["onnx"]["input"].update(colour="blue"))
+
+
+def _bad_unknown_value(pkg: Path) -> None:
+    edit_yaml(pkg, lambda d: d["onnx"]["input"].update(unit="patch"))
+
+
+def _bad_input_name(pkg: Path) -> None:
+    edit_yaml(pkg, lambda d: d["onnx"]["input"].update(name="pixels"))
+
+
+def _bad_height(pkg: Path) -> None:
+    tiny = pkg / "model.onnx"
+    m = onnx.load(str(tiny))
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 99
+    onnx.save(m, str(tiny))
+
+
+def _bad_custom_domain(pkg: Path) -> None:
+    write_package(pkg, model_kwargs={"domain": "com.vendor.secret"})
+
+
+def _bad_model_path(pkg: Path) -> None:
+    edit_yaml(pkg, lambda d: d["onnx"].update(model="../model.onnx"))
+
+
+def _bad_symlink_out(pkg: Path) -> None:
+    outside = pkg.parent / "outside.onnx"
+    shutil.move(pkg / "model.onnx", outside)
+    os.symlink(outside, pkg / "model.onnx")
+
+
+def _bad_external_data(pkg: Path) -> None:
+    """Move a weight tensor's data into a file outside the package."""
+    w = numpy_helper.from_array(np.ones((1, 1), np.float32), "w")
+    w.data_location = TensorProto.EXTERNAL
+    w.ClearField("raw_data")
+    for k, v in (("location", "../weights.bin"), ("offset", "0"), ("length", "4")):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    (pkg.parent / "weights.bin").write_bytes(np.ones(1, np.float32).tobytes())
+    m = onnx.load(str(pkg / "model.onnx"))
+    m.graph.initializer.append(w)
+    m.graph.node.append(helper.make_node("Mul", ["score_pre", "w"], ["unused"]))
+    onnx.save(m, str(pkg / "model.onnx"))
+
+
+def _bad_missing_section(pkg: Path) -> None:
+    edit_yaml(pkg, lambda d: d.pop("onnx"))
+
+
+@pytest.mark.parametrize(("breaker", "needle"), [
+    (_bad_unknown_key, "onnx.input.colour: unknown key"),
+    (_bad_unknown_value, "onnx.input.unit: 'patch' is not allowed"),
+    (_bad_input_name, "onnx.input.name 'pixels' does not match"),
+    (_bad_height, "onnx.input.height is 64 but the model input has 99"),
+    (_bad_custom_domain, "custom operator domain 'com.vendor.secret'"),
+    (_bad_model_path, "must be a relative path inside the package"),
+    (_bad_symlink_out, "symlink"),
+    (_bad_external_data, "outside the package"),
+    (_bad_missing_section, "missing key 'onnx'"),
+])
+def test_bad_packages_exit_2_with_one_line(tmp_path, small_set, breaker, needle):
+    pkg = write_package(tmp_path / "pkg")
+    breaker(pkg)
+    r = predict(pkg, small_set, tmp_path / "p.jsonl")
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+@pytest.mark.parametrize(("name", "mode", "needle"), [
+    ("../evil.txt", 0o100644, "leaves the package"),
+    ("/etc/evil.txt", 0o100644, "absolute path"),
+    ("link", 0o120777, "is a symlink"),
+])
+def test_malicious_zips_exit_2(tmp_path, small_set, name, mode, needle):
+    pkg = write_package(tmp_path / "pkg")
+    info = zipfile.ZipInfo(name)
+    info.external_attr = mode << 16
+    z = zip_dir(pkg, tmp_path / "evil.zip", [(info, b"/etc/passwd" if stat.S_ISLNK(mode) else b"x")])
+    r = predict(z, small_set, tmp_path / "p.jsonl")
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_zip_member_count_is_bounded(tmp_path, monkeypatch):
+    from harness.vendors import package
+
+    pkg = write_package(tmp_path / "pkg")
+    monkeypatch.setattr(package, "MAX_MEMBERS", 1)
+    with pytest.raises(VendorPackageError, match="members, more than 1"):
+        load_vendor_package(zip_dir(pkg, tmp_path / "p.zip"))
+
+
+def test_zip_size_is_bounded(tmp_path, monkeypatch):
+    from harness.vendors import package
+
+    pkg = write_package(tmp_path / "pkg")
+    monkeypatch.setattr(package, "MAX_TOTAL_BYTES", 100)
+    with pytest.raises(VendorPackageError, match="uncompressed, more than 100"):
+        load_vendor_package(zip_dir(pkg, tmp_path / "p.zip"))
+
+
+def test_dicom_section_with_pacs_results_parses(tmp_path):
+    def to_dicom(d):
+        d["interface"] = "dicom"
+        d.pop("onnx")
+        d["dicom"] = {"ae_title": "VENDOR_AI", "host": "127.0.0.1", "port": 11112, "calling_ae_title": "MAMMOCERT",
+                      "results": {"from": "pacs", "format": "tid1500-sr", "pacs": {"ae_title": "PACS", "host": "127.0.0.1", "port": 4242},
+                                  "score": {"code": "111047", "scheme": "DCM"}}, "timeout_s": 60}
+    pkg = write_package(tmp_path / "pkg")
+    edit_yaml(pkg, to_dicom)
+    p = load_vendor_package(pkg)
+    assert p.dicom.results.source == "pacs" and p.dicom.results.pacs.port == 4242 and p.dicom.timeout_s == 60
+    edit_yaml(pkg, lambda d: d["dicom"]["results"].pop("pacs"))
+    with pytest.raises(VendorPackageError, match="missing key 'pacs'"):
+        load_vendor_package(pkg)
+
+
+def test_rest_is_not_supported_yet(tmp_path):
+    def to_rest(d):
+        d["interface"] = "rest"
+        d["rest"] = {"url": "http://127.0.0.1:8080/v1/analyses", "protocol": "mammocert-rest-v1"}
+    pkg = write_package(tmp_path / "pkg")
+    edit_yaml(pkg, to_rest)
+    with pytest.raises(VendorPackageError, match="not supported yet"):
+        open_adapter(load_vendor_package(pkg))
