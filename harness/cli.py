@@ -110,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MammocertError as exc:
         print(f"mammocert: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
+        return 0
     except KeyboardInterrupt:
         print("mammocert: interrupted; journaled results are kept, continue with --resume", file=sys.stderr)
         return 130

@@ -157,3 +157,64 @@ def write_dicom_package(root: Path, *, node_port: int, listen_port: int | None =
     root.mkdir(parents=True, exist_ok=True)
     (root / "vendor.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return root
+
+
+ROUTING_LUA = """
+-- The region's routing rule: every mammogram stored in the PACS goes to the AI node.
+-- (Results the node stores back are SR, so they are not routed again.)
+function OnStoredInstance(instanceId, tags, metadata, origin)
+  if tags["Modality"] == "MG" then
+    SendToModality(instanceId, "ainode")
+  end
+end
+"""
+
+
+@contextlib.contextmanager
+def orthanc(workdir: Path, *, aet: str, node: tuple[str, int], harness_ae: str) -> Iterator[int]:
+    """Orthanc 1.10 as the region's PACS on a free DICOM port, routing MG instances to ``node``
+    (AE, port) with a Lua ``OnStoredInstance`` script; yields the DICOM port."""
+    import json
+
+    dicom_port, http_port = free_port(), free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "route.lua").write_text(ROUTING_LUA, encoding="utf-8")
+    config = {
+        "Name": "mammocert-test-pacs", "StorageDirectory": str(workdir / "storage"),
+        "IndexDirectory": str(workdir / "index"), "HttpPort": http_port, "HttpServerEnabled": True,
+        "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomAet": aet, "DicomPort": dicom_port,
+        "DicomCheckCalledAet": False, "DicomAlwaysAllowStore": True, "DicomAlwaysAllowFind": True,
+        "DicomAlwaysAllowGet": True, "DicomAlwaysAllowMove": True, "DicomCheckModalityHost": False,
+        "DicomModalities": {"ainode": [node[0], "127.0.0.1", node[1]], "harness": [harness_ae, "127.0.0.1", 1]},
+        "DicomAssociationCloseDelay": 0, "LuaScripts": [str(workdir / "route.lua")], "Plugins": [],
+        "SaveJobs": False, "StableAge": 2, "ConcurrentJobs": 4, "DicomScuTimeout": 10,
+    }
+    (workdir / "orthanc.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    with process(["Orthanc", str(workdir / "orthanc.json")], port=dicom_port, cwd=workdir) as proc:
+        yield dicom_port
+        del proc
+
+
+def deidentified_set(out: Path, n: int = 4) -> Path:
+    """The ONNX tests' hand-made reference set (tests/vendors/mgfactory.py), marked de-identified
+    (PatientIdentityRemoved YES, placeholder name) and re-sealed, as a set for a network node."""
+    import json
+
+    from pydicom import dcmread
+    from vendors.mgfactory import write_set
+
+    from harness.cases.manifest import write_manifest
+
+    write_set(out, n=n)
+    data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    for exam in data["exams"]:
+        for im in exam["images"]:
+            path = out / im["file"]
+            ds = dcmread(path)
+            ds.PatientIdentityRemoved = "YES"
+            ds.PatientName = f"SYNTHETIC^{exam['exam_id']}"
+            ds.save_as(path, enforce_file_format=True)
+            im["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    data.pop("digest", None)
+    write_manifest(out, data)
+    return out

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from harness.perturb.image import copy_dataset, set_transfer_syntax
@@ -31,7 +32,8 @@ MAMMO_ONLY = ("ImageLaterality", "Laterality", "ViewCodeSequence", "OrganExposed
               "PositionerType", "AnatomicRegionSequence", "PatientOrientation", "ViewPosition")
 DX_ONLY = ("PresentationIntentType", "DetectorType", "ImagerPixelSpacing", "PixelIntensityRelationshipSign",
            "PixelIntensityRelationship", "PresentationLUTShape", "BurnedInAnnotation",
-           "AcquisitionContextSequence", "ImageType", "LossyImageCompression", "RescaleType")
+           "AcquisitionContextSequence", "ImageType", "LossyImageCompression")
+HAND = ("85562004", "SCT", "Hand")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def chest_cr(exam: ExamInput) -> InvalidExam:
                 delattr(ds, keyword)
         ds.BodyPartExamined = "CHEST"
         ds.ViewPosition = "PA"
+        ds.PatientOrientation = ["L", "F"]  # PA chest as displayed: towards the patient's left, feet down
         ds.SeriesDescription = "CHEST PA"
 
     return InvalidExam("chest_cr", _each(exam, fn),
@@ -80,8 +83,13 @@ def non_mammo_modality(exam: ExamInput) -> InvalidExam:
     def fn(ds: Dataset) -> None:
         _retype(ds, DX_FOR_PRESENTATION_STORAGE, "DX")
         for keyword in MAMMO_ONLY:
-            if keyword in ds:
+            # A hand is paired like a breast: its side and anatomy stay, now naming the hand.
+            if keyword in ds and keyword not in ("ImageLaterality", "AnatomicRegionSequence"):
                 delattr(ds, keyword)
+        region = Dataset()
+        region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning = HAND
+        ds.AnatomicRegionSequence = Sequence([region])
+        ds.PatientOrientation = ["L", "F"]
         ds.BodyPartExamined = "HAND"
         ds.SeriesDescription = "HAND PA"
 

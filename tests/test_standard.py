@@ -1,0 +1,116 @@
+"""Standards: schema validation with line numbers, lint/diff CLI, the shipped standards."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import StandardError
+from harness.standard import SCHEMA_PATH, lint_text, load_standard
+
+ROOT = Path(__file__).resolve().parents[1]
+DRAFT = ROOT / "standards" / "dk-mammo-ai-draft.yaml"
+DEMO = ROOT / "standards" / "demo.yaml"
+
+HEADER = """schema: mammocert/standard/v1
+id: TEST-STD
+version: 1.0.0
+status: draft
+title: test
+issuer: tests
+effective: "2026-01-01"
+expires: "2030-01-01"
+population: {prevalence_per_1000: 6.0}
+seed: 7
+criteria:
+"""
+AUC = """  - id: T-AUC
+    title: discrimination
+    kind: auc
+    level: exam
+    ci: {method: delong, level: 0.95}
+    pass_if: {ci_lower_gte: 0.8}
+    mandatory: true
+    source: test
+"""
+
+
+def mammocert(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_shipped_standards_are_valid_and_cover_every_kind():
+    kinds = set(json.loads(SCHEMA_PATH.read_text())["properties"]["criteria"]["items"]["properties"]["kind"]["enum"])
+    for path in (DRAFT, DEMO):
+        std = load_standard(path)
+        assert {c.kind for c in std.criteria} == kinds, path
+        assert all(c.source for c in std.criteria)
+    assert load_standard(DRAFT).reference_set is None  # draft: certify refuses it by design
+    assert load_standard(DEMO).reference_set is not None
+
+
+def test_every_draft_threshold_cites_the_research_section():
+    for c in load_standard(DRAFT).criteria:
+        assert c.source.startswith("[§"), c.id
+
+
+def test_problems_carry_line_numbers_and_fixes():
+    text = HEADER + AUC.replace("ci_lower_gte: 0.8", "ci_lower_gte: 1.8") + AUC.replace("    mandatory", "    bogus: 1\n    mandatory")
+    _, problems = lint_text(text)
+    lines = {p.line: p.message for p in problems}
+    assert any("out of range" in m for m in lines.values())
+    assert lines[HEADER.count("\n") + 8 + 7].startswith("unknown key 'bogus'")  # the second criterion's bogus key
+    assert any("duplicate criterion id 'T-AUC'" in p.message for p in problems)
+
+
+def test_unknown_kind_is_named_with_the_known_kinds():
+    _, problems = lint_text(HEADER + AUC.replace("kind: auc", "kind: auroc"))
+    msg = [p for p in problems if "unknown kind" in p.message]
+    assert msg and "'auroc'" in msg[0].message and "auc" in msg[0].message
+    assert msg[0].line == HEADER.count("\n") + 3
+
+
+def test_load_raises_one_line_with_the_first_problem(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(HEADER + AUC.replace("level: exam", "level: woman"))
+    with pytest.raises(StandardError) as exc:
+        load_standard(bad)
+    assert str(exc.value).startswith(f"{bad}:15: criteria[0](T-AUC).level:")
+    assert "\n" not in str(exc.value)
+
+
+def test_lint_cli_exit_codes(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(HEADER + AUC)
+    r = mammocert("standard", "lint", str(good))
+    assert r.returncode == 0 and "1 criteria" in r.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(HEADER.replace('expires: "2030-01-01"', 'expires: "2025-01-01"') + AUC)
+    r = mammocert("standard", "lint", str(bad))
+    assert r.returncode == 2 and "bad.yaml:8: expires" in r.stdout
+    r = mammocert("run", "--vendor", "x", "--standard", str(bad), "--cases", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_in_force_window():
+    std = load_standard(DRAFT)
+    assert not std.in_force(dt.date(2026, 12, 31))
+    assert std.in_force(dt.date(2027, 1, 1))
+    assert not std.in_force(dt.date(2029, 1, 1))
+
+
+def test_diff_reports_threshold_changes(tmp_path):
+    a = tmp_path / "a.yaml"
+    b = tmp_path / "b.yaml"
+    a.write_text(HEADER + AUC)
+    b.write_text(HEADER.replace("1.0.0", "1.1.0") + AUC.replace("0.8}", "0.85}") + AUC.replace("T-AUC", "T-AUC-2"))
+    r = mammocert("standard", "diff", str(a), str(b))
+    assert r.returncode == 0
+    assert "~ version: '1.0.0' -> '1.1.0'" in r.stdout
+    assert "~ T-AUC pass_if.ci_lower_gte: 0.8 -> 0.85 [threshold]" in r.stdout
+    assert "+ T-AUC-2 (auc, mandatory)" in r.stdout
