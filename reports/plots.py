@@ -78,9 +78,17 @@ def _to_svg(fig: Figure, salt: str) -> str:
     plt.close(fig)
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]  # drop <?xml ...?> and <!DOCTYPE>: not allowed inside HTML
+    # The RDF metadata only names matplotlib and namespace URLs; it adds bytes, not information.
+    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.S)
     # Let CSS size the figure; the viewBox keeps the aspect ratio.
     svg = re.sub(r'(<svg[^>]*?)\s+width="[^"]*"\s+height="[^"]*"', r"\1", svg, count=1)
     svg = svg.replace("<svg ", '<svg role="img" ', 1)
+    # matplotlib numbers element ids per figure (figure_1, line2d_1, ...); several figures share one
+    # HTML document, so prefix every id and every reference to one with this figure's salt.
+    prefix = re.sub(r"[^A-Za-z0-9_-]", "-", salt) + "-"
+    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m[1]}"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}{m[1]})", svg)
+    svg = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{prefix}{m[1]}"', svg)
     return svg.strip() + "\n"
 
 
@@ -174,7 +182,7 @@ def forest_plot(evidence: Mapping[str, Any], salt: str, reference: float | None 
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.grid(axis="y", visible=False)
     ax.set_xlabel(str(evidence.get("metric", "value")))
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(rows) < 4 else -0.12), ncol=3)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3)  # above: never over the rows
     return _to_svg(fig, salt)
 
 

@@ -179,7 +179,7 @@ def _counterexample(c: CriterionResult) -> Counterexample | None:
     return Counterexample(
         relation=str(ce.get("relation", "")),
         exam_id=str(ce.get("exam_id", "")),
-        parameters=tuple((str(k), fmt_number(v)) for k, v in sorted(params.items()))
+        parameters=tuple((str(k), plain(v)) for k, v in sorted(params.items()))
         if isinstance(params, Mapping) else (),
         score_before=fmt_number(ce.get("score_before")),
         score_after=fmt_number(ce.get("score_after")),
@@ -264,6 +264,13 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def plain(v: Any) -> str:
+    """A value exactly as recorded (seeds, counts, parameters): no rounding, no separators."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return "—" if v is None else str(v)
+
+
 def _scalars(m: Any) -> list[tuple[str, str]]:
     """Flatten a mapping of scalars and small mappings into readable key/value rows."""
     rows: list[tuple[str, str]] = []
@@ -271,9 +278,9 @@ def _scalars(m: Any) -> list[tuple[str, str]]:
         return rows
     for k, v in m.items():
         if isinstance(v, Mapping):
-            rows += [(f"{k} · {k2}", fmt_number(v2)) for k2, v2 in v.items() if not isinstance(v2, Mapping | list)]
+            rows += [(f"{k} · {k2}", plain(v2)) for k2, v2 in v.items() if not isinstance(v2, Mapping | list)]
         elif not isinstance(v, list):
-            rows.append((str(k), fmt_number(v)))
+            rows.append((str(k), plain(v)))
     return rows
 
 

@@ -16,6 +16,17 @@ from harness.results import CriterionResult
 from harness.standard import CriterionSpec
 
 
+def threshold_for_specificity(scores: np.ndarray, labels: np.ndarray, target: float) -> float | None:
+    """The lowest score threshold whose specificity reaches ``target`` (score >= t is positive),
+    i.e. the most sensitive operating point that keeps the specificity; None if none does."""
+    controls = np.sort(scores[labels == 0])
+    candidates = np.unique(np.concatenate([scores, [np.inf]]))
+    # specificity(t) = share of controls with score < t, non-decreasing in t
+    spec = np.searchsorted(controls, candidates, side="left") / len(controls)
+    ok = np.nonzero(spec >= target)[0]
+    return float(candidates[ok[0]]) if len(ok) and np.isfinite(candidates[ok[0]]) else None
+
+
 def _roc_evidence(scores: np.ndarray, labels: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:
     fpr, tpr, _ = stats.roc_curve(scores, labels)
     if len(fpr) > max_points:  # keep the plot data small; the curve is monotone, subsample evenly
@@ -58,8 +69,8 @@ def auc(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
         value, lo, hi, method = r.auc, r.ci_low, r.ci_high, f"DeLong (fast, Sun & Xu), {conf:.0%} CI, pROC conventions"
     else:
         reps = int(ci_spec.get("replicates", 2000))
-        value = stats.auc(scores, labels)
-        lo, hi = stats.bootstrap_auc_ci(scores, labels, ctx.rng(spec.id), replicates=reps, level=conf)
+        b = stats.bootstrap_auc(scores, labels, ctx.rng(spec.id), n_boot=reps, level=conf)
+        value, lo, hi = b.estimate, b.ci_low, b.ci_high
         method = f"stratified bootstrap, {reps} replicates, percentile {conf:.0%} CI"
     n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
     unit = "breasts" if level == "breast" else "exams"
@@ -103,9 +114,10 @@ def sensitivity_at_specificity(spec: CriterionSpec, ctx: EvaluationContext) -> C
     ci_spec = spec.params["ci"]
     reps, conf = int(ci_spec.get("replicates", 2000)), float(ci_spec["level"])
     value = stats.sensitivity_at_specificity(t.scores, t.labels, target)
-    lo, hi = stats.bootstrap_sens_at_spec_ci(t.scores, t.labels, target, ctx.rng(spec.id), replicates=reps, level=conf)
+    boot = stats.bootstrap_sens_at_spec(t.scores, t.labels, target, ctx.rng(spec.id), n_boot=reps, level=conf)
+    lo, hi = boot.ci_low, boot.ci_high
     measured: dict[str, Any] = {"value": value, "ci": (lo, hi), "ci_lower": lo, "ci_upper": hi}
-    threshold = stats.threshold_for_specificity(t.scores, t.labels, target)
+    threshold = threshold_for_specificity(t.scores, t.labels, target)
     evidence: dict[str, Any] = {
         "target_specificity": target, "threshold_at_target": threshold,
         "method": f"pROC coords(input='specificity') interpolation; stratified bootstrap {reps} replicates, {conf:.0%} percentile CI",

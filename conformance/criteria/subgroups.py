@@ -38,18 +38,34 @@ def _group_keys(values: list[Any], bands: list[list[float]] | None) -> list[str 
     return out
 
 
-def _metric(metric: str, scores: np.ndarray, labels: np.ndarray, flags: np.ndarray, conf: float) -> tuple[float, float, float, float, int]:
-    """(value, ci_low, ci_high, variance, n) of the metric on one group."""
+def _metric(metric: str, scores: np.ndarray, labels: np.ndarray, flags: np.ndarray, conf: float) -> tuple[float, float, float, int, int]:
+    """(value, ci_low, ci_high, k, n) of the metric on one group (k = successes; 0 for AUC)."""
     if metric == "auc":
         r = stats.delong(scores, labels, level=conf)
-        return r.auc, r.ci_low, r.ci_high, r.var, len(labels)
+        return r.auc, r.ci_low, r.ci_high, 0, len(labels)
     on = labels == (1 if metric == "sensitivity" else 0)
     n = int(on.sum())
     hits = flags[on] if metric == "sensitivity" else ~flags[on]
     k = int(hits.sum())
-    p = k / n
     lo, hi = stats.wilson(k, n, conf)
-    return p, lo, hi, p * (1 - p) / n, n
+    return k / n, lo, hi, k, n
+
+
+def _p_value(metric: str, sel: np.ndarray, scores: np.ndarray, labels: np.ndarray, flags: np.ndarray,
+             group: tuple[float, float, float, int, int], conf: float) -> float:
+    """Two-sided p of group vs the rest: pooled two-proportion z-test, or unpaired DeLong for AUC."""
+    if not (~sel).any():
+        return 1.0
+    if metric == "auc":
+        return float(stats.delong_unpaired(scores[sel], labels[sel], scores[~sel], labels[~sel]).p_two_sided)
+    rest = _metric(metric, scores[~sel], labels[~sel], flags[~sel], conf)
+    k1, n1, k2, n2 = group[3], group[4], rest[3], rest[4]
+    pooled = (k1 + k2) / (n1 + n2)
+    var = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
+    if var == 0:
+        return 1.0
+    z = (k1 / n1 - k2 / n2) / math.sqrt(var)
+    return float(2 * norm.sf(abs(z)))
 
 
 @evaluator("subgroup")
@@ -74,13 +90,9 @@ def subgroup(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
             g["assessable"] = False
             groups.append(g)
             continue
-        v, lo, hi, var, _ = _metric(metric, t.scores[sel], t.labels[sel], flags[sel], conf)
-        rest = _metric(metric, t.scores[~sel], t.labels[~sel], flags[~sel], conf) if (~sel).any() else None
-        if rest is not None and var + rest[3] > 0:
-            z = (v - rest[0]) / math.sqrt(var + rest[3])
-            p = float(2 * norm.sf(abs(z)))
-        else:
-            p = 1.0
+        grp = _metric(metric, t.scores[sel], t.labels[sel], flags[sel], conf)
+        v, lo, hi = grp[0], grp[1], grp[2]
+        p = _p_value(metric, sel, t.scores, t.labels, flags, grp, conf)
         g.update({"assessable": True, "value": v, "ci": [lo, hi], "gap": overall[0] - v, "p_value": p})
         assess_idx.append(len(groups))
         pvals.append(p)

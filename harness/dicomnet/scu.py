@@ -147,7 +147,8 @@ def send_study(peer: Peer, calling_ae: str, datasets: Sequence[Dataset], *, time
                 ts = ExplicitVRLittleEndian
             status = assoc.send_c_store(ds)
             if not status or "Status" not in status:
-                what = "aborted" if assoc.is_aborted else "timed out"
+                # An empty status: the peer aborted (the association is gone) or never answered.
+                what = "aborted" if (assoc.is_aborted or not assoc.is_established) else "timed out"
                 raise AssociationFailure(f"C-STORE: association {what} by {peer} after {n - 1} of {len(datasets)} images")
             code = int(status.Status)
             if code not in (0x0000, 0xB000, 0xB006, 0xB007):  # success and warnings

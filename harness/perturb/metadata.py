@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import uuid
 from dataclasses import dataclass
 from typing import ClassVar
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.uid import generate_uid
 
 from harness.perturb.image import map_images
 from harness.vendors.adapter import ExamInput
@@ -62,8 +62,13 @@ def _digest(*parts: object) -> str:
 
 
 def new_uid(seed: int, old: str) -> str:
-    """The replacement for ``old``: deterministic in (seed, old), a valid ``2.25.`` UID."""
-    return str(generate_uid(prefix=None, entropy_srcs=["mammocert-metadata", str(seed), old]))
+    """The replacement for ``old``: deterministic in (seed, old), a valid ``2.25.`` UID.
+
+    A name-based UUID (version 5 layout over SHA-256) written as ``2.25.<integer>`` (PS3.5 B.2).
+    pydicom's ``generate_uid(prefix=None)`` would ignore the entropy and draw a random UUID.
+    """
+    digest = hashlib.sha256(f"mammocert-metadata\x1f{seed}\x1f{old}".encode()).digest()
+    return f"2.25.{uuid.UUID(bytes=digest[:16], version=5).int}"
 
 
 def _shift_date(text: str, days: int) -> str:

@@ -137,8 +137,7 @@ class ReferenceDicomNode:
             self._work.notify_all()
             n = len(st.images)
         if self.fault == "abort" and n == 1:
-            # Abort mid-association, from another thread (the handler must return first).
-            threading.Thread(target=event.assoc.abort, daemon=True).start()
+            event.assoc.abort()  # mid-association, before answering the first C-STORE
         return 0x0000
 
     def _take_ready(self) -> tuple[str, _Study] | None:

@@ -1,0 +1,74 @@
+"""Evaluate a vendor package on a reference set: exam-level AUC with DeLong CI, and localisation.
+
+``python -m harness.reference.evaluate_model --cases DIR [--vendor PKG]`` runs the package
+(default: the bundled reference vendor) through the real runner and prints one JSON object:
+exam-level AUC with its 95 % DeLong CI (``harness.stats.roc.delong``), counts, and the fraction
+of cancers whose top finding on the cancer side falls inside a lesion box (localisation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.cases.manifest import Manifest, load_manifest
+from harness.predictions import Prediction
+from harness.runner import run_predictions
+from harness.vendors import load_vendor_package, open_adapter
+
+DEFAULT_VENDOR = Path(__file__).with_name("vendor")
+
+
+def localisation_rate(manifest: Manifest, preds: list[Prediction], margin_px: float = 0.0) -> tuple[int, int]:
+    """(hits, cancers with marks): top finding of the exam inside any mark box of its file."""
+    by_id = {p.exam_id: p for p in preds}
+    hits = total = 0
+    for exam in manifest.exams:
+        marks = [m for les in exam.lesions for m in les.marks]
+        if exam.label != 1 or not marks:
+            continue
+        total += 1
+        p = by_id.get(exam.exam_id)
+        if p is None or p.status != "ok" or not p.findings:
+            continue
+        f = p.findings[0]
+        if any(m.file == f.file and m.box[0] - margin_px <= f.x <= m.box[2] + margin_px
+               and m.box[1] - margin_px <= f.y <= m.box[3] + margin_px for m in marks):
+            hits += 1
+    return hits, total
+
+
+def evaluate(cases: Path, vendor: Path = DEFAULT_VENDOR, progress: bool = False) -> dict:
+    from harness.stats.roc import delong
+
+    manifest = load_manifest(cases)
+    pkg = load_vendor_package(vendor)
+    adapter = open_adapter(pkg)
+    try:
+        preds = run_predictions(adapter, manifest, progress=progress, timeout_s=None)
+    finally:
+        adapter.close()
+    labels = {e.exam_id: e.label for e in manifest.exams}
+    ok = [p for p in preds if p.status == "ok"]
+    res = delong([p.score for p in ok], [labels[p.exam_id] for p in ok])
+    hits, total = localisation_rate(manifest, preds)
+    return {"cases": str(cases), "set_digest": manifest.digest, "vendor": pkg.name,
+            "package_digest": pkg.package_digest, "exams": len(preds), "ok": len(ok),
+            "auc": round(res.auc, 4), "ci95": [round(res.ci_low, 4), round(res.ci_high, 4)],
+            "cancers": res.n_cases, "controls": res.n_controls,
+            "localised": hits, "localisable": total}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.reference.evaluate_model", description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", required=True, help="evaluation reference set (not the training set)")
+    ap.add_argument("--vendor", default=str(DEFAULT_VENDOR), help="vendor package (default: the reference vendor)")
+    args = ap.parse_args(argv)
+    print(json.dumps(evaluate(Path(args.cases), Path(args.vendor), progress=True), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
