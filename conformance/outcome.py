@@ -43,6 +43,9 @@ def describe_threshold(pass_if: Mapping[str, Any]) -> str:
     """'ci_lower ≥ 0.85 and value ≤ 0.05' — the pass condition in words."""
     parts = []
     for key, target in pass_if.items():
+        if key == "noninferior":
+            parts.append("non-inferior to the reader")
+            continue
         qty, op = PASS_KEYS[key]
         parts.append(f"{qty.replace('_', ' ')} {SYMBOL[op]} {target}")
     return " and ".join(parts)
@@ -58,7 +61,9 @@ def check_pass(pass_if: Mapping[str, Any], measured: Mapping[str, Any]) -> tuple
             raise NotEvaluable(f"the measurement {qty!r} needed by pass_if.{key} is not available")
         ok = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
               "is": lambda a, b: bool(a) is bool(b)}[op](got, target)
-        if not ok:
+        if not ok and key == "noninferior":
+            failed.append("non-inferiority to the reader is not shown")
+        elif not ok:
             failed.append(f"{qty.replace('_', ' ')} = {_fmt(got)} is not {SYMBOL[op]} {target}")
     return not failed, failed
 

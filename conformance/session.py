@@ -191,8 +191,13 @@ class SuiteState:
     def vendor_identity(self) -> dict[str, Any]:
         pkg = self._package
         if pkg is None:
+            # No model artifact: the evaluated predictions file is the subject of the attestation.
+            from harness.jsonutil import sha256_file
+
+            assert self.predictions_path is not None
             return {"vendor": None, "product": None, "version": None, "interface": "predictions-file",
-                    "operating_point": self.operating_point_option, "package_digest": None, "model_digests": {}}
+                    "operating_point": self.operating_point_option, "package_digest": None,
+                    "model_digests": {f"predictions:{Path(self.predictions_path).name}": sha256_file(Path(self.predictions_path))}}
         return {"vendor": pkg.vendor, "product": pkg.product, "version": pkg.version, "interface": pkg.interface,
                 "operating_point": float(pkg.operating_point), "score_range": list(pkg.score_range),
                 "package_digest": pkg.package_digest, "model_digests": dict(pkg.model_digests)}

@@ -77,12 +77,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is None:
         return
-    state.check_selection([_criterion_of(it).id for it in session.items])
+    state.check_selection([c.id for c in map(_criterion_of, session.items) if c is not None])
 
 
 def _criterion_of(item: pytest.Item) -> Any:
+    from harness.standard import CriterionSpec
+
     callspec = getattr(item, "callspec", None)
-    return callspec.params.get("criterion") if callspec is not None else None
+    spec = callspec.params.get("criterion") if callspec is not None else None
+    return spec if isinstance(spec, CriterionSpec) else None  # empty parametrization -> NOTSET
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -244,7 +244,7 @@ def signing_note(r: RunResults) -> str:
     if r.signing == "unsigned":
         return ("Unsigned: no attestation was signed for this run, so nothing proves this report "
                 "unchanged. Do not rely on it outside the team that produced it.")
-    if r.signing == "demo-key":
+    if r.signing == "demo-key" or (r.signing == "" and r.mode == "demo"):  # demo runs always use one
         return ("Signed with a demonstration key generated for this run (demo-key.pub.pem). The "
                 "signature proves only that the files are unchanged, not who produced them.")
     return ("This report is valid only together with its signed attestation (attestation.intoto.json), "

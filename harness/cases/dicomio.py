@@ -13,13 +13,14 @@ meta information names mammocert, not the pydicom version, so the bytes depend o
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 IMPLEMENTATION_CLASS_UID = "2.25.229395410564937402719307722125096131717"  # fixed: mammocert's own
@@ -31,8 +32,16 @@ ORIENTATION = {("L", "CC"): ["A", "R"], ("R", "CC"): ["P", "L"], ("L", "MLO"): [
 
 
 def uid(*entropy: object) -> str:
-    """A deterministic 2.25 UID from the given values (pydicom hashes them into a UUID)."""
-    return generate_uid(prefix=None, entropy_srcs=[repr(e) for e in entropy])
+    """A deterministic 2.25 UID: a name-based (version 5 style) UUID of the given values.
+
+    pydicom's ``generate_uid(prefix=None, ...)`` ignores its entropy sources and returns a random
+    UUID, so the hash is taken here: SHA-256 of the values, truncated to 128 bits.
+    """
+    digest = hashlib.sha256("\x1f".join(repr(e) for e in entropy).encode("utf-8")).digest()
+    value = bytearray(digest[:16])
+    value[6] = (value[6] & 0x0F) | 0x50  # UUID version 5 layout (RFC 4122 name-based)
+    value[8] = (value[8] & 0x3F) | 0x80
+    return f"2.25.{int.from_bytes(value, 'big')}"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ per-exam vendor faults.
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,12 +73,24 @@ def _ae(calling_ae: str, timeout_s: float) -> AE:
     return ae
 
 
+def _reachable(peer: Peer) -> str | None:
+    """None if a TCP connection opens, else why not (pynetdicom reports a refused connection as an abort)."""
+    try:
+        with socket.create_connection((peer.host, peer.port), timeout=5):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
 def _assoc_failure(assoc, peer: Peer, what: str) -> AssociationFailure:
     if assoc.is_rejected:
         return AssociationFailure(f"{what}: association rejected by {peer}")
+    why = _reachable(peer)
+    if why is not None:
+        return AssociationFailure(f"{what}: no association with {peer} ({why.lower()})")
     if assoc.is_aborted:
         return AssociationFailure(f"{what}: association aborted by {peer}")
-    return AssociationFailure(f"{what}: no association with {peer} (connection refused or timed out)")
+    return AssociationFailure(f"{what}: no association with {peer} (no answer to the association request)")
 
 
 def echo(peer: Peer, calling_ae: str, timeout_s: float = 10.0) -> None:
@@ -145,10 +159,13 @@ def send_study(peer: Peer, calling_ae: str, datasets: Sequence[Dataset], *, time
                 ds.decompress()
                 decompressed += 1
                 ts = ExplicitVRLittleEndian
+            t0 = time.monotonic()
             status = assoc.send_c_store(ds)
             if not status or "Status" not in status:
-                # An empty status: the peer aborted (the association is gone) or never answered.
-                what = "aborted" if (assoc.is_aborted or not assoc.is_established) else "timed out"
+                # An empty status: the peer aborted or closed the association, or never answered
+                # (only then has the DIMSE timeout elapsed; the abort flag may be set a moment later).
+                gone = assoc.is_aborted or not assoc.is_established or time.monotonic() - t0 < timeout_s
+                what = "aborted" if gone else "timed out"
                 raise AssociationFailure(f"C-STORE: association {what} by {peer} after {n - 1} of {len(datasets)} images")
             code = int(status.Status)
             if code not in (0x0000, 0xB000, 0xB006, 0xB007):  # success and warnings

@@ -85,13 +85,14 @@ def insert_lesion(pixels: np.ndarray, spacing_mm: float, center: tuple[float, fl
     """Add a lesion to presentation ``pixels`` (values in [0, 1]) around ``center`` = (x, y).
 
     Returns the new pixels (clipped to [0, 1]) and the lesion's box [x0, y0, x1, y1] in pixel
-    columns/rows. The input array is not modified.
+    columns/rows (pixels raised by >= 1 % of the peak). The input array is not modified.
     """
     if kind not in KINDS:
         raise ValueError(f"insert_lesion: kind {kind!r} is not one of {', '.join(KINDS)}")
     cx, cy = center
     radius = size_mm / 2.0 / spacing_mm
-    margin = int(math.ceil(radius * 1.3)) + 3
+    blur = max(0.5, 0.08 * radius)
+    margin = int(math.ceil(radius * 1.2 + 4 * blur)) + 3  # room for the lobes and the blur's tail
     y0, y1 = max(0, int(cy) - margin), min(pixels.shape[0], int(cy) + margin + 1)
     x0, x1 = max(0, int(cx) - margin), min(pixels.shape[1], int(cx) + margin + 1)
     rows, cols = np.mgrid[y0:y1, x0:x1].astype(np.float64)
@@ -101,8 +102,7 @@ def insert_lesion(pixels: np.ndarray, spacing_mm: float, center: tuple[float, fl
         for k in (2, 3, 4):
             lobes += rng.uniform(0.0, 0.06) * np.cos(k * theta + rng.uniform(0.0, 2 * math.pi))
         patch = _sphere(rows, cols, cy, cx, radius * lobes)
-        patch = ndimage.gaussian_filter(patch, sigma=max(0.5, 0.08 * radius))
-        extent = radius * 1.18
+        patch = ndimage.gaussian_filter(patch, sigma=blur)
     else:
         patch = np.zeros_like(rows)
         for _ in range(int(rng.integers(5, 16))):
@@ -110,11 +110,12 @@ def insert_lesion(pixels: np.ndarray, spacing_mm: float, center: tuple[float, fl
             a = rng.uniform(0.0, 2 * math.pi)
             speck = rng.uniform(0.1, 0.25) / spacing_mm  # radius of a 0.2-0.5 mm speck
             patch = np.maximum(patch, _sphere(rows, cols, cy + r * math.sin(a), cx + r * math.cos(a), max(speck, 0.75)))
-        extent = radius + 0.25 / spacing_mm
     out = np.array(pixels, dtype=np.float64, copy=True)
     out[y0:y1, x0:x1] = np.clip(out[y0:y1, x0:x1] + contrast * patch, 0.0, 1.0)
-    box = (max(0.0, cx - extent), max(0.0, cy - extent),
-           min(float(pixels.shape[1]), cx + extent), min(float(pixels.shape[0]), cy + extent))
+    # The box holds every pixel the lesion raises by at least 1 % of its peak (the blur's far
+    # tail is invisible), as [x0, y0, x1, y1] pixel edges like the manifest's marks.
+    ys, xs = np.nonzero(patch >= 0.01 * patch.max())
+    box = (float(x0 + xs.min()), float(y0 + ys.min()), float(x0 + xs.max() + 1), float(y0 + ys.max() + 1))
     return out, box
 
 

@@ -6,9 +6,12 @@ the tolerance.
 
 How: the field of view is kept; the image gets ``round(n * old / new)`` rows and columns and
 is interpolated linearly on pixel areas (``scipy.ndimage.zoom`` with ``grid_mode=True``, so
-pixel edges, not centres, line up). When shrinking, it is first low-pass filtered with a
-Gaussian of sigma ``(1/f - 1) / 2`` input pixels, ``f`` = new/old pixel count (the anti-aliasing
-rule scikit-image uses), so fine structure does not alias into false calcifications. Rows,
+pixel edges, not centres, line up). When shrinking by ``f`` = new/old pixel count, it is first
+low-pass filtered with a Gaussian of sigma ``0.5 * sqrt(1/f^2 - 1)`` input pixels: taking a
+pixel's own blur as a Gaussian of half its pitch, that is the blur which brings the old pixel's
+up to the new, larger one's (Gaussian blurs add in quadrature). It suppresses the frequencies the
+coarser grid cannot hold, so fine structure does not alias into false calcifications, and it
+vanishes smoothly as ``f -> 1``, so a mild resampling stays mild. Rows,
 Columns and ImagerPixelSpacing follow; PixelSpacing (patient plane), when present, scales by
 the same factor. The spacing written is the requested one; the rounding of the pixel count
 makes the true one differ by under half a pixel over the whole image. A spacing equal to the
@@ -62,7 +65,7 @@ def resample_pixels(pixels: np.ndarray, old: tuple[float, float], new: float) ->
     shape = tuple(max(1, round(n * o / new)) for n, o in zip(pixels.shape, old, strict=True))
     factors = tuple(s / n for s, n in zip(shape, pixels.shape, strict=True))
     work = pixels.astype(np.float64)
-    sigma = tuple(max(0.0, (1.0 / f - 1.0) / 2.0) for f in factors)
+    sigma = tuple(0.5 * float(np.sqrt(max(0.0, 1.0 / f**2 - 1.0))) for f in factors)
     if any(s > 0 for s in sigma):
         work = ndimage.gaussian_filter(work, sigma=sigma, mode="nearest")
     out = ndimage.zoom(work, factors, order=1, mode="nearest", grid_mode=True)

@@ -121,7 +121,10 @@ def build_exam(seed: int = 0, mono1_view: tuple[str, str] | None = ("R", "MLO"))
 
 def presentation(ds: Dataset) -> np.ndarray:
     """Presentation pixels computed with pydicom alone (independent of harness.pixels)."""
-    arr = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds, index=0).astype(np.float64)
+    modality = apply_modality_lut(ds.pixel_array, ds)
+    if np.array_equal(modality, np.rint(modality)):  # integral (slope 1): keep LUT indexing exact
+        modality = modality.astype(np.int64)
+    arr = apply_voi_lut(modality, ds, index=0).astype(np.float64)
     top = float((1 << int(ds.BitsStored)) - 1)
     if ds.PhotometricInterpretation == "MONOCHROME1":
         arr = top - arr

@@ -219,14 +219,20 @@ def test_recomputation_gets_the_bundle_and_cases(signed_bundle: Path, keypair: t
     assert seen == [(signed_bundle, tmp_path)]
 
 
-def test_cases_without_engine_is_a_harness_fault(signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path) -> None:
-    try:
-        import conformance.engine  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(HarnessFault, match="recompute_criteria"):
-            verify_bundle(signed_bundle, keypair[1], cases_dir=tmp_path)
-    else:
-        pytest.skip("conformance.engine exists; covered by its own end-to-end tests")
+def test_cases_without_engine_is_a_harness_fault(signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import reports.verify as verify_module
+
+    monkeypatch.setattr(verify_module, "RECOMPUTE_MODULES", ("conformance.no_such_engine",))
+    with pytest.raises(HarnessFault, match="recompute_criteria"):
+        verify_bundle(signed_bundle, keypair[1], cases_dir=tmp_path)
+
+
+def test_default_recompute_is_the_engines() -> None:
+    from reports.verify import _default_recompute
+
+    fn = _default_recompute()
+    assert fn.__name__ == "recompute_criteria"
 
 
 def test_unsigned_bundle_is_not_verified(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
