@@ -22,6 +22,7 @@ import datetime as _dt
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
@@ -531,7 +532,9 @@ def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -
         for c in node.children:
             if c.item.get("ValueType") != "SCOORD":
                 continue
-            data = [float(v) for v in (c.item.get("GraphicData") or [])]
+            # GraphicData is float32 (FL): take the shortest decimal that round-trips in float32,
+            # so a writer's 21.67 reads back as 21.67, not 21.670000076.
+            data = [float(str(np.float32(v))) for v in (c.item.get("GraphicData") or [])]
             if len(data) < 2 or len(data) % 2:
                 raise SrError("a SCOORD has no (column, row) pairs")
             uid = image_of(c)
