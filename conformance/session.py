@@ -195,7 +195,8 @@ class SuiteState:
             from harness.jsonutil import sha256_file
 
             assert self.predictions_path is not None
-            return {"vendor": None, "product": None, "version": None, "interface": "predictions-file",
+            return {"vendor": "(not given: predictions file only)", "product": Path(self.predictions_path).name,
+                    "version": "n/a", "interface": "predictions-file",
                     "operating_point": self.operating_point_option, "package_digest": None,
                     "model_digests": {f"predictions:{Path(self.predictions_path).name}": sha256_file(Path(self.predictions_path))}}
         return {"vendor": pkg.vendor, "product": pkg.product, "version": pkg.version, "interface": pkg.interface,
@@ -241,6 +242,7 @@ class SuiteState:
             summary={"predictions": by_status, "criteria": outcomes, "faults": faults[:200],
                      "n_faults": len(faults), "skipped_tests": list(skipped)},
             notice=notice,
+            signing="key" if self.key else ("demo-key" if self.mode == "demo" else "unsigned"),
         )
         if self.out is not None:
             self.write_bundle(results, predictions)

@@ -227,11 +227,9 @@ def place(img: np.ndarray, height: int, width: int, resize: str, mirror: bool) -
     rows, cols = img.shape
     src = img[:, ::-1] if mirror else img
     if resize == "stretch":
-        sy, sx = height / rows, width / cols
         out_r, out_c = height, width
     else:
         s = min(height / rows, width / cols)
-        sy = sx = s
         out_r, out_c = min(height, max(1, round(rows * s))), min(width, max(1, round(cols * s)))
     plane = np.zeros((height, width), dtype=np.float32)
     plane[:out_r, :out_c] = resample(np.ascontiguousarray(src), out_r, out_c)

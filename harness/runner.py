@@ -157,8 +157,14 @@ def _progress(enabled: bool, total: int):
     if not enabled:
         return None
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]:.2f} exams/s"), TextColumn("ETA"), TimeRemainingColumn(),

@@ -128,7 +128,13 @@ def build_reference_set(recipe: Path | str | Recipe, out: Path | str, exams: int
     start = time.monotonic()
     bar = None
     if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         bar = Progress(TextColumn("building exams"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[rate]:.2f} exams/s"), TextColumn("ETA"), TimeRemainingColumn())

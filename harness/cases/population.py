@@ -13,6 +13,7 @@ The truth of each exam comes from a seeded permutation of exact per-class counts
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from harness.cases.readers import ReaderModel, calibrate, simulate_reads

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+
 import numpy as np
 from pydicom.dataset import Dataset
 from scipy.ndimage import maximum_filter
