@@ -60,6 +60,7 @@ def place_lesion(spec: LesionSpec, geoms: dict[str, ph.Geometry], depth_mm: floa
     best: tuple[float, dict[str, tuple[float, float]]] = (-np.inf, {})
     for _ in range(12):
         found: dict[str, tuple[float, float]] = {}
+        worst_v = -np.inf
         for view, g in geoms.items():
             best_v: tuple[float, tuple[float, float]] = (-np.inf, (0.0, 0.0))
             for _ in range(60):
@@ -77,11 +78,9 @@ def place_lesion(spec: LesionSpec, geoms: dict[str, ph.Geometry], depth_mm: floa
                 if score >= need:
                     break
             found[view] = best_v[1]
-            if best_v[0] < need:
-                break
-        worst = min((float(geoms[v].skin_dist[int(round(rc[0])), int(round(rc[1]))]) for v, rc in found.items()),
-                    default=-np.inf) if len(found) == len(geoms) else -np.inf
-        if worst > best[0]:
+            worst_v = best_v[0] if view == next(iter(geoms)) else min(worst_v, best_v[0])
+        worst = worst_v
+        if worst > best[0] or not best[1]:
             best = (worst, found)
         if worst >= need:
             break

@@ -5,7 +5,8 @@ calibrated with numpy on a *training* reference set (never on the set it is eval
 
     x (N,1,H,W) presentation pixels in [0,1], chest wall left, fit
     (all but the speck filter run on the 2x2-mean half-resolution image; G12/G16 at 1/4)
-    mask      = breast (x > 0.04), eroded by 8 px so the skin line and padding give no response
+    mask      = breast (x > 0.12), eroded by 8 px so the skin line and padding give no response,
+                and without the 48 px band along the chest wall (pectoral muscle edge)
     local_std = sqrt(G16*(x^2) - (G16*x)^2) + 0.01         local contrast normalisation
     f1 = (G2*x  - G6*x)  / local_std                        small masses (DoG, ~2-6 mm)
     f2 = (G4*x  - G12*x) / local_std                        large masses (~5-15 mm)
@@ -45,6 +46,8 @@ HEIGHT, WIDTH = 512, 416
 INPUT, SCORE, HEATMAP = "image", "score", "heatmap"
 FEATURES = ("f_small_mass", "f_large_mass", "f_calc_density", "f_excess")
 SEED = 20261127
+CHEST_WALL_BAND = 48  # model pixels (~27 mm on the CI images) next to the chest wall
+BREAST_THRESHOLD = 0.12  # presentation value: above every device's air background (GE: 0.078), below skin
 OPSET = 17
 
 
@@ -116,12 +119,17 @@ def feature_nodes(g: _Graph, x: str) -> tuple[str, str]:
     f3 = g.blur(specks, 2.0)
     f4 = g.op("Sub", [b4, b16], FEATURES[3])
     feats = g.op("Concat", [f1, f2, f3, f4], "features", axis=1)
-    inside = g.op("Cast", [g.op("Greater", [x2, g.const("thr", np.array(0.04, np.float32))])], "inside", to=TensorProto.FLOAT)
+    inside = g.op("Cast", [g.op("Greater", [x2, g.const("thr", np.array(BREAST_THRESHOLD, np.float32))])], "inside", to=TensorProto.FLOAT)
     # erosion by 8 full-res pixels = 1 - maxpool(1 - inside), 9x9 at half resolution
     one = g.const("one", np.array(1.0, np.float32))
     outside = g.op("Sub", [one, inside])
     grown = g.op("MaxPool", [outside], "grown", kernel_shape=[9, 9], pads=[4, 4, 4, 4], strides=[1, 1])
-    mask = g.op("Sub", [one, grown], "mask")
+    eroded = g.op("Sub", [one, grown], "eroded")
+    # The chest-wall band (pectoral muscle, chest-wall edge) gives strong edges and no lesions
+    # in the phantom (lesions are placed off the muscle): it is excluded from the heatmap.
+    band = np.ones((1, 1, 1, WIDTH // 2), np.float32)
+    band[..., : CHEST_WALL_BAND // 2] = 0.0
+    mask = g.op("Mul", [eroded, g.const("band", band)], "mask")
     return feats, mask
 
 
