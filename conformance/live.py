@@ -16,6 +16,25 @@ from harness.predictions import ORIGINAL, Prediction
 from harness.vendors.adapter import ExamInput
 
 
+def _refuse_identifiable(package: Any, manifest: Manifest) -> None:
+    """Before anything leaves the machine: every file of the set must be de-identified, unless the
+    package explicitly allows identifiable data for a local, in-hospital endpoint."""
+    import pydicom
+
+    from harness.dicomnet.deid import identification_problems
+    from harness.errors import UsageError
+
+    if (package.raw.get("dicom") or {}).get("allow_identifiable"):
+        return
+    for exam in manifest.exams:
+        for ref in exam.images:
+            path = manifest.path(ref)
+            problems = identification_problems(pydicom.dcmread(path, stop_before_pixels=True))
+            if problems:
+                raise UsageError(f"{path}: not de-identified ({problems[0]}); nothing was sent. De-identify the set, "
+                                 "or set dicom.allow_identifiable: true for a local, in-hospital endpoint")
+
+
 class LiveModel:
     """An opened vendor adapter plus its journal; runs conditions on demand."""
 
@@ -32,7 +51,9 @@ class LiveModel:
         from harness.journal import Journal, model_digest
         from harness.vendors import open_adapter
 
-        adapter = open_adapter(package, device)
+        if package.interface == "dicom":
+            _refuse_identifiable(package, manifest)
+        adapter = open_adapter(package, device, evidence_dir=(out / "dicom-evidence") if out is not None else None)
         journal = None
         if out is not None:
             path = out / "journal.sqlite"

@@ -94,6 +94,7 @@ class SuiteState:
     operating_point_option: float | None
     resume: bool
     results: dict[str, CriterionResult] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
     started: str | None = None
     _ctx: EvaluationContext | None = None
     _package: Any = None
@@ -285,8 +286,17 @@ def recompute_criteria(bundle_dir: Path, cases_dir: Path) -> list[CriterionResul
 
 # -- CLI -------------------------------------------------------------------------------------------
 def _pytest_args(args: Any, out: Path, extra: Sequence[str]) -> list[str]:
-    argv = ["--pyargs", "conformance", "-p", "no:cacheprovider", "-q", "-s", "--no-header",
-            "-o", "python_files=test_*.py", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+    """pytest arguments for the installed suite. An explicit empty config keeps whatever
+    pytest configuration lives near the inputs (pytest scans option values for a rootdir) out
+    of a conformance run."""
+    import tempfile
+
+    import conformance
+
+    ini = Path(tempfile.mkdtemp(prefix="mammocert-pytest-")) / "pytest.ini"
+    ini.write_text("[pytest]\n", encoding="utf-8")
+    argv = [str(Path(conformance.__file__).parent), "-c", str(ini), "--rootdir", str(ini.parent),
+            "-p", "no:cacheprovider", "-q", "-s", "--no-header",
             "--standard", str(args.standard), "--cases", str(args.cases), "--out", str(out),
             f"--junitxml={out / 'junit.xml'}", "--tb=no", "-rN"]
     return argv + list(extra)

@@ -88,12 +88,21 @@ def _criterion_of(item: pytest.Item) -> Any:
     return spec if isinstance(spec, CriterionSpec) else None  # empty parametrization -> NOTSET
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and report.when in ("setup", "call"):
-        _SKIPS.append(report.nodeid)
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """A criterion whose evaluation raised (a harness fault, not a failed criterion) is recorded
+    as ``error`` with the exception, so results.json says what went wrong."""
+    report = yield
+    state = _state(item.config)
+    spec = _criterion_of(item)
+    if state is not None and report.skipped:
+        state.skipped.append(item.nodeid)
+    if state is not None and spec is not None and call.excinfo is not None and spec.id not in state.results:
+        from conformance.outcome import error_result
 
-
-_SKIPS: list[str] = []
+        exc = call.excinfo
+        state.record(error_result(spec, f"the harness failed while evaluating it ({exc.typename}: {exc.value})"))
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -118,4 +127,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
     if state is None or not state.started:
         return
-    state.finish(skipped=list(_SKIPS))
+    state.finish(skipped=list(state.skipped))

@@ -136,14 +136,14 @@ def caching(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
 
 @evaluator("input_rejection")
 def input_rejection(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
-    from harness.perturb.invalid import INVALID_INPUTS
+    from harness.perturb.invalid import INVALID_BUILDERS
 
     live = ctx.require_live("input rejection")
     ids = _sample(ctx, spec, int(spec.params.get("examples", 5)))
     rows: list[dict[str, Any]] = []
     for variant in spec.params["variants"]:
-        make = INVALID_INPUTS[variant]
-        got = live.run(f"invalid:{variant}", make, ids)
+        build = INVALID_BUILDERS[variant]
+        got = live.run(f"invalid:{variant}", lambda exam, build=build: build(exam).exam, ids)
         for exam_id in ids:
             p = got[exam_id]
             rows.append({"variant": variant, "exam_id": exam_id, "status": p.status, "score": p.score,

@@ -69,7 +69,9 @@ def _programme(spec: CriterionSpec, ctx: EvaluationContext, metric: str) -> Crit
         ratio_b = ai_b / rd_b
     ok = np.isfinite(ratio_b)
     if ok.sum() < 0.9 * reps:
-        raise NotEvaluable(f"the {reader_name} {metric.replace('_', ' ')} is zero in too many bootstrap replicates")
+        who = "the AI's" if np.mean(~np.isfinite(ai_b)) >= np.mean(~(np.isfinite(rd_b) & (rd_b > 0))) else f"{reader_name}'s"
+        why = " (nothing is recalled)" if metric == "ppv" else " (zero)"
+        raise NotEvaluable(f"{who} {metric.replace('_', ' ')} is undefined{why} in too many bootstrap replicates for a ratio")
     alpha = 1 - conf
     r_lo, r_hi = (float(v) for v in np.quantile(ratio_b[ok], [alpha / 2, 1 - alpha / 2]))
     v_lo, v_hi = (float(v) for v in np.quantile(ai_b[np.isfinite(ai_b)], [alpha / 2, 1 - alpha / 2]))

@@ -42,7 +42,9 @@ MU_SKIN = 0.840
 MU_MUSCLE = 0.85
 SKIN_MM = 1.5
 BETA = 3.0
-GMAX = 0.6  # projected glandular fraction: even the densest path holds fat
+GMAX = 0.8  # projected glandular fraction: even the densest path holds some fat (extremely dense
+#             breasts, VGF up to 50 %, need local projected fractions of 70-80 % without saturating)
+GLAND_RAMP = 1.2  # width (in SDs of the texture field) of the soft threshold fat -> glandular
 DETECTOR_FLUENCE = 1.0e6  # photons per mm2 behind the breast centre at dose 1.0 (AEC target)
 
 
@@ -210,10 +212,15 @@ def glandular_fraction(geom: Geometry, inner: np.ndarray, vgf: float, shared: np
     z = np.sqrt(0.6) * shared + np.sqrt(0.4) * own + 0.2 * ducts + 1.0 * env
     w = inner * geom.mask
     wsum = w.sum()
-    width = 3.0  # a wide ramp: projected glandular fraction varies smoothly, as in real breasts
+
+    def ramp(tau: float) -> np.ndarray:
+        # A smooth logistic ramp (no hard clip at 0 or GMAX): the projected glandular fraction is
+        # an average over the compressed thickness, so it has no sharp plateaus or edges; fat
+        # regions keep a little fibrous texture and dense regions stay textured, not flat.
+        return 0.5 * (1 + np.tanh((z - tau) / GLAND_RAMP))
 
     def mean_g(tau: float) -> float:
-        return float((np.clip((z - tau) / width + 0.5, 0, 1) * GMAX * env * w).sum() / wsum)
+        return float((ramp(tau) * GMAX * env * w).sum() / wsum)
 
     lo, hi = -10.0, 10.0
     for _ in range(50):  # bisection: mean_g decreases with tau
@@ -223,7 +230,7 @@ def glandular_fraction(geom: Geometry, inner: np.ndarray, vgf: float, shared: np
         else:
             hi = mid
     tau = round(0.5 * (lo + hi), 9)
-    return _q(np.clip((z - tau) / width + 0.5, 0, 1) * GMAX * env * geom.mask, 1e-6)
+    return _q(ramp(tau) * GMAX * env * geom.mask, 1e-6)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import VendorPackageError
@@ -13,8 +14,12 @@ if TYPE_CHECKING:
 __all__ = ["VendorPackage", "load_vendor_package", "open_adapter"]
 
 
-def open_adapter(pkg: VendorPackage, device: str = "cpu") -> VendorAdapter:
-    """The adapter for the package's interface; imports are lazy so each interface stays optional."""
+def open_adapter(pkg: VendorPackage, device: str = "cpu", evidence_dir: Path | None = None) -> VendorAdapter:
+    """The adapter for the package's interface; imports are lazy so each interface stays optional.
+
+    ``evidence_dir`` receives what a network interface gets back besides results (DICOM objects
+    the node sends); it is part of the evidence bundle.
+    """
     if pkg.interface == "onnx":
         from harness.vendors.onnx_adapter import OnnxAdapter
 
@@ -22,5 +27,5 @@ def open_adapter(pkg: VendorPackage, device: str = "cpu") -> VendorAdapter:
     if pkg.interface == "dicom":
         from harness.vendors.dicom_adapter import DicomAdapter
 
-        return DicomAdapter(pkg)
+        return DicomAdapter(pkg, evidence_dir=evidence_dir)
     raise VendorPackageError(f"{pkg.source}: interface {pkg.interface!r} is not supported yet; use onnx or dicom")
