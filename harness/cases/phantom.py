@@ -44,7 +44,7 @@ SKIN_MM = 1.5
 BETA = 3.0
 GMAX = 0.8  # projected glandular fraction: even the densest path holds some fat (extremely dense
 #             breasts, VGF up to 50 %, need local projected fractions of 70-80 % without saturating)
-GLAND_RAMP = 1.2  # width (in SDs of the texture field) of the soft threshold fat -> glandular
+GLAND_RAMP = 2.5  # width (in SDs of the texture field) of the soft threshold fat -> glandular
 DETECTOR_FLUENCE = 1.0e6  # photons per mm2 behind the breast centre at dose 1.0 (AEC target)
 
 

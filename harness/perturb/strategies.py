@@ -67,15 +67,17 @@ def resample_params(original_spacing_mm: float = 0.07) -> st.SearchStrategy[Resa
 
 
 def lesion_params() -> st.SearchStrategy[LesionParams]:
-    """Masses or calcification clusters 3-20 mm, peak contrast 0.05-0.30, either breast.
+    """Conspicuous masses or calcification clusters 8-20 mm, peak contrast 0.15-0.35, either breast.
 
-    Shrinks towards the smallest, faintest mass: the most subtle lesion, the hardest case.
+    A directional relation demands a rise, so it only draws lesions a screening reader would call
+    visible (a faint 3 mm mass need not move any model). Shrinks towards the smallest, faintest
+    of these: the mildest case that must still raise the score.
     """
     return st.builds(
         LesionParams,
         kind=st.sampled_from(KINDS),
-        size_mm=st.integers(0, 34).map(lambda k: 3.0 + k / 2),
-        contrast=st.integers(0, 25).map(lambda k: round(0.05 + k / 100, 2)),
+        size_mm=st.integers(0, 24).map(lambda k: 8.0 + k / 2),
+        contrast=st.integers(0, 20).map(lambda k: round(0.15 + k / 100, 2)),
         laterality=st.sampled_from(("L", "R")),
         seed=SEEDS,
     )

@@ -44,11 +44,13 @@ from harness.pixels import image_to_model, to_model_plane
 
 HEIGHT, WIDTH = 512, 416
 INPUT, SCORE, HEATMAP = "image", "score", "heatmap"
-FEATURES = ("f_small_mass", "f_large_mass", "f_calc_density", "f_excess")
+FEATURES = ("f_small_dog", "f_large_dog", "f_blob_small", "f_blob_mid", "f_blob_large", "f_calc_cluster",
+            "f_speck", "f_excess", "f_depth")
 SEED = 20261127
 CHEST_WALL_BAND = 48  # model pixels (~27 mm on the CI images) next to the chest wall
 BREAST_THRESHOLD = 0.12  # presentation value: above every device's air background (GE: 0.078), below skin
 OPSET = 17
+OPERATING_SPECIFICITY = 0.975  # Danish first reader: 97.8 % (Elhakim 2023); about 0.97-0.98
 
 
 def _gauss(sigma: float) -> np.ndarray:
@@ -97,34 +99,90 @@ class _Graph:
                        coordinate_transformation_mode="half_pixel")
 
 
-def feature_nodes(g: _Graph, x: str) -> tuple[str, str]:
-    """Append the filter bank; returns (features (N,4,H/2,W/2), mask (N,1,H/2,W/2)) tensor names.
+    def hessian_blob(self, x: str, sigma: float) -> str:
+        """Scale-normalised bright-blob strength at scale ``sigma`` (pixels of ``x``).
 
-    Everything but the calcification specks works at half resolution (x2 = 2x2 mean of x):
-    masses are millimetres wide, so this loses nothing and is 4x cheaper. Sigmas below are in
-    full-resolution pixels.
+        With the Hessian eigenvalues l1 >= l2 of the Gaussian-smoothed image, a bright blob has both
+        negative; ``relu(-l1) * sigma^2`` is large only there (edges and lines have l1 ~ 0), so the
+        fractal tissue boundaries and the ducts, which dominate a plain DoG, are suppressed.
+        """
+        b = self.blur(x, sigma)
+        pads = self.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))
+        bp = self.op("Pad", [b, pads], "padh", mode="reflect")
+        kxx = np.zeros((1, 1, 3, 3), np.float32)
+        kxx[0, 0, 1] = (1, -2, 1)
+        kyy = np.ascontiguousarray(kxx.transpose(0, 1, 3, 2))
+        kxy = np.zeros((1, 1, 3, 3), np.float32)
+        kxy[0, 0, 0, 0] = kxy[0, 0, 2, 2] = 0.25
+        kxy[0, 0, 0, 2] = kxy[0, 0, 2, 0] = -0.25
+        dxx = self.op("Conv", [bp, self.const("kxx", kxx)], "dxx")
+        dyy = self.op("Conv", [bp, self.const("kyy", kyy)], "dyy")
+        dxy = self.op("Conv", [bp, self.const("kxy", kxy)], "dxy")
+        half = self.const("half", np.array(0.5, np.float32))
+        mean = self.op("Mul", [self.op("Add", [dxx, dyy]), half])
+        dif = self.op("Mul", [self.op("Sub", [dxx, dyy]), half])
+        rad = self.op("Sqrt", [self.op("Add", [self.op("Mul", [dif, dif]), self.op("Mul", [dxy, dxy])])])
+        l1 = self.op("Add", [mean, rad])
+        s2 = self.const("s2", np.array(-(sigma ** 2), np.float32))
+        return self.op("Relu", [self.op("Mul", [l1, s2])], f"blob{sigma:g}".replace(".", "p"))
+
+    def upsample(self, x: str, factor: int) -> str:
+        scales = self.const("scales", np.array([1, 1, factor, factor], np.float32))
+        return self.op("Resize", [x, "", scales], "up", mode="linear", coordinate_transformation_mode="half_pixel")
+
+
+def feature_nodes(g: _Graph, x: str) -> tuple[str, str]:
+    """Append the filter bank; returns (features (N,F,H/2,W/2), mask (N,1,H/2,W/2)) tensor names.
+
+    Masses are millimetres wide, so their features work at half resolution (x2 = 2x2 mean of x)
+    or quarter resolution (x4) and are 4-16x cheaper; the calcification specks are found at full
+    resolution and counted at half resolution. Sigmas are in pixels of the level they run on.
     """
     eps = g.const("eps", np.array(0.01, np.float32))
     x2 = g.op("AveragePool", [x], "x2", kernel_shape=[2, 2], strides=[2, 2])
+    x4 = g.op("AveragePool", [x2], "x4", kernel_shape=[2, 2], strides=[2, 2])
     b2, b4 = (g.blur(x2, s / 2) for s in (2.0, 4.0))
     b6 = g.blur(x2, 3.0)
     b12, b16 = (g.blur_coarse(x2, s / 2, factor=2) for s in (12.0, 16.0))
     sq = g.op("Mul", [x2, x2])
     var = g.op("Sub", [g.blur_coarse(sq, 8.0, factor=2), g.op("Mul", [b16, b16])])
     lstd = g.op("Add", [g.op("Sqrt", [g.op("Relu", [var])]), eps], "local_std")
-    f1 = g.op("Div", [g.op("Sub", [b2, b6]), lstd], FEATURES[0])
-    f2 = g.op("Div", [g.op("Sub", [b4, b12]), lstd], FEATURES[1])
-    speck_dog = g.op("Sub", [g.blur(x, 0.7), g.blur(x, 2.0)])
-    specks = g.op("Relu", [g.op("Div", [g.op("AveragePool", [speck_dog], "speck2", kernel_shape=[2, 2], strides=[2, 2]), lstd])])
-    f3 = g.blur(specks, 2.0)
-    f4 = g.op("Sub", [b4, b16], FEATURES[3])
-    feats = g.op("Concat", [f1, f2, f3, f4], "features", axis=1)
+    f_small = g.op("Div", [g.op("Sub", [b2, b6]), lstd], FEATURES[0])
+    f_large = g.op("Div", [g.op("Sub", [b4, b12]), lstd], FEATURES[1])
+    # Blob (Hessian) features: ~2.5, 4.5 and 8 mm Gaussian scales on the CI images (masses 5-30 mm).
+    blob_s = g.op("Div", [g.hessian_blob(x2, 2.0), lstd], FEATURES[2])
+    blob_m = g.op("Div", [g.hessian_blob(x2, 4.0), lstd], FEATURES[3])
+    blob_l = g.op("Div", [g.upsample(g.hessian_blob(x4, 3.5), 2), lstd], FEATURES[4])
+    # Calcifications: fine DoG at full resolution, in units of its own local RMS (the texture's
+    # fine grain), so only outliers (specks) count; the cluster feature is their local density.
+    dog = g.op("Sub", [g.blur(x, 0.7), g.blur(x, 2.0)], "speck_dog")
+    rms = g.op("Sqrt", [g.op("Add", [g.blur_coarse(g.op("Mul", [dog, dog]), 12.0, factor=4),
+                                       g.const("eps2", np.array(1e-6, np.float32))])])
+    zsp = g.op("Div", [dog, rms], "speck_z")
+    outl = g.op("Relu", [g.op("Sub", [zsp, g.const("zthr", np.array(2.5, np.float32))])])
+    # only specks well inside the breast: the skin line is a fine-scale edge too
+    inside_full = g.op("Cast", [g.op("Greater", [x, g.const("thr", np.array(BREAST_THRESHOLD, np.float32))])], "inside_full",
+                       to=TensorProto.FLOAT)
+    out_full = g.op("Sub", [g.const("one", np.array(1.0, np.float32)), inside_full])
+    keep = g.op("Sub", [g.const("one", np.array(1.0, np.float32)),
+                        g.op("MaxPool", [out_full], "grown_full", kernel_shape=[21, 21], pads=[10, 10, 10, 10], strides=[1, 1])])
+    outl = g.op("Mul", [outl, keep])
+    outl2 = g.op("AveragePool", [outl], "outl2", kernel_shape=[2, 2], strides=[2, 2])
+    f_cluster = g.blur(outl2, 3.0)
+    f_cluster = g.op("Identity", [f_cluster], FEATURES[5])
+    specks = g.op("Relu", [g.op("Div", [g.op("AveragePool", [dog], "speck2", kernel_shape=[2, 2], strides=[2, 2]), lstd])])
+    f_speck = g.op("Identity", [g.blur(specks, 2.0)], FEATURES[6])
+    f_excess = g.op("Sub", [b4, b16], FEATURES[7])
     inside = g.op("Cast", [g.op("Greater", [x2, g.const("thr", np.array(BREAST_THRESHOLD, np.float32))])], "inside", to=TensorProto.FLOAT)
     # erosion by 8 full-res pixels = 1 - maxpool(1 - inside), 9x9 at half resolution
     one = g.const("one", np.array(1.0, np.float32))
     outside = g.op("Sub", [one, inside])
     grown = g.op("MaxPool", [outside], "grown", kernel_shape=[9, 9], pads=[4, 4, 4, 4], strides=[1, 1])
     eroded = g.op("Sub", [one, grown], "eroded")
+    # depth inside the breast (0 at the skin line, 1 deep inside): lets the fit discount the rim
+    f_depth = g.op("Identity", [g.blur_coarse(eroded, 16.0, factor=4)], FEATURES[8])
+    feats = g.op("Concat", [f_small, f_large, blob_s, blob_m, blob_l, f_cluster, f_speck, f_excess, f_depth],
+                 "features", axis=1)
     # The chest-wall band (pectoral muscle, chest-wall edge) gives strong edges and no lesions
     # in the phantom (lesions are placed off the muscle): it is excluded from the heatmap.
     band = np.ones((1, 1, 1, WIDTH // 2), np.float32)
@@ -202,13 +260,28 @@ def _image_planes(cases: Path):
             yield exam, ref, plane, geom
 
 
-def calibrate(cases: Path, negatives_per_image: int = 64, batch: int = 8) -> tuple[np.ndarray, float, dict]:
-    """Fit the detector's weights on a training set; returns (weights, bias, report)."""
+def _local_maxima(logit: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
+    """Flat indices of the ``k`` highest 5x5 local maxima of ``logit`` inside ``valid``."""
+    from scipy.ndimage import maximum_filter
+
+    v = np.where(valid, logit, -np.inf)
+    peaks = np.flatnonzero(((v == maximum_filter(v, size=5, mode="constant", cval=-np.inf)) & valid).ravel())
+    if peaks.size == 0:
+        return peaks
+    order = np.lexsort((peaks, -v.ravel()[peaks]))  # by value, ties by index: deterministic
+    return peaks[order[:k]]
+
+
+def collect(cases: Path, batch: int = 8) -> list[dict]:
+    """Run the feature graph over a reference set; per image: exam id/label, features on the heatmap
+    grid (every 2nd half-resolution pixel, float32), the mask there, and the features of every
+    half-resolution pixel inside each malignant lesion box (the positives)."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(feature_model().SerializeToString(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(SEED)
-    X, y, image_rows = [], [], []
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # deterministic reductions
+    sess = ort.InferenceSession(feature_model().SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    rows: list[dict] = []
     queue: list = []
 
     def flush() -> None:
@@ -216,29 +289,26 @@ def calibrate(cases: Path, negatives_per_image: int = 64, batch: int = 8) -> tup
             return
         feats, masks = sess.run(["features", "mask"], {INPUT: np.stack([q[2] for q in queue])[:, None]})
         for (exam, ref, _plane, geom), f, m in zip(queue, feats, masks, strict=True):
-            positives = []
+            boxes = []
             if exam.label == 1:
                 for les in exam.lesions:
                     for mark in les.marks:
                         if mark.file != ref.file:
                             continue
                         x0, y0, x1, y1 = mark.box
-                        for fx, fy in ((0.5, 0.5), (0.35, 0.5), (0.65, 0.5), (0.5, 0.35), (0.5, 0.65)):
-                            cx, cy = image_to_model(x0 + fx * (x1 - x0), y0 + fy * (y1 - y0), geom)
-                            r, c = min(HEIGHT // 2 - 1, int(cy / 2)), min(WIDTH // 2 - 1, int(cx / 2))
-                            positives.append(f[:, r, c])
-            inside = np.flatnonzero(m[0].ravel() > 0.5)
-            if inside.size == 0:
-                continue
-            pick = rng.choice(inside, size=min(negatives_per_image, inside.size), replace=False)
-            flat = f.reshape(f.shape[0], -1)
-            for v in positives:
-                X.append(v)
-                y.append(1.0)
-            for idx in np.sort(pick):
-                X.append(flat[:, idx])
-                y.append(0.0)
-            image_rows.append((f, m[0], 1 if positives else 0))
+                        ax, ay = image_to_model(x0, y0, geom)
+                        bx, by = image_to_model(x1, y1, geom)
+                        c0, c1 = sorted((ax / 2, bx / 2))
+                        r0, r1 = ay / 2, by / 2
+                        cx, cy = 0.5 * (c0 + c1), 0.5 * (r0 + r1)
+                        # the lesion's central part (the top finding must land in the box)
+                        rr = np.arange(max(0, int(cy - 0.3 * (r1 - r0))), min(HEIGHT // 2, int(cy + 0.3 * (r1 - r0)) + 1))
+                        cc = np.arange(max(0, int(cx - 0.3 * (c1 - c0))), min(WIDTH // 2, int(cx + 0.3 * (c1 - c0)) + 1))
+                        if rr.size and cc.size:
+                            boxes.append(f[:, rr[0]:rr[-1] + 1, cc[0]:cc[-1] + 1].reshape(f.shape[0], -1).T.copy())
+            rows.append({"exam": exam.exam_id, "label": exam.label, "positives": boxes,
+                         "grid": f[:, ::2, ::2].reshape(f.shape[0], -1).T.copy(), "mask": m[0, ::2, ::2].ravel() > 0.5,
+                         "shape": (HEIGHT // 4, WIDTH // 4)})
         queue.clear()
 
     for item in _image_planes(cases):
@@ -246,33 +316,99 @@ def calibrate(cases: Path, negatives_per_image: int = 64, batch: int = 8) -> tup
         if len(queue) == batch:
             flush()
     flush()
-    Xa = np.asarray(X, np.float64)
-    ya = np.asarray(y)
-    if ya.sum() < 2:
-        raise SystemExit(f"{cases}: fewer than 2 malignant lesion marks; use a training set with cancers")
-    mu, sd = Xa.mean(axis=0), Xa.std(axis=0) + 1e-9
-    Z = np.hstack([(Xa - mu) / sd, np.ones((len(Xa), 1))])
-    balance = np.where(ya == 1, (ya == 0).sum() / max(1, ya.sum()), 1.0)
-    beta = _irls(Z, ya, balance)
-    w_pix = beta[:-1] / sd
-    b_pix = beta[-1] - float(np.sum(beta[:-1] * mu / sd))
-    # Image-level recalibration of max(logit) inside the mask.
-    maxima, labels = [], []
-    for f, m, lab in image_rows:
-        logit = np.tensordot(w_pix, f, axes=1) + b_pix
-        logit = np.where(m > 0.5, logit, -np.inf)
-        maxima.append(float(np.max(logit)) if np.isfinite(logit).any() else -30.0)
-        labels.append(lab)
-    M = np.asarray(maxima)
-    L = np.asarray(labels, np.float64)
-    ab = _irls(np.stack([M, np.ones_like(M)], axis=1), L, np.ones_like(M))
-    a, b = float(ab[0]), float(ab[1])
-    weights = a * w_pix
-    bias = a * b_pix + b
-    report = {"pixels": int(len(ya)), "positive_pixels": int(ya.sum()), "images": len(image_rows),
-              "images_with_cancer": int(L.sum()), "pixel_weights": [round(float(v), 6) for v in w_pix],
-              "image_slope": round(a, 6), "image_intercept": round(b, 6)}
-    return weights.astype(np.float32), float(np.float32(bias)), report
+    return rows
+
+
+def _fit_pixels(pos: np.ndarray, neg: np.ndarray, neg_w: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
+    X = np.vstack([pos, neg]).astype(np.float64)
+    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    mu, sd = X.mean(axis=0), X.std(axis=0) + 1e-9
+    Z = np.hstack([(X - mu) / sd, np.ones((len(X), 1))])
+    w_s = np.concatenate([np.full(len(pos), neg_w.sum() / max(1, len(pos))), neg_w])
+    beta = _irls(Z, y, w_s / w_s.mean(), ridge=ridge)
+    w = beta[:-1] / sd
+    return w, float(beta[-1] - np.sum(beta[:-1] * mu / sd))
+
+
+def calibrate(cases: Path, rounds: int = 4, hard_per_image: int = 8,
+              random_per_image: int = 32) -> tuple[np.ndarray, float, dict, np.ndarray, np.ndarray]:
+    """Fit the detector's weights on a training set; returns (weights, bias, report).
+
+    Pixel stage (multiple-instance + hard-negative mining): positives are, per marked image, the
+    pixel of the lesion's central part where the current detector responds most (the first round
+    takes the centre); negatives are random breast pixels plus, from the second round, the highest
+    local maxima of the current detector on every image without a cancer mark. Image stage: a 1-D
+    logistic fit maps the exam's maximum logit (over its images) to P(cancer).
+    """
+    return fit_rows(collect(cases), rounds, hard_per_image, random_per_image)
+
+
+def fit_rows(rows: list[dict], rounds: int = 4, hard_per_image: int = 8,
+             random_per_image: int = 32) -> tuple[np.ndarray, float, dict, np.ndarray, np.ndarray]:
+    """The fit of :func:`calibrate` on already collected feature rows."""
+    rng = np.random.default_rng(SEED)
+    neg_rows = [r for r in rows if not r["positives"]]
+    pos_rows = [r for r in rows if r["positives"]]
+    if len(pos_rows) < 2:
+        raise SystemExit("fewer than 2 malignant lesion marks in the training set; use a training set with cancers")
+    rand = []
+    for r in rows:
+        inside = np.flatnonzero(r["mask"])
+        if inside.size:
+            rand.append(r["grid"][np.sort(rng.choice(inside, size=min(random_per_image, inside.size), replace=False))])
+    rand_neg = np.vstack(rand)
+    w = None
+    b = 0.0
+    for _round in range(rounds):
+        pos = []
+        for r in pos_rows:
+            for P in r["positives"]:
+                if w is None:
+                    pos.append(P[len(P) // 2])
+                else:
+                    pos.append(P[int(np.argmax(P @ w))])
+        negs = [rand_neg]
+        weights = [np.ones(len(rand_neg))]
+        if w is not None:
+            for r in neg_rows:
+                logit = (r["grid"] @ w + b).reshape(r["shape"])
+                idx = _local_maxima(logit, r["mask"].reshape(r["shape"]), hard_per_image)
+                if idx.size:
+                    negs.append(r["grid"][idx])
+                    weights.append(np.full(idx.size, 4.0))
+        w, b = _fit_pixels(np.asarray(pos), np.vstack(negs), np.concatenate(weights), ridge=1e-2)
+    # Exam-level recalibration of max(logit) over the exam's images.
+    exam_max: dict[str, float] = {}
+    exam_label: dict[str, int] = {}
+    for r in rows:
+        logit = np.where(r["mask"], r["grid"] @ w + b, -np.inf)
+        m = float(logit.max()) if np.isfinite(logit).any() else -30.0
+        exam_max[r["exam"]] = max(exam_max.get(r["exam"], -np.inf), m)
+        exam_label[r["exam"]] = r["label"]
+    ids = sorted(exam_max)
+    M = np.array([exam_max[i] for i in ids])
+    L = np.array([exam_label[i] for i in ids], np.float64)
+    ab = _irls(np.stack([M, np.ones_like(M)], axis=1), L, np.ones_like(M), ridge=1e-6)
+    a, c = float(ab[0]), float(ab[1])
+    weights_out = (a * w).astype(np.float32)
+    bias = float(np.float32(a * b + c))
+    scores = 1.0 / (1.0 + np.exp(-(a * M + c)))
+    report = {"images": len(rows), "images_with_cancer": len(pos_rows), "exams": len(ids),
+              "exam_cancers": int(L.sum()), "pixel_weights": [round(float(v), 6) for v in w],
+              "pixel_bias": round(b, 6), "exam_slope": round(a, 6), "exam_intercept": round(c, 6),
+              "features": list(FEATURES)}
+    return weights_out, bias, report, scores, L
+
+
+def operating_point(scores: np.ndarray, labels: np.ndarray, specificity: float = OPERATING_SPECIFICITY) -> float:
+    """The lowest threshold (rounded to 4 decimals) whose training-split specificity is >= ``specificity``."""
+    neg = np.sort(scores[labels == 0])
+    k = int(np.ceil(specificity * len(neg))) - 1  # need at least k+1 negatives below the threshold
+    thr = float(neg[min(k, len(neg) - 1)])
+    t = math.ceil(thr * 1e4 + 1e-9) / 1e4
+    if t <= thr:
+        t += 1e-4
+    return round(t, 4)
 
 
 VENDOR_YAML = {
@@ -294,14 +430,22 @@ VENDOR_YAML = {
 
 
 def build(train_cases: Path, out: Path) -> dict:
-    """Calibrate on ``train_cases`` and write ``out/model.onnx`` + ``out/vendor.yaml``."""
-    weights, bias, report = calibrate(train_cases)
+    """Calibrate on ``train_cases`` and write ``out/model.onnx``, ``out/vendor.yaml``, ``out/calibration.json``."""
+    weights, bias, report, scores, labels = calibrate(train_cases)
     model = detector_model(weights, bias)
+    op = operating_point(scores, labels)
+    flagged = scores >= op
+    report["operating_point"] = op
+    report["train_specificity"] = round(float((~flagged[labels == 0]).mean()), 4)
+    report["train_sensitivity"] = round(float(flagged[labels == 1].mean()), 4) if (labels == 1).any() else None
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out / "model.onnx"))
+    vy = dict(VENDOR_YAML, operating_point=op)
     (out / "vendor.yaml").write_text(
         "# mammocert reference vendor (generated by python -m harness.reference.build_model; see README.md)\n"
-        + yaml.safe_dump(VENDOR_YAML, sort_keys=False), encoding="utf-8")
+        f"# operating_point: training-split specificity {report['train_specificity']}, "
+        f"sensitivity {report['train_sensitivity']}\n"
+        + yaml.safe_dump(vy, sort_keys=False), encoding="utf-8")
     report["train_cases"] = load_manifest(train_cases).digest
     (out / "calibration.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return report

@@ -2,8 +2,10 @@
 
 ``python -m harness.reference.evaluate_model --cases DIR [--vendor PKG]`` runs the package
 (default: the bundled reference vendor) through the real runner and prints one JSON object:
-exam-level AUC with its 95 % DeLong CI (``harness.stats.roc.delong``), counts, and the fraction
-of cancers whose top finding on the cancer side falls inside a lesion box (localisation).
+exam-level AUC with its 95 % DeLong CI (``harness.stats.roc.delong``), counts, the fraction of
+cancers whose top finding falls inside a lesion box (localisation), sensitivity and specificity at
+the package's ``operating_point``, and, for the cancers flagged there, the fraction whose top
+finding on a marked image hits the lesion (``harness.stats.is_hit``, r_min 10 mm).
 """
 
 from __future__ import annotations
@@ -40,6 +42,37 @@ def localisation_rate(manifest: Manifest, preds: list[Prediction], margin_px: fl
     return hits, total
 
 
+def flagged_localisation(manifest: Manifest, preds: list[Prediction], threshold: float,
+                         r_min_mm: float = 10.0) -> tuple[int, int]:
+    """(hits, flagged cancers with marks): for cancers scored >= ``threshold``, whether the top finding
+    on a marked image hits a mark (``harness.stats.is_hit``: inside the box or within
+    max(half the box diagonal, ``r_min_mm``) of its centre)."""
+    import pydicom
+
+    from harness.stats import is_hit
+
+    by_id = {p.exam_id: p for p in preds}
+    hits = total = 0
+    for exam in manifest.exams:
+        marks = [m for les in exam.lesions for m in les.marks]
+        p = by_id.get(exam.exam_id)
+        if exam.label != 1 or not marks or p is None or p.status != "ok" or p.score < threshold:
+            continue
+        total += 1
+        hit = False
+        for file in sorted({m.file for m in marks}):
+            found = [f for f in p.findings if f.file == file]
+            if not found:
+                continue
+            top = max(found, key=lambda f: f.score)
+            ref = next(r for r in exam.images if r.file == file)
+            ds = pydicom.dcmread(manifest.path(ref), stop_before_pixels=True)
+            sp = [float(v) for v in (ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing"))]
+            hit |= any(is_hit(top.x, top.y, m.box, sp, r_min_mm) for m in marks if m.file == file)
+        hits += int(hit)
+    return hits, total
+
+
 def evaluate(cases: Path, vendor: Path = DEFAULT_VENDOR, progress: bool = False) -> dict:
     from harness.stats.roc import delong
 
@@ -54,11 +87,21 @@ def evaluate(cases: Path, vendor: Path = DEFAULT_VENDOR, progress: bool = False)
     ok = [p for p in preds if p.status == "ok"]
     res = delong([p.score for p in ok], [labels[p.exam_id] for p in ok])
     hits, total = localisation_rate(manifest, preds)
+    op = float(pkg.operating_point)
+    flag = {p.exam_id: p.score >= op for p in ok}
+    pos = [flag[p.exam_id] for p in ok if labels[p.exam_id] == 1]
+    neg = [not flag[p.exam_id] for p in ok if labels[p.exam_id] == 0]
+    fhits, ftotal = flagged_localisation(manifest, preds, op)
     return {"cases": str(cases), "set_digest": manifest.digest, "vendor": pkg.name,
             "package_digest": pkg.package_digest, "exams": len(preds), "ok": len(ok),
             "auc": round(res.auc, 4), "ci95": [round(res.ci_low, 4), round(res.ci_high, 4)],
             "cancers": res.n_cases, "controls": res.n_controls,
-            "localised": hits, "localisable": total}
+            "localised": hits, "localisable": total,
+            "operating_point": op,
+            "sensitivity": round(sum(pos) / len(pos), 4) if pos else None,
+            "specificity": round(sum(neg) / len(neg), 4) if neg else None,
+            "flagged_cancers": ftotal, "flagged_localised": fhits,
+            "flagged_localised_fraction": round(fhits / ftotal, 4) if ftotal else None}
 
 
 def main(argv: list[str] | None = None) -> int:

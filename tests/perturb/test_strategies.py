@@ -25,7 +25,7 @@ def in_clinical_range(p) -> bool:
     if isinstance(p, ResampleParams):
         return 0.05 <= p.spacing_mm <= 0.1
     if isinstance(p, LesionParams):
-        return 3.0 <= p.size_mm <= 20.0 and 0.05 <= p.contrast <= 0.3
+        return 8.0 <= p.size_mm <= 20.0 and 0.15 <= p.contrast <= 0.35
     if isinstance(p, OrderParams):
         return 0 <= p.rank < 24
     if isinstance(p, MetadataParams):
@@ -54,7 +54,7 @@ MILDEST = {
     "intensity": IntensityParams(gamma=1.0, width_scale=1.0, center_shift=0.0),
     "noise": NoiseParams(dose=1.0, seed=0),
     "resample": ResampleParams(spacing_mm=0.07),
-    "lesion_insertion": LesionParams(kind="mass", size_mm=3.0, contrast=0.05, laterality="L", seed=0),
+    "lesion_insertion": LesionParams(kind="mass", size_mm=8.0, contrast=0.15, laterality="L", seed=0),
 }
 
 

@@ -1,0 +1,77 @@
+"""The suite proves itself: certify mode catches every kind of defective vendor, each with the
+criterion that governs the defect, while the reference vendor passes those criteria."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mutants
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "harness" / "reference" / "vendor"
+
+
+class Inject:
+    """Test-only plugin: wraps the adapter the session opens. Not reachable from the CLI."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def pytest_configure(self, config):
+        import harness.vendors as vendors
+
+        self._orig = vendors.open_adapter
+        spec = self.spec
+
+        def open_mutant(pkg, device="cpu", evidence_dir=None):
+            inner = self._orig(pkg, device, evidence_dir)
+            return mutants.wrap(spec, inner) if spec is not None else inner
+
+        vendors.open_adapter = open_mutant
+
+    def pytest_unconfigure(self, config):
+        import harness.vendors as vendors
+
+        vendors.open_adapter = self._orig
+
+
+def certify(d: Path, out: str, spec) -> dict:
+    import conformance
+
+    ini = d / "pytest.ini"
+    ini.write_text("[pytest]\n")
+    code = pytest.main([str(Path(conformance.__file__).parent), "-c", str(ini), "--rootdir", str(d), "-q", "-p", "no:cacheprovider",
+                        "--tb=no", "--standard", str(d / "standard.yaml"), "--cases", str(d / "cases"),
+                        "--vendor", str(REFERENCE), "--mode", "certify", "--out", str(d / out)], plugins=[Inject(spec)])
+    assert code in (0, 1), f"certify run ended with pytest exit {code}"
+    return json.loads((d / out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference_results(certify_setup):
+    return certify(certify_setup, "reference", None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", mutants.MUTANTS, ids=[m.name for m in mutants.MUTANTS])
+def test_certify_catches_the_mutant(certify_setup, reference_results, spec):
+    res = certify(certify_setup, spec.name, spec)
+    outcomes = {c["id"]: c for c in res["criteria"]}
+    assert res["verdict"] == "NOT CONFORMANT" and res["mode"] == "certify"
+    for cid in spec.must_fail:
+        assert outcomes[cid]["outcome"] == "failed", f"{spec.name}: {cid} {outcomes[cid]['outcome']}: {outcomes[cid]['explanation']}"
+        ref = next(c for c in reference_results["criteria"] if c["id"] == cid)
+        assert ref["outcome"] == "passed", f"reference vendor fails {cid} too: {ref['explanation']}"
+
+
+@pytest.mark.slow
+def test_failed_invariance_has_a_readable_minimal_counterexample(certify_setup):
+    spec = next(m for m in mutants.MUTANTS if m.name == "laterality-bias")
+    res = certify(certify_setup, "lat-bias-2", spec)
+    mirror = next(c for c in res["criteria"] if c["id"] == "DK-INV-MIRROR")
+    ce = mirror["evidence"]["counterexample"]
+    assert ce["relation"] == "mirror" and ce["exam_id"] and ce["score_before"] is not None
+    assert ce["thumbnails"]["before"].startswith("data:image/png;base64,")
+    assert ce["exam_id"] in mirror["explanation"] and "mirror" in mirror["explanation"]
