@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import VendorFault
 from harness.predictions import ExamOutput
 from harness.vendors.adapter import AdapterInfo, ExamInput
 
@@ -98,17 +97,18 @@ def constant(inner, prepared):
 
 
 def scores_anything(inner, exam):
+    """Checks nothing: any image is taken for a mammogram, a missing side or view is guessed."""
     images = []
     for ref, ds in exam.images:
-        if ds.get("Modality") != "MG":
-            ds = copy.deepcopy(ds)
-            ds.SOPClassUID = DM_FOR_PRESENTATION
-            ds.Modality = "MG"
+        ds = copy.deepcopy(ds)
+        ds.SOPClassUID = DM_FOR_PRESENTATION
+        ds.Modality = "MG"
+        if not ds.get("ImageLaterality"):
+            ds.ImageLaterality = ref.laterality
+        if not ds.get("ViewPosition"):
+            ds.ViewPosition = ref.view
         images.append((ref, ds))
-    try:
-        return exam, inner.prepare(ExamInput(exam.exam_id, tuple(images)))
-    except VendorFault:
-        raise
+    return exam, inner.prepare(ExamInput(exam.exam_id, tuple(images)))
 
 
 def contrast_fragile(inner, prepared):
