@@ -220,6 +220,8 @@ class SuiteState:
         predictions: list[Prediction] = []
         if ctx is not None:
             predictions = list(ctx.predictions) + (ctx.live.extra_predictions() if ctx.live else [])
+            if ctx.live is not None:
+                ctx.live.close()  # ends the session/sockets and checkpoints the journal
         by_status: dict[str, int] = {}
         for p in predictions:
             if p.condition == "original":

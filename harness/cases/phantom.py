@@ -10,7 +10,11 @@ One view is made in these steps (research notes Topic B; in the spirit of VICTRE
    T/2 toward the skin line, and a 1.5 mm skin shell (seen tangentially: the skin line).
 3. **Glandular fraction** g: a power-law random field (P(f) ~ 1/f^beta, beta = 3, Chen 2012
    measured 3.2 on CC) plus a duct-like field converging on the nipple, confined by fat layers
-   (subcutaneous, retromammary), soft-thresholded so that the volumetric glandular fraction
+   (subcutaneous, retromammary), mapped through a smooth logistic ramp (width GLAND_RAMP = 3.5
+   field SDs, no hard clip: a projection averages tissue over the compressed thickness, so the
+   projected fraction has no flat plateaus or sharp fat/gland edges; low-density breasts end up
+   in the ramp's exponential tail, i.e. roughly +-30 % relative fluctuation of g) to at most
+   GMAX = 0.8, with the threshold chosen so that the volumetric glandular fraction
    (thickness-weighted mean of g) equals the woman's value. The left and right breasts share
    60 % of their texture, as real breasts are roughly mirror-symmetric.
 4. **Line integral** at 20 keV (monoenergetic Beer-Lambert): adipose 0.513, glandular 0.798,
@@ -44,7 +48,7 @@ SKIN_MM = 1.5
 BETA = 3.0
 GMAX = 0.8  # projected glandular fraction: even the densest path holds some fat (extremely dense
 #             breasts, VGF up to 50 %, need local projected fractions of 70-80 % without saturating)
-GLAND_RAMP = 2.5  # width (in SDs of the texture field) of the soft threshold fat -> glandular
+GLAND_RAMP = 3.5  # width (in SDs of the texture field) of the soft threshold fat -> glandular
 DETECTOR_FLUENCE = 1.0e6  # photons per mm2 behind the breast centre at dose 1.0 (AEC target)
 
 

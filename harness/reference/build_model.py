@@ -4,23 +4,22 @@ No deep learning framework is involved; the graph is a fixed filter bank whose f
 calibrated with numpy on a *training* reference set (never on the set it is evaluated on)::
 
     x (N,1,H,W) presentation pixels in [0,1], chest wall left, fit
-    (all but the speck filter run on the 2x2-mean half-resolution image; G12/G16 at 1/4)
-    mask      = breast (x > 0.12), eroded by 8 px so the skin line and padding give no response,
-                and without the 48 px band along the chest wall (pectoral muscle edge)
-    local_std = sqrt(G16*(x^2) - (G16*x)^2) + 0.01         local contrast normalisation
-    f1 = (G2*x  - G6*x)  / local_std                        small masses (DoG, ~2-6 mm)
-    f2 = (G4*x  - G12*x) / local_std                        large masses (~5-15 mm)
-    f3 = G4 * relu((G0.7*x - G2*x) / local_std)             density of calcification specks
-    f4 = (G4*x - G16*x)                                     absolute local excess density
-    logit   = w . f + c                                     (1x1 convolution)
-    heatmap = MaxPool2x2(sigmoid(logit) * mask at H/2)      (N,1,H/4,W/4), in score units
-    score   = GlobalMaxPool(heatmap)                        (N,1)
+    (mass features on the 2x2-mean half-resolution image x2, the largest at 1/4; specks at full)
+    mask      = breast (x > 0.12) eroded by 8 px, minus the 48 px chest-wall band, minus flat
+                saturated regions (pectoral muscle) grown by ~11 mm
+    local_std = sqrt(G16*(x^2) - (G16*x)^2) + 0.01             local contrast normalisation
+    DoGs      = (G2 - G6) x / local_std, (G4 - G12) x / local_std
+    blobs     = relu(-l1(Hessian of G_s x)) * s^2 / local_std   s = 2, 4 (x2), 3.5 (x4): bright blobs
+    cluster   = count of specks (x - G1.5 x > 0.13..0.20) within a few mm
+    speck     = G2 * relu(AvgPool2(G0.7 x - G2 x) / local_std)
+    excess    = (G4 - G16) x;  depth = coarse blur of the eroded mask
+    logit     = max(head_mass . f + c_m, head_calc . f + c_c)     (two 1x1 convolutions + Max)
+    heatmap   = MaxPool2x2(sigmoid(logit) * mask at H/2)          (N,1,H/4,W/4), in score units
+    score     = GlobalMaxPool(heatmap)                            (N,1)
 
 ``G_s`` is a separable Gaussian (reflect padding, kernel radius 3 s). Calibration: the features
-are computed by running the feature part of this very graph with onnxruntime; a logistic
-regression (IRLS, ridge) separates pixels at the centres of malignant lesions from random breast
-pixels, then a second 1-D logistic fit recalibrates ``max(logit)`` per image against "this image
-shows a cancer". Everything is deterministic (fixed seed for the pixel sampling, ordered exams).
+are computed by running the feature part of this very graph with onnxruntime (one thread); see
+:func:`calibrate`. Everything is deterministic (fixed seed, ordered exams, float32 weights).
 
 Run: ``python -m harness.reference.build_model --train-cases DIR --out harness/reference/vendor``
 """
@@ -50,6 +49,8 @@ SEED = 20261127
 CHEST_WALL_BAND = 48  # model pixels (~27 mm on the CI images) next to the chest wall
 BREAST_THRESHOLD = 0.12  # presentation value: above every device's air background (GE: 0.078), below skin
 OPSET = 17
+SPECK_LEVEL = 0.13  # presentation units above the local mean where a pixel starts to count as a calcification speck
+SPECK_RAMP = 0.07  # ... and counts fully this much higher (tissue grain: 99.9th percentile ~0.10, specks 0.2-0.5)
 OPERATING_SPECIFICITY = 0.975  # Danish first reader: 97.8 % (Elhakim 2023); about 0.97-0.98
 
 
@@ -153,23 +154,25 @@ def feature_nodes(g: _Graph, x: str) -> tuple[str, str]:
     blob_s = g.op("Div", [g.hessian_blob(x2, 2.0), lstd], FEATURES[2])
     blob_m = g.op("Div", [g.hessian_blob(x2, 4.0), lstd], FEATURES[3])
     blob_l = g.op("Div", [g.upsample(g.hessian_blob(x4, 3.5), 2), lstd], FEATURES[4])
-    # Calcifications: fine DoG at full resolution, in units of its own local RMS (the texture's
-    # fine grain), so only outliers (specks) count; the cluster feature is their local density.
+    # Calcifications: bright specks of one or two pixels, far brighter than the tissue grain around
+    # them (hydroxyapatite attenuates ~25x more than glandular tissue). A speck is where the image
+    # exceeds its own 1.5 px Gaussian mean by SPECK_LEVEL .. SPECK_LEVEL + SPECK_RAMP presentation
+    # units (soft indicator in [0, 1]); the cluster feature counts specks within a few millimetres.
     dog = g.op("Sub", [g.blur(x, 0.7), g.blur(x, 2.0)], "speck_dog")
-    rms = g.op("Sqrt", [g.op("Add", [g.blur_coarse(g.op("Mul", [dog, dog]), 12.0, factor=4),
-                                       g.const("eps2", np.array(1e-6, np.float32))])])
-    zsp = g.op("Div", [dog, rms], "speck_z")
-    outl = g.op("Relu", [g.op("Sub", [zsp, g.const("zthr", np.array(2.5, np.float32))])])
+    top = g.op("Sub", [x, g.blur(x, 1.5)], "tophat")
+    lvl = g.const("speck_level", np.array(SPECK_LEVEL, np.float32))
+    ramp = g.const("speck_ramp", np.array(SPECK_RAMP, np.float32))
+    ind = g.op("Clip", [g.op("Div", [g.op("Sub", [top, lvl]), ramp]), g.const("zero", np.array(0.0, np.float32)),
+                        g.const("one", np.array(1.0, np.float32))], "speck_ind")
     # only specks well inside the breast: the skin line is a fine-scale edge too
     inside_full = g.op("Cast", [g.op("Greater", [x, g.const("thr", np.array(BREAST_THRESHOLD, np.float32))])], "inside_full",
                        to=TensorProto.FLOAT)
     out_full = g.op("Sub", [g.const("one", np.array(1.0, np.float32)), inside_full])
     keep = g.op("Sub", [g.const("one", np.array(1.0, np.float32)),
                         g.op("MaxPool", [out_full], "grown_full", kernel_shape=[21, 21], pads=[10, 10, 10, 10], strides=[1, 1])])
-    outl = g.op("Mul", [outl, keep])
-    outl2 = g.op("AveragePool", [outl], "outl2", kernel_shape=[2, 2], strides=[2, 2])
-    f_cluster = g.blur(outl2, 3.0)
-    f_cluster = g.op("Identity", [f_cluster], FEATURES[5])
+    ind = g.op("Mul", [ind, keep])
+    ind2 = g.op("AveragePool", [ind], "ind2", kernel_shape=[2, 2], strides=[2, 2])
+    f_cluster = g.op("Mul", [g.blur(ind2, 3.0), g.const("count", np.array(4 * 2 * math.pi * 9.0, np.float32))], FEATURES[5])
     specks = g.op("Relu", [g.op("Div", [g.op("AveragePool", [dog], "speck2", kernel_shape=[2, 2], strides=[2, 2]), lstd])])
     f_speck = g.op("Identity", [g.blur(specks, 2.0)], FEATURES[6])
     f_excess = g.op("Sub", [b4, b16], FEATURES[7])
@@ -187,7 +190,16 @@ def feature_nodes(g: _Graph, x: str) -> tuple[str, str]:
     # in the phantom (lesions are placed off the muscle): it is excluded from the heatmap.
     band = np.ones((1, 1, 1, WIDTH // 2), np.float32)
     band[..., : CHEST_WALL_BAND // 2] = 0.0
-    mask = g.op("Mul", [eroded, g.const("band", band)], "mask")
+    # The pectoral muscle on MLO is a flat region at the top of the presentation window; its edge
+    # looks like specks and blobs. Flat (5x5 range < 0.01) and bright (> 0.84) pixels, grown by
+    # ~11 mm, are excluded.
+    lmax = g.op("MaxPool", [x2], "lmax", kernel_shape=[5, 5], pads=[2, 2, 2, 2], strides=[1, 1])
+    lmin = g.op("Neg", [g.op("MaxPool", [g.op("Neg", [x2])], "lmin", kernel_shape=[5, 5], pads=[2, 2, 2, 2], strides=[1, 1])])
+    flat = g.op("Cast", [g.op("Less", [g.op("Sub", [lmax, lmin]), g.const("flat", np.array(0.01, np.float32))])], "flat",
+                to=TensorProto.FLOAT)
+    bright = g.op("Cast", [g.op("Greater", [x2, g.const("bright", np.array(0.84, np.float32))])], "bright", to=TensorProto.FLOAT)
+    sat = g.op("MaxPool", [g.op("Mul", [flat, bright])], "saturated", kernel_shape=[21, 21], pads=[10, 10, 10, 10], strides=[1, 1])
+    mask = g.op("Mul", [g.op("Mul", [eroded, g.op("Sub", [one, sat])]), g.const("band", band)], "mask")
     return feats, mask
 
 
@@ -211,13 +223,17 @@ def feature_model() -> onnx.ModelProto:
     return model
 
 
-def detector_model(weights: np.ndarray, bias: float) -> onnx.ModelProto:
-    """The full reference model with calibrated 1x1-conv ``weights`` (4,) and ``bias``."""
+def detector_model(heads: list[tuple[np.ndarray, float]]) -> onnx.ModelProto:
+    """The full reference model: per head a calibrated 1x1 convolution (``weights`` (F,), ``bias``)
+    over the features; logit = max over the heads (mass, calcification), already on the exam scale."""
     g = _Graph()
     feats, mask = feature_nodes(g, INPUT)
-    w = g.const("w", np.asarray(weights, np.float32).reshape(1, len(FEATURES), 1, 1))
-    b = g.const("b", np.asarray([bias], np.float32))
-    logit = g.op("Conv", [feats, w, b], "logit")
+    logits = []
+    for k, (weights, bias) in enumerate(heads):
+        w = g.const(f"w{k}", np.asarray(weights, np.float32).reshape(1, len(FEATURES), 1, 1))
+        b = g.const(f"b{k}", np.asarray([bias], np.float32))
+        logits.append(g.op("Conv", [feats, w, b], f"logit{k}"))
+    logit = g.op("Max", logits, "logit") if len(logits) > 1 else logits[0]
     prob = g.op("Mul", [g.op("Sigmoid", [logit]), mask], "prob")
     g.nodes.append(helper.make_node("MaxPool", [prob], [HEATMAP], kernel_shape=[2, 2], strides=[2, 2]))
     gmp = g.op("GlobalMaxPool", [HEATMAP], "gmp")
@@ -227,7 +243,8 @@ def detector_model(weights: np.ndarray, bias: float) -> onnx.ModelProto:
             helper.make_tensor_value_info(HEATMAP, TensorProto.FLOAT, ["N", 1, HEIGHT // 4, WIDTH // 4])]
     model = helper.make_model(helper.make_graph(g.nodes, "mammocert_reference_detector", [x], outs, g.inits),
                               opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mammocert",
-                              doc_string="mammocert reference vendor: multi-scale DoG lesion detector (see harness/reference/README.md)")
+                              doc_string="mammocert reference vendor: multi-scale blob + calcification-cluster detector "
+                                         "(see harness/reference/README.md)")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
@@ -305,7 +322,7 @@ def collect(cases: Path, batch: int = 8) -> list[dict]:
                         rr = np.arange(max(0, int(cy - 0.3 * (r1 - r0))), min(HEIGHT // 2, int(cy + 0.3 * (r1 - r0)) + 1))
                         cc = np.arange(max(0, int(cx - 0.3 * (c1 - c0))), min(WIDTH // 2, int(cx + 0.3 * (c1 - c0)) + 1))
                         if rr.size and cc.size:
-                            boxes.append(f[:, rr[0]:rr[-1] + 1, cc[0]:cc[-1] + 1].reshape(f.shape[0], -1).T.copy())
+                            boxes.append((les.type, f[:, rr[0]:rr[-1] + 1, cc[0]:cc[-1] + 1].reshape(f.shape[0], -1).T.copy()))
             rows.append({"exam": exam.exam_id, "label": exam.label, "positives": boxes,
                          "grid": f[:, ::2, ::2].reshape(f.shape[0], -1).T.copy(), "mask": m[0, ::2, ::2].ravel() > 0.5,
                          "shape": (HEIGHT // 4, WIDTH // 4)})
@@ -320,6 +337,7 @@ def collect(cases: Path, batch: int = 8) -> list[dict]:
 
 
 def _fit_pixels(pos: np.ndarray, neg: np.ndarray, neg_w: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
+    """Weighted ridge logistic regression of positive vs negative pixels; returns (weights, bias)."""
     X = np.vstack([pos, neg]).astype(np.float64)
     y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
     mu, sd = X.mean(axis=0), X.std(axis=0) + 1e-9
@@ -330,26 +348,113 @@ def _fit_pixels(pos: np.ndarray, neg: np.ndarray, neg_w: np.ndarray, ridge: floa
     return w, float(beta[-1] - np.sum(beta[:-1] * mu / sd))
 
 
-def calibrate(cases: Path, rounds: int = 4, hard_per_image: int = 8,
-              random_per_image: int = 32) -> tuple[np.ndarray, float, dict, np.ndarray, np.ndarray]:
-    """Fit the detector's weights on a training set; returns (weights, bias, report).
+#: The detector's heads: (name, lesion types it is trained on, features it may use).
+HEADS = (("mass", ("mass", "distortion"), ("f_blob_mid", "f_large_dog", "f_blob_small", "f_blob_large", "f_excess", "f_depth")),
+         ("calcification", ("calcification",), ("f_calc_cluster", "f_speck", "f_depth")))
 
-    Pixel stage (multiple-instance + hard-negative mining): positives are, per marked image, the
-    pixel of the lesion's central part where the current detector responds most (the first round
-    takes the centre); negatives are random breast pixels plus, from the second round, the highest
-    local maxima of the current detector on every image without a cancer mark. Image stage: a 1-D
-    logistic fit maps the exam's maximum logit (over its images) to P(cancer).
+
+class _Packed:
+    """Masked heat-map-grid features of a list of images stacked, for fast per-image maxima."""
+
+    def __init__(self, rows: list[dict], cols: list[int]) -> None:
+        mats, starts, n = [], [], 0
+        self.keep = []
+        for i, r in enumerate(rows):
+            m = r["grid"][r["mask"]][:, cols]
+            if len(m):
+                starts.append(n)
+                n += len(m)
+                mats.append(m)
+                self.keep.append(i)
+        self.X = np.vstack(mats).astype(np.float64) if mats else np.zeros((0, len(cols)))
+        self.starts = np.asarray(starts, np.int64)
+
+    def image_max(self, w: np.ndarray, b: float, n_rows: int) -> np.ndarray:
+        out = np.full(n_rows, -30.0)
+        if len(self.starts):
+            out[self.keep] = np.maximum.reduceat(self.X @ w + b, self.starts)
+        return out
+
+
+def _soft_auc(s: np.ndarray, lab: np.ndarray) -> float:
+    p, n = s[lab == 1], s[lab == 0]
+    if not len(p) or not len(n):
+        return 0.5
+    t = 0.25 * (np.std(s) + 1e-9)
+    return float(np.mean(1.0 / (1.0 + np.exp(-np.clip((p[:, None] - n[None, :]) / t, -30, 30)))))
+
+
+def _fit_head(rows: list[dict], types: tuple[str, ...], cols: list[int], rng: np.random.Generator,
+              rounds: int, hard_per_image: int, rand_neg: np.ndarray, es_steps: int) -> tuple[np.ndarray, float]:
+    """One head: MIL logistic with hard negatives, refined by a (1+1) evolution strategy on the
+    image-level AUC (images with a lesion of ``types`` vs images without cancer), then an image-level
+    logistic calibration. Returns full-length weights (zeros outside ``cols``) and bias."""
+    pos_rows = [r for r in rows if any(t in types for t, _ in r["positives"])]
+    neg_rows = [r for r in rows if not r["positives"]]
+    if not pos_rows or not neg_rows:
+        return np.zeros(len(FEATURES)), -10.0
+    w = None
+    b = 0.0
+    if rounds == 0:  # start from the head's primary feature alone
+        w = np.zeros(len(cols))
+        w[0] = 1.0
+    for _round in range(rounds):
+        pos = []
+        for r in pos_rows:
+            for t, P in r["positives"]:
+                if t in types:
+                    Q = P[:, cols]
+                    pos.append(Q[len(Q) // 2] if w is None else Q[int(np.argmax(Q @ w))])
+        negs, weights = [rand_neg[:, cols]], [np.ones(len(rand_neg))]
+        if w is not None:
+            for r in neg_rows:
+                logit = (r["grid"][:, cols] @ w + b).reshape(r["shape"])
+                idx = _local_maxima(logit, r["mask"].reshape(r["shape"]), hard_per_image)
+                if idx.size:
+                    negs.append(r["grid"][idx][:, cols])
+                    weights.append(np.full(idx.size, 4.0))
+        w, b = _fit_pixels(np.asarray(pos), np.vstack(negs), np.concatenate(weights), ridge=1e-2)
+    sub = pos_rows + neg_rows
+    lab = np.array([1] * len(pos_rows) + [0] * len(neg_rows))
+    packed = _Packed(sub, cols)
+    sd = packed.X.std(axis=0) + 1e-9 if len(packed.X) else np.ones(len(cols))
+    best = w.copy()
+    f_best = _soft_auc(packed.image_max(best, b, len(sub)), lab)
+    step = 0.3
+    scale = np.linalg.norm(best * sd) / np.sqrt(len(cols)) + 1e-9
+    for _ in range(es_steps):
+        cand = best + step * scale * rng.standard_normal(len(cols)) / sd
+        f = _soft_auc(packed.image_max(cand, b, len(sub)), lab)
+        if f > f_best:
+            best, f_best, step = cand, f, step * 1.2
+        else:
+            step = max(0.02, step * 0.97)
+    m = packed.image_max(best, b, len(sub))
+    ab = _irls(np.stack([m, np.ones_like(m)], axis=1), lab.astype(np.float64), np.ones_like(m), ridge=1e-6)
+    full = np.zeros(len(FEATURES))
+    full[cols] = ab[0] * best
+    return full, float(ab[0] * b + ab[1])
+
+
+def calibrate(cases: Path, **kw) -> tuple[list[tuple[np.ndarray, float]], dict, np.ndarray, np.ndarray]:
+    """Fit the detector's heads on a training set; returns (heads, report, exam scores, exam labels).
+
+    Per head (mass incl. distortion; calcification): a pixel stage (multiple-instance + hard-negative
+    mining: positives are, per marked image, the pixel of the lesion's central part where the current
+    head responds most, the first round taking the centre; negatives are random breast pixels plus,
+    from the second round, the highest local maxima of the head on every image without a cancer),
+    a (1+1) evolution strategy that refines the weights on the image-level AUC, and an image-level
+    logistic calibration. Exam stage: a 1-D logistic fit maps the exam's maximum logit (over its
+    images and the heads) to P(cancer). All randomness comes from ``SEED``.
     """
-    return fit_rows(collect(cases), rounds, hard_per_image, random_per_image)
+    return fit_rows(collect(cases), **kw)
 
 
-def fit_rows(rows: list[dict], rounds: int = 4, hard_per_image: int = 8,
-             random_per_image: int = 32) -> tuple[np.ndarray, float, dict, np.ndarray, np.ndarray]:
+def fit_rows(rows: list[dict], rounds: int = 0, hard_per_image: int = 8, random_per_image: int = 32,
+             es_steps: int = 300) -> tuple[list[tuple[np.ndarray, float]], dict, np.ndarray, np.ndarray]:
     """The fit of :func:`calibrate` on already collected feature rows."""
     rng = np.random.default_rng(SEED)
-    neg_rows = [r for r in rows if not r["positives"]]
-    pos_rows = [r for r in rows if r["positives"]]
-    if len(pos_rows) < 2:
+    if sum(1 for r in rows if r["positives"]) < 2:
         raise SystemExit("fewer than 2 malignant lesion marks in the training set; use a training set with cancers")
     rand = []
     for r in rows:
@@ -357,47 +462,34 @@ def fit_rows(rows: list[dict], rounds: int = 4, hard_per_image: int = 8,
         if inside.size:
             rand.append(r["grid"][np.sort(rng.choice(inside, size=min(random_per_image, inside.size), replace=False))])
     rand_neg = np.vstack(rand)
-    w = None
-    b = 0.0
-    for _round in range(rounds):
-        pos = []
-        for r in pos_rows:
-            for P in r["positives"]:
-                if w is None:
-                    pos.append(P[len(P) // 2])
-                else:
-                    pos.append(P[int(np.argmax(P @ w))])
-        negs = [rand_neg]
-        weights = [np.ones(len(rand_neg))]
-        if w is not None:
-            for r in neg_rows:
-                logit = (r["grid"] @ w + b).reshape(r["shape"])
-                idx = _local_maxima(logit, r["mask"].reshape(r["shape"]), hard_per_image)
-                if idx.size:
-                    negs.append(r["grid"][idx])
-                    weights.append(np.full(idx.size, 4.0))
-        w, b = _fit_pixels(np.asarray(pos), np.vstack(negs), np.concatenate(weights), ridge=1e-2)
-    # Exam-level recalibration of max(logit) over the exam's images.
+    heads = []
+    for _name, types, names in HEADS:
+        cols = [FEATURES.index(n) for n in names]
+        heads.append(_fit_head(rows, types, cols, rng, rounds, hard_per_image, rand_neg, es_steps))
+    # Exam level: max over images and heads of the head logits, recalibrated by a 1-D logistic fit.
     exam_max: dict[str, float] = {}
     exam_label: dict[str, int] = {}
     for r in rows:
-        logit = np.where(r["mask"], r["grid"] @ w + b, -np.inf)
-        m = float(logit.max()) if np.isfinite(logit).any() else -30.0
-        exam_max[r["exam"]] = max(exam_max.get(r["exam"], -np.inf), m)
+        v = -30.0
+        if r["mask"].any():
+            v = max(float(np.max(r["grid"][r["mask"]] @ w + b)) for w, b in heads)
+        exam_max[r["exam"]] = max(exam_max.get(r["exam"], -np.inf), v)
         exam_label[r["exam"]] = r["label"]
     ids = sorted(exam_max)
     M = np.array([exam_max[i] for i in ids])
     L = np.array([exam_label[i] for i in ids], np.float64)
     ab = _irls(np.stack([M, np.ones_like(M)], axis=1), L, np.ones_like(M), ridge=1e-6)
     a, c = float(ab[0]), float(ab[1])
-    weights_out = (a * w).astype(np.float32)
-    bias = float(np.float32(a * b + c))
+    if a <= 0:  # a degenerate training set: keep the ordering
+        a, c = 1.0, 0.0
+    out = [((a * w).astype(np.float32), float(np.float32(a * b + c))) for w, b in heads]
     scores = 1.0 / (1.0 + np.exp(-(a * M + c)))
-    report = {"images": len(rows), "images_with_cancer": len(pos_rows), "exams": len(ids),
-              "exam_cancers": int(L.sum()), "pixel_weights": [round(float(v), 6) for v in w],
-              "pixel_bias": round(b, 6), "exam_slope": round(a, 6), "exam_intercept": round(c, 6),
-              "features": list(FEATURES)}
-    return weights_out, bias, report, scores, L
+    report = {"images": len(rows), "images_with_cancer": sum(1 for r in rows if r["positives"]), "exams": len(ids),
+              "exam_cancers": int(L.sum()), "features": list(FEATURES),
+              "heads": {name: {"weights": [round(float(v), 6) for v in w], "bias": round(b, 6)}
+                        for (name, _, _), (w, b) in zip(HEADS, out, strict=True)},
+              "exam_slope": round(a, 6), "exam_intercept": round(c, 6)}
+    return out, report, scores, L
 
 
 def operating_point(scores: np.ndarray, labels: np.ndarray, specificity: float = OPERATING_SPECIFICITY) -> float:
@@ -431,8 +523,8 @@ VENDOR_YAML = {
 
 def build(train_cases: Path, out: Path) -> dict:
     """Calibrate on ``train_cases`` and write ``out/model.onnx``, ``out/vendor.yaml``, ``out/calibration.json``."""
-    weights, bias, report, scores, labels = calibrate(train_cases)
-    model = detector_model(weights, bias)
+    heads, report, scores, labels = calibrate(train_cases)
+    model = detector_model(heads)
     op = operating_point(scores, labels)
     flagged = scores >= op
     report["operating_point"] = op
