@@ -27,8 +27,9 @@ MU_ADIPOSE = 0.513
 MU_GLANDULAR = 0.798
 # Invasive carcinoma: Johns & Yaffe 1987 measured IDC 0.844 vs fibroglandular 0.802 1/cm at 20 keV
 # (+5.2 %); Carroll 1994 (14-18 keV) +10.9 %; VICTRE's glandular composition at 1.06 g/cm3 gives +2.4 %.
-# We use the Johns & Yaffe ratio, in the middle of the published range.
-MU_MASS = MU_GLANDULAR * 0.844 / 0.802
+# We use Carroll's +10.9 %, the top of the published range, measured at the low energies
+# (14-18 keV) where mammography contrast is made.
+MU_MASS = MU_GLANDULAR * 1.109
 MU_BENIGN_MASS = 0.805  # fibroadenoma / cyst: close to glandular tissue and water (0.810)
 MU_HYDROXYAPATITE = 20.73
 MU_CA_OXALATE = 8.76
