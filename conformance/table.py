@@ -41,11 +41,13 @@ class ExamTable:
         return int((~self.readable).sum())
 
     def reader(self, name: str) -> np.ndarray:
-        """A reader's recall decisions (1/0); an exam without that read raises."""
+        """A reader's recall decisions (1/0); a set without that read cannot be compared."""
+        from conformance.outcome import NotEvaluable
+
         out = np.empty(self.n, dtype=np.int8)
         for i, e in enumerate(self.exams):
             if name not in e.readers:
-                raise KeyError(f"exam {e.exam_id} has no read by {name!r}")
+                raise NotEvaluable(f"the reference set has no {name!r} read for exam {e.exam_id} (manifest 'readers')")
             out[i] = e.readers[name]
         return out
 

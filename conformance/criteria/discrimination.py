@@ -41,7 +41,7 @@ def _reader_points(ctx: EvaluationContext) -> list[dict[str, Any]]:
     for name in sorted({r for e in ctx.manifest.exams for r in e.readers}):
         try:
             flags = t.reader(name)
-        except KeyError:
+        except NotEvaluable:
             continue
         pos, neg = t.labels == 1, t.labels == 0
         pts.append({"label": name, "tpr": float(flags[pos].mean()), "fpr": float(flags[neg].mean())})

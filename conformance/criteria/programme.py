@@ -42,10 +42,7 @@ def _programme(spec: CriterionSpec, ctx: EvaluationContext, metric: str) -> Crit
     t = ctx.table()
     prev = ctx.standard.prevalence_per_1000 / 1000.0
     reader_name = spec.params["comparator_reader"]
-    try:
-        reader = t.reader(reader_name)
-    except KeyError as exc:
-        raise NotEvaluable(f"the reference set lacks the comparator reads: {exc.args[0]}") from None
+    reader = t.reader(reader_name)
     ai = t.flags(ctx.operating_point)
     pos, neg = t.labels == 1, t.labels == 0
     n1, n0 = int(pos.sum()), int(neg.sum())

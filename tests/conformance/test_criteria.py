@@ -150,3 +150,19 @@ def test_evaluation_is_deterministic():
     a = evaluate(s, ctx(synthetic.predictions(m), m)).to_dict()
     b = evaluate(s, ctx(synthetic.predictions(m), m)).to_dict()
     assert a == b
+
+
+def test_a_set_without_reader_reads_makes_comparisons_errors_not_crashes():
+    import json
+
+    d = synthetic.manifest_dict()
+    for e in d["exams"]:
+        e["readers"] = {}
+    from harness.cases.manifest import parse_manifest, seal
+
+    m = parse_manifest(seal(d), Path("/nonexistent"))
+    s = spec("recall_rate", {"ratio_ci_upper_lte": 1.1}, ci={"method": "bootstrap", "level": 0.95, "replicates": 200},
+             comparator_reader="consensus")
+    r = evaluate(s, ctx(synthetic.predictions(m), m))
+    assert r.outcome == "error" and "'consensus' read" in r.explanation
+    assert json.dumps(r.to_dict())  # still a valid result record

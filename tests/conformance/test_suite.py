@@ -64,6 +64,18 @@ def test_evaluate_writes_a_complete_bundle_with_the_verdict(workspace):
         assert (workspace / "b1" / name).is_file()
 
 
+def test_a_weak_model_fails_discrimination_with_the_numbers_in_the_table(workspace):
+    m = load_manifest(workspace / "cases")
+    write_predictions(workspace / "weak.jsonl", synthetic_set.predictions(m, 0.7, seed=5))
+    r = evaluate(workspace, "weak", predictions="weak.jsonl")
+    assert r.returncode == 1
+    res = json.loads((workspace / "weak" / "results.json").read_text())
+    auc = next(c for c in res["criteria"] if c["id"] == "DK-AUC-01")
+    assert auc["outcome"] == "failed" and auc["value"] < 0.8
+    row = next(line for line in r.stdout.splitlines() if "DK-AUC-01" in line)
+    assert "failed" in row and f"{auc['value']:.4g}" in row and f"{auc['ci'][0]:.3f}" in row
+
+
 def test_missing_predictions_are_errors_not_dropped(workspace):
     evaluate(workspace, "b2", predictions="missing.jsonl")
     res = json.loads((workspace / "b2" / "results.json").read_text())

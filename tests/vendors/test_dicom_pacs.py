@@ -68,6 +68,23 @@ def test_pacs_mode_equals_direct_mode_and_onnx(tmp_path):
         assert a.breasts == pytest.approx(dict(c.breasts), abs=1e-9)
         assert b.breasts == pytest.approx(dict(c.breasts), abs=1e-9)
         assert sorted((f.file, f.x, f.y) for f in a.findings) == sorted((f.file, f.x, f.y) for f in c.findings)
+    # ... and so the conformance verdict is the same through the PACS, directly and in-process.
+    verdicts = [_verdict(ref_set, preds, onnx_pkg.operating_point) for preds in (via_pacs, direct, want)]
+    assert verdicts[0] == verdicts[1] == verdicts[2]
+
+
+def _verdict(ref_set: Path, predictions, operating_point: float):
+    """Outcomes and values of every prediction-only criterion of the draft standard."""
+    from conformance.context import EvaluationContext
+    from conformance.registry import evaluate
+    from conformance.session import LIVE_KINDS
+    from harness.results import verdict_of
+    from harness.standard import load_standard
+
+    std = load_standard(Path(__file__).resolve().parents[2] / "standards" / "dk-mammo-ai-draft.yaml")
+    ctx = EvaluationContext(std, load_manifest(ref_set), list(predictions), operating_point, {}, "self-test")
+    results = [evaluate(c, ctx) for c in std.criteria if c.kind not in LIVE_KINDS and c.kind != "latency"]
+    return verdict_of(results), [(r.id, r.outcome, r.value) for r in results]
 
 
 def _originals(ref_set: Path):
