@@ -79,7 +79,7 @@ def cli(d: Path, *args: str) -> subprocess.CompletedProcess:
 def test_certify_twice_gives_identical_results_that_verify(certify_setup):
     assert cli(certify_setup, "keys", "generate", "--out", "keys").returncode == 0
     a = run(certify_setup, "twice-a", "--mode", "certify", "--key", "keys/signing-key.pem")
-    b = run(certify_setup, "twice-b", "--mode", "certify")
+    b = run(certify_setup, "twice-b", "--mode", "certify", "--key", "keys/signing-key.pem")
     assert a.returncode in (0, 1) and b.returncode == a.returncode, a.stderr + b.stderr
     ra = json.loads((certify_setup / "twice-a" / "results.json").read_text())
     rb = json.loads((certify_setup / "twice-b" / "results.json").read_text())
