@@ -115,7 +115,7 @@ def contrast_fragile(inner, prepared):
     exam, p = prepared
     mean = float(np.mean([b.tensor.mean() for b in p.batches]))
     out = inner.infer(p)
-    return _with(out, {k: min(1.0, max(0.0, v + 8.0 * (mean - 0.25))) for k, v in out.breasts.items()})
+    return _with(out, {k: min(1.0, max(0.0, v + 15.0 * (mean - 0.25))) for k, v in out.breasts.items()})
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@
 No deep learning framework is involved; the graph is a fixed filter bank whose few weights are
 calibrated with numpy on a *training* reference set (never on the set it is evaluated on)::
 
-    x (N,1,H,W) presentation pixels in [0,1], chest wall left, fit
+    input (N,4,H,W) = [LCC, LMLO, RCC, RMLO] (exam unit), reshaped to 4N planes x (4N,1,H,W),
+    presentation pixels in [0,1], chest wall left, fit
+    pw        = bilateral prewhitened matched filter: (sphere r=6 px / training NPS) * x, minus the
+                locally regressed same-view contralateral response, / local RMS (the mass head)
     (mass features on the 2x2-mean half-resolution image x2, the largest at 1/4; specks at full)
-    mask      = breast (x > 0.12) eroded by 8 px, minus the 48 px chest-wall band, minus flat
+    mask      = breast (x > 0.12) eroded by 8 px, eroded by 18 px (19x19 at half resolution), minus the 48 px chest-wall band, minus flat
                 saturated regions (pectoral muscle) grown by ~11 mm
     local_std = sqrt(G16*(x^2) - (G16*x)^2) + 0.01             local contrast normalisation
     DoGs      = (G2 - G6) x / local_std, (G4 - G12) x / local_std
@@ -14,8 +17,8 @@ calibrated with numpy on a *training* reference set (never on the set it is eval
     speck     = G2 * relu(AvgPool2(G0.7 x - G2 x) / local_std)
     excess    = (G4 - G16) x;  depth = coarse blur of the eroded mask
     logit     = max(head_mass . f + c_m, head_calc . f + c_c)     (two 1x1 convolutions + Max)
-    heatmap   = MaxPool2x2(sigmoid(logit) * mask at H/2)          (N,1,H/4,W/4), in score units
-    score     = GlobalMaxPool(heatmap)                            (N,1)
+    heatmap   = MaxPool2x2(sigmoid(logit) * mask at H/2)          (N,4,H/4,W/4), one channel per view
+    score     = ReduceMax(heatmap)                                (N,1)
 
 ``G_s`` is a separable Gaussian (reflect padding, kernel radius 3 s). Calibration: the features
 are computed by running the feature part of this very graph with onnxruntime (one thread); see
@@ -42,13 +45,19 @@ from harness.cases.manifest import load_manifest
 from harness.pixels import image_to_model, to_model_plane
 
 HEIGHT, WIDTH = 512, 416
-INPUT, SCORE, HEATMAP = "image", "score", "heatmap"
+INPUT, SCORE, HEATMAP, BREASTS = "image", "score", "heatmap", "breast_scores"
 FEATURES = ("f_small_dog", "f_large_dog", "f_blob_small", "f_blob_mid", "f_blob_large", "f_calc_cluster",
-            "f_speck", "f_excess", "f_depth")
+            "f_speck", "f_excess", "f_depth", "f_pw_bilateral")
+VIEWS = (("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))  # exam-unit channel order
+PW_RADII = (6.0,)  # mass radius (model pixels, ~3.4 mm) of the prewhitened matched filter (5, 7, 8 and 11 did worse on the dev split)
+PW_SIZE = 33  # their kernel size (model pixels)
+BIL_SIGMA = 16.0  # model pixels: window of the local contralateral regression and of the residual RMS
+NPS_PATCH = 64
 SEED = 20261127
 CHEST_WALL_BAND = 48  # model pixels (~27 mm on the CI images) next to the chest wall
 BREAST_THRESHOLD = 0.12  # presentation value: above every device's air background (GE: 0.078), below skin
 OPSET = 17
+ERODE = 19  # half-resolution pixels: the breast mask is eroded by 9 (~10 mm); lesions sit deeper
 SPECK_LEVEL = 0.13  # presentation units above the local mean where a pixel starts to count as a calcification speck
 SPECK_RAMP = 0.07  # ... and counts fully this much higher (tissue grain: 99.9th percentile ~0.10, specks 0.2-0.5)
 OPERATING_SPECIFICITY = 0.975  # Danish first reader: 97.8 % (Elhakim 2023); about 0.97-0.98
@@ -132,7 +141,36 @@ class _Graph:
         return self.op("Resize", [x, "", scales], "up", mode="linear", coordinate_transformation_mode="half_pixel")
 
 
-def feature_nodes(g: _Graph, x: str) -> tuple[str, str]:
+def contralateral(g: _Graph, t: str) -> str:
+    """(4N, C, h, w) in exam-channel order [LCC, LMLO, RCC, RMLO] per exam -> the same view of the other breast."""
+    shape = g.op("Shape", [t], "shape")
+    five = g.op("Concat", [g.const("m1", np.array([-1, 2, 2], np.int64)),
+                           g.op("Slice", [shape, g.const("s1", np.array([1], np.int64)), g.const("s4", np.array([4], np.int64))])],
+                "shape5", axis=0)
+    r = g.op("Reshape", [t, five], "by_side")
+    flipped = g.op("Slice", [r, g.const("st", np.array([-1], np.int64)), g.const("en", np.array([-(2 ** 62)], np.int64)),
+                             g.const("ax", np.array([1], np.int64)), g.const("sp", np.array([-1], np.int64))], "swap_sides")
+    return g.op("Reshape", [flipped, shape], "contra")
+
+
+def bilateral_pw(g: _Graph, x: str, kernel: np.ndarray, name: str) -> str:
+    """Prewhitened matched filter of ``x`` (4N,1,H,W), minus its locally regressed contralateral response,
+    divided by the local RMS of that residual; max-pooled to half resolution."""
+    r = kernel.shape[-1] // 2
+    pads = g.const("pads", np.array([0, 0, r, r, 0, 0, r, r], np.int64))
+    f = g.op("Conv", [g.op("Pad", [x, pads], "padpw", mode="reflect"), g.const("pw", kernel.reshape(1, 1, *kernel.shape))], "pw")
+    b = contralateral(g, f)
+    eps = g.const("eps", np.array(1e-8, np.float32))
+    c = g.op("Div", [g.blur_coarse(g.op("Mul", [f, b]), BIL_SIGMA), g.op("Add", [g.blur_coarse(g.op("Mul", [b, b]), BIL_SIGMA), eps])])
+    c = g.op("Clip", [c, g.const("zero", np.array(0.0, np.float32)), g.const("one", np.array(1.0, np.float32))], "bil_coef")
+    d = g.op("Sub", [f, g.op("Mul", [c, b])], "bil_resid")
+    rms = g.op("Add", [g.op("Sqrt", [g.op("Relu", [g.blur_coarse(g.op("Mul", [d, d]), BIL_SIGMA)])]),
+                       g.const("eps", np.array(1e-4, np.float32))])
+    z = g.op("Div", [d, rms])
+    return g.op("MaxPool", [z], name, kernel_shape=[2, 2], strides=[2, 2])
+
+
+def feature_nodes(g: _Graph, x: str, pw_kernels: list[np.ndarray]) -> tuple[str, str]:
     """Append the filter bank; returns (features (N,F,H/2,W/2), mask (N,1,H/2,W/2)) tensor names.
 
     Masses are millimetres wide, so their features work at half resolution (x2 = 2x2 mean of x)
@@ -180,11 +218,12 @@ def feature_nodes(g: _Graph, x: str) -> tuple[str, str]:
     # erosion by 8 full-res pixels = 1 - maxpool(1 - inside), 9x9 at half resolution
     one = g.const("one", np.array(1.0, np.float32))
     outside = g.op("Sub", [one, inside])
-    grown = g.op("MaxPool", [outside], "grown", kernel_shape=[9, 9], pads=[4, 4, 4, 4], strides=[1, 1])
+    grown = g.op("MaxPool", [outside], "grown", kernel_shape=[ERODE, ERODE], pads=[ERODE // 2] * 4, strides=[1, 1])
     eroded = g.op("Sub", [one, grown], "eroded")
     # depth inside the breast (0 at the skin line, 1 deep inside): lets the fit discount the rim
     f_depth = g.op("Identity", [g.blur_coarse(eroded, 16.0, factor=4)], FEATURES[8])
-    feats = g.op("Concat", [f_small, f_large, blob_s, blob_m, blob_l, f_cluster, f_speck, f_excess, f_depth],
+    pw = [bilateral_pw(g, x, k, FEATURES[9 + i]) for i, k in enumerate(pw_kernels)]
+    feats = g.op("Concat", [f_small, f_large, blob_s, blob_m, blob_l, f_cluster, f_speck, f_excess, f_depth, *pw],
                  "features", axis=1)
     # The chest-wall band (pectoral muscle, chest-wall edge) gives strong edges and no lesions
     # in the phantom (lesions are placed off the muscle): it is excluded from the heatmap.
@@ -203,31 +242,35 @@ def feature_nodes(g: _Graph, x: str) -> tuple[str, str]:
     return feats, mask
 
 
-def _io() -> tuple[onnx.ValueInfoProto, list[onnx.ValueInfoProto]]:
-    x = helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", 1, HEIGHT, WIDTH])
-    return x, []
+def _io() -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", len(VIEWS), HEIGHT, WIDTH])
 
 
-def feature_model() -> onnx.ModelProto:
-    """The filter bank alone: outputs ``features`` (N,4,H,W) and ``mask`` (N,1,H,W)."""
+def _planes(g: _Graph) -> str:
+    """The exam input (N, 4, H, W) as 4N single-image planes (4N, 1, H, W), exam-channel order."""
+    return g.op("Reshape", [INPUT, g.const("planes", np.array([-1, 1, HEIGHT, WIDTH], np.int64))], "planes")
+
+
+def feature_model(pw_kernels: list[np.ndarray]) -> onnx.ModelProto:
+    """The filter bank alone: outputs ``features`` (4N,F,H/2,W/2) and ``mask`` (4N,1,H/2,W/2)."""
     g = _Graph()
-    feats, mask = feature_nodes(g, INPUT)
+    feats, mask = feature_nodes(g, _planes(g), pw_kernels)
     g.nodes.append(helper.make_node("Identity", [feats], ["features"]))
     g.nodes.append(helper.make_node("Identity", [mask], ["mask"]))
-    x, _ = _io()
-    outs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", len(FEATURES), HEIGHT // 2, WIDTH // 2]),
-            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, HEIGHT // 2, WIDTH // 2])]
-    model = helper.make_model(helper.make_graph(g.nodes, "features", [x], outs, g.inits),
+    outs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["M", len(FEATURES), HEIGHT // 2, WIDTH // 2]),
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["M", 1, HEIGHT // 2, WIDTH // 2])]
+    model = helper.make_model(helper.make_graph(g.nodes, "features", [_io()], outs, g.inits),
                               opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mammocert")
     model.ir_version = 8
     return model
 
 
-def detector_model(heads: list[tuple[np.ndarray, float]]) -> onnx.ModelProto:
+def detector_model(heads: list[tuple[np.ndarray, float]], pw_kernels: list[np.ndarray]) -> onnx.ModelProto:
     """The full reference model: per head a calibrated 1x1 convolution (``weights`` (F,), ``bias``)
-    over the features; logit = max over the heads (mass, calcification), already on the exam scale."""
+    over the features; logit = max over the heads (mass, calcification), already on the exam scale.
+    Input: one exam (N, 4, H, W) [LCC, LMLO, RCC, RMLO]; heatmap (N, 4, H/4, W/4), one channel per view."""
     g = _Graph()
-    feats, mask = feature_nodes(g, INPUT)
+    feats, mask = feature_nodes(g, _planes(g), pw_kernels)
     logits = []
     for k, (weights, bias) in enumerate(heads):
         w = g.const(f"w{k}", np.asarray(weights, np.float32).reshape(1, len(FEATURES), 1, 1))
@@ -235,16 +278,22 @@ def detector_model(heads: list[tuple[np.ndarray, float]]) -> onnx.ModelProto:
         logits.append(g.op("Conv", [feats, w, b], f"logit{k}"))
     logit = g.op("Max", logits, "logit") if len(logits) > 1 else logits[0]
     prob = g.op("Mul", [g.op("Sigmoid", [logit]), mask], "prob")
-    g.nodes.append(helper.make_node("MaxPool", [prob], [HEATMAP], kernel_shape=[2, 2], strides=[2, 2]))
-    gmp = g.op("GlobalMaxPool", [HEATMAP], "gmp")
+    heat = g.op("MaxPool", [prob], "heat_planes", kernel_shape=[2, 2], strides=[2, 2])
+    g.nodes.append(helper.make_node("Reshape", [heat, g.const("hshape", np.array([-1, len(VIEWS), HEIGHT // 4, WIDTH // 4], np.int64))],
+                                    [HEATMAP]))
+    gmp = g.op("ReduceMax", [HEATMAP], "exam_max", axes=[1, 2, 3], keepdims=1)
     g.nodes.append(helper.make_node("Flatten", [gmp], [SCORE], axis=1))
-    x, _ = _io()
+    # Per-breast scores [L, R]: the maximum over each side's two views (channels [LCC, LMLO | RCC, RMLO]),
+    # on the same scale as the exam score, so exam = max(L, R).
+    sides = g.op("Reshape", [HEATMAP, g.const("sshape", np.array([-1, 2, 2 * (HEIGHT // 4) * (WIDTH // 4)], np.int64))], "sides")
+    g.nodes.append(helper.make_node("ReduceMax", [sides], [BREASTS], axes=[2], keepdims=0))
     outs = [helper.make_tensor_value_info(SCORE, TensorProto.FLOAT, ["N", 1]),
-            helper.make_tensor_value_info(HEATMAP, TensorProto.FLOAT, ["N", 1, HEIGHT // 4, WIDTH // 4])]
-    model = helper.make_model(helper.make_graph(g.nodes, "mammocert_reference_detector", [x], outs, g.inits),
+            helper.make_tensor_value_info(HEATMAP, TensorProto.FLOAT, ["N", len(VIEWS), HEIGHT // 4, WIDTH // 4]),
+            helper.make_tensor_value_info(BREASTS, TensorProto.FLOAT, ["N", 2])]
+    model = helper.make_model(helper.make_graph(g.nodes, "mammocert_reference_detector", [_io()], outs, g.inits),
                               opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mammocert",
-                              doc_string="mammocert reference vendor: multi-scale blob + calcification-cluster detector "
-                                         "(see harness/reference/README.md)")
+                              doc_string="mammocert reference vendor: bilateral prewhitened matched filter + blob + "
+                                         "calcification-cluster detector (see harness/reference/README.md)")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
@@ -267,14 +316,69 @@ def _irls(X: np.ndarray, y: np.ndarray, w_sample: np.ndarray, ridge: float = 1e-
     return beta
 
 
-def _image_planes(cases: Path):
-    """Yield (exam, image ref, model plane, geometry) for every image of a reference set, in order."""
+def _exam_planes(cases: Path):
+    """Yield (exam, [4 image refs], (4, H, W) model planes, [4 geometries]) per complete exam, in order."""
     manifest = load_manifest(cases)
     for exam in sorted(manifest.exams, key=lambda e: e.exam_id):
+        by_view = {}
         for ref in exam.images:
             ds = pydicom.dcmread(manifest.path(ref))
-            plane, geom = to_model_plane(ds, HEIGHT, WIDTH)
-            yield exam, ref, plane, geom
+            key = (str(ds.get("ImageLaterality", "")).upper(), str(ds.get("ViewPosition", "")).upper())
+            if key in VIEWS and key not in by_view:
+                plane, geom = to_model_plane(ds, HEIGHT, WIDTH)
+                by_view[key] = (ref, plane, geom)
+        if len(by_view) == len(VIEWS):
+            items = [by_view[k] for k in VIEWS]
+            yield exam, [i[0] for i in items], np.stack([i[1] for i in items]), [i[2] for i in items]
+
+
+def noise_power_spectrum(exams: list, rng: np.random.Generator, per_image: int = 4) -> np.ndarray:
+    """Radially averaged noise power spectrum (NPS_PATCH grid) of the breast interior of images without
+    cancer: Hann-windowed NPS_PATCH^2 patches at seeded random positions deep inside the breast."""
+    from scipy import ndimage
+
+    P = NPS_PATCH
+    win = np.outer(np.hanning(P), np.hanning(P))
+    fr = np.hypot(np.fft.fftfreq(P)[:, None], np.fft.fftfreq(P)[None, :])
+    rb = np.minimum((fr * P).round().astype(int), P // 2)
+    acc, n = np.zeros((P, P)), 0
+    for exam, _refs, planes, _geoms in exams:
+        if exam.label != 0:
+            continue
+        for a in planes.astype(np.float64):
+            inside = a > BREAST_THRESHOLD
+            inside[:, :CHEST_WALL_BAND] = False
+            ok = ndimage.minimum_filter(inside.astype(np.uint8), size=P + 8, mode="constant") > 0
+            rr, cc = np.nonzero(ok)
+            if not rr.size:
+                continue
+            for q in np.sort(rng.choice(rr.size, size=min(per_image, rr.size), replace=False)):
+                p = a[rr[q] - P // 2:rr[q] + P // 2, cc[q] - P // 2:cc[q] + P // 2]
+                acc += np.abs(np.fft.fft2((p - p.mean()) * win)) ** 2
+                n += 1
+    if n == 0:  # no usable patch (tiny test sets): a power law, beta = 3, plus a white floor
+        rad = 1.0 / (np.arange(P // 2 + 1) + 1.0) ** 3 + 1e-4
+    else:
+        rad = np.bincount(rb.ravel(), (acc / n).ravel(), minlength=P // 2 + 1) / np.bincount(rb.ravel(), minlength=P // 2 + 1)
+    return rad / rad.max()
+
+
+def pw_kernels(nps: np.ndarray) -> list[np.ndarray]:
+    """Prewhitened matched filters (template / NPS, Fourier domain) for projected spheres of PW_RADII,
+    cropped to PW_SIZE, zero mean, unit norm."""
+    P = NPS_PATCH
+    fr = np.hypot(np.fft.fftfreq(P)[:, None], np.fft.fftfreq(P)[None, :])
+    S = nps[np.minimum((fr * P).round().astype(int), len(nps) - 1)]
+    y, x = np.mgrid[-P // 2:P // 2, -P // 2:P // 2].astype(np.float64)
+    out = []
+    for r in PW_RADII:
+        t = np.sqrt(np.maximum(1 - (x * x + y * y) / r ** 2, 0))
+        h = np.real(np.fft.fftshift(np.fft.ifft2(np.fft.fft2(np.fft.ifftshift(t - t.mean())) / S)))
+        c, s = P // 2, PW_SIZE // 2
+        h = h[c - s:c + s + 1, c - s:c + s + 1]
+        h = h - h.mean()
+        out.append((h / np.sqrt((h * h).sum())).astype(np.float32))
+    return out
 
 
 def _local_maxima(logit: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
@@ -289,23 +393,24 @@ def _local_maxima(logit: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
     return peaks[order[:k]]
 
 
-def collect(cases: Path, batch: int = 8) -> list[dict]:
-    """Run the feature graph over a reference set; per image: exam id/label, features on the heatmap
-    grid (every 2nd half-resolution pixel, float32), the mask there, and the features of every
+def collect(exams: list, kernels: list[np.ndarray], batch: int = 2) -> list[dict]:
+    """Run the feature graph over the exams of a reference set; per image: exam id/label, features on the
+    heatmap grid (every 2nd half-resolution pixel, float32), the mask there, and the features of every
     half-resolution pixel inside each malignant lesion box (the positives)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1  # deterministic reductions
-    sess = ort.InferenceSession(feature_model().SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(feature_model(kernels).SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rows: list[dict] = []
     queue: list = []
 
     def flush() -> None:
         if not queue:
             return
-        feats, masks = sess.run(["features", "mask"], {INPUT: np.stack([q[2] for q in queue])[:, None]})
-        for (exam, ref, _plane, geom), f, m in zip(queue, feats, masks, strict=True):
+        feats, masks = sess.run(["features", "mask"], {INPUT: np.stack([q[2] for q in queue]).astype(np.float32)})
+        items = [(exam, ref, geom) for exam, refs, _p, geoms in queue for ref, geom in zip(refs, geoms, strict=True)]
+        for (exam, ref, geom), f, m in zip(items, feats, masks, strict=True):
             boxes = []
             if exam.label == 1:
                 for les in exam.lesions:
@@ -328,7 +433,7 @@ def collect(cases: Path, batch: int = 8) -> list[dict]:
                          "shape": (HEIGHT // 4, WIDTH // 4)})
         queue.clear()
 
-    for item in _image_planes(cases):
+    for item in exams:
         queue.append(item)
         if len(queue) == batch:
             flush()
@@ -349,7 +454,7 @@ def _fit_pixels(pos: np.ndarray, neg: np.ndarray, neg_w: np.ndarray, ridge: floa
 
 
 #: The detector's heads: (name, lesion types it is trained on, features it may use).
-HEADS = (("mass", ("mass", "distortion"), ("f_blob_mid", "f_large_dog", "f_blob_small", "f_blob_large", "f_excess", "f_depth")),
+HEADS = (("mass", ("mass", "distortion"), ("f_pw_bilateral",)),
          ("calcification", ("calcification",), ("f_calc_cluster", "f_speck", "f_depth")))
 
 
@@ -436,7 +541,7 @@ def _fit_head(rows: list[dict], types: tuple[str, ...], cols: list[int], rng: np
     return full, float(ab[0] * b + ab[1])
 
 
-def calibrate(cases: Path, **kw) -> tuple[list[tuple[np.ndarray, float]], dict, np.ndarray, np.ndarray]:
+def calibrate(cases: Path, **kw) -> tuple[list[tuple[np.ndarray, float]], dict, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Fit the detector's heads on a training set; returns (heads, report, exam scores, exam labels).
 
     Per head (mass incl. distortion; calcification): a pixel stage (multiple-instance + hard-negative
@@ -447,7 +552,12 @@ def calibrate(cases: Path, **kw) -> tuple[list[tuple[np.ndarray, float]], dict, 
     logistic calibration. Exam stage: a 1-D logistic fit maps the exam's maximum logit (over its
     images and the heads) to P(cancer). All randomness comes from ``SEED``.
     """
-    return fit_rows(collect(cases), **kw)
+    exams = list(_exam_planes(cases))
+    nps = noise_power_spectrum(exams, np.random.default_rng(SEED))
+    kernels = pw_kernels(nps)
+    heads, report, scores, labels = fit_rows(collect(exams, kernels), **kw)
+    report["nps_radial"] = [float(f"{v:.6g}") for v in nps]
+    return heads, report, scores, labels, kernels
 
 
 def fit_rows(rows: list[dict], rounds: int = 0, hard_per_image: int = 8, random_per_image: int = 32,
@@ -513,9 +623,9 @@ VENDOR_YAML = {
     "score_range": [0.0, 1.0],
     "onnx": {
         "model": "model.onnx",
-        "input": {"unit": "image", "name": INPUT, "height": HEIGHT, "width": WIDTH,
+        "input": {"unit": "exam", "name": INPUT, "height": HEIGHT, "width": WIDTH,
                   "orientation": "chest_wall_left", "pixels": "presentation", "scale": [0.0, 1.0], "resize": "fit"},
-        "output": {"score": SCORE, "heatmap": HEATMAP},
+        "output": {"score": SCORE, "heatmap": HEATMAP, "breast_scores": BREASTS},
         "aggregate": "max",
     },
 }
@@ -523,8 +633,8 @@ VENDOR_YAML = {
 
 def build(train_cases: Path, out: Path) -> dict:
     """Calibrate on ``train_cases`` and write ``out/model.onnx``, ``out/vendor.yaml``, ``out/calibration.json``."""
-    heads, report, scores, labels = calibrate(train_cases)
-    model = detector_model(heads)
+    heads, report, scores, labels, kernels = calibrate(train_cases)
+    model = detector_model(heads, kernels)
     op = operating_point(scores, labels)
     flagged = scores >= op
     report["operating_point"] = op

@@ -238,6 +238,8 @@ class OnnxAdapter:
 
     def infer(self, prepared: PreparedExam) -> ExamOutput:
         names = [self.spec.score_output] + ([self.spec.heatmap_output] if self.spec.heatmap_output else [])
+        if self.spec.breast_scores_output:
+            names.append(self.spec.breast_scores_output)
         image_scores: dict[str, list[float]] = {}
         breast_scores: dict[str, float] = {}
         exam_score: float | None = None
@@ -259,8 +261,13 @@ class OnnxAdapter:
                 breast_scores[batch.key] = mapped[0]
             else:
                 exam_score = mapped[0]
-            if len(outputs) > 1:
-                heat = np.asarray(outputs[1], dtype=np.float32)
+                if self.spec.breast_scores_output:
+                    per_side = np.asarray(outputs[-1], dtype=np.float64).reshape(-1)
+                    if per_side.shape[0] != 2 * len(batch.items):
+                        raise VendorFault(f"breast_scores output has {per_side.shape[0]} values; expected 2 per exam [L, R]", "error")
+                    breast_scores = {"L": self._map(float(per_side[0])), "R": self._map(float(per_side[1]))}
+            if self.spec.heatmap_output:
+                heat = np.asarray(outputs[1], dtype=np.float32)  # heatmap is the second name
                 if heat.ndim != 4 or heat.shape[0] != len(batch.items):
                     raise VendorFault(f"heatmap output has shape {heat.shape}; expected (N, C, h, w)", "error")
                 for n, planes in enumerate(batch.items):

@@ -87,6 +87,7 @@ class OnnxSpec:
     heatmap_output: str | None
     aggregate: str
     graph: OnnxGraphFacts
+    breast_scores_output: str | None = None  # unit exam: (N, 2) scores [L, R]
 
     def model_path(self, root: Path) -> Path:
         return root / self.model
@@ -341,7 +342,7 @@ def _all_tensors(model: Any):
 
 
 def check_onnx(root: Path, rel_model: str, spec_input: OnnxInputSpec, score: str, heatmap: str | None,
-               source: str) -> tuple[OnnxGraphFacts, dict[str, str]]:
+               source: str, breast_scores: str | None = None) -> tuple[OnnxGraphFacts, dict[str, str]]:
     """Static safety and interface checks of the model; returns graph facts and artifact digests."""
     import onnx
 
@@ -397,7 +398,7 @@ def check_onnx(root: Path, rel_model: str, spec_input: OnnxInputSpec, score: str
             raise VendorPackageError(f"{source}: onnx.input.{label} is {want} but the model input has {got}; make them equal")
     if isinstance(n, int) and n != 1:
         raise VendorPackageError(f"{path}: input {name!r} has a fixed batch size {n}; use 1 or a dynamic batch dimension")
-    for key, out_name in (("score", score), ("heatmap", heatmap)):
+    for key, out_name in (("score", score), ("heatmap", heatmap), ("breast_scores", breast_scores)):
         if out_name is None:
             continue
         if out_name not in outputs:
@@ -407,6 +408,12 @@ def check_onnx(root: Path, rel_model: str, spec_input: OnnxInputSpec, score: str
     sdims = _dims(outputs[score])
     if len(sdims) not in (1, 2) or (len(sdims) == 2 and isinstance(sdims[1], int) and sdims[1] != 1):
         raise VendorPackageError(f"{path}: score output {score!r} has shape {sdims}; expected (N,) or (N, 1)")
+    if breast_scores is not None:
+        bd = _dims(outputs[breast_scores])
+        if spec_input.unit != "exam":
+            raise VendorPackageError(f"{source}: onnx.output.breast_scores is for unit exam only; other units give breast scores by aggregation")
+        if len(bd) != 2 or (isinstance(bd[1], int) and bd[1] != 2):
+            raise VendorPackageError(f"{path}: breast_scores output {breast_scores!r} has shape {bd}; expected (N, 2) as [L, R]")
     heat_c: int | None = None
     if heatmap is not None:
         hd = _dims(outputs[heatmap])
@@ -471,9 +478,10 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
         facts, artifact_digests = (None, {})
         if data["interface"] == "onnx":
             facts, artifact_digests = check_onnx(root, o["model"], inp, o["output"]["score"],
-                                                 o["output"].get("heatmap"), source)
+                                                 o["output"].get("heatmap"), source, o["output"].get("breast_scores"))
         onnx_spec = OnnxSpec(o["model"], inp, o["output"]["score"], o["output"].get("heatmap"),
-                             o.get("aggregate", "max"), facts or OnnxGraphFacts(False, None))
+                             o.get("aggregate", "max"), facts or OnnxGraphFacts(False, None),
+                             o["output"].get("breast_scores"))
         model_digests.update(artifact_digests)
     if "dicom" in data:
         d = data["dicom"]

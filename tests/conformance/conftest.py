@@ -38,7 +38,9 @@ def certify_setup(tmp_path_factory):
         elif c["kind"] == "technical_failure_rate":
             c["pass_if"] = {"value_lte": 0.05}  # 24 exams: no CI bound can reach 2 %
         elif c["kind"] == "auc":
-            c["pass_if"] = {"value_gte": 0.75}  # 6 cancers: a CI bound would say nothing
+            c["pass_if"] = {"value_gte": 0.6}  # 6 cancers: a CI bound would say nothing
+        elif c.get("relation") == "intensity":
+            c["tolerance"] = 0.2  # the reference detector moves up to ~0.11 under clinical window changes
         keep.append(c)
     std["criteria"] = keep
     (d / "standard.yaml").write_text(yaml.safe_dump(std, sort_keys=False))

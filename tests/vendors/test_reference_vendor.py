@@ -22,7 +22,10 @@ def test_committed_package_is_valid_small_and_runs(tmp_path):
     cases = write_set(tmp_path / "cases", n=2, rows=512, cols=416)
     preds = run_predictions(open_adapter(pkg), load_manifest(cases), progress=False)
     assert [p.status for p in preds] == ["ok", "ok"]
-    assert all(0.0 <= p.score <= 1.0 and set(p.breasts) == {"L", "R"} for p in preds)
+    # exam unit (bilateral model): one score per exam, findings per view from the 4-channel heatmap
+    assert pkg.onnx.input.unit == "exam"
+    assert all(0.0 <= p.score <= 1.0 for p in preds)
+    assert all(f.laterality in ("L", "R") and f.view in ("CC", "MLO") for p in preds for f in p.findings)
 
 
 def test_build_is_deterministic(tmp_path):
