@@ -29,7 +29,9 @@ def main() -> None:
     a = ap.parse_args()
     for size, n in (("ci", a.exams), ("full", a.full_exams)):
         one, two = run(size, n, 1), run(size, n, 2)
-        print(f"{size:4s} {n:3d} exams: 1 worker {one:6.2f} images/s, 2 workers {two:6.2f} images/s, ratio {two / one:.2f}")
+        print(
+            f"{size:4s} {n:3d} exams: 1 worker {one:6.2f} images/s, 2 workers {two:6.2f} images/s, ratio {two / one:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # dicom_testkit: free ports, process control, package writer
+sys.path.insert(
+    0, str(ROOT / "tests")
+)  # dicom_testkit: free ports, process control, package writer
 
 from dicom_testkit import DCMTK, free_port, process, write_dicom_package  # noqa: E402
 
@@ -34,7 +36,11 @@ REFERENCE_VENDOR = ROOT / "harness" / "reference" / "vendor"
 
 
 def _files(manifest) -> list[Path]:
-    return [manifest.path(im) for exam in sorted(manifest.exams, key=lambda e: e.exam_id) for im in exam.images]
+    return [
+        manifest.path(im)
+        for exam in sorted(manifest.exams, key=lambda e: e.exam_id)
+        for im in exam.images
+    ]
 
 
 def bench_send(manifest, repeat: int) -> dict:
@@ -47,13 +53,32 @@ def bench_send(manifest, repeat: int) -> dict:
     nbytes = sum(p.stat().st_size for p in files)
     port = free_port()
     dcmtk_s, ours_s = [], []
-    with tempfile.TemporaryDirectory() as tmp, \
-            process([f"{DCMTK}/storescp", "--ignore", "-pdu", "131072", "-aet", "NODE", str(port)], port=port, cwd=tmp):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        process(
+            [f"{DCMTK}/storescp", "--ignore", "-pdu", "131072", "-aet", "NODE", str(port)],
+            port=port,
+            cwd=tmp,
+        ),
+    ):
         peer = Peer("NODE", "127.0.0.1", port)
         for _ in range(repeat):
             t0 = time.perf_counter()
-            r = subprocess.run([f"{DCMTK}/storescu", "-aec", "NODE", "-pdu", "131072", "127.0.0.1", str(port),
-                                *map(str, files)], capture_output=True, text=True, timeout=600)
+            r = subprocess.run(
+                [
+                    f"{DCMTK}/storescu",
+                    "-aec",
+                    "NODE",
+                    "-pdu",
+                    "131072",
+                    "127.0.0.1",
+                    str(port),
+                    *map(str, files),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             dcmtk_s.append(time.perf_counter() - t0)
             if r.returncode != 0:
                 raise SystemExit(f"storescu failed: {r.stderr.strip()}")
@@ -64,8 +89,15 @@ def bench_send(manifest, repeat: int) -> dict:
                 send_study(peer, "MAMMOCERT", list(pseudo.datasets), timeout_s=120)
             ours_s.append(time.perf_counter() - t0)
     d, o = statistics.median(dcmtk_s), statistics.median(ours_s)
-    return {"files": len(files), "mb": nbytes / 1e6, "storescu_s": d, "harness_s": o,
-            "storescu_mb_s": nbytes / 1e6 / d, "harness_mb_s": nbytes / 1e6 / o, "ratio": d / o}
+    return {
+        "files": len(files),
+        "mb": nbytes / 1e6,
+        "storescu_s": d,
+        "harness_s": o,
+        "storescu_mb_s": nbytes / 1e6 / d,
+        "harness_mb_s": nbytes / 1e6 / o,
+        "ratio": d / o,
+    }
 
 
 def bench_end_to_end(manifest, vendor: Path, workdir: Path) -> dict:
@@ -82,8 +114,11 @@ def bench_end_to_end(manifest, vendor: Path, workdir: Path) -> dict:
         direct = run_predictions(scorer, manifest, progress=False)
         onnx_s = time.perf_counter() - t0
         node_port, listen = free_port(), free_port()
-        pkg = load_vendor_package(write_dicom_package(workdir / "dicom_pkg", node_port=node_port,
-                                                      listen_port=listen, timeout_s=120))
+        pkg = load_vendor_package(
+            write_dicom_package(
+                workdir / "dicom_pkg", node_port=node_port, listen_port=listen, timeout_s=120
+            )
+        )
         with ReferenceDicomNode(scorer, node_port, "REF_NODE", f"MAMMOCERT@:{listen}"):
             adapter = DicomAdapter(pkg, evidence_dir=workdir / "evidence")
             try:
@@ -95,18 +130,34 @@ def bench_end_to_end(manifest, vendor: Path, workdir: Path) -> dict:
     finally:
         scorer.close()
     ok = sum(p.status == "ok" for p in preds)
-    same = sum(1 for a, b in zip(preds, direct, strict=True)
-               if a.status == b.status == "ok" and abs(a.score - b.score) < 1e-9)
-    return {"exams": n, "ok": ok, "scores_equal": same, "onnx_exams_min": 60 * n / onnx_s,
-            "dicom_exams_min": 60 * n / dicom_s, "median_latency_s": statistics.median(
-                p.latency_s for p in preds if p.latency_s is not None)}
+    same = sum(
+        1
+        for a, b in zip(preds, direct, strict=True)
+        if a.status == b.status == "ok" and abs(a.score - b.score) < 1e-9
+    )
+    return {
+        "exams": n,
+        "ok": ok,
+        "scores_equal": same,
+        "onnx_exams_min": 60 * n / onnx_s,
+        "dicom_exams_min": 60 * n / dicom_s,
+        "median_latency_s": statistics.median(
+            p.latency_s for p in preds if p.latency_s is not None
+        ),
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=None, help="reference-set directory (default: build one)")
-    ap.add_argument("--exams", type=int, default=24, help="exams to build when --cases is not given")
-    ap.add_argument("--vendor", default=str(REFERENCE_VENDOR), help="ONNX package the reference node scores with")
+    ap.add_argument(
+        "--exams", type=int, default=24, help="exams to build when --cases is not given"
+    )
+    ap.add_argument(
+        "--vendor",
+        default=str(REFERENCE_VENDOR),
+        help="ONNX package the reference node scores with",
+    )
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     from harness.cases.manifest import load_manifest
@@ -118,20 +169,26 @@ def main() -> int:
         else:
             from harness.cases.build import build_reference_set
 
-            manifest = build_reference_set(ROOT / "reference_cases" / "default.yaml", work / "set", exams=args.exams)
+            manifest = build_reference_set(
+                ROOT / "reference_cases" / "default.yaml", work / "set", exams=args.exams
+            )
         s = bench_send(manifest, args.repeat)
-        print(f"send: {s['files']} files, {s['mb']:.1f} MB to dcmtk storescp --ignore (loopback), median of {args.repeat}: "
-              f"storescu {s['storescu_s']:.2f} s ({s['storescu_mb_s']:.0f} MB/s), harness {s['harness_s']:.2f} s "
-              f"({s['harness_mb_s']:.0f} MB/s, read + re-randomise + one association per exam): "
-              f"{s['ratio']:.2f}x storescu (target >= 0.80x)")
+        print(
+            f"send: {s['files']} files, {s['mb']:.1f} MB to dcmtk storescp --ignore (loopback), median of {args.repeat}: "
+            f"storescu {s['storescu_s']:.2f} s ({s['storescu_mb_s']:.0f} MB/s), harness {s['harness_s']:.2f} s "
+            f"({s['harness_mb_s']:.0f} MB/s, read + re-randomise + one association per exam): "
+            f"{s['ratio']:.2f}x storescu (target >= 0.80x)"
+        )
         vendor = Path(args.vendor)
         if not (vendor / "vendor.yaml").is_file():
             print(f"end to end: skipped, no ONNX package at {vendor} (pass --vendor)")
             return 0
         e = bench_end_to_end(manifest, vendor, work)
-        print(f"end to end: {e['exams']} exams through the reference node, {e['ok']} ok, {e['scores_equal']} with the "
-              f"in-process ONNX score: {e['dicom_exams_min']:.0f} exams/min over DICOM "
-              f"(median latency {e['median_latency_s']:.2f} s) vs {e['onnx_exams_min']:.0f} exams/min in-process")
+        print(
+            f"end to end: {e['exams']} exams through the reference node, {e['ok']} ok, {e['scores_equal']} with the "
+            f"in-process ONNX score: {e['dicom_exams_min']:.0f} exams/min over DICOM "
+            f"(median latency {e['median_latency_s']:.2f} s) vs {e['onnx_exams_min']:.0f} exams/min in-process"
+        )
     return 0
 
 

@@ -44,15 +44,29 @@ def _child(mode: str, cases: str, vendor: str, n: int) -> dict:
             planes = []
             for ref in exam.images:
                 ds = pydicom.dcmread(manifest.path(ref))
-                plane, _ = to_model_plane(ds, spec.height, spec.width, pixels=spec.pixels,
-                                          orientation=spec.orientation, resize=spec.resize, scale=spec.scale)
+                plane, _ = to_model_plane(
+                    ds,
+                    spec.height,
+                    spec.width,
+                    pixels=spec.pixels,
+                    orientation=spec.orientation,
+                    resize=spec.resize,
+                    scale=spec.scale,
+                )
                 planes.append(plane)
             adapter.session.run(None, {spec.name: np.stack(planes)[:, None]})
     else:
-        run_predictions(adapter, manifest, progress=False, exam_ids=[e.exam_id for e in exams], timeout_s=None)
+        run_predictions(
+            adapter, manifest, progress=False, exam_ids=[e.exam_id for e in exams], timeout_s=None
+        )
     wall = time.perf_counter() - t0
-    return {"mode": mode, "exams": len(exams), "wall_s": round(wall, 3), "exams_per_s": round(len(exams) / wall, 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "mode": mode,
+        "exams": len(exams),
+        "wall_s": round(wall, 3),
+        "exams_per_s": round(len(exams) / wall, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def main() -> int:
@@ -70,15 +84,31 @@ def main() -> int:
         best: dict[str, dict] = {}
         for _ in range(args.repeat):
             for mode in ("baseline", "runner"):  # interleaved, so drift hits both
-                out = subprocess.run([sys.executable, __file__, "--cases", args.cases, "--vendor", args.vendor,
-                                      "--child", mode, str(n)], check=True, capture_output=True, text=True)
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--cases",
+                        args.cases,
+                        "--vendor",
+                        args.vendor,
+                        "--child",
+                        mode,
+                        str(n),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 if mode not in best or r["wall_s"] < best[mode]["wall_s"]:
                     best[mode] = r
         for mode in ("baseline", "runner"):
             print(json.dumps(best[mode]))
-        print(f"size {n}: runner/baseline throughput = {best['runner']['exams_per_s'] / best['baseline']['exams_per_s']:.2f}x, "
-              f"peak RSS baseline {best['baseline']['peak_rss_mb']} MB, runner {best['runner']['peak_rss_mb']} MB")
+        print(
+            f"size {n}: runner/baseline throughput = {best['runner']['exams_per_s'] / best['baseline']['exams_per_s']:.2f}x, "
+            f"peak RSS baseline {best['baseline']['peak_rss_mb']} MB, runner {best['runner']['peak_rss_mb']} MB"
+        )
     return 0
 
 

@@ -20,7 +20,9 @@ from harness.stats.roc import delong
 def synthetic(n: int, prevalence: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = (rng.random(n) < prevalence).astype(int)
-    s = np.round(1 / (1 + np.exp(-rng.normal(-2 + 1.6 * y, 1.0))), 4)  # 4-decimal scores, like a vendor's
+    s = np.round(
+        1 / (1 + np.exp(-rng.normal(-2 + 1.6 * y, 1.0))), 4
+    )  # 4-decimal scores, like a vendor's
     return s, y
 
 
@@ -39,10 +41,14 @@ def bench_bootstrap(n: int, prevalence: float, n_boot: int, loop_reps: int) -> N
     cj = rng.integers(0, controls.size, (loop_reps, controls.size))
     bs._loop_auc(cases, controls, ci, cj)
     t_loop = (time.perf_counter() - t0) / loop_reps * n_boot
-    print(f"n={n} prevalence={prevalence:.3f} cases={cases.size} levels={np.unique(cases).size} B={n_boot}")
+    print(
+        f"n={n} prevalence={prevalence:.3f} cases={cases.size} levels={np.unique(cases).size} B={n_boot}"
+    )
     print(f"  vectorised AUC bootstrap   {t_vec:7.2f} s  CI {r.ci_low:.4f}-{r.ci_high:.4f}")
     print(f"  vectorised sens@spec 0.90  {t_sens:7.2f} s  CI {q.ci_low:.4f}-{q.ci_high:.4f}")
-    print(f"  loop AUC (extrapolated from {loop_reps})  {t_loop:7.2f} s  -> speed-up x{t_loop / t_vec:.1f}")
+    print(
+        f"  loop AUC (extrapolated from {loop_reps})  {t_loop:7.2f} s  -> speed-up x{t_loop / t_vec:.1f}"
+    )
 
 
 def bench_delong(n: int) -> None:
@@ -51,7 +57,9 @@ def bench_delong(n: int) -> None:
     delong(s[:1000], y[:1000])  # warm-up
     t0 = time.perf_counter()
     r = delong(s, y)
-    print(f"DeLong on {n} exams: {time.perf_counter() - t0:.3f} s  (AUC {r.auc:.4f}, CI {r.ci_low:.4f}-{r.ci_high:.4f})")
+    print(
+        f"DeLong on {n} exams: {time.perf_counter() - t0:.3f} s  (AUC {r.auc:.4f}, CI {r.ci_low:.4f}-{r.ci_high:.4f})"
+    )
 
 
 def main() -> None:

@@ -49,7 +49,9 @@ class EvaluationContext:
         from conformance.outcome import NotEvaluable
 
         if self.live is None:
-            raise NotEvaluable(f"{what} needs the running model; run with --vendor (a predictions file alone is not enough)")
+            raise NotEvaluable(
+                f"{what} needs the running model; run with --vendor (a predictions file alone is not enough)"
+            )
         return self.live
 
 

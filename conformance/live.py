@@ -31,14 +31,18 @@ def _refuse_identifiable(package: Any, manifest: Manifest) -> None:
             path = manifest.path(ref)
             problems = identification_problems(pydicom.dcmread(path, stop_before_pixels=True))
             if problems:
-                raise UsageError(f"{path}: not de-identified ({problems[0]}); nothing was sent. De-identify the set, "
-                                 "or set dicom.allow_identifiable: true for a local, in-hospital endpoint")
+                raise UsageError(
+                    f"{path}: not de-identified ({problems[0]}); nothing was sent. De-identify the set, "
+                    "or set dicom.allow_identifiable: true for a local, in-hospital endpoint"
+                )
 
 
 class LiveModel:
     """An opened vendor adapter plus its journal; runs conditions on demand."""
 
-    def __init__(self, adapter: Any, manifest: Manifest, journal: Any, timeout_s: float | None) -> None:
+    def __init__(
+        self, adapter: Any, manifest: Manifest, journal: Any, timeout_s: float | None
+    ) -> None:
         self.adapter = adapter
         self.manifest = manifest
         self.journal = journal
@@ -47,13 +51,23 @@ class LiveModel:
         self._by_condition: dict[str, dict[str, Prediction]] = {}
 
     @classmethod
-    def start(cls, package: Any, manifest: Manifest, out: Path | None, device: str, resume: bool, standard: Any) -> LiveModel:
+    def start(
+        cls,
+        package: Any,
+        manifest: Manifest,
+        out: Path | None,
+        device: str,
+        resume: bool,
+        standard: Any,
+    ) -> LiveModel:
         from harness.journal import Journal, model_digest
         from harness.vendors import open_adapter
 
         if package.interface == "dicom":
             _refuse_identifiable(package, manifest)
-        adapter = open_adapter(package, device, evidence_dir=(out / "dicom-evidence") if out is not None else None)
+        adapter = open_adapter(
+            package, device, evidence_dir=(out / "dicom-evidence") if out is not None else None
+        )
         journal = None
         if out is not None:
             path = out / "journal.sqlite"
@@ -64,15 +78,27 @@ class LiveModel:
         live.run(ORIGINAL, None, progress=True)
         return live
 
-    def run(self, condition: str, transform: Callable[[ExamInput], ExamInput] | None,
-            exam_ids: Sequence[str] | None = None, progress: bool = False) -> dict[str, Prediction]:
+    def run(
+        self,
+        condition: str,
+        transform: Callable[[ExamInput], ExamInput] | None,
+        exam_ids: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> dict[str, Prediction]:
         """Run ``condition`` (``transform`` applied to each exam input) over the given exams."""
         from harness.runner import DEFAULT_TIMEOUT_S, run_predictions
 
         wrapped = None if transform is None else (lambda exam, _cond: transform(exam))
-        preds = run_predictions(self.adapter, self.manifest, conditions=(condition,), journal=self.journal,
-                                timeout_s=self.timeout_s or DEFAULT_TIMEOUT_S, progress=progress,
-                                transform=wrapped, exam_ids=exam_ids)
+        preds = run_predictions(
+            self.adapter,
+            self.manifest,
+            conditions=(condition,),
+            journal=self.journal,
+            timeout_s=self.timeout_s or DEFAULT_TIMEOUT_S,
+            progress=progress,
+            transform=wrapped,
+            exam_ids=exam_ids,
+        )
         got = self._by_condition.setdefault(condition, {})
         for p in preds:
             got[p.exam_id] = p
@@ -85,7 +111,12 @@ class LiveModel:
         return self._by_condition[ORIGINAL][exam_id]
 
     def extra_predictions(self) -> list[Prediction]:
-        return [p for cond, preds in sorted(self._by_condition.items()) if cond != ORIGINAL for p in preds.values()]
+        return [
+            p
+            for cond, preds in sorted(self._by_condition.items())
+            if cond != ORIGINAL
+            for p in preds.values()
+        ]
 
     def close(self) -> None:
         self.adapter.close()

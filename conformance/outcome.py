@@ -59,8 +59,12 @@ def check_pass(pass_if: Mapping[str, Any], measured: Mapping[str, Any]) -> tuple
         got = measured.get(qty)
         if got is None or (isinstance(got, float) and math.isnan(got)):
             raise NotEvaluable(f"the measurement {qty!r} needed by pass_if.{key} is not available")
-        ok = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-              "is": lambda a, b: bool(a) is bool(b)}[op](got, target)
+        ok = {
+            ">=": lambda a, b: a >= b,
+            "<=": lambda a, b: a <= b,
+            ">": lambda a, b: a > b,
+            "is": lambda a, b: bool(a) is bool(b),
+        }[op](got, target)
         if not ok and key == "noninferior":
             failed.append("non-inferiority to the reader is not shown")
         elif not ok:
@@ -87,24 +91,37 @@ def clean(x: Any) -> Any:
     return x
 
 
-def result(spec: CriterionSpec, measured: Mapping[str, Any], n: int, summary: str,
-           evidence: Mapping[str, Any] | None = None) -> CriterionResult:
+def result(
+    spec: CriterionSpec,
+    measured: Mapping[str, Any],
+    n: int,
+    summary: str,
+    evidence: Mapping[str, Any] | None = None,
+) -> CriterionResult:
     """Decide the outcome from ``measured`` against the spec's pass_if and build the result.
 
     ``measured['value']`` is the headline; ``measured['ci']`` the interval (or None).
     ``summary`` is the sentence that states what was measured; the verdict clause is appended.
     """
     passed, failed = check_pass(spec.pass_if, measured)
-    verdict = "Meets the requirement" if passed else "Does not meet the requirement: " + "; ".join(failed)
+    verdict = (
+        "Meets the requirement" if passed else "Does not meet the requirement: " + "; ".join(failed)
+    )
     ci = measured.get("ci")
     return CriterionResult(
-        id=spec.id, title=spec.title, kind=spec.kind, mandatory=spec.mandatory,
+        id=spec.id,
+        title=spec.title,
+        kind=spec.kind,
+        mandatory=spec.mandatory,
         outcome="passed" if passed else "failed",
         value=clean(measured.get("value")),
         ci=tuple(clean(list(ci))) if ci is not None else None,
-        threshold=dict(spec.pass_if), n=int(n),
+        threshold=dict(spec.pass_if),
+        n=int(n),
         explanation=f"{summary} {verdict} ({describe_threshold(spec.pass_if)}).",
-        evidence=clean(dict(evidence or {}) | {"measured": {k: v for k, v in measured.items() if k != "ci"}}),
+        evidence=clean(
+            dict(evidence or {}) | {"measured": {k: v for k, v in measured.items() if k != "ci"}}
+        ),
         source=spec.source,
     )
 
@@ -112,8 +129,16 @@ def result(spec: CriterionSpec, measured: Mapping[str, Any], n: int, summary: st
 def error_result(spec: CriterionSpec, reason: str) -> CriterionResult:
     """Could not be evaluated: counts as not passed."""
     return CriterionResult(
-        id=spec.id, title=spec.title, kind=spec.kind, mandatory=spec.mandatory, outcome="error",
-        value=None, ci=None, threshold=dict(spec.pass_if), n=0,
+        id=spec.id,
+        title=spec.title,
+        kind=spec.kind,
+        mandatory=spec.mandatory,
+        outcome="error",
+        value=None,
+        ci=None,
+        threshold=dict(spec.pass_if),
+        n=0,
         explanation=f"Could not be evaluated: {reason}. This counts as not passed.",
-        evidence={"error": reason}, source=spec.source,
+        evidence={"error": reason},
+        source=spec.source,
     )

@@ -19,14 +19,24 @@ EVALUATORS: dict[str, EvaluatorFn] = {}
 
 # family (conformance/test_<family>.py) -> the kinds it collects
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "discrimination": ("auc", "sensitivity_at_specificity", "sensitivity_at_operating_point",
-                       "specificity_at_operating_point"),
+    "discrimination": (
+        "auc",
+        "sensitivity_at_specificity",
+        "sensitivity_at_operating_point",
+        "specificity_at_operating_point",
+    ),
     "programme": ("recall_rate", "cancer_detection_rate", "ppv"),
     "subgroups": ("subgroup",),
     "localization": ("localization",),
     "output_validity": ("degenerate_output",),
     "invariance": ("invariance", "robustness_sweep"),
-    "operations": ("determinism", "technical_failure_rate", "latency", "input_rejection", "caching"),
+    "operations": (
+        "determinism",
+        "technical_failure_rate",
+        "latency",
+        "input_rejection",
+        "caching",
+    ),
 }
 FAMILY_OF: dict[str, str] = {k: fam for fam, kinds in FAMILIES.items() for k in kinds}
 
@@ -61,7 +71,9 @@ def evaluate(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     load_evaluators()
     fn = EVALUATORS.get(spec.kind)
     if fn is None:
-        raise UsageError(f"criterion {spec.id}: no evaluator for kind {spec.kind!r}; this harness cannot check it")
+        raise UsageError(
+            f"criterion {spec.id}: no evaluator for kind {spec.kind!r}; this harness cannot check it"
+        )
     try:
         return fn(spec, ctx)
     except NotEvaluable as exc:

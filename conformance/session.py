@@ -30,9 +30,22 @@ from harness.results import (
 )
 from harness.standard import CriterionSpec, Standard, load_standard
 
-DEMO_NOTICE = "DEMONSTRATION — synthetic reference set, demo standard and demo key; not a certificate"
+DEMO_NOTICE = (
+    "DEMONSTRATION — synthetic reference set, demo standard and demo key; not a certificate"
+)
 LIVE_KINDS = ("invariance", "robustness_sweep", "determinism", "input_rejection", "caching")
-PACKAGES = ("numpy", "scipy", "pydicom", "onnx", "onnxruntime", "pynetdicom", "pytest", "hypothesis", "jsonschema", "pyyaml")
+PACKAGES = (
+    "numpy",
+    "scipy",
+    "pydicom",
+    "onnx",
+    "onnxruntime",
+    "pynetdicom",
+    "pytest",
+    "hypothesis",
+    "jsonschema",
+    "pyyaml",
+)
 
 
 def utcnow() -> str:
@@ -44,10 +57,24 @@ def harness_provenance(execution_provider: str) -> dict[str, Any]:
     src = Path(__file__).resolve().parent.parent
     commit, dirty = None, None
     try:
-        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=10).stdout.strip())
+        commit = (
+            subprocess.run(
+                ["git", "-C", str(src), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            or None
+        )
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):
         pass
     pkgs = {}
@@ -56,27 +83,50 @@ def harness_provenance(execution_provider: str) -> dict[str, Any]:
             pkgs[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return {"version": __version__, "git_commit": commit, "git_dirty": dirty,
-            "python": platform.python_version(), "packages": pkgs, "execution_provider": execution_provider}
+    return {
+        "version": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
+        "packages": pkgs,
+        "execution_provider": execution_provider,
+    }
 
 
-def check_certify(standard: Standard, manifest: Manifest, today: dt.date, keyword: str = "", markexpr: str = "",
-                  has_vendor: bool = True, has_predictions: bool = False) -> None:
+def check_certify(
+    standard: Standard,
+    manifest: Manifest,
+    today: dt.date,
+    keyword: str = "",
+    markexpr: str = "",
+    has_vendor: bool = True,
+    has_predictions: bool = False,
+) -> None:
     """Refuse anything certify mode does not allow, with the reason (exit 2)."""
     if keyword or markexpr:
-        raise StandardError("certify mode runs the standard's full criteria list; remove -k/-m (use --mode self-test to select)")
+        raise StandardError(
+            "certify mode runs the standard's full criteria list; remove -k/-m (use --mode self-test to select)"
+        )
     if not has_vendor or has_predictions:
-        raise StandardError("certify mode runs the vendor's model itself; pass --vendor and no --predictions")
+        raise StandardError(
+            "certify mode runs the vendor's model itself; pass --vendor and no --predictions"
+        )
     pin = standard.reference_set
     if not pin:
-        raise StandardError(f"{standard.path}: status {standard.status} standard pins no reference_set; "
-                            "certify mode needs a pinned set (use --mode self-test, or pin one)")
+        raise StandardError(
+            f"{standard.path}: status {standard.status} standard pins no reference_set; "
+            "certify mode needs a pinned set (use --mode self-test, or pin one)"
+        )
     if pin["digest"] != manifest.digest:
-        raise StandardError(f"reference set digest {manifest.digest} is not the standard's pin {pin['digest']}; "
-                            "certify against the pinned set")
+        raise StandardError(
+            f"reference set digest {manifest.digest} is not the standard's pin {pin['digest']}; "
+            "certify against the pinned set"
+        )
     if not standard.in_force(today):
-        raise StandardError(f"{standard.path}: standard {standard.id} {standard.version} is not in force on {today} "
-                            f"(effective {standard.effective}, expires {standard.expires}); use a current version")
+        raise StandardError(
+            f"{standard.path}: standard {standard.id} {standard.version} is not in force on {today} "
+            f"(effective {standard.effective}, expires {standard.expires}); use a current version"
+        )
 
 
 @dataclass
@@ -106,15 +156,26 @@ class SuiteState:
         standard = load_standard(opt("--standard"))
         cases = opt("--cases")
         if not cases:
-            raise UsageError("--cases is required: the reference-set directory the standard is evaluated on")
+            raise UsageError(
+                "--cases is required: the reference-set directory the standard is evaluated on"
+            )
         mode = opt("--mode")
         manifest = verify_set(cases) if mode in ("certify", "demo") else load_manifest(cases)
         vendor, preds = opt("--vendor"), opt("--predictions")
         if not vendor and not preds:
-            raise UsageError("pass --vendor PKG (run the model) or --predictions FILE (evaluate a predictions file)")
+            raise UsageError(
+                "pass --vendor PKG (run the model) or --predictions FILE (evaluate a predictions file)"
+            )
         if mode in ("certify", "demo"):
-            check_certify(standard, manifest, dt.date.today(), opt("keyword") or "", opt("markexpr") or "",
-                          bool(vendor), bool(preds))
+            check_certify(
+                standard,
+                manifest,
+                dt.date.today(),
+                opt("keyword") or "",
+                opt("markexpr") or "",
+                bool(vendor),
+                bool(preds),
+            )
         out = Path(opt("--out")) if opt("--out") else None
         if out is not None:
             try:
@@ -123,21 +184,37 @@ class SuiteState:
                 probe.write_text("")
                 probe.unlink()
             except OSError as exc:
-                raise UsageError(f"{out}: cannot write the evidence bundle here ({exc.strerror}); choose another --out") from None
-        state = cls(standard, manifest, mode, out, vendor, preds, opt("--device"), opt("--key"),
-                    opt("--operating-point"), bool(opt("--resume")))
+                raise UsageError(
+                    f"{out}: cannot write the evidence bundle here ({exc.strerror}); choose another --out"
+                ) from None
+        state = cls(
+            standard,
+            manifest,
+            mode,
+            out,
+            vendor,
+            preds,
+            opt("--device"),
+            opt("--key"),
+            opt("--operating-point"),
+            bool(opt("--resume")),
+        )
         if vendor:
             from harness.vendors.package import load_vendor_package
 
             state._package = load_vendor_package(vendor)
         elif state.operating_point_option is None:
-            raise UsageError("without --vendor, pass --operating-point (the vendor-declared threshold)")
+            raise UsageError(
+                "without --vendor, pass --operating-point (the vendor-declared threshold)"
+            )
         return state
 
     # -- collection --------------------------------------------------------------------------
     def criteria_for_family(self, family: str) -> list[CriterionSpec]:
         if family not in FAMILIES:
-            raise UsageError(f"conformance module test_{family} is not a known family ({', '.join(FAMILIES)})")
+            raise UsageError(
+                f"conformance module test_{family} is not a known family ({', '.join(FAMILIES)})"
+            )
         return [c for c in self.standard.criteria if FAMILY_OF.get(c.kind) == family]
 
     def check_complete(self, collected_ids: Sequence[str]) -> None:
@@ -149,19 +226,24 @@ class SuiteState:
             counts[cid] = counts.get(cid, 0) + 1
         for c in self.standard.criteria:
             if c.kind not in FAMILY_OF:
-                raise pytest.UsageError(f"{self.standard.path}:{c.line}: criterion {c.id} has kind {c.kind!r} that no conformance test checks")
+                raise pytest.UsageError(
+                    f"{self.standard.path}:{c.line}: criterion {c.id} has kind {c.kind!r} that no conformance test checks"
+                )
             n = counts.get(c.id, 0)
             if n != 1:
                 raise pytest.UsageError(
                     f"{self.standard.path}:{c.line}: criterion {c.id} collected by {n} test items (must be exactly 1); "
-                    "run the whole suite with `pytest --pyargs conformance`")
+                    "run the whole suite with `pytest --pyargs conformance`"
+                )
 
     def check_selection(self, selected_ids: Sequence[str]) -> None:
         import pytest
 
         missing = [c.id for c in self.standard.criteria if c.id not in set(selected_ids)]
         if missing and self.mode in ("certify", "demo"):
-            raise pytest.UsageError(f"certify mode runs every criterion; deselected: {', '.join(missing)}")
+            raise pytest.UsageError(
+                f"certify mode runs every criterion; deselected: {', '.join(missing)}"
+            )
 
     # -- evaluation --------------------------------------------------------------------------
     def context(self) -> EvaluationContext:
@@ -174,14 +256,26 @@ class SuiteState:
         else:
             from conformance.live import LiveModel
 
-            live = LiveModel.start(self._package, self.manifest, self.out, self.device, self.resume, self.standard)
+            live = LiveModel.start(
+                self._package, self.manifest, self.out, self.device, self.resume, self.standard
+            )
             predictions = live.original_predictions()
             self._adapter_info = live.info
-        op = self.operating_point_option if self._package is None else float(self._package.operating_point)
+        op = (
+            self.operating_point_option
+            if self._package is None
+            else float(self._package.operating_point)
+        )
         self._ctx = EvaluationContext(
-            standard=self.standard, manifest=self.manifest, predictions=predictions, operating_point=op,
-            vendor=self.vendor_identity(), mode=self.mode, live=live,
-            hypothesis_database=self.mode == "self-test")
+            standard=self.standard,
+            manifest=self.manifest,
+            predictions=predictions,
+            operating_point=op,
+            vendor=self.vendor_identity(),
+            mode=self.mode,
+            live=live,
+            hypothesis_database=self.mode == "self-test",
+        )
         return self._ctx
 
     def record(self, res: CriterionResult) -> None:
@@ -196,13 +290,29 @@ class SuiteState:
             from harness.jsonutil import sha256_file
 
             assert self.predictions_path is not None
-            return {"vendor": "(not given: predictions file only)", "product": Path(self.predictions_path).name,
-                    "version": "n/a", "interface": "predictions-file",
-                    "operating_point": self.operating_point_option, "package_digest": None,
-                    "model_digests": {f"predictions:{Path(self.predictions_path).name}": sha256_file(Path(self.predictions_path))}}
-        return {"vendor": pkg.vendor, "product": pkg.product, "version": pkg.version, "interface": pkg.interface,
-                "operating_point": float(pkg.operating_point), "score_range": list(pkg.score_range),
-                "package_digest": pkg.package_digest, "model_digests": dict(pkg.model_digests)}
+            return {
+                "vendor": "(not given: predictions file only)",
+                "product": Path(self.predictions_path).name,
+                "version": "n/a",
+                "interface": "predictions-file",
+                "operating_point": self.operating_point_option,
+                "package_digest": None,
+                "model_digests": {
+                    f"predictions:{Path(self.predictions_path).name}": sha256_file(
+                        Path(self.predictions_path)
+                    )
+                },
+            }
+        return {
+            "vendor": pkg.vendor,
+            "product": pkg.product,
+            "version": pkg.version,
+            "interface": pkg.interface,
+            "operating_point": float(pkg.operating_point),
+            "score_range": list(pkg.score_range),
+            "package_digest": pkg.package_digest,
+            "model_digests": dict(pkg.model_digests),
+        }
 
     # -- the bundle --------------------------------------------------------------------------
     def finish(self, skipped: Sequence[str] = ()) -> RunResults | None:
@@ -212,8 +322,11 @@ class SuiteState:
         for spec in self.standard.criteria:
             res = self.results.get(spec.id)
             if res is None:
-                why = ("not selected in this self-test run" if self.mode == "self-test"
-                       else "the conformance test for it did not run to completion")
+                why = (
+                    "not selected in this self-test run"
+                    if self.mode == "self-test"
+                    else "the conformance test for it did not run to completion"
+                )
                 res = error_result(spec, why)
             criteria.append(res)
         ctx = self._ctx
@@ -231,19 +344,49 @@ class SuiteState:
         verdict = verdict_of(criteria)
         if skipped and self.mode in ("certify", "demo"):
             verdict = NOT_CONFORMANT  # certify allows no skips
-        notice = SELF_TEST_BANNER if self.mode == "self-test" else (DEMO_NOTICE if self.mode == "demo" else "")
-        provider = getattr(self._adapter_info, "execution_provider", "n/a") if self._adapter_info else "n/a"
-        seeds = {"seed": self.standard.seed, "criterion_rng": "numpy default_rng([seed, crc32(criterion id)])",
-                 "hypothesis": {"database": "on" if self.mode == "self-test" else "off",
-                                "derandomize": True, "examples_from": "the standard's `examples` per criterion"}}
+        notice = (
+            SELF_TEST_BANNER
+            if self.mode == "self-test"
+            else (DEMO_NOTICE if self.mode == "demo" else "")
+        )
+        provider = (
+            getattr(self._adapter_info, "execution_provider", "n/a")
+            if self._adapter_info
+            else "n/a"
+        )
+        seeds = {
+            "seed": self.standard.seed,
+            "criterion_rng": "numpy default_rng([seed, crc32(criterion id)])",
+            "hypothesis": {
+                "database": "on" if self.mode == "self-test" else "off",
+                "derandomize": True,
+                "examples_from": "the standard's `examples` per criterion",
+            },
+        }
         results = RunResults(
-            verdict=verdict, mode=self.mode, standard=self.standard.identity(),
-            reference_set={"id": self.manifest.id, "version": self.manifest.version, "digest": self.manifest.digest,
-                           "n_exams": len(self.manifest.exams), "n_cancers": sum(e.label for e in self.manifest.exams)},
-            vendor=self.vendor_identity(), harness=harness_provenance(provider), seeds=seeds,
-            started=self.started or utcnow(), finished=utcnow(), criteria=criteria,
-            summary={"predictions": by_status, "criteria": outcomes, "faults": faults[:200],
-                     "n_faults": len(faults), "skipped_tests": list(skipped)},
+            verdict=verdict,
+            mode=self.mode,
+            standard=self.standard.identity(),
+            reference_set={
+                "id": self.manifest.id,
+                "version": self.manifest.version,
+                "digest": self.manifest.digest,
+                "n_exams": len(self.manifest.exams),
+                "n_cancers": sum(e.label for e in self.manifest.exams),
+            },
+            vendor=self.vendor_identity(),
+            harness=harness_provenance(provider),
+            seeds=seeds,
+            started=self.started or utcnow(),
+            finished=utcnow(),
+            criteria=criteria,
+            summary={
+                "predictions": by_status,
+                "criteria": outcomes,
+                "faults": faults[:200],
+                "n_faults": len(faults),
+                "skipped_tests": list(skipped),
+            },
             notice=notice,
             signing="key" if self.key else ("demo-key" if self.mode == "demo" else "unsigned"),
         )
@@ -263,7 +406,9 @@ class SuiteState:
         render_report(self.out)
         from reports.signing import write_attestation
 
-        write_attestation(self.out, key_path=Path(self.key) if self.key else None, demo_key=self.mode == "demo")
+        write_attestation(
+            self.out, key_path=Path(self.key) if self.key else None, demo_key=self.mode == "demo"
+        )
 
 
 # -- recomputation for `mammocert verify --cases` ------------------------------------------------
@@ -279,10 +424,18 @@ def recompute_criteria(bundle_dir: Path, cases_dir: Path) -> list[CriterionResul
     if manifest.digest != results.reference_set["digest"]:
         from harness.errors import VerificationError
 
-        raise VerificationError(f"{cases_dir}: reference set digest {manifest.digest} is not the bundle's {results.reference_set['digest']}")
-    ctx = EvaluationContext(standard=standard, manifest=manifest, predictions=read_predictions(bundle_dir / "predictions.jsonl"),
-                            operating_point=float(results.vendor["operating_point"]), vendor=dict(results.vendor),
-                            mode=results.mode, live=None)
+        raise VerificationError(
+            f"{cases_dir}: reference set digest {manifest.digest} is not the bundle's {results.reference_set['digest']}"
+        )
+    ctx = EvaluationContext(
+        standard=standard,
+        manifest=manifest,
+        predictions=read_predictions(bundle_dir / "predictions.jsonl"),
+        operating_point=float(results.vendor["operating_point"]),
+        vendor=dict(results.vendor),
+        mode=results.mode,
+        live=None,
+    )
     return [evaluate(spec, ctx) for spec in standard.criteria if spec.kind not in LIVE_KINDS]
 
 
@@ -297,10 +450,27 @@ def _pytest_args(args: Any, out: Path, extra: Sequence[str]) -> list[str]:
 
     ini = Path(tempfile.mkdtemp(prefix="mammocert-pytest-")) / "pytest.ini"
     ini.write_text("[pytest]\n", encoding="utf-8")
-    argv = [str(Path(conformance.__file__).parent), "-c", str(ini), "--rootdir", str(ini.parent),
-            "-p", "no:cacheprovider", "-q", "-s", "--no-header",
-            "--standard", str(args.standard), "--cases", str(args.cases), "--out", str(out),
-            f"--junitxml={out / 'junit.xml'}", "--tb=no", "-rN"]
+    argv = [
+        str(Path(conformance.__file__).parent),
+        "-c",
+        str(ini),
+        "--rootdir",
+        str(ini.parent),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-s",
+        "--no-header",
+        "--standard",
+        str(args.standard),
+        "--cases",
+        str(args.cases),
+        "--out",
+        str(out),
+        f"--junitxml={out / 'junit.xml'}",
+        "--tb=no",
+        "-rN",
+    ]
     return argv + list(extra)
 
 
@@ -315,8 +485,13 @@ def _run_suite(argv: list[str], out: Path) -> RunResults:
         raise
     if code == pytest.ExitCode.USAGE_ERROR:
         raise UsageError("the conformance suite refused the inputs (see the message above)")
-    if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR) or not (out / "results.json").is_file():
-        raise HarnessFault(f"the conformance run did not complete (pytest exit {int(code)}); journaled results are kept, retry with --resume")
+    if (
+        code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+        or not (out / "results.json").is_file()
+    ):
+        raise HarnessFault(
+            f"the conformance run did not complete (pytest exit {int(code)}); journaled results are kept, retry with --resume"
+        )
     return read_results(out / "results.json")
 
 
@@ -325,7 +500,9 @@ def print_verdict(results: RunResults, out: Path) -> None:
     from rich.table import Table
 
     console = Console(stderr=False, width=160)
-    table = Table(title=f"{results.standard['id']} {results.standard['version']} — {results.vendor.get('product') or 'predictions file'}")
+    table = Table(
+        title=f"{results.standard['id']} {results.standard['version']} — {results.vendor.get('product') or 'predictions file'}"
+    )
     for col in ("criterion", "kind", "value", "CI", "threshold", "n", "outcome"):
         table.add_column(col)
     from conformance.outcome import describe_threshold
@@ -334,8 +511,15 @@ def print_verdict(results: RunResults, out: Path) -> None:
         style = {"passed": "green", "failed": "red", "error": "yellow"}[c.outcome]
         ci = f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci else ""
         val = f"{c.value:.4g}" if isinstance(c.value, float | int) else ""
-        table.add_row(c.id + ("" if c.mandatory else " (opt)"), c.kind, val, ci, describe_threshold(c.threshold),
-                      str(c.n), f"[{style}]{c.outcome}[/{style}]")
+        table.add_row(
+            c.id + ("" if c.mandatory else " (opt)"),
+            c.kind,
+            val,
+            ci,
+            describe_threshold(c.threshold),
+            str(c.n),
+            f"[{style}]{c.outcome}[/{style}]",
+        )
     console.print(table)
     banner = results.verdict + (f"  [{results.notice}]" if results.notice else "")
     console.print(f"[bold]{banner}[/bold]")
@@ -368,4 +552,3 @@ def evaluate_cli(args: Any) -> int:
     results = _run_suite(_pytest_args(args, out, extra), out)
     print_verdict(results, out)
     return 0 if results.verdict == "CONFORMANT" else 1
-

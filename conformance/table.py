@@ -47,7 +47,9 @@ class ExamTable:
         out = np.empty(self.n, dtype=np.int8)
         for i, e in enumerate(self.exams):
             if name not in e.readers:
-                raise NotEvaluable(f"the reference set has no {name!r} read for exam {e.exam_id} (manifest 'readers')")
+                raise NotEvaluable(
+                    f"the reference set has no {name!r} read for exam {e.exam_id} (manifest 'readers')"
+                )
             out[i] = e.readers[name]
         return out
 
@@ -61,20 +63,31 @@ class ExamTable:
     def unreadable_list(self) -> list[dict[str, Any]]:
         return [
             {"exam_id": p.exam_id, "condition": p.condition, "status": p.status, "reason": p.error}
-            for p, ok in zip(self.predictions, self.readable, strict=True) if not ok
+            for p, ok in zip(self.predictions, self.readable, strict=True)
+            if not ok
         ]
 
 
-def build_table(manifest: Manifest, predictions: Iterable[Prediction], condition: str = ORIGINAL) -> ExamTable:
+def build_table(
+    manifest: Manifest, predictions: Iterable[Prediction], condition: str = ORIGINAL
+) -> ExamTable:
     """Join the manifest with the predictions of one condition; missing exams become errors."""
-    by_id: Mapping[str, Prediction] = {p.exam_id: p for p in predictions if p.condition == condition}
+    by_id: Mapping[str, Prediction] = {
+        p.exam_id: p for p in predictions if p.condition == condition
+    }
     preds: list[Prediction] = []
     for e in manifest.exams:
         p = by_id.get(e.exam_id)
-        preds.append(p if p is not None else Prediction.failed(e.exam_id, condition, "error", MISSING_REASON, None))
+        preds.append(
+            p
+            if p is not None
+            else Prediction.failed(e.exam_id, condition, "error", MISSING_REASON, None)
+        )
     labels = np.array([e.label for e in manifest.exams], dtype=np.int8)
     readable = np.array([p.status == "ok" and is_valid_score(p.score) for p in preds], dtype=bool)
-    raw = np.array([p.score if ok else np.nan for p, ok in zip(preds, readable, strict=True)], dtype=np.float64)
+    raw = np.array(
+        [p.score if ok else np.nan for p, ok in zip(preds, readable, strict=True)], dtype=np.float64
+    )
     worst = np.where(labels == 1, WORST_FOR_CANCER, WORST_FOR_NORMAL)
     scores = np.where(readable, raw, worst)
     return ExamTable(manifest.exams, tuple(preds), labels, scores, readable)

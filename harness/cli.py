@@ -25,78 +25,182 @@ def _add(sub, name: str, target: str, help: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mammocert", description="Conformance test suite for AI in screening mammography.")
+    parser = argparse.ArgumentParser(
+        prog="mammocert", description="Conformance test suite for AI in screening mammography."
+    )
     parser.add_argument("--version", action="version", version=f"mammocert {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = _add(sub, "demo", "harness.demo:demo_cli", "build the default reference set, run the reference vendor, write a signed demo report")
-    p.add_argument("--out", default="mammocert-demo", help="output directory (default: ./mammocert-demo)")
-    p.add_argument("--exams", type=int, default=None, help="number of exams (default: the recipe's)")
+    p = _add(
+        sub,
+        "demo",
+        "harness.demo:demo_cli",
+        "build the default reference set, run the reference vendor, write a signed demo report",
+    )
+    p.add_argument(
+        "--out", default="mammocert-demo", help="output directory (default: ./mammocert-demo)"
+    )
+    p.add_argument(
+        "--exams", type=int, default=None, help="number of exams (default: the recipe's)"
+    )
 
-    cases = sub.add_parser("cases", help="build and verify reference sets").add_subparsers(dest="cases_command", required=True, metavar="ACTION")
-    p = _add(cases, "build", "harness.cases.build:build_cli", "materialize a synthetic reference set from a recipe")
-    p.add_argument("--recipe", required=True, help="recipe YAML (e.g. reference_cases/default.yaml)")
-    p.add_argument("--out", required=True, help="output directory (created; must be empty or absent)")
+    cases = sub.add_parser("cases", help="build and verify reference sets").add_subparsers(
+        dest="cases_command", required=True, metavar="ACTION"
+    )
+    p = _add(
+        cases,
+        "build",
+        "harness.cases.build:build_cli",
+        "materialize a synthetic reference set from a recipe",
+    )
+    p.add_argument(
+        "--recipe", required=True, help="recipe YAML (e.g. reference_cases/default.yaml)"
+    )
+    p.add_argument(
+        "--out", required=True, help="output directory (created; must be empty or absent)"
+    )
     p.add_argument("--exams", type=int, default=None, help="override the recipe's number of exams")
     p.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    p = _add(cases, "verify", "harness.cases.build:verify_cli", "re-hash every file against the manifest and print the set digest")
+    p.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: all cores)"
+    )
+    p = _add(
+        cases,
+        "verify",
+        "harness.cases.build:verify_cli",
+        "re-hash every file against the manifest and print the set digest",
+    )
     p.add_argument("dir", help="reference-set directory")
 
-    p = _add(sub, "predict", "harness.runner:predict_cli", "run a vendor model over a reference set and write predictions.jsonl")
+    p = _add(
+        sub,
+        "predict",
+        "harness.runner:predict_cli",
+        "run a vendor model over a reference set and write predictions.jsonl",
+    )
     p.add_argument("--vendor", required=True, help="vendor package directory or .zip")
     p.add_argument("--cases", required=True, help="reference-set directory")
     p.add_argument("--out", required=True, help="predictions file to write (.jsonl)")
-    p.add_argument("--journal", default=None, help="SQLite journal (default: OUT + .journal.sqlite)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its journal")
+    p.add_argument(
+        "--journal", default=None, help="SQLite journal (default: OUT + .journal.sqlite)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its journal"
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="ONNX execution device")
-    p.add_argument("--timeout", type=float, default=None, help="per-exam timeout in seconds (default: the package's)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="per-exam timeout in seconds (default: the package's)",
+    )
 
     for name, target, help_ in (
-        ("run", "conformance.session:run_cli", "the full conformance run: predict, evaluate every criterion, write the evidence bundle"),
-        ("evaluate", "conformance.session:evaluate_cli", "evaluate the criteria that need only predictions"),
+        (
+            "run",
+            "conformance.session:run_cli",
+            "the full conformance run: predict, evaluate every criterion, write the evidence bundle",
+        ),
+        (
+            "evaluate",
+            "conformance.session:evaluate_cli",
+            "evaluate the criteria that need only predictions",
+        ),
     ):
         p = _add(sub, name, target, help_)
         if name == "run":
             p.add_argument("--vendor", required=True, help="vendor package directory or .zip")
             p.add_argument("--mode", choices=["certify", "self-test"], default="self-test")
-            p.add_argument("--resume", action="store_true", help="continue an interrupted run from its journal")
-            p.add_argument("--key", default=None, help="Ed25519 private key (PEM) to sign the attestation")
+            p.add_argument(
+                "--resume", action="store_true", help="continue an interrupted run from its journal"
+            )
+            p.add_argument(
+                "--key", default=None, help="Ed25519 private key (PEM) to sign the attestation"
+            )
             p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-            p.add_argument("-k", dest="keyword", default=None, help="select criteria (self-test only)")
+            p.add_argument(
+                "-k", dest="keyword", default=None, help="select criteria (self-test only)"
+            )
         else:
             p.add_argument("--predictions", required=True, help="predictions.jsonl")
-            p.add_argument("--vendor", default=None, help="vendor package (for its operating point and identity)")
-            p.add_argument("--operating-point", type=float, default=None, help="the vendor-declared threshold, when no --vendor is given")
+            p.add_argument(
+                "--vendor",
+                default=None,
+                help="vendor package (for its operating point and identity)",
+            )
+            p.add_argument(
+                "--operating-point",
+                type=float,
+                default=None,
+                help="the vendor-declared threshold, when no --vendor is given",
+            )
         p.add_argument("--standard", required=True, help="standard YAML")
         p.add_argument("--cases", required=True, help="reference-set directory")
         p.add_argument("--out", required=True, help="evidence bundle directory")
 
-    p = _add(sub, "report", "reports.render:report_cli", "re-render report.html from an evidence bundle")
+    p = _add(
+        sub, "report", "reports.render:report_cli", "re-render report.html from an evidence bundle"
+    )
     p.add_argument("dir", help="evidence bundle directory")
 
-    p = _add(sub, "verify", "reports.verify:verify_cli", "verify an attestation and its evidence bundle")
+    p = _add(
+        sub, "verify", "reports.verify:verify_cli", "verify an attestation and its evidence bundle"
+    )
     p.add_argument("path", help="evidence bundle directory or attestation.intoto.json")
     p.add_argument("--key", required=True, help="trusted Ed25519 public key (PEM)")
-    p.add_argument("--cases", default=None, help="reference set: recompute every statistical result")
+    p.add_argument(
+        "--cases", default=None, help="reference set: recompute every statistical result"
+    )
 
-    keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    p = _add(keys, "generate", "reports.signing:keys_cli", "generate an Ed25519 key pair (private key mode 0600)")
-    p.add_argument("--out", required=True, help="directory for signing-key.pem and signing-key.pub.pem")
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
+    p = _add(
+        keys,
+        "generate",
+        "reports.signing:keys_cli",
+        "generate an Ed25519 key pair (private key mode 0600)",
+    )
+    p.add_argument(
+        "--out", required=True, help="directory for signing-key.pem and signing-key.pub.pem"
+    )
 
-    std = sub.add_parser("standard", help="lint and diff standards").add_subparsers(dest="standard_command", required=True, metavar="ACTION")
-    p = _add(std, "lint", "harness.standard:lint_cli", "validate a standard against the schema, with line numbers")
+    std = sub.add_parser("standard", help="lint and diff standards").add_subparsers(
+        dest="standard_command", required=True, metavar="ACTION"
+    )
+    p = _add(
+        std,
+        "lint",
+        "harness.standard:lint_cli",
+        "validate a standard against the schema, with line numbers",
+    )
     p.add_argument("file")
-    p = _add(std, "diff", "harness.standard:diff_cli", "show added, removed and changed criteria between two standards")
+    p = _add(
+        std,
+        "diff",
+        "harness.standard:diff_cli",
+        "show added, removed and changed criteria between two standards",
+    )
     p.add_argument("a")
     p.add_argument("b")
 
-    serve = sub.add_parser("serve-reference", help="run a reference AI node").add_subparsers(dest="serve_command", required=True, metavar="INTERFACE")
-    p = _add(serve, "dicom", "harness.reference.dicom_node:serve_cli", "a DICOM Storage SCP that scores exams and returns Mammography CAD SR")
+    serve = sub.add_parser("serve-reference", help="run a reference AI node").add_subparsers(
+        dest="serve_command", required=True, metavar="INTERFACE"
+    )
+    p = _add(
+        serve,
+        "dicom",
+        "harness.reference.dicom_node:serve_cli",
+        "a DICOM Storage SCP that scores exams and returns Mammography CAD SR",
+    )
     p.add_argument("--vendor", required=True, help="ONNX vendor package that scores the exams")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ae-title", default="MAMMOCERT_REF")
-    p.add_argument("--return-to", default=None, help="AE@host:port to send results to (default: the caller's results port)")
+    p.add_argument(
+        "--return-to",
+        default=None,
+        help="AE@host:port to send results to (default: the caller's results port)",
+    )
     p.add_argument("--tid1500", action="store_true", help="also send a TID 1500 measurement report")
     return parser
 
@@ -113,12 +217,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
         return 0
     except KeyboardInterrupt:
-        print("mammocert: interrupted; journaled results are kept, continue with --resume", file=sys.stderr)
+        print(
+            "mammocert: interrupted; journaled results are kept, continue with --resume",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:  # a harness bug: one line, exit 3, traceback only on request
         if os.environ.get("MAMMOCERT_DEBUG"):
             raise
-        print(f"mammocert: internal error: {type(exc).__name__}: {exc} (set MAMMOCERT_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"mammocert: internal error: {type(exc).__name__}: {exc} (set MAMMOCERT_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 3
 
 

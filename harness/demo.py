@@ -55,9 +55,20 @@ def demo_cli(args: Any) -> int:
     pinned = (load_standard(DEMO_STANDARD).reference_set or {}).get("digest")
     mode = "demo" if pinned == manifest.digest else "self-test"
     if mode != "demo":
-        print(f"Note: this set ({manifest.digest}) is not the one the demo standard pins ({pinned}); running as a self-test.")
-    run_args = types.SimpleNamespace(vendor=str(REFERENCE_VENDOR), standard=str(DEMO_STANDARD), cases=str(cases),
-                                     out=str(bundle), mode=mode, resume=True, key=None, device="cpu", keyword=None)
+        print(
+            f"Note: this set ({manifest.digest}) is not the one the demo standard pins ({pinned}); running as a self-test."
+        )
+    run_args = types.SimpleNamespace(
+        vendor=str(REFERENCE_VENDOR),
+        standard=str(DEMO_STANDARD),
+        cases=str(cases),
+        out=str(bundle),
+        mode=mode,
+        resume=True,
+        key=None,
+        device="cpu",
+        keyword=None,
+    )
     code = run_cli(run_args)
     pub = bundle / "demo-key.pub.pem"
     if pub.is_file():

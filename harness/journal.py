@@ -41,37 +41,55 @@ def model_digest(model_digests: dict[str, str] | object) -> str:
 class Journal:
     """A crash-safe store of per-exam predictions for one model identity."""
 
-    def __init__(self, path: Path | str, model_digest: str, harness_version: str = __version__) -> None:
+    def __init__(
+        self, path: Path | str, model_digest: str, harness_version: str = __version__
+    ) -> None:
         self.path = Path(path)
         self.model_digest = model_digest
         self.harness_version = harness_version
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise UsageError(f"{self.path}: not a usable mammocert journal ({exc}); remove it or choose another --journal") from None
+            raise UsageError(
+                f"{self.path}: not a usable mammocert journal ({exc}); remove it or choose another --journal"
+            ) from None
 
     def get(self, case_digest: str, condition: str) -> Prediction | None:
         """The journaled prediction for this model, case, condition and harness version, if any."""
         row = self._db.execute(
             "SELECT record FROM results WHERE model_digest=? AND case_digest=? AND condition=? AND harness_version=?",
-            (self.model_digest, case_digest, condition, self.harness_version)).fetchone()
+            (self.model_digest, case_digest, condition, self.harness_version),
+        ).fetchone()
         return None if row is None else prediction_from_dict(json.loads(row[0]), f"{self.path}")
 
     def put(self, case_digest: str, prediction: Prediction) -> None:
         """Commit one prediction (replacing an older row with the same key) before returning."""
         self._db.execute(
             "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
-            (self.model_digest, case_digest, prediction.condition, self.harness_version,
-             prediction.exam_id, prediction.to_json()))
+            (
+                self.model_digest,
+                case_digest,
+                prediction.condition,
+                self.harness_version,
+                prediction.exam_id,
+                prediction.to_json(),
+            ),
+        )
 
     def count(self) -> int:
         """Rows for this model and harness version."""
-        return int(self._db.execute("SELECT COUNT(*) FROM results WHERE model_digest=? AND harness_version=?",
-                                    (self.model_digest, self.harness_version)).fetchone()[0])
+        return int(
+            self._db.execute(
+                "SELECT COUNT(*) FROM results WHERE model_digest=? AND harness_version=?",
+                (self.model_digest, self.harness_version),
+            ).fetchone()[0]
+        )
 
     def close(self) -> None:
         self._db.close()

@@ -10,7 +10,9 @@ from typing import Any
 
 def canonical_json(obj: Any) -> bytes:
     """The one canonical byte form used for every digest (sorted keys, no spaces, UTF-8)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -88,7 +88,9 @@ def _bits_stored(ds: Dataset) -> int:
     return bits
 
 
-def _window(values: np.ndarray, center: float, width: float, function: str, y_max: float) -> np.ndarray:
+def _window(
+    values: np.ndarray, center: float, width: float, function: str, y_max: float
+) -> np.ndarray:
     """PS3.3 C.11.2.1.2 (LINEAR), C.11.2.1.3.2 (LINEAR_EXACT), C.11.2.1.3.1 (SIGMOID) onto [0, y_max]."""
     x = values.astype(np.float64, copy=False)
     if function == "LINEAR":
@@ -99,7 +101,9 @@ def _window(values: np.ndarray, center: float, width: float, function: str, y_ma
         out = np.where(x <= c - w / 2, 0.0, np.where(x > c + w / 2, y_max, out))
     elif function == "LINEAR_EXACT":
         if width <= 0:
-            raise PixelError(f"WindowWidth (0028,1051) is {width}; LINEAR_EXACT windowing needs > 0")
+            raise PixelError(
+                f"WindowWidth (0028,1051) is {width}; LINEAR_EXACT windowing needs > 0"
+            )
         out = ((x - center) / width + 0.5) * y_max
         out = np.where(x <= center - width / 2, 0.0, np.where(x > center + width / 2, y_max, out))
     elif function == "SIGMOID":
@@ -107,13 +111,17 @@ def _window(values: np.ndarray, center: float, width: float, function: str, y_ma
             raise PixelError(f"WindowWidth (0028,1051) is {width}; SIGMOID windowing needs > 0")
         out = y_max / (1.0 + np.exp(-4.0 * (x - center) / width))
     else:
-        raise PixelError(f"VOILUTFunction (0028,1056) {function!r} is not LINEAR, LINEAR_EXACT or SIGMOID")
+        raise PixelError(
+            f"VOILUTFunction (0028,1056) {function!r} is not LINEAR, LINEAR_EXACT or SIGMOID"
+        )
     return out
 
 
 def _first(value: object) -> float:
     """First value of a DS element that may be multi-valued."""
-    if isinstance(value, list | tuple) or (hasattr(value, "__len__") and not isinstance(value, str)):
+    if isinstance(value, list | tuple) or (
+        hasattr(value, "__len__") and not isinstance(value, str)
+    ):
         value = list(value)[0]  # type: ignore[arg-type]
     return float(value)  # type: ignore[arg-type]
 
@@ -125,7 +133,9 @@ def presentation_pixels(ds: Dataset, stored: np.ndarray | None = None) -> np.nda
         raise PixelError(f"pixel data has shape {arr.shape}; expected one grayscale frame")
     photometric = str(ds.get("PhotometricInterpretation", ""))
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise PixelError(f"PhotometricInterpretation (0028,0004) is {photometric!r}; expected MONOCHROME1 or MONOCHROME2")
+        raise PixelError(
+            f"PhotometricInterpretation (0028,0004) is {photometric!r}; expected MONOCHROME1 or MONOCHROME2"
+        )
     bits = _bits_stored(ds)
     y_max = float(2**bits - 1)
     values = apply_modality_lut(arr, ds)
@@ -157,7 +167,9 @@ def chest_wall_on_right(ds: Dataset) -> bool:
     """True when the stored image has the chest wall at its right edge (see module docstring)."""
     orientation = ds.get("PatientOrientation")
     if orientation:
-        first = str(list(orientation)[0] if not isinstance(orientation, str) else orientation.split("\\")[0]).upper()
+        first = str(
+            list(orientation)[0] if not isinstance(orientation, str) else orientation.split("\\")[0]
+        ).upper()
         if first.startswith("P"):
             return True
         if first.startswith("A"):
@@ -220,7 +232,9 @@ def resample(img: np.ndarray, out_rows: int, out_cols: int) -> np.ndarray:
     return src
 
 
-def place(img: np.ndarray, height: int, width: int, resize: str, mirror: bool) -> tuple[np.ndarray, Geometry]:
+def place(
+    img: np.ndarray, height: int, width: int, resize: str, mirror: bool
+) -> tuple[np.ndarray, Geometry]:
     """Mirror (optionally), resize and pad one image into a (height, width) float32 plane."""
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
@@ -254,10 +268,17 @@ def image_to_model(col: float, row: float, geometry: Geometry) -> tuple[float, f
     return col * geometry.scale_x, row * geometry.scale_y
 
 
-def to_model_plane(ds: Dataset, height: int, width: int, *, pixels: str = "presentation",
-                   orientation: str = "chest_wall_left", resize: str = "fit",
-                   scale: tuple[float, float] = (0.0, 1.0), stored: np.ndarray | None = None,
-                   ) -> tuple[np.ndarray, Geometry]:
+def to_model_plane(
+    ds: Dataset,
+    height: int,
+    width: int,
+    *,
+    pixels: str = "presentation",
+    orientation: str = "chest_wall_left",
+    resize: str = "fit",
+    scale: tuple[float, float] = (0.0, 1.0),
+    stored: np.ndarray | None = None,
+) -> tuple[np.ndarray, Geometry]:
     """The whole §3.2 chain for one image: pixels -> orientation -> resize/pad -> scale."""
     if pixels == "presentation":
         values = presentation_pixels(ds, stored)

@@ -23,15 +23,28 @@ _STATE = pytest.StashKey["Any"]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mammocert", "mammocert conformance suite")
     group.addoption("--vendor", default=None, help="vendor package (directory or .zip)")
-    group.addoption("--predictions", default=None, help="predictions.jsonl (evaluate without running a model)")
+    group.addoption(
+        "--predictions", default=None, help="predictions.jsonl (evaluate without running a model)"
+    )
     group.addoption("--standard", default=None, help="standard YAML")
     group.addoption("--cases", default=None, help="reference-set directory")
-    group.addoption("--mode", default="self-test", choices=["certify", "self-test", "demo"], help="run mode")
+    group.addoption(
+        "--mode", default="self-test", choices=["certify", "self-test", "demo"], help="run mode"
+    )
     group.addoption("--out", default=None, help="evidence bundle directory")
-    group.addoption("--device", default="cpu", choices=["cpu", "cuda"], help="ONNX execution device")
+    group.addoption(
+        "--device", default="cpu", choices=["cpu", "cuda"], help="ONNX execution device"
+    )
     group.addoption("--key", default=None, help="Ed25519 private key (PEM) to sign the attestation")
-    group.addoption("--operating-point", type=float, default=None, help="operating point when no vendor package is given")
-    group.addoption("--resume", action="store_true", default=False, help="reuse the journal in --out")
+    group.addoption(
+        "--operating-point",
+        type=float,
+        default=None,
+        help="operating point when no vendor package is given",
+    )
+    group.addoption(
+        "--resume", action="store_true", default=False, help="reuse the journal in --out"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -56,14 +69,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     state = _state(metafunc.config)
     if state is None:
-        raise pytest.UsageError("the conformance suite needs --standard (and --cases, --vendor or --predictions)")
+        raise pytest.UsageError(
+            "the conformance suite needs --standard (and --cases, --vendor or --predictions)"
+        )
     family = metafunc.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
     specs = state.criteria_for_family(family)
     metafunc.parametrize("criterion", specs, ids=[c.id for c in specs])
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     state = _state(config)
     if state is None:
         return
@@ -97,11 +114,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     spec = _criterion_of(item)
     if state is not None and report.skipped:
         state.skipped.append(item.nodeid)
-    if state is not None and spec is not None and call.excinfo is not None and spec.id not in state.results:
+    if (
+        state is not None
+        and spec is not None
+        and call.excinfo is not None
+        and spec.id not in state.results
+    ):
         from conformance.outcome import error_result
 
         exc = call.excinfo
-        state.record(error_result(spec, f"the harness failed while evaluating it ({exc.typename}: {exc.value})"))
+        state.record(
+            error_result(
+                spec, f"the harness failed while evaluating it ({exc.typename}: {exc.value})"
+            )
+        )
     return report
 
 

@@ -27,8 +27,14 @@ class Finding:
     score: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"laterality": self.laterality, "view": self.view, "file": self.file,
-                "x": self.x, "y": self.y, "score": self.score}
+        return {
+            "laterality": self.laterality,
+            "view": self.view,
+            "file": self.file,
+            "x": self.x,
+            "y": self.y,
+            "score": self.score,
+        }
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,21 @@ class Prediction:
 
     @classmethod
     def ok(cls, exam_id: str, condition: str, out: ExamOutput, latency_s: float) -> Prediction:
-        return cls(exam_id, condition, "ok", out.score, dict(out.breasts), tuple(out.findings), latency_s, None)
+        return cls(
+            exam_id,
+            condition,
+            "ok",
+            out.score,
+            dict(out.breasts),
+            tuple(out.findings),
+            latency_s,
+            None,
+        )
 
     @classmethod
-    def failed(cls, exam_id: str, condition: str, status: str, reason: str, latency_s: float | None) -> Prediction:
+    def failed(
+        cls, exam_id: str, condition: str, status: str, reason: str, latency_s: float | None
+    ) -> Prediction:
         return cls(exam_id, condition, status, None, {}, (), latency_s, reason)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,22 +113,37 @@ def prediction_from_dict(d: Mapping[str, Any], where: str = "predictions") -> Pr
         raise UsageError(f"{where}.status: {d['status']!r} is not one of ok, rejected, error")
     score = _num(f"{where}.score", d.get("score"), allow_none=True)
     if d["status"] == "ok" and score is None:
-        raise UsageError(f"{where}.score: an 'ok' record needs a score; use status 'error' with a reason instead")
+        raise UsageError(
+            f"{where}.score: an 'ok' record needs a score; use status 'error' with a reason instead"
+        )
     breasts = d.get("breasts") or {}
     if not isinstance(breasts, Mapping):
-        raise UsageError(f"{where}.breasts: expected an object like {{\"L\": 0.8, \"R\": 0.1}}")
+        raise UsageError(f'{where}.breasts: expected an object like {{"L": 0.8, "R": 0.1}}')
     findings = []
     for k, f in enumerate(d.get("findings") or []):
         fw = f"{where}.findings[{k}]"
         if not isinstance(f, Mapping):
             raise UsageError(f"{fw}: not an object")
-        findings.append(Finding(str(f.get("laterality")), str(f.get("view")), str(f.get("file")),
-                                _num(f"{fw}.x", f.get("x"), False), _num(f"{fw}.y", f.get("y"), False),
-                                _num(f"{fw}.score", f.get("score"), False)))
-    return Prediction(d["exam_id"], d["condition"], d["status"], score,
-                      {str(k): _num(f"{where}.breasts.{k}", v, False) for k, v in breasts.items()},
-                      tuple(findings), _num(f"{where}.latency_s", d.get("latency_s"), True),
-                      None if d.get("error") is None else str(d.get("error")))
+        findings.append(
+            Finding(
+                str(f.get("laterality")),
+                str(f.get("view")),
+                str(f.get("file")),
+                _num(f"{fw}.x", f.get("x"), False),
+                _num(f"{fw}.y", f.get("y"), False),
+                _num(f"{fw}.score", f.get("score"), False),
+            )
+        )
+    return Prediction(
+        d["exam_id"],
+        d["condition"],
+        d["status"],
+        score,
+        {str(k): _num(f"{where}.breasts.{k}", v, False) for k, v in breasts.items()},
+        tuple(findings),
+        _num(f"{where}.latency_s", d.get("latency_s"), True),
+        None if d.get("error") is None else str(d.get("error")),
+    )
 
 
 def read_predictions(path: Path | str) -> list[Prediction]:
@@ -128,11 +160,15 @@ def read_predictions(path: Path | str) -> list[Prediction]:
             try:
                 d = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise UsageError(f"{p}:{lineno}: invalid JSON ({exc.msg}); one JSON object per line") from None
+                raise UsageError(
+                    f"{p}:{lineno}: invalid JSON ({exc.msg}); one JSON object per line"
+                ) from None
             rec = prediction_from_dict(d, f"{p}:{lineno}")
             key = (rec.exam_id, rec.condition)
             if key in seen:
-                raise UsageError(f"{p}:{lineno}: duplicate record for exam {rec.exam_id} condition {rec.condition}; keep one")
+                raise UsageError(
+                    f"{p}:{lineno}: duplicate record for exam {rec.exam_id} condition {rec.condition}; keep one"
+                )
             seen.add(key)
             out.append(rec)
     return out

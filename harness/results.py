@@ -59,15 +59,21 @@ class RunResults:
     mode: str
     standard: Mapping[str, Any]  # id, version, status, title, digest, effective, expires
     reference_set: Mapping[str, Any]  # id, version, digest, n_exams
-    vendor: Mapping[str, Any]  # vendor, product, version, interface, operating_point, package_digest, model_digests
-    harness: Mapping[str, Any]  # version, git_commit, git_dirty, python, packages, execution_provider
+    vendor: Mapping[
+        str, Any
+    ]  # vendor, product, version, interface, operating_point, package_digest, model_digests
+    harness: Mapping[
+        str, Any
+    ]  # version, git_commit, git_dirty, python, packages, execution_provider
     seeds: Mapping[str, Any]  # seed, hypothesis settings
     started: str
     finished: str
     criteria: Sequence[CriterionResult]
     summary: Mapping[str, Any]  # counts of predictions by status, criteria by outcome
     notice: str = ""  # e.g. SELF-TEST — NOT A CERTIFICATE
-    signing: str = ""  # how the attestation will be signed: key | demo-key | unsigned ("" = not recorded)
+    signing: str = (
+        ""  # how the attestation will be signed: key | demo-key | unsigned ("" = not recorded)
+    )
     schema: str = RESULTS_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,7 +85,9 @@ class RunResults:
 def results_from_dict(d: Mapping[str, Any]) -> RunResults:
     """Rebuild the typed model from a results.json dict."""
     if d.get("schema") != RESULTS_SCHEMA:
-        raise UsageError(f"results.json: schema {d.get('schema')!r} is not {RESULTS_SCHEMA!r}; re-run with this harness")
+        raise UsageError(
+            f"results.json: schema {d.get('schema')!r} is not {RESULTS_SCHEMA!r}; re-run with this harness"
+        )
     crit = [
         CriterionResult(**{**c, "ci": tuple(c["ci"]) if c.get("ci") is not None else None})
         for c in d["criteria"]
@@ -89,12 +97,16 @@ def results_from_dict(d: Mapping[str, Any]) -> RunResults:
 
 
 def write_results(path: Path | str, results: RunResults) -> None:
-    Path(path).write_text(json.dumps(results.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-                          encoding="utf-8")
+    Path(path).write_text(
+        json.dumps(results.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )
 
 
 def read_results(path: Path | str) -> RunResults:
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"{p}: no results.json; point at an evidence bundle written by `mammocert run`")
+        raise UsageError(
+            f"{p}: no results.json; point at an evidence bundle written by `mammocert run`"
+        )
     return results_from_dict(json.loads(p.read_text(encoding="utf-8")))

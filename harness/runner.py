@@ -76,11 +76,16 @@ def load_exam(manifest: Manifest, exam: Exam) -> ExamInput:
     for ref in exam.images:
         path = manifest.path(ref)
         if not path.is_file():
-            raise ManifestError(f"{path}: missing (listed for exam {exam.exam_id}); restore it or run `mammocert cases verify`")
+            raise ManifestError(
+                f"{path}: missing (listed for exam {exam.exam_id}); restore it or run `mammocert cases verify`"
+            )
         try:
             ds = pydicom.dcmread(path)
         except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-            raise VendorFault(f"{ref.file}: harness could not read the DICOM file ({type(exc).__name__}: {exc})", "error") from None
+            raise VendorFault(
+                f"{ref.file}: harness could not read the DICOM file ({type(exc).__name__}: {exc})",
+                "error",
+            ) from None
         images.append((ref, ds))
     return ExamInput(exam.exam_id, tuple(images))
 
@@ -95,8 +100,9 @@ class _InferWorker:
     def _start(self) -> None:
         self._jobs: deque[tuple[Callable[[Any], Any], Any, Future]] = deque()
         self._ready = threading.Semaphore(0)
-        self._thread = threading.Thread(target=self._loop, args=(self._jobs, self._ready), daemon=True,
-                                         name="mammocert-infer")
+        self._thread = threading.Thread(
+            target=self._loop, args=(self._jobs, self._ready), daemon=True, name="mammocert-infer"
+        )
         self._thread.start()
 
     @staticmethod
@@ -115,7 +121,9 @@ class _InferWorker:
             else:
                 fut.set_result((result, time.perf_counter() - t0))
 
-    def call(self, fn: Callable[[Any], Any], arg: Any, timeout_s: float | None) -> tuple[Any, float]:
+    def call(
+        self, fn: Callable[[Any], Any], arg: Any, timeout_s: float | None
+    ) -> tuple[Any, float]:
         fut: Future = Future()
         self._jobs.append((fn, arg, fut))
         self._ready.release()
@@ -137,12 +145,19 @@ class _InferWorker:
         self._ready.release()
 
 
-def _prepare(adapter: VendorAdapter, manifest: Manifest, exam: Exam, condition: str,
-             transform: Transform | None) -> Any:
+def _prepare(
+    adapter: VendorAdapter,
+    manifest: Manifest,
+    exam: Exam,
+    condition: str,
+    transform: Transform | None,
+) -> Any:
     exam_input = load_exam(manifest, exam)
     if condition != ORIGINAL:
         if transform is None:
-            raise UsageError(f"condition {condition!r} needs a transform; pass transform= to run_predictions")
+            raise UsageError(
+                f"condition {condition!r} needs a transform; pass transform= to run_predictions"
+            )
         exam_input = transform(exam_input, condition)
     return adapter.prepare(exam_input)
 
@@ -166,24 +181,43 @@ def _progress(enabled: bool, total: int):
         TimeRemainingColumn,
     )
 
-    return Progress(TextColumn("[bold]predict"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]:.2f} exams/s"), TextColumn("ETA"), TimeRemainingColumn(),
-                    TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+    return Progress(
+        TextColumn("[bold]predict"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.2f} exams/s"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
 
 
 def summary_text(stats: RunStats, adapter: VendorAdapter) -> str:
     """The one-paragraph summary printed at the end of a run."""
-    return (f"Predicted {stats.total} exam-condition(s) with the {adapter.info.interface} model "
-            f"({adapter.info.execution_provider}): {stats.ok} ok, {stats.rejected} rejected, {stats.error} error; "
-            f"{stats.reused} reused from the journal. {stats.total - stats.reused} computed in {stats.wall_s:.1f} s "
-            f"({stats.rate:.2f} exams/s).")
+    return (
+        f"Predicted {stats.total} exam-condition(s) with the {adapter.info.interface} model "
+        f"({adapter.info.execution_provider}): {stats.ok} ok, {stats.rejected} rejected, {stats.error} error; "
+        f"{stats.reused} reused from the journal. {stats.total - stats.reused} computed in {stats.wall_s:.1f} s "
+        f"({stats.rate:.2f} exams/s)."
+    )
 
 
-def run_predictions(adapter: VendorAdapter, manifest: Manifest, conditions: Sequence[str] = (ORIGINAL,),
-                    journal: Journal | None = None, timeout_s: float | None = DEFAULT_TIMEOUT_S,
-                    progress: bool = True, transform: Transform | None = None, *, resume: bool = True,
-                    workers: int | None = None, prefetch: int | None = None,
-                    exam_ids: Sequence[str] | None = None) -> list[Prediction]:
+def run_predictions(
+    adapter: VendorAdapter,
+    manifest: Manifest,
+    conditions: Sequence[str] = (ORIGINAL,),
+    journal: Journal | None = None,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    progress: bool = True,
+    transform: Transform | None = None,
+    *,
+    resume: bool = True,
+    workers: int | None = None,
+    prefetch: int | None = None,
+    exam_ids: Sequence[str] | None = None,
+) -> list[Prediction]:
     """Run every exam under every condition; returns predictions sorted by (condition, exam_id).
 
     ``transform(exam_input, condition)`` is applied for every condition other than ``original``.
@@ -191,7 +225,9 @@ def run_predictions(adapter: VendorAdapter, manifest: Manifest, conditions: Sequ
     that match model, case, condition and harness version are reused instead of recomputed.
     """
     if journal is not None and journal.model_digest != model_digest(adapter.info.model_digests):
-        raise UsageError(f"{journal.path}: journal opened for another model; open it with model_digest(adapter.info.model_digests)")
+        raise UsageError(
+            f"{journal.path}: journal opened for another model; open it with model_digest(adapter.info.model_digests)"
+        )
     exams = sorted(manifest.exams, key=lambda e: e.exam_id)
     if exam_ids is not None:
         wanted = set(exam_ids)
@@ -216,12 +252,16 @@ def run_predictions(adapter: VendorAdapter, manifest: Manifest, conditions: Sequ
         counts[pred.status] += 1
         if bar:
             elapsed = time.perf_counter() - t_start
-            bar.update(task_id, advance=1, rate=(len(results) - reused) / elapsed if elapsed > 0 else 0.0)
+            bar.update(
+                task_id, advance=1, rate=(len(results) - reused) / elapsed if elapsed > 0 else 0.0
+            )
 
     worker = _InferWorker()
     pending: deque[tuple[str, Exam, str, Future]] = deque()
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mammocert-prefetch") as pool:
+        with ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="mammocert-prefetch"
+        ) as pool:
             queue_iter = iter(tasks)
             exhausted = False
             while True:
@@ -238,7 +278,14 @@ def run_predictions(adapter: VendorAdapter, manifest: Manifest, conditions: Sequ
                             reused += 1
                             record(old, digest, journaled=False)
                             continue
-                    pending.append((cond, exam, digest, pool.submit(_prepare, adapter, manifest, exam, cond, transform)))
+                    pending.append(
+                        (
+                            cond,
+                            exam,
+                            digest,
+                            pool.submit(_prepare, adapter, manifest, exam, cond, transform),
+                        )
+                    )
                 if not pending:
                     break
                 cond, exam, digest, fut = pending.popleft()
@@ -248,26 +295,57 @@ def run_predictions(adapter: VendorAdapter, manifest: Manifest, conditions: Sequ
                     raise
                 except Exception as exc:  # noqa: BLE001 - vendor-side prepare faults are data
                     status, reason = _fault_reason(exc)
-                    record(Prediction.failed(exam.exam_id, cond, status, reason, None), digest, True)
+                    record(
+                        Prediction.failed(exam.exam_id, cond, status, reason, None), digest, True
+                    )
                     continue
                 stuck = worker.stuck()
                 if stuck >= MAX_HUNG:
-                    record(Prediction.failed(exam.exam_id, cond, "error",
-                                             f"not run: {stuck} earlier model calls are still hung", None), digest, False)
+                    record(
+                        Prediction.failed(
+                            exam.exam_id,
+                            cond,
+                            "error",
+                            f"not run: {stuck} earlier model calls are still hung",
+                            None,
+                        ),
+                        digest,
+                        False,
+                    )
                     continue
                 try:
                     out, latency = worker.call(adapter.infer, prepared, timeout_s)
                 except FutureTimeout:
-                    record(Prediction.failed(exam.exam_id, cond, "error", f"timeout after {timeout_s:g}s",
-                                             timeout_s), digest, True)
+                    record(
+                        Prediction.failed(
+                            exam.exam_id, cond, "error", f"timeout after {timeout_s:g}s", timeout_s
+                        ),
+                        digest,
+                        True,
+                    )
                     continue
                 except Exception as exc:  # noqa: BLE001 - vendor-side infer faults are data
                     status, reason = _fault_reason(exc)
-                    record(Prediction.failed(exam.exam_id, cond, status, reason, None), digest, True)
+                    record(
+                        Prediction.failed(exam.exam_id, cond, status, reason, None), digest, True
+                    )
                     continue
-                if out.score is None or out.score != out.score or out.score in (float("inf"), float("-inf")):
-                    record(Prediction.failed(exam.exam_id, cond, "error", f"model returned a non-finite score ({out.score})",
-                                             round(latency, 6)), digest, True)
+                if (
+                    out.score is None
+                    or out.score != out.score
+                    or out.score in (float("inf"), float("-inf"))
+                ):
+                    record(
+                        Prediction.failed(
+                            exam.exam_id,
+                            cond,
+                            "error",
+                            f"model returned a non-finite score ({out.score})",
+                            round(latency, 6),
+                        ),
+                        digest,
+                        True,
+                    )
                     continue
                 record(Prediction.ok(exam.exam_id, cond, out, round(latency, 6)), digest, True)
     finally:
@@ -276,8 +354,14 @@ def run_predictions(adapter: VendorAdapter, manifest: Manifest, conditions: Sequ
         worker.close()
         if bar:
             bar.stop()
-    stats = RunStats(len(results), counts["ok"], counts["rejected"], counts["error"], reused,
-                     time.perf_counter() - t_start)
+    stats = RunStats(
+        len(results),
+        counts["ok"],
+        counts["rejected"],
+        counts["error"],
+        reused,
+        time.perf_counter() - t_start,
+    )
     if progress:
         print(summary_text(stats, adapter), file=sys.stderr)
     return sorted(results, key=lambda r: (r.condition != ORIGINAL, r.condition, r.exam_id))
@@ -301,12 +385,20 @@ def predict_cli(args: Any) -> int:
         raise UsageError(f"--timeout {timeout}: must be > 0 seconds")
     journal_path = Path(args.journal) if args.journal else Path(str(out) + ".journal.sqlite")
     if args.resume and not journal_path.is_file():
-        raise UsageError(f"--resume: no journal at {journal_path}; run without --resume first, or pass --journal")
+        raise UsageError(
+            f"--resume: no journal at {journal_path}; run without --resume first, or pass --journal"
+        )
     adapter = open_adapter(pkg, getattr(args, "device", "cpu"))
     try:
         with Journal(journal_path, model_digest(adapter.info.model_digests)) as journal:
-            preds = run_predictions(adapter, manifest, journal=journal, timeout_s=timeout,
-                                    progress=True, resume=bool(args.resume))
+            preds = run_predictions(
+                adapter,
+                manifest,
+                journal=journal,
+                timeout_s=timeout,
+                progress=True,
+                resume=bool(args.resume),
+            )
     finally:
         adapter.close()
     write_predictions(out, preds)

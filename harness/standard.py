@@ -20,7 +20,9 @@ import yaml
 from harness.errors import StandardError
 from harness.jsonutil import sha256_bytes
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "standards" / "schema" / "standard.schema.json"
+SCHEMA_PATH = (
+    Path(__file__).resolve().parent.parent / "standards" / "schema" / "standard.schema.json"
+)
 COMMON_KEYS = ("id", "title", "kind", "pass_if", "mandatory", "source", "description")
 
 
@@ -38,8 +40,15 @@ class CriterionSpec:
     line: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "kind": self.kind, "mandatory": self.mandatory,
-                "source": self.source, "pass_if": dict(self.pass_if), **dict(self.params)}
+        return {
+            "id": self.id,
+            "title": self.title,
+            "kind": self.kind,
+            "mandatory": self.mandatory,
+            "source": self.source,
+            "pass_if": dict(self.pass_if),
+            **dict(self.params),
+        }
 
 
 @dataclass(frozen=True)
@@ -65,10 +74,17 @@ class Standard:
         return self.effective <= on < self.expires
 
     def identity(self) -> dict[str, Any]:
-        return {"id": self.id, "version": self.version, "status": self.status, "title": self.title,
-                "issuer": self.issuer, "digest": self.digest, "effective": self.effective.isoformat(),
-                "expires": self.expires.isoformat(),
-                "reference_set": dict(self.reference_set) if self.reference_set else None}
+        return {
+            "id": self.id,
+            "version": self.version,
+            "status": self.status,
+            "title": self.title,
+            "issuer": self.issuer,
+            "digest": self.digest,
+            "effective": self.effective.isoformat(),
+            "expires": self.expires.isoformat(),
+            "reference_set": dict(self.reference_set) if self.reference_set else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -87,7 +103,9 @@ class _LineLoader(yaml.SafeLoader):
     """Safe loader that keeps dates as ISO strings (the schema checks their form)."""
 
 
-_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+_LineLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
+)
 
 
 def _line_map(text: str) -> dict[tuple, int]:
@@ -116,7 +134,11 @@ def _where(path: Sequence, data: Any) -> str:
     node = data
     for p in path:
         if isinstance(p, int):
-            cid = node[p].get("id") if isinstance(node, list) and isinstance(node[p], Mapping) else None
+            cid = (
+                node[p].get("id")
+                if isinstance(node, list) and isinstance(node[p], Mapping)
+                else None
+            )
             parts.append(f"[{p}]" + (f"({cid})" if cid else ""))
         else:
             parts.append(("." if parts else "") + str(p))
@@ -142,14 +164,29 @@ def _humanize(err: jsonschema.ValidationError) -> tuple[list, str]:
     if v in ("enum", "const"):
         options = err.validator_value if v == "enum" else [err.validator_value]
         if path and path[-1] == "kind":
-            return path, f"unknown kind {err.instance!r}; known kinds: {', '.join(map(str, options))}"
-        return path, f"value {err.instance!r} is not allowed; use one of: {', '.join(map(repr, options))}"
+            return (
+                path,
+                f"unknown kind {err.instance!r}; known kinds: {', '.join(map(str, options))}",
+            )
+        return (
+            path,
+            f"value {err.instance!r} is not allowed; use one of: {', '.join(map(repr, options))}",
+        )
     if v == "type":
-        return path, f"expected {err.validator_value}, got {type(err.instance).__name__} {err.instance!r}"
+        return (
+            path,
+            f"expected {err.validator_value}, got {type(err.instance).__name__} {err.instance!r}",
+        )
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        return path, f"value {err.instance!r} is out of range ({v} {err.validator_value}); fix the number"
+        return (
+            path,
+            f"value {err.instance!r} is out of range ({v} {err.validator_value}); fix the number",
+        )
     if v == "pattern":
-        return path, f"value {err.instance!r} does not match the required form {err.validator_value}"
+        return (
+            path,
+            f"value {err.instance!r} does not match the required form {err.validator_value}",
+        )
     if v == "minProperties":
         return path, "is empty; state at least one pass condition"
     return path, err.message
@@ -177,9 +214,15 @@ def lint_text(text: str) -> tuple[dict[str, Any] | None, list[Problem]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
-        return None, [Problem(line, "(yaml)", f"not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax")]
+        return None, [
+            Problem(
+                line, "(yaml)", f"not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
+            )
+        ]
     if not isinstance(data, dict):
-        return None, [Problem(1, "(top level)", "a standard is a YAML mapping; see standards/README.md")]
+        return None, [
+            Problem(1, "(top level)", "a standard is a YAML mapping; see standards/README.md")
+        ]
     lines = _line_map(text)
 
     def line_of(path: Sequence) -> int:
@@ -204,19 +247,42 @@ def lint_text(text: str) -> tuple[dict[str, Any] | None, list[Problem]]:
         for i, c in enumerate(crits):
             if isinstance(c, Mapping) and isinstance(c.get("id"), str):
                 if c["id"] in first:
-                    problems.append(Problem(line_of(("criteria", i, "id")), _where(("criteria", i, "id"), data),
-                                            f"duplicate criterion id {c['id']!r} (first at item {first[c['id']]}); ids must be unique"))
+                    problems.append(
+                        Problem(
+                            line_of(("criteria", i, "id")),
+                            _where(("criteria", i, "id"), data),
+                            f"duplicate criterion id {c['id']!r} (first at item {first[c['id']]}); ids must be unique",
+                        )
+                    )
                 else:
                     first[c["id"]] = i
     eff, exp = data.get("effective"), data.get("expires")
     if isinstance(eff, str) and isinstance(exp, str):
         try:
             if dt.date.fromisoformat(exp) <= dt.date.fromisoformat(eff):
-                problems.append(Problem(line_of(("expires",)), "expires", f"{exp} is not after effective {eff}; fix the dates"))
+                problems.append(
+                    Problem(
+                        line_of(("expires",)),
+                        "expires",
+                        f"{exp} is not after effective {eff}; fix the dates",
+                    )
+                )
         except ValueError as exc:
-            problems.append(Problem(line_of(("effective",)), "effective/expires", f"not a calendar date ({exc}); use YYYY-MM-DD"))
+            problems.append(
+                Problem(
+                    line_of(("effective",)),
+                    "effective/expires",
+                    f"not a calendar date ({exc}); use YYYY-MM-DD",
+                )
+            )
     if data.get("status") == "final" and not data.get("reference_set"):
-        problems.append(Problem(line_of(("status",)), "status", "a final standard must pin a reference_set {id, digest}"))
+        problems.append(
+            Problem(
+                line_of(("status",)),
+                "status",
+                "a final standard must pin a reference_set {id, digest}",
+            )
+        )
     problems.sort(key=lambda p: (p.line, p.where))
     return data, problems
 
@@ -225,28 +291,48 @@ def load_standard(path: Path | str) -> Standard:
     """Load and validate a standard; the first problem raises StandardError (exit 2)."""
     p = Path(path)
     if not p.is_file():
-        raise StandardError(f"{p}: standard not found; pass a YAML file such as standards/demo.yaml")
+        raise StandardError(
+            f"{p}: standard not found; pass a YAML file such as standards/demo.yaml"
+        )
     raw_bytes = p.read_bytes()
     data, problems = lint_text(raw_bytes.decode("utf-8"))
     if problems:
-        more = f" (and {len(problems) - 1} more; run `mammocert standard lint {p}`)" if len(problems) > 1 else ""
+        more = (
+            f" (and {len(problems) - 1} more; run `mammocert standard lint {p}`)"
+            if len(problems) > 1
+            else ""
+        )
         raise StandardError(problems[0].format(p) + more)
     assert data is not None
     lines = _line_map(raw_bytes.decode("utf-8"))
     criteria = tuple(
         CriterionSpec(
-            id=c["id"], title=c["title"], kind=c["kind"], mandatory=bool(c["mandatory"]), source=c["source"],
-            pass_if=dict(c["pass_if"]), params={k: v for k, v in c.items() if k not in COMMON_KEYS},
+            id=c["id"],
+            title=c["title"],
+            kind=c["kind"],
+            mandatory=bool(c["mandatory"]),
+            source=c["source"],
+            pass_if=dict(c["pass_if"]),
+            params={k: v for k, v in c.items() if k not in COMMON_KEYS},
             line=lines.get(("criteria", i), 0),
         )
         for i, c in enumerate(data["criteria"])
     )
     return Standard(
-        path=p, id=data["id"], version=data["version"], status=data["status"], title=data["title"],
-        issuer=data["issuer"], effective=dt.date.fromisoformat(data["effective"]),
-        expires=dt.date.fromisoformat(data["expires"]), reference_set=data.get("reference_set"),
-        prevalence_per_1000=float(data["population"]["prevalence_per_1000"]), seed=int(data["seed"]),
-        criteria=criteria, digest="sha256:" + sha256_bytes(raw_bytes), raw=data,
+        path=p,
+        id=data["id"],
+        version=data["version"],
+        status=data["status"],
+        title=data["title"],
+        issuer=data["issuer"],
+        effective=dt.date.fromisoformat(data["effective"]),
+        expires=dt.date.fromisoformat(data["expires"]),
+        reference_set=data.get("reference_set"),
+        prevalence_per_1000=float(data["population"]["prevalence_per_1000"]),
+        seed=int(data["seed"]),
+        criteria=criteria,
+        digest="sha256:" + sha256_bytes(raw_bytes),
+        raw=data,
     )
 
 
@@ -261,7 +347,9 @@ def lint_cli(args: Any) -> int:
         print(f"{p}: {len(problems)} problem(s)")
         return 2
     std = load_standard(p)
-    print(f"{p}: OK — {std.id} {std.version} ({std.status}), {len(std.criteria)} criteria, digest {std.digest}")
+    print(
+        f"{p}: OK — {std.id} {std.version} ({std.status}), {len(std.criteria)} criteria, digest {std.digest}"
+    )
     return 0
 
 
@@ -279,14 +367,27 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def diff_standards(a: Standard, b: Standard) -> list[str]:
     """Human-readable lines: header changes, added/removed criteria, changed keys and thresholds."""
     lines: list[str] = []
-    for key in ("id", "version", "status", "title", "issuer", "effective", "expires", "reference_set", "population", "seed"):
+    for key in (
+        "id",
+        "version",
+        "status",
+        "title",
+        "issuer",
+        "effective",
+        "expires",
+        "reference_set",
+        "population",
+        "seed",
+    ):
         if a.raw.get(key) != b.raw.get(key):
             lines.append(f"~ {key}: {a.raw.get(key)!r} -> {b.raw.get(key)!r}")
     ca = {c.id: c for c in a.criteria}
     cb = {c.id: c for c in b.criteria}
     for cid in sorted(cb.keys() - ca.keys()):
         c = cb[cid]
-        lines.append(f"+ {cid} ({c.kind}, {'mandatory' if c.mandatory else 'optional'}): {c.title}; pass_if {dict(c.pass_if)}")
+        lines.append(
+            f"+ {cid} ({c.kind}, {'mandatory' if c.mandatory else 'optional'}): {c.title}; pass_if {dict(c.pass_if)}"
+        )
     for cid in sorted(ca.keys() - cb.keys()):
         lines.append(f"- {cid} ({ca[cid].kind}): {ca[cid].title}")
     for cid in sorted(ca.keys() & cb.keys()):
@@ -294,7 +395,9 @@ def diff_standards(a: Standard, b: Standard) -> list[str]:
         for key in sorted(fa.keys() | fb.keys()):
             if fa.get(key) != fb.get(key):
                 tag = "threshold" if key.startswith("pass_if") else "changed"
-                lines.append(f"~ {cid} {key}: {fa.get(key, '(absent)')!r} -> {fb.get(key, '(absent)')!r} [{tag}]")
+                lines.append(
+                    f"~ {cid} {key}: {fa.get(key, '(absent)')!r} -> {fb.get(key, '(absent)')!r} [{tag}]"
+                )
     return lines
 
 

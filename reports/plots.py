@@ -74,10 +74,12 @@ def _to_svg(fig: Figure, salt: str) -> str:
     """Serialize a figure to an inline-ready SVG element (no XML prolog, no fixed size)."""
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": salt}):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+        fig.savefig(
+            buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight"
+        )
     plt.close(fig)
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]  # drop <?xml ...?> and <!DOCTYPE>: not allowed inside HTML
+    svg = svg[svg.index("<svg") :]  # drop <?xml ...?> and <!DOCTYPE>: not allowed inside HTML
     # The RDF metadata only names matplotlib and namespace URLs; it adds bytes, not information.
     svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.S)
     # Let CSS size the figure; the viewBox keeps the aspect ratio.
@@ -123,7 +125,11 @@ def roc_plot(evidence: Mapping[str, Any], salt: str) -> str | None:
     ax.plot([0, 1], [0, 1], color=GREY, lw=0.8, ls="--", label="chance")
     band = evidence.get("ci_band")
     if isinstance(band, Mapping):
-        bf, lo, hi = _floats(band.get("fpr")), _floats(band.get("tpr_low")), _floats(band.get("tpr_high"))
+        bf, lo, hi = (
+            _floats(band.get("fpr")),
+            _floats(band.get("tpr_low")),
+            _floats(band.get("tpr_high")),
+        )
         if bf is not None and lo is not None and hi is not None and len(bf) == len(lo) == len(hi):
             ax.fill_between(bf, lo, hi, color=BAND, alpha=0.55, lw=0, label="confidence band")
     ax.plot(fpr, tpr, color=BLUE, lw=1.8, label="model")
@@ -137,17 +143,31 @@ def roc_plot(evidence: Mapping[str, Any], salt: str) -> str | None:
             if xy is None:
                 continue
             color = ORANGE if i == 0 else INK
-            ax.plot(*xy, marker=markers[i % len(markers)], ms=7, ls="none", color=color,
-                    mec="white", mew=0.8, label=str(p.get("label", f"point {i + 1}")))
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False-positive rate (1 − specificity)",
-           ylabel="True-positive rate (sensitivity)")
+            ax.plot(
+                *xy,
+                marker=markers[i % len(markers)],
+                ms=7,
+                ls="none",
+                color=color,
+                mec="white",
+                mew=0.8,
+                label=str(p.get("label", f"point {i + 1}")),
+            )
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        xlabel="False-positive rate (1 − specificity)",
+        ylabel="True-positive rate (sensitivity)",
+    )
     ax.set_aspect("equal")
     ax.legend(loc="lower right")
     return _to_svg(fig, salt)
 
 
 @_styled
-def forest_plot(evidence: Mapping[str, Any], salt: str, reference: float | None = None) -> str | None:
+def forest_plot(
+    evidence: Mapping[str, Any], salt: str, reference: float | None = None
+) -> str | None:
     """Subgroup forest plot: one row per group with its CI, the overall estimate as a band."""
     groups = evidence.get("groups")
     if not isinstance(groups, Sequence) or isinstance(groups, str):
@@ -201,8 +221,12 @@ def froc_plot(evidence: Mapping[str, Any], salt: str) -> str | None:
     if fp is not None:
         ax.axvline(fp[0], color=ORANGE, lw=1, ls="--", label=f"{fp[0]:g} false marks / image")
         ax.legend(loc="lower right")
-    ax.set(ylim=(0, 1.01), xlim=(0, max(nlf) * 1.05 if max(nlf) > 0 else 1),
-           xlabel="False marks per image", ylabel="Lesions found (fraction)")
+    ax.set(
+        ylim=(0, 1.01),
+        xlim=(0, max(nlf) * 1.05 if max(nlf) > 0 else 1),
+        xlabel="False marks per image",
+        ylabel="Lesions found (fraction)",
+    )
     return _to_svg(fig, salt)
 
 
@@ -234,13 +258,19 @@ def sweep_plot(evidence: Mapping[str, Any], salt: str) -> str | None:
     ax.plot(xs, auc, color=BLUE, lw=1.8, marker="o", ms=4, label="AUC")
     if not all(math.isnan(s) for s in sens):
         ax.plot(xs, sens, color=ORANGE, lw=1.4, marker="s", ms=4, ls="--", label="sensitivity")
-    ax.set(ylim=(0, 1.01), xlabel=str(evidence.get("level_label", "perturbation level")), ylabel="metric")
+    ax.set(
+        ylim=(0, 1.01),
+        xlabel=str(evidence.get("level_label", "perturbation level")),
+        ylabel="metric",
+    )
     ax.legend(loc="lower left")
     return _to_svg(fig, salt)
 
 
 @_styled
-def latency_plot(evidence: Mapping[str, Any], salt: str, limits: Mapping[str, float] | None = None) -> str | None:
+def latency_plot(
+    evidence: Mapping[str, Any], salt: str, limits: Mapping[str, float] | None = None
+) -> str | None:
     """Latency histogram, from raw per-exam latencies or a precomputed histogram (kind ``latency``)."""
     lat = _floats(evidence.get("latencies_s"))
     if lat is not None:
@@ -257,7 +287,9 @@ def latency_plot(evidence: Mapping[str, Any], salt: str, limits: Mapping[str, fl
     ax.stairs(counts, edges, fill=True, color=BAND, alpha=0.9)
     ax.stairs(counts, edges, color=BLUE, lw=1.2)
     for i, (label, x) in enumerate(sorted((limits or {}).items())):
-        ax.axvline(x, color=RED if i == 0 else ORANGE, lw=1, ls="--", label=f"{label} limit {x:g} s")
+        ax.axvline(
+            x, color=RED if i == 0 else ORANGE, lw=1, ls="--", label=f"{label} limit {x:g} s"
+        )
     if limits:
         ax.legend(loc="upper right")
     ax.set(xlabel="Seconds per exam", ylabel="Exams")

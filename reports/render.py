@@ -51,33 +51,33 @@ FAMILIES: dict[str, str] = {
 # ``evidence.method`` (what the producer actually did) is shown next to it.
 METHODS: dict[str, str] = {
     "auc": "Area under the ROC curve (AUC): the chance that a randomly chosen cancer exam scores higher "
-           "than a randomly chosen cancer-free exam. Confidence interval by DeLong's method or a "
-           "stratified bootstrap, as the standard specifies.",
+    "than a randomly chosen cancer-free exam. Confidence interval by DeLong's method or a "
+    "stratified bootstrap, as the standard specifies.",
     "sensitivity_at_specificity": "Sensitivity (share of cancers flagged) at the threshold that gives the "
-                                  "target specificity; bootstrap confidence interval.",
+    "target specificity; bootstrap confidence interval.",
     "sensitivity_at_operating_point": "Sensitivity at the vendor's declared operating point; Wilson "
-                                      "interval, or a non-inferiority test against the named comparator.",
+    "interval, or a non-inferiority test against the named comparator.",
     "specificity_at_operating_point": "Specificity (share of cancer-free exams not flagged) at the vendor's "
-                                      "operating point; Wilson interval or non-inferiority test.",
+    "operating point; Wilson interval or non-inferiority test.",
     "recall_rate": "Recall rate reweighted to the screening population's prevalence, compared with the "
-                   "radiologist reading as a ratio with a confidence interval.",
+    "radiologist reading as a ratio with a confidence interval.",
     "cancer_detection_rate": "Cancers detected per 1,000 screens, reweighted to the population's "
-                             "prevalence, compared with the radiologist reading as a ratio.",
+    "prevalence, compared with the radiologist reading as a ratio.",
     "ppv": "Positive predictive value of a recall (share of recalls that are cancers), reweighted to the "
-           "population's prevalence, compared with the radiologist reading as a ratio.",
+    "population's prevalence, compared with the radiologist reading as a ratio.",
     "subgroup": "The metric computed per subgroup (e.g. breast density, age band, device manufacturer); "
-                "the criterion bounds the largest gap between subgroups.",
+    "the criterion bounds the largest gap between subgroups.",
     "localization": "Free-response ROC (FROC): share of lesions marked within the allowed distance, "
-                    "against the number of false marks per image.",
+    "against the number of false marks per image.",
     "robustness_sweep": "The reference set re-scored under increasing image perturbation; the criterion "
-                        "bounds the drop in AUC and sensitivity from the unperturbed images.",
+    "bounds the drop in AUC and sensitivity from the unperturbed images.",
     "invariance": "Property-based (metamorphic) tests: transformations that must not change the "
-                  "clinical answer are generated at random and shrunk to the smallest failing case.",
+    "clinical answer are generated at random and shrunk to the smallest failing case.",
     "degenerate_output": "Checks that scores are valid numbers in range and not constant.",
     "determinism": "The same exams scored repeatedly; the largest score difference is reported.",
     "caching": "Scores of repeated submissions compared with first submissions.",
     "technical_failure_rate": "Share of exams with a technical failure (error or timeout), with an "
-                              "exact (Clopper-Pearson) or Wilson interval.",
+    "exact (Clopper-Pearson) or Wilson interval.",
     "input_rejection": "Invalid or out-of-scope inputs are submitted; the model must decline them.",
     "latency": "Wall-clock time per exam as measured by the harness; median (p50) and 95th percentile (p95).",
 }
@@ -149,17 +149,26 @@ def _plot_for(c: CriterionResult) -> tuple[str | None, str]:
     ev = c.evidence if isinstance(c.evidence, Mapping) else {}
     salt = f"mammocert:{c.id}"
     if c.kind == "auc":
-        return plots.roc_plot(ev, salt), "ROC curve: the higher and further left the curve, the better. Markers are operating points."
+        return (
+            plots.roc_plot(ev, salt),
+            "ROC curve: the higher and further left the curve, the better. Markers are operating points.",
+        )
     if c.kind == "subgroup":
         ref = numeric_limits(c.threshold).get("reference")
-        return plots.forest_plot(ev, salt, ref), "Each row is a subgroup: square = estimate, line = confidence interval."
+        return plots.forest_plot(
+            ev, salt, ref
+        ), "Each row is a subgroup: square = estimate, line = confidence interval."
     if c.kind == "localization":
-        return plots.froc_plot(ev, salt), "FROC curve: share of lesions marked correctly against false marks per image."
+        return plots.froc_plot(
+            ev, salt
+        ), "FROC curve: share of lesions marked correctly against false marks per image."
     if c.kind == "robustness_sweep":
         return plots.sweep_plot(ev, salt), "Performance as the images are degraded step by step."
     if c.kind == "latency":
         limits = {k: v for k, v in numeric_limits(c.threshold).items() if k != "reference"}
-        return plots.latency_plot(ev, salt, limits), "Distribution of the time the model took per exam."
+        return plots.latency_plot(
+            ev, salt, limits
+        ), "Distribution of the time the model took per exam."
     return None, ""
 
 
@@ -180,7 +189,8 @@ def _counterexample(c: CriterionResult) -> Counterexample | None:
         relation=str(ce.get("relation", "")),
         exam_id=str(ce.get("exam_id", "")),
         parameters=tuple((str(k), plain(v)) for k, v in sorted(params.items()))
-        if isinstance(params, Mapping) else (),
+        if isinstance(params, Mapping)
+        else (),
         score_before=fmt_number(ce.get("score_before")),
         score_after=fmt_number(ce.get("score_after")),
         thumb_before=thumb("before"),
@@ -194,11 +204,17 @@ def criterion_view(c: CriterionResult) -> CriterionView:
     unit = str(ev.get("unit", ""))
     svg, caption = _plot_for(c)
     return CriterionView(
-        id=c.id, title=c.title, kind=c.kind, mandatory=c.mandatory, outcome=c.outcome,
+        id=c.id,
+        title=c.title,
+        kind=c.kind,
+        mandatory=c.mandatory,
+        outcome=c.outcome,
         value=fmt_number(c.value, unit),
         ci=f"{fmt_number(c.ci[0])} – {fmt_number(c.ci[1])}" if c.ci is not None else "—",
         threshold=describe_threshold(c.threshold),
-        n=c.n, explanation=c.explanation, source=c.source,
+        n=c.n,
+        explanation=c.explanation,
+        source=c.source,
         method=str(ev.get("method", "")),
         examples=fmt_number(ev["examples"]) if isinstance(ev.get("examples"), int) else "",
         plot=Markup(svg) if svg else None,  # our own matplotlib output, not producer text
@@ -231,10 +247,15 @@ def banner(r: RunResults) -> Banner:
     passed = sum(c.outcome == "passed" for c in mandatory)
     counts = f"{passed} of {len(mandatory)} mandatory criteria passed"
     if r.mode == "self-test" or r.notice == SELF_TEST_BANNER:
-        return Banner(SELF_TEST_BANNER, "selftest", f"Outcome of this self-test: {r.verdict} ({counts}).")
+        return Banner(
+            SELF_TEST_BANNER, "selftest", f"Outcome of this self-test: {r.verdict} ({counts})."
+        )
     if r.mode == "demo":
-        return Banner("DEMONSTRATION", "demo",
-                      f"Demonstration run, not a certificate. Outcome: {r.verdict} ({counts}).")
+        return Banner(
+            "DEMONSTRATION",
+            "demo",
+            f"Demonstration run, not a certificate. Outcome: {r.verdict} ({counts}).",
+        )
     css = "pass" if r.verdict == CONFORMANT else "fail"
     return Banner(r.verdict, css, f"{counts}.")
 
@@ -242,13 +263,21 @@ def banner(r: RunResults) -> Banner:
 def signing_note(r: RunResults) -> str:
     """What the reader must check besides this page, given how the run was to be signed."""
     if r.signing == "unsigned":
-        return ("Unsigned: no attestation was signed for this run, so nothing proves this report "
-                "unchanged. Do not rely on it outside the team that produced it.")
-    if r.signing == "demo-key" or (r.signing == "" and r.mode == "demo"):  # demo runs always use one
-        return ("Signed with a demonstration key generated for this run (demo-key.pub.pem). The "
-                "signature proves only that the files are unchanged, not who produced them.")
-    return ("This report is valid only together with its signed attestation (attestation.intoto.json), "
-            "which records this file's SHA-256. Check both with: mammocert verify BUNDLE --key KEY.pub.pem")
+        return (
+            "Unsigned: no attestation was signed for this run, so nothing proves this report "
+            "unchanged. Do not rely on it outside the team that produced it."
+        )
+    if r.signing == "demo-key" or (
+        r.signing == "" and r.mode == "demo"
+    ):  # demo runs always use one
+        return (
+            "Signed with a demonstration key generated for this run (demo-key.pub.pem). The "
+            "signature proves only that the files are unchanged, not who produced them."
+        )
+    return (
+        "This report is valid only together with its signed attestation (attestation.intoto.json), "
+        "which records this file's SHA-256. Check both with: mammocert verify BUNDLE --key KEY.pub.pem"
+    )
 
 
 def _environment() -> jinja2.Environment:
@@ -278,7 +307,11 @@ def _scalars(m: Any) -> list[tuple[str, str]]:
         return rows
     for k, v in m.items():
         if isinstance(v, Mapping):
-            rows += [(f"{k} · {k2}", plain(v2)) for k2, v2 in v.items() if not isinstance(v2, Mapping | list)]
+            rows += [
+                (f"{k} · {k2}", plain(v2))
+                for k2, v2 in v.items()
+                if not isinstance(v2, Mapping | list)
+            ]
         elif not isinstance(v, list):
             rows.append((str(k), plain(v)))
     return rows
@@ -288,22 +321,35 @@ def render_html(results: RunResults, results_sha256: str) -> str:
     """The report as an HTML string (pure: the same inputs give the same string)."""
     summary = results.summary if isinstance(results.summary, Mapping) else {}
     faults = [f for f in summary.get("faults", []) if isinstance(f, Mapping)]
-    outcome_counts = {o: sum(c.outcome == o for c in results.criteria) for o in ("passed", "failed", "error")}
+    outcome_counts = {
+        o: sum(c.outcome == o for c in results.criteria) for o in ("passed", "failed", "error")
+    }
     model_digests = results.vendor.get("model_digests", {})
-    return _environment().get_template("report.html.j2").render(
-        r=results,
-        banner=banner(results),
-        signing_note=signing_note(results),
-        families=families(results.criteria),
-        outcome_counts=outcome_counts,
-        failed_mandatory=[c for c in results.criteria if c.mandatory and c.outcome != "passed"],
-        model_digests=sorted(model_digests.items()) if isinstance(model_digests, Mapping) else [],
-        faults=faults,
-        summary_rows=[row for row in _scalars({k: v for k, v in summary.items() if k != "faults"})],
-        seed_rows=_scalars(results.seeds),
-        package_rows=_scalars(results.harness.get("packages", {})),
-        methods=[(kind, METHODS.get(kind, "")) for kind in dict.fromkeys(c.kind for c in results.criteria)],
-        results_sha256=results_sha256,
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            r=results,
+            banner=banner(results),
+            signing_note=signing_note(results),
+            families=families(results.criteria),
+            outcome_counts=outcome_counts,
+            failed_mandatory=[c for c in results.criteria if c.mandatory and c.outcome != "passed"],
+            model_digests=sorted(model_digests.items())
+            if isinstance(model_digests, Mapping)
+            else [],
+            faults=faults,
+            summary_rows=[
+                row for row in _scalars({k: v for k, v in summary.items() if k != "faults"})
+            ],
+            seed_rows=_scalars(results.seeds),
+            package_rows=_scalars(results.harness.get("packages", {})),
+            methods=[
+                (kind, METHODS.get(kind, ""))
+                for kind in dict.fromkeys(c.kind for c in results.criteria)
+            ],
+            results_sha256=results_sha256,
+        )
     )
 
 
@@ -323,7 +369,9 @@ def report_cli(args: argparse.Namespace) -> int:
     """``mammocert report DIR``."""
     bundle = Path(args.dir)
     if not bundle.is_dir():
-        raise UsageError(f"{bundle}: not a directory; give the evidence bundle written by `mammocert run`")
+        raise UsageError(
+            f"{bundle}: not a directory; give the evidence bundle written by `mammocert run`"
+        )
     out = render_report(bundle)
     print(f"report: {out}")
     return 0

@@ -39,8 +39,15 @@ DEMO_KEY_DIR = ".demo-key"
 PRIVATE_KEY_FILE = "signing-key.pem"
 PUBLIC_KEY_FILE = "signing-key.pub.pem"
 # Keys the predicate adds next to the results.json content (everything else *is* results.json).
-PREDICATE_EXTRA_KEYS = ("report_sha256", "predictions_sha256", "results_sha256",
-                        "result", "passedTests", "failedTests", "configuration")
+PREDICATE_EXTRA_KEYS = (
+    "report_sha256",
+    "predictions_sha256",
+    "results_sha256",
+    "result",
+    "passedTests",
+    "failedTests",
+    "configuration",
+)
 
 
 def pae(payload_type: str, body: bytes) -> bytes:
@@ -68,12 +75,23 @@ def generate_keypair(out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     priv_path, pub_path = out_dir / PRIVATE_KEY_FILE, out_dir / PUBLIC_KEY_FILE
     if priv_path.exists():
-        raise UsageError(f"{priv_path}: a key already exists; choose another --out or remove it deliberately")
+        raise UsageError(
+            f"{priv_path}: a key already exists; choose another --out or remove it deliberately"
+        )
     key = Ed25519PrivateKey.generate()
-    _write_private(priv_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                serialization.NoEncryption()))
-    pub_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+    _write_private(
+        priv_path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    pub_path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return priv_path, pub_path
 
 
@@ -83,11 +101,15 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
-        raise UsageError(f"{path}: no such key file; create one with `mammocert keys generate --out DIR`") from None
+        raise UsageError(
+            f"{path}: no such key file; create one with `mammocert keys generate --out DIR`"
+        ) from None
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise UsageError(f"{path}: not an unencrypted PEM private key ({exc})") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise UsageError(f"{path}: not an Ed25519 key; create one with `mammocert keys generate --out DIR`")
+        raise UsageError(
+            f"{path}: not an Ed25519 key; create one with `mammocert keys generate --out DIR`"
+        )
     return key
 
 
@@ -109,12 +131,16 @@ def subjects_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """in-toto subjects from ``vendor.model_digests`` ({name: sha256 hex, optionally 'sha256:'-prefixed})."""
     digests = results.get("vendor", {}).get("model_digests")
     if not isinstance(digests, Mapping) or not digests:
-        raise UsageError("results.json: vendor.model_digests is empty; the attestation needs the model digest(s)")
+        raise UsageError(
+            "results.json: vendor.model_digests is empty; the attestation needs the model digest(s)"
+        )
     out = []
     for name, digest in sorted(digests.items()):
         hexd = str(digest).removeprefix("sha256:")
         if len(hexd) != 64 or any(ch not in "0123456789abcdef" for ch in hexd):
-            raise UsageError(f"results.json: vendor.model_digests[{name!r}] = {digest!r} is not a sha256 hex digest")
+            raise UsageError(
+                f"results.json: vendor.model_digests[{name!r}] = {digest!r} is not a sha256 hex digest"
+            )
         out.append({"name": str(name), "digest": {"sha256": hexd}})
     return out
 
@@ -132,29 +158,44 @@ def _configuration(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return conf
 
 
-def build_statement(results: Mapping[str, Any], subjects: Sequence[Mapping[str, Any]],
-                    report_sha256: str, predictions_sha256: str, results_sha256: str | None = None) -> dict[str, Any]:
+def build_statement(
+    results: Mapping[str, Any],
+    subjects: Sequence[Mapping[str, Any]],
+    report_sha256: str,
+    predictions_sha256: str,
+    results_sha256: str | None = None,
+) -> dict[str, Any]:
     """The in-toto Statement v1 of a run: results.json plus the digests and test-result fields."""
-    if not subjects or any(not isinstance(s.get("digest", {}).get("sha256"), str) for s in subjects):
+    if not subjects or any(
+        not isinstance(s.get("digest", {}).get("sha256"), str) for s in subjects
+    ):
         raise UsageError("attestation: every subject needs a sha256 digest")
     clash = [k for k in PREDICATE_EXTRA_KEYS if k in results]
     if clash:
-        raise UsageError(f"results.json: top-level key(s) {clash} clash with the attestation's own fields")
+        raise UsageError(
+            f"results.json: top-level key(s) {clash} clash with the attestation's own fields"
+        )
     criteria = results.get("criteria", [])
     predicate = dict(results)
-    predicate.update({
-        "report_sha256": report_sha256,
-        "predictions_sha256": predictions_sha256,
-        "result": "PASSED" if results.get("verdict") == CONFORMANT else "FAILED",
-        "passedTests": [c["id"] for c in criteria if c.get("outcome") == "passed"],
-        "failedTests": [c["id"] for c in criteria if c.get("outcome") != "passed"],
-        "configuration": _configuration(results),
-    })
+    predicate.update(
+        {
+            "report_sha256": report_sha256,
+            "predictions_sha256": predictions_sha256,
+            "result": "PASSED" if results.get("verdict") == CONFORMANT else "FAILED",
+            "passedTests": [c["id"] for c in criteria if c.get("outcome") == "passed"],
+            "failedTests": [c["id"] for c in criteria if c.get("outcome") != "passed"],
+            "configuration": _configuration(results),
+        }
+    )
     if results_sha256 is not None:
         # The exact file bytes too: canonical equality alone would let whitespace edits pass.
         predicate["results_sha256"] = results_sha256
-    return {"_type": STATEMENT_TYPE, "subject": [dict(s) for s in subjects],
-            "predicateType": PREDICATE_TYPE, "predicate": predicate}
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [dict(s) for s in subjects],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate,
+    }
 
 
 def sign_statement(statement: Mapping[str, Any], private_key_path: Path) -> dict[str, Any]:
@@ -165,13 +206,17 @@ def sign_statement(statement: Mapping[str, Any], private_key_path: Path) -> dict
     return {
         "payload": base64.b64encode(body).decode("ascii"),
         "payloadType": PAYLOAD_TYPE,
-        "signatures": [{"keyid": keyid_of(key.public_key()), "sig": base64.b64encode(sig).decode("ascii")}],
+        "signatures": [
+            {"keyid": keyid_of(key.public_key()), "sig": base64.b64encode(sig).decode("ascii")}
+        ],
     }
 
 
 def envelope_bytes(envelope: Mapping[str, Any]) -> bytes:
     """The one byte form of an envelope file; verify insists on it so no byte can change unnoticed."""
-    return (json.dumps(envelope, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+    return (json.dumps(envelope, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode(
+        "ascii"
+    )
 
 
 @dataclass(frozen=True)
@@ -188,12 +233,16 @@ class Attestation:
         if not self.signed:
             return f"attestation: UNSIGNED (no --key); statement written to {self.path}"
         if self.demo_key:
-            return (f"attestation: {self.path} signed with a DEMO key generated for this run "
-                    f"(public key {self.public_key}); it proves integrity, not origin")
+            return (
+                f"attestation: {self.path} signed with a DEMO key generated for this run "
+                f"(public key {self.public_key}); it proves integrity, not origin"
+            )
         return f"attestation: {self.path} signed"
 
 
-def write_attestation(bundle_dir: Path, key_path: Path | None = None, demo_key: bool = False) -> Attestation:
+def write_attestation(
+    bundle_dir: Path, key_path: Path | None = None, demo_key: bool = False
+) -> Attestation:
     """Sign the bundle: ``attestation.intoto.json`` with a key or a demo key, else an unsigned statement."""
     bundle_dir = Path(bundle_dir)
     if key_path is not None and demo_key:
@@ -203,20 +252,30 @@ def write_attestation(bundle_dir: Path, key_path: Path | None = None, demo_key: 
     results = json.loads(results_path.read_text(encoding="utf-8"))
     expected = "demo-key" if demo_key else "key" if key_path is not None else "unsigned"
     if results.get("signing") not in ("", None, expected):
-        raise UsageError(f"{results_path}: says signing={results['signing']!r} but the attestation "
-                         f"is being written as {expected!r}; the report would misstate it")
+        raise UsageError(
+            f"{results_path}: says signing={results['signing']!r} but the attestation "
+            f"is being written as {expected!r}; the report would misstate it"
+        )
     digests = {}
     for name in ("report.html", "predictions.jsonl"):
         if not (bundle_dir / name).is_file():
             raise UsageError(f"{bundle_dir / name}: missing; the attestation must cover it")
         digests[name] = sha256_file(bundle_dir / name)
-    statement = build_statement(results, subjects_of(results), digests["report.html"],
-                                digests["predictions.jsonl"], sha256_file(results_path))
+    statement = build_statement(
+        results,
+        subjects_of(results),
+        digests["report.html"],
+        digests["predictions.jsonl"],
+        sha256_file(results_path),
+    )
     for stale in (ATTESTATION_FILE, UNSIGNED_FILE):
         (bundle_dir / stale).unlink(missing_ok=True)
     if expected == "unsigned":
         out = bundle_dir / UNSIGNED_FILE
-        out.write_text(json.dumps(statement, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        out.write_text(
+            json.dumps(statement, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
         return Attestation(out, signed=False, demo_key=False, public_key=None)
     public: Path | None = None
     if demo_key:

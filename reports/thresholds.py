@@ -56,13 +56,19 @@ def describe_clause(key: str, value: Any) -> str:
     m = _PATTERN.match(key)
     if m and not isinstance(value, Mapping):
         unit = _UNITS.get(m["unit"] or "", "")
-        return f"{_metric(m['metric'])} {_OPS[m['op']]} {_value(value)}{(' ' + unit) if unit else ''}"
+        return (
+            f"{_metric(m['metric'])} {_OPS[m['op']]} {_value(value)}{(' ' + unit) if unit else ''}"
+        )
     if key.startswith("max_") and not isinstance(value, Mapping):
         return f"{_metric(key[4:])} ≤ {_value(value)}"
     if key.startswith("min_") and not isinstance(value, Mapping):
         return f"{_metric(key[4:])} ≥ {_value(value)}"
     if key == "noninferior":
-        return f"non-inferior to comparator ({_value(value)})" if isinstance(value, Mapping) else "non-inferior to comparator"
+        return (
+            f"non-inferior to comparator ({_value(value)})"
+            if isinstance(value, Mapping)
+            else "non-inferior to comparator"
+        )
     return f"{key.replace('_', ' ')}: {_value(value)}"
 
 

@@ -58,10 +58,16 @@ class VerifyReport:
 
     def summary(self) -> str:
         """The one line printed on success."""
-        extra = f"; recomputed {self.recomputed} criteria from predictions" if self.recomputed is not None else ""
+        extra = (
+            f"; recomputed {self.recomputed} criteria from predictions"
+            if self.recomputed is not None
+            else ""
+        )
         demo = " (DEMO key: integrity only)" if self.demo_key else ""
-        return (f"verified: {self.bundle_dir} signed by key {self.keyid[:16]}{demo}; {self.standard}; "
-                f"{self.criteria} criteria complete; mode {self.mode}; verdict {self.verdict}{extra}")
+        return (
+            f"verified: {self.bundle_dir} signed by key {self.keyid[:16]}{demo}; {self.standard}; "
+            f"{self.criteria} criteria complete; mode {self.mode}; verdict {self.verdict}{extra}"
+        )
 
 
 def _fail(msg: str) -> VerificationError:
@@ -93,16 +99,22 @@ def _verified_payload(envelope_path: Path, public_key_path: Path) -> tuple[bytes
     try:
         env = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _fail(f"{envelope_path}: not valid JSON ({exc.__class__.__name__} at byte {getattr(exc, 'pos', '?')})") from None
+        raise _fail(
+            f"{envelope_path}: not valid JSON ({exc.__class__.__name__} at byte {getattr(exc, 'pos', '?')})"
+        ) from None
     if not isinstance(env, dict) or set(env) != {"payload", "payloadType", "signatures"}:
-        raise _fail(f"{envelope_path}: not a DSSE envelope (want exactly payload, payloadType, signatures)")
+        raise _fail(
+            f"{envelope_path}: not a DSSE envelope (want exactly payload, payloadType, signatures)"
+        )
     if env["payloadType"] != PAYLOAD_TYPE:
         raise _fail(f"{envelope_path}: payloadType {env['payloadType']!r} is not {PAYLOAD_TYPE!r}")
     sigs = env["signatures"]
     if not isinstance(sigs, list) or not sigs:
         raise _fail(f"{envelope_path}: no signatures; the bundle is not signed")
     if raw != envelope_bytes(env):
-        raise _fail(f"{envelope_path}: bytes differ from the canonical envelope form (the file was altered)")
+        raise _fail(
+            f"{envelope_path}: bytes differ from the canonical envelope form (the file was altered)"
+        )
     body = _strict_b64(env["payload"], "payload")
     message = pae(env["payloadType"], body)
     keyid = keyid_of(key)
@@ -116,11 +128,15 @@ def _verified_payload(envelope_path: Path, public_key_path: Path) -> tuple[bytes
         try:
             key.verify(_strict_b64(s.get("sig"), f"signature {i}"), message)
         except InvalidSignature:
-            raise _fail(f"{envelope_path}: signature {i} does not verify with {public_key_path} "
-                        f"(payload or signature altered)") from None
+            raise _fail(
+                f"{envelope_path}: signature {i} does not verify with {public_key_path} "
+                f"(payload or signature altered)"
+            ) from None
         good += 1
     if not good:
-        raise _fail(f"{envelope_path}: not signed by the key in {public_key_path} (keyid {keyid[:16]})")
+        raise _fail(
+            f"{envelope_path}: not signed by the key in {public_key_path} (keyid {keyid[:16]})"
+        )
     return body, keyid
 
 
@@ -146,10 +162,14 @@ def _check_standard(bundle: Path, results: Mapping[str, Any], today: dt.date) ->
     """The bundled standard is the one pinned, in force when signed, and every criterion is present."""
     std_path = bundle / "standard.yaml"
     if not std_path.is_file():
-        raise _fail(f"{std_path}: missing; the bundle must carry the standard it was tested against")
+        raise _fail(
+            f"{std_path}: missing; the bundle must carry the standard it was tested against"
+        )
     std_meta = results.get("standard", {})
     if "sha256:" + sha256_file(std_path) != std_meta.get("digest"):
-        raise _fail(f"{std_path}: sha256 differs from results.standard.digest {std_meta.get('digest')!r}")
+        raise _fail(
+            f"{std_path}: sha256 differs from results.standard.digest {std_meta.get('digest')!r}"
+        )
     try:
         std = yaml.safe_load(std_path.read_bytes())
     except yaml.YAMLError as exc:
@@ -158,14 +178,18 @@ def _check_standard(bundle: Path, results: Mapping[str, Any], today: dt.date) ->
         raise _fail(f"{std_path}: no criteria list")
     for key in ("id", "version"):
         if str(std.get(key)) != str(std_meta.get(key)):
-            raise _fail(f"{std_path}: {key} {std.get(key)!r} differs from results.standard.{key} {std_meta.get(key)!r}")
+            raise _fail(
+                f"{std_path}: {key} {std.get(key)!r} differs from results.standard.{key} {std_meta.get(key)!r}"
+            )
     name = f"{std.get('id')} {std.get('version')}"
     effective = _as_date(std.get("effective"), f"{std_path}: effective")
     expires = _as_date(std.get("expires"), f"{std_path}: expires")
     finished = _as_date(results.get("finished"), "results.finished")
     if not effective <= finished < expires:
-        raise _fail(f"standard {name} was not in force when the run finished ({finished}; "
-                    f"in force {effective} to {expires})")
+        raise _fail(
+            f"standard {name} was not in force when the run finished ({finished}; "
+            f"in force {effective} to {expires})"
+        )
     if today >= expires:
         raise _fail(f"standard {name} expired on {expires}; certificates under it expired with it")
     wanted = [c.get("id") if isinstance(c, Mapping) else None for c in std["criteria"]]
@@ -195,8 +219,11 @@ def _check_consistency(results: Mapping[str, Any], predicate: Mapping[str, Any])
     want_result = "PASSED" if typed.verdict == CONFORMANT else "FAILED"
     passed = [c.id for c in typed.criteria if c.outcome == "passed"]
     failed = [c.id for c in typed.criteria if c.outcome != "passed"]
-    if predicate.get("result") != want_result or predicate.get("passedTests") != passed \
-            or predicate.get("failedTests") != failed:
+    if (
+        predicate.get("result") != want_result
+        or predicate.get("passedTests") != passed
+        or predicate.get("failedTests") != failed
+    ):
         raise _fail("attestation: result/passedTests/failedTests contradict the criteria outcomes")
     if typed.mode == "self-test" and typed.notice != SELF_TEST_BANNER:
         raise _fail(f"self-test results must carry the notice {SELF_TEST_BANNER!r}")
@@ -229,10 +256,14 @@ def _default_recompute() -> Recompute:
             continue
         if fn is not None:
             return fn
-    raise HarnessFault(f"--cases: this installation has no recompute_criteria in {' or '.join(RECOMPUTE_MODULES)}")
+    raise HarnessFault(
+        f"--cases: this installation has no recompute_criteria in {' or '.join(RECOMPUTE_MODULES)}"
+    )
 
 
-def _check_recomputed(results: Mapping[str, Any], bundle: Path, cases: Path, recompute: Recompute | None) -> int:
+def _check_recomputed(
+    results: Mapping[str, Any], bundle: Path, cases: Path, recompute: Recompute | None
+) -> int:
     if recompute is None:
         recompute = _default_recompute()
     by_id = {c.get("id"): c for c in results.get("criteria", [])}
@@ -245,13 +276,20 @@ def _check_recomputed(results: Mapping[str, Any], bundle: Path, cases: Path, rec
             raise _fail(f"recomputed criterion {d['id']} is not in the attested results")
         for key in COMPARED_FIELDS[1:]:
             if not _same(d[key], _json_round_trip(mine.get(key))):
-                raise _fail(f"recomputation differs for {d['id']}: {key} attested {mine.get(key)!r}, "
-                            f"recomputed {d[key]!r}")
+                raise _fail(
+                    f"recomputation differs for {d['id']}: {key} attested {mine.get(key)!r}, "
+                    f"recomputed {d[key]!r}"
+                )
     return len(recomputed)
 
 
-def verify_bundle(path: Path, public_key_path: Path, cases_dir: Path | None = None,
-                  recompute: Recompute | None = None, today: dt.date | None = None) -> VerifyReport:
+def verify_bundle(
+    path: Path,
+    public_key_path: Path,
+    cases_dir: Path | None = None,
+    recompute: Recompute | None = None,
+    today: dt.date | None = None,
+) -> VerifyReport:
     """Verify signature, digests, completeness and (with ``cases_dir``) every recomputable result.
 
     ``path`` is the bundle directory or its ``attestation.intoto.json``. ``recompute`` defaults to
@@ -264,7 +302,9 @@ def verify_bundle(path: Path, public_key_path: Path, cases_dir: Path | None = No
     envelope_path = path / ATTESTATION_FILE if path.is_dir() else path
     if not envelope_path.is_file():
         if (bundle / UNSIGNED_FILE).is_file():
-            raise _fail(f"{bundle}: unsigned bundle ({UNSIGNED_FILE}); there is no signature to verify")
+            raise _fail(
+                f"{bundle}: unsigned bundle ({UNSIGNED_FILE}); there is no signature to verify"
+            )
         raise _fail(f"{envelope_path}: no attestation found")
     body, keyid = _verified_payload(envelope_path, Path(public_key_path))
     try:
@@ -272,8 +312,10 @@ def verify_bundle(path: Path, public_key_path: Path, cases_dir: Path | None = No
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise _fail(f"{envelope_path}: signed payload is not JSON") from None
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
-        raise _fail(f"statement _type {statement.get('_type') if isinstance(statement, dict) else None!r} "
-                    f"is not {STATEMENT_TYPE!r}")
+        raise _fail(
+            f"statement _type {statement.get('_type') if isinstance(statement, dict) else None!r} "
+            f"is not {STATEMENT_TYPE!r}"
+        )
     if statement.get("predicateType") != PREDICATE_TYPE:
         raise _fail(f"predicateType {statement.get('predicateType')!r} is not {PREDICATE_TYPE!r}")
     predicate = statement.get("predicate")
@@ -282,7 +324,9 @@ def verify_bundle(path: Path, public_key_path: Path, cases_dir: Path | None = No
     results = {k: v for k, v in predicate.items() if k not in PREDICATE_EXTRA_KEYS}
 
     _digest_matches(bundle / "report.html", predicate.get("report_sha256"), "report_sha256")
-    _digest_matches(bundle / "predictions.jsonl", predicate.get("predictions_sha256"), "predictions_sha256")
+    _digest_matches(
+        bundle / "predictions.jsonl", predicate.get("predictions_sha256"), "predictions_sha256"
+    )
     results_path = bundle / "results.json"
     if "results_sha256" in predicate:
         _digest_matches(results_path, predicate["results_sha256"], "results_sha256")
@@ -296,23 +340,43 @@ def verify_bundle(path: Path, public_key_path: Path, cases_dir: Path | None = No
         raise _fail(f"{results_path}: content differs from the attested results")
 
     model = results.get("vendor", {}).get("model_digests", {})
-    want = sorted((str(n), str(d).removeprefix("sha256:")) for n, d in model.items()) if isinstance(model, Mapping) else []
+    want = (
+        sorted((str(n), str(d).removeprefix("sha256:")) for n, d in model.items())
+        if isinstance(model, Mapping)
+        else []
+    )
     subjects = statement.get("subject")
-    got = sorted((str(s.get("name")), str(s.get("digest", {}).get("sha256"))) for s in subjects) \
-        if isinstance(subjects, list) and all(isinstance(s, dict) for s in subjects) else None
+    got = (
+        sorted((str(s.get("name")), str(s.get("digest", {}).get("sha256"))) for s in subjects)
+        if isinstance(subjects, list) and all(isinstance(s, dict) for s in subjects)
+        else None
+    )
     if not want or got != want:
         raise _fail("attestation subjects differ from results.vendor.model_digests")
 
     standard = _check_standard(bundle, results, today or dt.datetime.now(dt.UTC).date())
     _check_consistency(results, predicate)
-    n_recomputed = _check_recomputed(results, bundle, Path(cases_dir), recompute) if cases_dir is not None else None
-    return VerifyReport(bundle_dir=bundle, keyid=keyid, standard=standard, verdict=str(results.get("verdict")),
-                        mode=str(results.get("mode")), criteria=len(results.get("criteria", [])),
-                        recomputed=n_recomputed, demo_key=results.get("signing") == "demo-key")
+    n_recomputed = (
+        _check_recomputed(results, bundle, Path(cases_dir), recompute)
+        if cases_dir is not None
+        else None
+    )
+    return VerifyReport(
+        bundle_dir=bundle,
+        keyid=keyid,
+        standard=standard,
+        verdict=str(results.get("verdict")),
+        mode=str(results.get("mode")),
+        criteria=len(results.get("criteria", [])),
+        recomputed=n_recomputed,
+        demo_key=results.get("signing") == "demo-key",
+    )
 
 
 def verify_cli(args: argparse.Namespace) -> int:
     """``mammocert verify PATH --key PUB [--cases DIR]``: exit 0 verified, 1 not."""
-    report = verify_bundle(Path(args.path), Path(args.key), Path(args.cases) if args.cases else None)
+    report = verify_bundle(
+        Path(args.path), Path(args.key), Path(args.cases) if args.cases else None
+    )
     print(report.summary())
     return 0

@@ -26,8 +26,15 @@ from harness.vendors.adapter import ExamInput
 
 DM_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
-ORIENTATION = {("L", "CC"): ["A", "R"], ("R", "CC"): ["P", "L"], ("L", "MLO"): ["A", "FR"], ("R", "MLO"): ["P", "FL"]}
-DCMTK = "/usr/bin"  # pynetdicom installs console scripts with dcmtk's names; call dcmtk by full path
+ORIENTATION = {
+    ("L", "CC"): ["A", "R"],
+    ("R", "CC"): ["P", "L"],
+    ("L", "MLO"): ["A", "FR"],
+    ("R", "MLO"): ["P", "FL"],
+}
+DCMTK = (
+    "/usr/bin"  # pynetdicom installs console scripts with dcmtk's names; call dcmtk by full path
+)
 
 
 def free_port() -> int:
@@ -41,7 +48,10 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
     """Wait until something accepts TCP connections on 127.0.0.1:port."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.5),
+        ):
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
@@ -64,12 +74,22 @@ def process(args: list[str], port: int | None = None, **kw) -> Iterator[subproce
             proc.wait(timeout=5)
 
 
-def make_dm(laterality: str, view: str, study_uid: str, series_uid: str, *, rows: int = 64, cols: int = 52,
-            seed: int = 0, identifiable: bool = False, j2k: bool = False) -> Dataset:
+def make_dm(
+    laterality: str,
+    view: str,
+    study_uid: str,
+    series_uid: str,
+    *,
+    rows: int = 64,
+    cols: int = 52,
+    seed: int = 0,
+    identifiable: bool = False,
+    j2k: bool = False,
+) -> Dataset:
     """One DM For Presentation image (MONOCHROME2, 12 bits stored) with a bright blob."""
     rng = np.random.default_rng(seed)
     px = rng.integers(200, 800, size=(rows, cols), dtype=np.uint16)
-    px[rows // 3: rows // 3 + 6, cols // 3: cols // 3 + 6] = 3500
+    px[rows // 3 : rows // 3 + 6, cols // 3 : cols // 3 + 6] = 3500
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = DM_FOR_PRESENTATION
@@ -79,7 +99,11 @@ def make_dm(laterality: str, view: str, study_uid: str, series_uid: str, *, rows
     ds.SOPClassUID = DM_FOR_PRESENTATION
     ds.SpecificCharacterSet = "ISO_IR 100"
     if identifiable:
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Jensen^Karen", "010203-1234", "19620301"
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate = (
+            "Jensen^Karen",
+            "010203-1234",
+            "19620301",
+        )
     else:
         ds.PatientName, ds.PatientID, ds.PatientBirthDate = "SYNTHETIC^E", "E0001", ""
         ds.PatientIdentityRemoved = "YES"
@@ -95,7 +119,11 @@ def make_dm(laterality: str, view: str, study_uid: str, series_uid: str, *, rows
     ds.ImageLaterality, ds.ViewPosition = laterality, view
     ds.PatientOrientation = ORIENTATION[(laterality, view)]
     vc = Dataset()
-    vc.CodeValue, vc.CodingSchemeDesignator, vc.CodeMeaning = VIEW_CODES[view][0], "SCT", VIEW_CODES[view][1]
+    vc.CodeValue, vc.CodingSchemeDesignator, vc.CodeMeaning = (
+        VIEW_CODES[view][0],
+        "SCT",
+        VIEW_CODES[view][1],
+    )
     vc.ViewModifierCodeSequence = Sequence([])
     ds.ViewCodeSequence = Sequence([vc])
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -109,7 +137,11 @@ def make_dm(laterality: str, view: str, study_uid: str, series_uid: str, *, rows
     ds.PixelIntensityRelationship, ds.PixelIntensityRelationshipSign = "LOG", 1
     ds.DetectorType, ds.PositionerType, ds.OrganExposed = "DIRECT", "MAMMOGRAPHIC", "BREAST"
     breast = Dataset()
-    breast.CodeValue, breast.CodingSchemeDesignator, breast.CodeMeaning = "76752008", "SCT", "Breast"
+    breast.CodeValue, breast.CodingSchemeDesignator, breast.CodeMeaning = (
+        "76752008",
+        "SCT",
+        "Breast",
+    )
     ds.AnatomicRegionSequence = Sequence([breast])
     ds.AcquisitionContextSequence = Sequence([])
     ds.PixelData = px.tobytes()
@@ -118,14 +150,31 @@ def make_dm(laterality: str, view: str, study_uid: str, series_uid: str, *, rows
     return ds
 
 
-def make_exam(root: Path, exam_id: str, *, seed: int = 0, identifiable: bool = False,
-              j2k: bool = False, rows: int = 64, cols: int = 52) -> ExamInput:
+def make_exam(
+    root: Path,
+    exam_id: str,
+    *,
+    seed: int = 0,
+    identifiable: bool = False,
+    j2k: bool = False,
+    rows: int = 64,
+    cols: int = 52,
+) -> ExamInput:
     """Four views of one exam, written under ``root/exam_id`` and returned as an ExamInput."""
     study, series = generate_uid(), generate_uid()
     items = []
     for k, (lat, view) in enumerate((("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))):
-        ds = make_dm(lat, view, study, series, seed=seed * 10 + k, identifiable=identifiable, j2k=j2k,
-                     rows=rows, cols=cols)
+        ds = make_dm(
+            lat,
+            view,
+            study,
+            series,
+            seed=seed * 10 + k,
+            identifiable=identifiable,
+            j2k=j2k,
+            rows=rows,
+            cols=cols,
+        )
         ds.InstanceNumber = k + 1
         rel = f"{exam_id}/{lat}{view}.dcm"
         path = root / rel
@@ -135,10 +184,19 @@ def make_exam(root: Path, exam_id: str, *, seed: int = 0, identifiable: bool = F
     return ExamInput(exam_id, tuple(items))
 
 
-def write_dicom_package(root: Path, *, node_port: int, listen_port: int | None = None, node_ae: str = "REF_NODE",
-                        calling_ae: str = "MAMMOCERT", timeout_s: float = 20.0, fmt: str = "mammography-cad-sr",
-                        pacs: tuple[str, int] | None = None, allow_identifiable: bool = False,
-                        score_range: tuple[float, float] = (0.0, 100.0)) -> Path:
+def write_dicom_package(
+    root: Path,
+    *,
+    node_port: int,
+    listen_port: int | None = None,
+    node_ae: str = "REF_NODE",
+    calling_ae: str = "MAMMOCERT",
+    timeout_s: float = 20.0,
+    fmt: str = "mammography-cad-sr",
+    pacs: tuple[str, int] | None = None,
+    allow_identifiable: bool = False,
+    score_range: tuple[float, float] = (0.0, 100.0),
+) -> Path:
     """A DICOM vendor package (vendor.yaml only) for a node on 127.0.0.1."""
     import yaml
 
@@ -148,12 +206,26 @@ def write_dicom_package(root: Path, *, node_port: int, listen_port: int | None =
         results["pacs"] = {"ae_title": pacs[0], "host": "127.0.0.1", "port": pacs[1]}
     else:
         results["listen_port"] = listen_port
-    dicom: dict = {"ae_title": node_ae, "host": "127.0.0.1", "port": node_port, "calling_ae_title": calling_ae,
-                   "results": results, "timeout_s": timeout_s}
+    dicom: dict = {
+        "ae_title": node_ae,
+        "host": "127.0.0.1",
+        "port": node_port,
+        "calling_ae_title": calling_ae,
+        "results": results,
+        "timeout_s": timeout_s,
+    }
     if allow_identifiable:
         dicom["allow_identifiable"] = True
-    doc = {"schema": "mammocert/vendor/v1", "vendor": "Test", "product": "DicomNode", "version": "1.0",
-           "interface": "dicom", "operating_point": 50.0, "score_range": list(score_range), "dicom": dicom}
+    doc = {
+        "schema": "mammocert/vendor/v1",
+        "vendor": "Test",
+        "product": "DicomNode",
+        "version": "1.0",
+        "interface": "dicom",
+        "operating_point": 50.0,
+        "score_range": list(score_range),
+        "dicom": dicom,
+    }
     root.mkdir(parents=True, exist_ok=True)
     (root / "vendor.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return root
@@ -180,14 +252,32 @@ def orthanc(workdir: Path, *, aet: str, node: tuple[str, int], harness_ae: str) 
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "route.lua").write_text(ROUTING_LUA, encoding="utf-8")
     config = {
-        "Name": "mammocert-test-pacs", "StorageDirectory": str(workdir / "storage"),
-        "IndexDirectory": str(workdir / "index"), "HttpPort": http_port, "HttpServerEnabled": True,
-        "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomAet": aet, "DicomPort": dicom_port,
-        "DicomCheckCalledAet": False, "DicomAlwaysAllowStore": True, "DicomAlwaysAllowFind": True,
-        "DicomAlwaysAllowGet": True, "DicomAlwaysAllowMove": True, "DicomCheckModalityHost": False,
-        "DicomModalities": {"ainode": [node[0], "127.0.0.1", node[1]], "harness": [harness_ae, "127.0.0.1", 1]},
-        "DicomAssociationCloseDelay": 0, "LuaScripts": [str(workdir / "route.lua")], "Plugins": [],
-        "SaveJobs": False, "StableAge": 2, "ConcurrentJobs": 4, "DicomScuTimeout": 10,
+        "Name": "mammocert-test-pacs",
+        "StorageDirectory": str(workdir / "storage"),
+        "IndexDirectory": str(workdir / "index"),
+        "HttpPort": http_port,
+        "HttpServerEnabled": True,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomAet": aet,
+        "DicomPort": dicom_port,
+        "DicomCheckCalledAet": False,
+        "DicomAlwaysAllowStore": True,
+        "DicomAlwaysAllowFind": True,
+        "DicomAlwaysAllowGet": True,
+        "DicomAlwaysAllowMove": True,
+        "DicomCheckModalityHost": False,
+        "DicomModalities": {
+            "ainode": [node[0], "127.0.0.1", node[1]],
+            "harness": [harness_ae, "127.0.0.1", 1],
+        },
+        "DicomAssociationCloseDelay": 0,
+        "LuaScripts": [str(workdir / "route.lua")],
+        "Plugins": [],
+        "SaveJobs": False,
+        "StableAge": 2,
+        "ConcurrentJobs": 4,
+        "DicomScuTimeout": 10,
     }
     (workdir / "orthanc.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     with process(["Orthanc", str(workdir / "orthanc.json")], port=dicom_port, cwd=workdir) as proc:

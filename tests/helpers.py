@@ -17,7 +17,9 @@ def require_tool(name: str, install_hint: str = "") -> str:
     """Return the tool's path, or skip (fail in CI) with the reason."""
     path = shutil.which(name)
     if path is None:
-        msg = f"external tool {name!r} not found" + (f"; install it with {install_hint}" if install_hint else "")
+        msg = f"external tool {name!r} not found" + (
+            f"; install it with {install_hint}" if install_hint else ""
+        )
         if os.environ.get("MAMMOCERT_REQUIRE_TOOLS") == "1":
             pytest.fail(msg + " (MAMMOCERT_REQUIRE_TOOLS=1: CI must have every tool)")
         pytest.skip(msg)

@@ -23,7 +23,9 @@ DM_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 class Mutant:
     """A vendor adapter that wraps the reference adapter and breaks one property."""
 
-    def __init__(self, inner: Any, name: str, prepare: Callable | None = None, infer: Callable | None = None) -> None:
+    def __init__(
+        self, inner: Any, name: str, prepare: Callable | None = None, infer: Callable | None = None
+    ) -> None:
         self.inner = inner
         self.name = name
         self._prepare = prepare
@@ -31,10 +33,14 @@ class Mutant:
         # A mutant is another model: its own digest, so no journal row of the reference is reused.
         digests = dict(inner.info.model_digests)
         digests[f"mutant-{name}"] = hashlib.sha256(name.encode()).hexdigest()
-        self.info = AdapterInfo(inner.info.interface, digests, inner.info.execution_provider, inner.info.batchable)
+        self.info = AdapterInfo(
+            inner.info.interface, digests, inner.info.execution_provider, inner.info.batchable
+        )
 
     def prepare(self, exam: ExamInput) -> Any:
-        return self._prepare(self.inner, exam) if self._prepare else (exam, self.inner.prepare(exam))
+        return (
+            self._prepare(self.inner, exam) if self._prepare else (exam, self.inner.prepare(exam))
+        )
 
     def infer(self, prepared: Any) -> ExamOutput:
         if self._infer:
@@ -67,7 +73,9 @@ _noise = random.Random()  # deliberately unseeded: a random op in the model
 
 def noisy(inner, prepared):
     out = inner.infer(prepared[1])
-    return _with(out, {k: min(1.0, max(0.0, v + _noise.gauss(0, 0.02))) for k, v in out.breasts.items()})
+    return _with(
+        out, {k: min(1.0, max(0.0, v + _noise.gauss(0, 0.02))) for k, v in out.breasts.items()}
+    )
 
 
 def ignores_photometric(inner, exam):
@@ -75,7 +83,9 @@ def ignores_photometric(inner, exam):
     for ref, ds in exam.images:
         if ds.get("PhotometricInterpretation") == "MONOCHROME1":
             ds = copy.deepcopy(ds)
-            ds.PhotometricInterpretation = "MONOCHROME2"  # reads inverted images as if they were not
+            ds.PhotometricInterpretation = (
+                "MONOCHROME2"  # reads inverted images as if they were not
+            )
         images.append((ref, ds))
     return exam, inner.prepare(ExamInput(exam.exam_id, tuple(images)))
 
@@ -115,7 +125,9 @@ def contrast_fragile(inner, prepared):
     exam, p = prepared
     mean = float(np.mean([b.tensor.mean() for b in p.batches]))
     out = inner.infer(p)
-    return _with(out, {k: min(1.0, max(0.0, v + 15.0 * (mean - 0.25))) for k, v in out.breasts.items()})
+    return _with(
+        out, {k: min(1.0, max(0.0, v + 15.0 * (mean - 0.25))) for k, v in out.breasts.items()}
+    )
 
 
 @dataclass(frozen=True)

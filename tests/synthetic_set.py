@@ -24,20 +24,47 @@ def manifest_dict(n_cancer: int = 60, n_normal: int = 140, seed: int = 1) -> dic
         cancer = i < n_cancer
         eid = f"E{i + 1:04d}"
         side = "L" if rng.random() < 0.5 else "R"
-        images = [{"file": f"{eid}/{lat}{view}.dcm", "laterality": lat, "view": view, "sha256": "0" * 64}
-                  for lat in ("L", "R") for view in ("CC", "MLO")]
+        images = [
+            {"file": f"{eid}/{lat}{view}.dcm", "laterality": lat, "view": view, "sha256": "0" * 64}
+            for lat in ("L", "R")
+            for view in ("CC", "MLO")
+        ]
         r1 = int(rng.random() < (0.65 if cancer else 0.022))
         r2 = int(rng.random() < (0.65 if cancer else 0.022))
-        exams.append({
-            "exam_id": eid, "label": int(cancer), "truth": "screen_detected" if cancer else "normal",
-            "attributes": {"age": int(rng.integers(50, 80)), "density": DENSITIES[i % 4], "manufacturer": MAKERS[i % 3]},
-            "readers": {"reader1": r1, "reader2": r2, "consensus": int(r1 or r2)},
-            "images": images,
-            "lesions": ([{"laterality": side, "type": "mass",
-                          "marks": [{"file": f"{eid}/{side}CC.dcm", "box": [100, 200, 140, 240]}]}] if cancer else []),
-        })
-    return seal({"schema": "mammocert/reference-set/v1", "id": "synthetic-test", "version": "1.0.0",
-                 "description": "in-memory test set", "exams": exams})
+        exams.append(
+            {
+                "exam_id": eid,
+                "label": int(cancer),
+                "truth": "screen_detected" if cancer else "normal",
+                "attributes": {
+                    "age": int(rng.integers(50, 80)),
+                    "density": DENSITIES[i % 4],
+                    "manufacturer": MAKERS[i % 3],
+                },
+                "readers": {"reader1": r1, "reader2": r2, "consensus": int(r1 or r2)},
+                "images": images,
+                "lesions": (
+                    [
+                        {
+                            "laterality": side,
+                            "type": "mass",
+                            "marks": [{"file": f"{eid}/{side}CC.dcm", "box": [100, 200, 140, 240]}],
+                        }
+                    ]
+                    if cancer
+                    else []
+                ),
+            }
+        )
+    return seal(
+        {
+            "schema": "mammocert/reference-set/v1",
+            "id": "synthetic-test",
+            "version": "1.0.0",
+            "description": "in-memory test set",
+            "exams": exams,
+        }
+    )
 
 
 def write_set(directory: Path, **kw) -> Path:
@@ -50,7 +77,9 @@ def manifest(**kw):
     return parse_manifest(manifest_dict(**kw), Path("/nonexistent"))
 
 
-def predictions(m, separation: float = 2.5, seed: int = 2, condition: str = "original") -> list[Prediction]:
+def predictions(
+    m, separation: float = 2.5, seed: int = 2, condition: str = "original"
+) -> list[Prediction]:
     """Scores from a binormal model: cancers shifted by ``separation`` SDs, squashed to (0, 1)."""
     rng = np.random.default_rng(seed)
     out = []
@@ -60,6 +89,21 @@ def predictions(m, separation: float = 2.5, seed: int = 2, condition: str = "ori
         side = e.lesions[0].laterality if e.lesions else "L"
         other = "R" if side == "L" else "L"
         breasts = {side: s, other: float(s * 0.3)}
-        findings = (Finding(side, "CC", f"{e.exam_id}/{side}CC.dcm", 120.0, 220.0, s),) if e.lesions else ()
-        out.append(Prediction(e.exam_id, condition, "ok", s, breasts, findings, 0.1 + 0.01 * (hash(e.exam_id) % 7), None))
+        findings = (
+            (Finding(side, "CC", f"{e.exam_id}/{side}CC.dcm", 120.0, 220.0, s),)
+            if e.lesions
+            else ()
+        )
+        out.append(
+            Prediction(
+                e.exam_id,
+                condition,
+                "ok",
+                s,
+                breasts,
+                findings,
+                0.1 + 0.01 * (hash(e.exam_id) % 7),
+                None,
+            )
+        )
     return out

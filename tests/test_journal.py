@@ -9,7 +9,9 @@ from harness.predictions import ExamOutput, Finding, Prediction
 
 
 def _pred(exam="E1", cond="original", score=0.5):
-    out = ExamOutput(score, {"L": score, "R": 0.1}, (Finding("L", "CC", "E1/LCC.dcm", 1.5, 2.25, score),))
+    out = ExamOutput(
+        score, {"L": score, "R": 0.1}, (Finding("L", "CC", "E1/LCC.dcm", 1.5, 2.25, score),)
+    )
     return Prediction.ok(exam, cond, out, 0.123)
 
 

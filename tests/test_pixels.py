@@ -31,14 +31,18 @@ def test_no_window_is_stored_over_full_scale():
 
 def test_monochrome1_is_inverted_after_the_lut():
     ds = make_mg(RAMP, photometric="MONOCHROME1")
-    np.testing.assert_array_equal(presentation_pixels(ds), ((4095 - RAMP.astype(float)) / 4095.0).astype(np.float32))
+    np.testing.assert_array_equal(
+        presentation_pixels(ds), ((4095 - RAMP.astype(float)) / 4095.0).astype(np.float32)
+    )
 
 
 def test_linear_window_by_hand():
     # LINEAR, C=2000 W=1001: c'=1999.5, w'=1000; x<=1499.5 -> 0, x>2499.5 -> 4095
     ds = make_mg(np.array([[1499, 1500, 2000, 2499, 2500]], np.uint16), window=(2000, 1001))
     c, w = 1999.5, 1000.0
-    expect = np.array([0.0, ((1500 - c) / w + 0.5), ((2000 - c) / w + 0.5), ((2499 - c) / w + 0.5), 1.0])
+    expect = np.array(
+        [0.0, ((1500 - c) / w + 0.5), ((2000 - c) / w + 0.5), ((2499 - c) / w + 0.5), 1.0]
+    )
     np.testing.assert_allclose(presentation_pixels(ds)[0], expect, rtol=0, atol=1e-7)
 
 
@@ -47,12 +51,19 @@ def test_windows_match_pydicom_for_identity_rescale(function):
     arr = np.arange(0, 4096, 7, dtype=np.uint16).reshape(1, -1)
     ds = make_mg(arr, window=(1800, 1200), voi_function=function, rescale=(1, 0))
     expect = apply_voi_lut(arr.astype(np.float64), ds) / 4095.0
-    np.testing.assert_allclose(presentation_pixels(ds), expect.astype(np.float32), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        presentation_pixels(ds), expect.astype(np.float32), rtol=0, atol=1e-6
+    )
 
 
 def test_modality_rescale_before_window_and_output_in_bits_stored_range():
     # slope 2: stored 500 -> 1000; window C=1000 W=2000 LINEAR_EXACT -> ((1000-1000)/2000+0.5) = 0.5
-    ds = make_mg(np.array([[0, 500, 1000]], np.uint16), window=(1000, 2000), voi_function="LINEAR_EXACT", rescale=(2, 0))
+    ds = make_mg(
+        np.array([[0, 500, 1000]], np.uint16),
+        window=(1000, 2000),
+        voi_function="LINEAR_EXACT",
+        rescale=(2, 0),
+    )
     np.testing.assert_allclose(presentation_pixels(ds)[0], [0.0, 0.5, 1.0], atol=1e-7)
 
 
@@ -69,9 +80,11 @@ def test_raw_pixels_ignore_luts():
 
 def test_chest_wall_side_from_orientation_then_laterality():
     z = np.zeros((4, 4), np.uint16)
-    assert chest_wall_on_right(make_mg(z, "R", "CC"))          # P\L
-    assert not chest_wall_on_right(make_mg(z, "L", "CC"))      # A\R
-    assert not chest_wall_on_right(make_mg(z, "R", "CC", orientation=["A", "L"]))  # stored already flipped
+    assert chest_wall_on_right(make_mg(z, "R", "CC"))  # P\L
+    assert not chest_wall_on_right(make_mg(z, "L", "CC"))  # A\R
+    assert not chest_wall_on_right(
+        make_mg(z, "R", "CC", orientation=["A", "L"])
+    )  # stored already flipped
     assert chest_wall_on_right(make_mg(z, "R", "CC", orientation=False))
 
 
@@ -87,7 +100,9 @@ def test_right_breast_mirrored_and_fit_pads_away_from_chest_wall():
 
 def test_fit_shrink_is_exact_area_average():
     img = np.arange(16, dtype=np.uint16).reshape(4, 4) * 100
-    plane, g = to_model_plane(make_mg(img, "L", "CC"), 2, 4)  # scale 0.5: 2x2 block means, padded right
+    plane, g = to_model_plane(
+        make_mg(img, "L", "CC"), 2, 4
+    )  # scale 0.5: 2x2 block means, padded right
     blocks = (img.reshape(2, 2, 2, 2).mean(axis=(1, 3)) / 4095.0).astype(np.float32)
     np.testing.assert_allclose(plane[:, :2], blocks, atol=1e-6)
     assert not plane[:, 2:].any()
@@ -118,8 +133,14 @@ def test_shrinking_is_anti_aliased():
 
 
 @settings(max_examples=200, deadline=None)
-@given(rows=st.integers(8, 400), cols=st.integers(8, 400), mirror=st.booleans(),
-       resize=st.sampled_from(["fit", "stretch"]), fx=st.floats(0, 1), fy=st.floats(0, 1))
+@given(
+    rows=st.integers(8, 400),
+    cols=st.integers(8, 400),
+    mirror=st.booleans(),
+    resize=st.sampled_from(["fit", "stretch"]),
+    fx=st.floats(0, 1),
+    fy=st.floats(0, 1),
+)
 def test_model_to_image_round_trip(rows, cols, mirror, resize, fx, fy):
     _, g = place(np.zeros((rows, cols), np.float32), 64, 48, resize, mirror)
     col, row = fx * cols, fy * rows

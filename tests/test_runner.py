@@ -40,7 +40,9 @@ def test_faults_and_timeouts_are_recorded_and_the_run_goes_on(cases):
         return ExamOutput(0.25, {"L": 0.25, "R": 0.0})
 
     try:
-        preds = run_predictions(FakeAdapter(model), load_manifest(cases), timeout_s=0.5, progress=False)
+        preds = run_predictions(
+            FakeAdapter(model), load_manifest(cases), timeout_s=0.5, progress=False
+        )
     finally:
         release.set()
     by_id = {p.exam_id: p for p in preds}
@@ -48,8 +50,12 @@ def test_faults_and_timeouts_are_recorded_and_the_run_goes_on(cases):
     assert (by_id["E0001"].status, by_id["E0001"].error) == ("rejected", "model declined: implant")
     assert by_id["E0002"].status == "error" and "RuntimeError: segfault-ish" in by_id["E0002"].error
     assert (by_id["E0003"].status, by_id["E0003"].error) == ("error", "timeout after 0.5s")
-    assert all(by_id[e].status == "ok" and by_id[e].score == 0.25 for e in ("E0000", "E0004", "E0005"))
-    assert all(by_id[e].latency_s is not None and by_id[e].latency_s >= 0 for e in ("E0000", "E0004"))
+    assert all(
+        by_id[e].status == "ok" and by_id[e].score == 0.25 for e in ("E0000", "E0004", "E0005")
+    )
+    assert all(
+        by_id[e].latency_s is not None and by_id[e].latency_s >= 0 for e in ("E0000", "E0004")
+    )
 
 
 def test_conditions_use_the_transform_and_come_out_sorted(cases):
@@ -60,9 +66,16 @@ def test_conditions_use_the_transform_and_come_out_sorted(cases):
         return ExamInput(exam.exam_id, exam.images[:2])  # keep only the left breast
 
     adapter = FakeAdapter(lambda e: ExamOutput(len(e.images) / 10))
-    preds = run_predictions(adapter, load_manifest(cases), conditions=["zoom", "original", "blur"],
-                            transform=transform, progress=False)
-    assert [(p.condition, p.exam_id) for p in preds][:7] == [("original", f"E000{k}") for k in range(6)] + [("blur", "E0000")]
+    preds = run_predictions(
+        adapter,
+        load_manifest(cases),
+        conditions=["zoom", "original", "blur"],
+        transform=transform,
+        progress=False,
+    )
+    assert [(p.condition, p.exam_id) for p in preds][:7] == [
+        ("original", f"E000{k}") for k in range(6)
+    ] + [("blur", "E0000")]
     assert {p.score for p in preds if p.condition == "original"} == {0.4}
     assert {p.score for p in preds if p.condition != "original"} == {0.2}
     assert len(seen) == 12
@@ -81,8 +94,12 @@ def test_resume_reuses_the_journal_and_a_new_model_does_not(cases, tmp_path):
     assert len(calls) == 6 and [p.to_json() for p in again] == [p.to_json() for p in first]
     other = AdapterInfo("fake", {"fake": "2" * 64})
     with Journal(tmp_path / "j.sqlite", model_digest(other.model_digests)) as j:
-        run_predictions(FakeAdapter(lambda e: calls.append(e.exam_id) or ExamOutput(0.5), other), manifest,
-                        journal=j, progress=False)
+        run_predictions(
+            FakeAdapter(lambda e: calls.append(e.exam_id) or ExamOutput(0.5), other),
+            manifest,
+            journal=j,
+            progress=False,
+        )
     assert len(calls) == 12
 
 
@@ -98,19 +115,35 @@ def _strip_latency(path: Path) -> list[str]:
 def test_kill_and_resume_gives_the_same_predictions(tmp_path):
     cases = write_set(tmp_path / "cases", n=16)
     pkg = write_package(tmp_path / "pkg", model_kwargs={"slow_matmuls": 120})  # ~0.1 s per exam
-    cmd = [sys.executable, "-m", "harness.cli", "predict", "--vendor", str(pkg), "--cases", str(cases)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "predict",
+        "--vendor",
+        str(pkg),
+        "--cases",
+        str(cases),
+    ]
     ref = tmp_path / "ref.jsonl"
     subprocess.run(cmd + ["--out", str(ref)], check=True, capture_output=True, timeout=300)
 
     out = tmp_path / "run.jsonl"
     journal = tmp_path / "run.journal.sqlite"
-    proc = subprocess.Popen(cmd + ["--out", str(out), "--journal", str(journal)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd + ["--out", str(out), "--journal", str(journal)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     rows = 0
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            rows = sqlite3.connect(journal, timeout=1).execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            rows = (
+                sqlite3.connect(journal, timeout=1)
+                .execute("SELECT COUNT(*) FROM results")
+                .fetchone()[0]
+            )
         except sqlite3.OperationalError:
             rows = 0  # not created yet
         if rows >= 3:
@@ -123,8 +156,12 @@ def test_kill_and_resume_gives_the_same_predictions(tmp_path):
     done = sqlite3.connect(journal).execute("SELECT COUNT(*) FROM results").fetchone()[0]
     assert 3 <= done < 16
 
-    r = subprocess.run(cmd + ["--out", str(out), "--journal", str(journal), "--resume"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        cmd + ["--out", str(out), "--journal", str(journal), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert f"{done} reused from the journal" in r.stderr
     assert _strip_latency(out) == _strip_latency(ref)

@@ -41,11 +41,17 @@ AUC = """  - id: T-AUC
 
 
 def mammocert(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_shipped_standards_are_valid_and_cover_every_kind():
-    kinds = set(json.loads(SCHEMA_PATH.read_text())["properties"]["criteria"]["items"]["properties"]["kind"]["enum"])
+    kinds = set(
+        json.loads(SCHEMA_PATH.read_text())["properties"]["criteria"]["items"]["properties"][
+            "kind"
+        ]["enum"]
+    )
     for path in (DRAFT, DEMO):
         std = load_standard(path)
         assert {c.kind for c in std.criteria} == kinds, path
@@ -60,11 +66,17 @@ def test_every_draft_threshold_cites_the_research_section():
 
 
 def test_problems_carry_line_numbers_and_fixes():
-    text = HEADER + AUC.replace("ci_lower_gte: 0.8", "ci_lower_gte: 1.8") + AUC.replace("    mandatory", "    bogus: 1\n    mandatory")
+    text = (
+        HEADER
+        + AUC.replace("ci_lower_gte: 0.8", "ci_lower_gte: 1.8")
+        + AUC.replace("    mandatory", "    bogus: 1\n    mandatory")
+    )
     _, problems = lint_text(text)
     lines = {p.line: p.message for p in problems}
     assert any("out of range" in m for m in lines.values())
-    assert lines[HEADER.count("\n") + 8 + 7].startswith("unknown key 'bogus'")  # the second criterion's bogus key
+    assert lines[HEADER.count("\n") + 8 + 7].startswith(
+        "unknown key 'bogus'"
+    )  # the second criterion's bogus key
     assert any("duplicate criterion id 'T-AUC'" in p.message for p in problems)
 
 
@@ -93,7 +105,17 @@ def test_lint_cli_exit_codes(tmp_path):
     bad.write_text(HEADER.replace('expires: "2030-01-01"', 'expires: "2025-01-01"') + AUC)
     r = mammocert("standard", "lint", str(bad))
     assert r.returncode == 2 and "bad.yaml:8: expires" in r.stdout
-    r = mammocert("run", "--vendor", "x", "--standard", str(bad), "--cases", str(tmp_path), "--out", str(tmp_path / "o"))
+    r = mammocert(
+        "run",
+        "--vendor",
+        "x",
+        "--standard",
+        str(bad),
+        "--cases",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
@@ -108,7 +130,11 @@ def test_diff_reports_threshold_changes(tmp_path):
     a = tmp_path / "a.yaml"
     b = tmp_path / "b.yaml"
     a.write_text(HEADER + AUC)
-    b.write_text(HEADER.replace("1.0.0", "1.1.0") + AUC.replace("0.8}", "0.85}") + AUC.replace("T-AUC", "T-AUC-2"))
+    b.write_text(
+        HEADER.replace("1.0.0", "1.1.0")
+        + AUC.replace("0.8}", "0.85}")
+        + AUC.replace("T-AUC", "T-AUC-2")
+    )
     r = mammocert("standard", "diff", str(a), str(b))
     assert r.returncode == 0
     assert "~ version: '1.0.0' -> '1.1.0'" in r.stdout

@@ -44,7 +44,9 @@ def _thumbnail(ds: Any, size: int = 128) -> str:
     step = max(1, int(np.ceil(max(img.shape) / size)))
     small = img[::step, ::step]
     buf = io.BytesIO()
-    plt.imsave(buf, small, cmap="gray", vmin=0.0, vmax=1.0, format="png", metadata={"Software": None})
+    plt.imsave(
+        buf, small, cmap="gray", vmin=0.0, vmax=1.0, format="png", metadata={"Software": None}
+    )
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -55,8 +57,11 @@ def _thumbnails(ctx: EvaluationContext, exam_id: str, transform: Any) -> dict[st
         exam = ctx.manifest.exam(exam_id)
         before = load_exam(ctx.manifest, exam)
         after = transform(load_exam(ctx.manifest, exam))
-        return {"before": _thumbnail(before.images[0][1]), "after": _thumbnail(after.images[0][1]),
-                "image": before.images[0][0].file}
+        return {
+            "before": _thumbnail(before.images[0][1]),
+            "after": _thumbnail(after.images[0][1]),
+            "image": before.images[0][0].file,
+        }
     except Exception as exc:  # a thumbnail is illustration only; never lose the verdict over it
         return {"error": f"thumbnail unavailable: {type(exc).__name__}: {exc}"}
 
@@ -90,18 +95,32 @@ def invariance(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
         database = DirectoryBasedExampleDatabase(str(live.journal.path.parent / ".hypothesis"))
 
     @seed(ctx.standard.seed ^ zlib.crc32(spec.id.encode("utf-8")))
-    @settings(max_examples=examples, database=database, deadline=None, derandomize=False, print_blob=False,
-              phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        database=database,
+        deadline=None,
+        derandomize=False,
+        print_blob=False,
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+    )
     @given(exam_id=st.sampled_from(eligible), params=rel.strategy)
     def relation_holds(exam_id: str, params: Any) -> None:
         cond, transform = rel.condition(params)
         after = live.run(cond, transform, [exam_id])[exam_id]
         before = live.original(exam_id)
         ok, detail = rel.check(before, after, tol)
-        row = {"exam_id": exam_id, "condition": cond, "parameters": dataclasses.asdict(params),
-               "score_before": before.score, "score_after": after.score, "status_after": after.status,
-               "breasts_before": dict(before.breasts), "breasts_after": dict(after.breasts), "detail": detail}
+        row = {
+            "exam_id": exam_id,
+            "condition": cond,
+            "parameters": dataclasses.asdict(params),
+            "score_before": before.score,
+            "score_after": after.score,
+            "status_after": after.status,
+            "breasts_before": dict(before.breasts),
+            "breasts_after": dict(after.breasts),
+            "detail": detail,
+        }
         tried.append(row)
         if not ok:
             failures.append(row)
@@ -115,21 +134,36 @@ def invariance(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
         params_type = rel.params_type(**counterexample["parameters"])
         counterexample["relation"] = rel.name
         counterexample["expectation"] = rel.expectation
-        counterexample["thumbnails"] = _thumbnails(ctx, counterexample["exam_id"], rel.transform(params_type))
-    changes = [abs(r["score_after"] - r["score_before"]) for r in tried
-               if r["score_after"] is not None and r["score_before"] is not None]
+        counterexample["thumbnails"] = _thumbnails(
+            ctx, counterexample["exam_id"], rel.transform(params_type)
+        )
+    changes = [
+        abs(r["score_after"] - r["score_before"])
+        for r in tried
+        if r["score_after"] is not None and r["score_before"] is not None
+    ]
     worst = max(changes) if changes else 0.0
     violations = 1 if counterexample else 0
     measured = {"value": worst, "ci": None, "violations": violations}
     if counterexample:
-        summary = (f"{rel.expectation} — broken: on exam {counterexample['exam_id']} the perturbation "
-                   f"{counterexample['condition']} gives {counterexample['detail']} (minimal case found by Hypothesis).")
+        summary = (
+            f"{rel.expectation} — broken: on exam {counterexample['exam_id']} the perturbation "
+            f"{counterexample['condition']} gives {counterexample['detail']} (minimal case found by Hypothesis)."
+        )
     else:
-        summary = (f"{rel.expectation} — held on all {len(tried)} perturbed exams tried "
-                   f"(largest exam-score change {worst:.3g}, tolerance {tol:g}).")
-    evidence = {"relation": rel.name, "relation_kind": rel.kind, "tolerance": tol, "examples": examples,
-                "examples_run": len(tried), "counterexample": counterexample,
-                "method": f"Hypothesis property test, {examples} examples, seeded from the standard; shrinking to a minimal counterexample"}
+        summary = (
+            f"{rel.expectation} — held on all {len(tried)} perturbed exams tried "
+            f"(largest exam-score change {worst:.3g}, tolerance {tol:g})."
+        )
+    evidence = {
+        "relation": rel.name,
+        "relation_kind": rel.kind,
+        "tolerance": tol,
+        "examples": examples,
+        "examples_run": len(tried),
+        "counterexample": counterexample,
+        "method": f"Hypothesis property test, {examples} examples, seeded from the standard; shrinking to a minimal counterexample",
+    }
     return result(spec, measured, len(tried), summary, evidence)
 
 
@@ -149,17 +183,31 @@ def robustness_sweep(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionRe
         t = _table_for(ctx, live, cond)
         r = stats.delong(t.scores, t.labels)
         sens = float(t.flags(ctx.operating_point)[t.labels == 1].mean())
-        levels.append({"level": float(level), "condition": cond, "auc": r.auc, "ci": [r.ci_low, r.ci_high],
-                       "sensitivity": sens, "unreadable": t.n_unreadable})
+        levels.append(
+            {
+                "level": float(level),
+                "condition": cond,
+                "auc": r.auc,
+                "ci": [r.ci_low, r.ci_high],
+                "sensitivity": sens,
+                "unreadable": t.n_unreadable,
+            }
+        )
     auc_drop = max(0.0, max(base_auc - lv["auc"] for lv in levels))
     sens_drop = max(0.0, max(base_sens - lv["sensitivity"] for lv in levels))
     measured = {"value": auc_drop, "ci": None, "auc_drop": auc_drop, "sensitivity_drop": sens_drop}
     worst = min(levels, key=lambda lv: lv["auc"])
     grid = ", ".join(f"{lv['level']:g}" for lv in levels)
-    summary = (f"Across the {rel.name} severity grid ({grid}) the AUC falls "
-               f"by at most {auc_drop:.3f} from {base_auc:.3f} (worst at level {worst['level']:g}) and sensitivity by at most {sens_drop:.1%}.")
-    evidence = {"relation": rel.name, "baseline": {"auc": base_auc, "sensitivity": base_sens}, "levels": levels,
-                "method": "every reference exam re-run at each severity level; DeLong AUC per level"}
+    summary = (
+        f"Across the {rel.name} severity grid ({grid}) the AUC falls "
+        f"by at most {auc_drop:.3f} from {base_auc:.3f} (worst at level {worst['level']:g}) and sensitivity by at most {sens_drop:.1%}."
+    )
+    evidence = {
+        "relation": rel.name,
+        "baseline": {"auc": base_auc, "sensitivity": base_sens},
+        "levels": levels,
+        "method": "every reference exam re-run at each severity level; DeLong AUC per level",
+    }
     return result(spec, measured, base.n * len(levels), summary, evidence)
 
 

@@ -31,14 +31,20 @@ from harness.standard import CriterionSpec
 
 @lru_cache(maxsize=65536)
 def _spacing_mm(path: Path) -> float:
-    ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PixelSpacing", "ImagerPixelSpacing"])
+    ds = pydicom.dcmread(
+        path, stop_before_pixels=True, specific_tags=["PixelSpacing", "ImagerPixelSpacing"]
+    )
     sp = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     if not sp:
-        raise NotEvaluable(f"{path}: no PixelSpacing/ImagerPixelSpacing; cannot convert r_min_mm to pixels")
+        raise NotEvaluable(
+            f"{path}: no PixelSpacing/ImagerPixelSpacing; cannot convert r_min_mm to pixels"
+        )
     return float(sp[1])  # column spacing; mammography pixels are square
 
 
-def _hits(f: Finding, box: tuple[float, float, float, float], spacing: float, r_min_mm: float) -> bool:
+def _hits(
+    f: Finding, box: tuple[float, float, float, float], spacing: float, r_min_mm: float
+) -> bool:
     return stats.is_hit(f.x, f.y, box, spacing, r_min_mm)
 
 
@@ -74,14 +80,23 @@ def localization(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult
             breast_score = pred.breasts.get(les.laterality) if ok else None
             flagged = breast_score is not None and breast_score >= op
             ll_best.append(best)
-            lesion_rows.append({"exam_id": exam.exam_id, "laterality": les.laterality, "type": les.type,
-                                "flagged": bool(flagged), "localised": bool(top_hit)})
+            lesion_rows.append(
+                {
+                    "exam_id": exam.exam_id,
+                    "laterality": les.laterality,
+                    "type": les.type,
+                    "flagged": bool(flagged),
+                    "localised": bool(top_hit),
+                }
+            )
         nl_scores.extend(f.score for f in findings if id(f) not in hit_findings)
     if not lesion_rows:
         raise NotEvaluable("the reference set has no marked cancer lesions")
     flagged_rows = [r for r in lesion_rows if r["flagged"]]
     if not flagged_rows:
-        raise NotEvaluable("the AI flags no breast with a marked cancer at its operating point, so localisation cannot be judged")
+        raise NotEvaluable(
+            "the AI flags no breast with a marked cancer at its operating point, so localisation cannot be judged"
+        )
     k = sum(r["localised"] for r in flagged_rows)
     n = len(flagged_rows)
     conf = float(spec.params.get("ci", {}).get("level", 0.95))
@@ -101,11 +116,18 @@ def localization(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult
         idx = np.unique(np.linspace(0, len(froc_nlf) - 1, 300).round().astype(int))
         froc_nlf, froc_llf = [froc_nlf[i] for i in idx], [froc_llf[i] for i in idx]
     measured = {"value": frac, "ci": (lo, hi), "ci_lower": lo, "localised_fraction": frac}
-    summary = (f"Of {n} cancer lesions in breasts the AI flags, its top mark points at the lesion for {k} "
-               f"({frac:.1%}, {conf:.0%} CI {lo:.1%}–{hi:.1%}).")
-    evidence = {"r_min_mm": r_min, "n_lesions": len(lesion_rows), "n_flagged_lesions": n,
-                "froc": {"nlf": froc_nlf, "llf": froc_llf}, "llf_at_fp_per_image": at_fp,
-                "missed": [r for r in flagged_rows if not r["localised"]][:50],
-                "method": "hit = finding centre inside the box or within max(half diagonal, r_min) of its centre; "
-                          "top-scoring finding per marked image; Wilson CI; FROC over finding scores"}
+    summary = (
+        f"Of {n} cancer lesions in breasts the AI flags, its top mark points at the lesion for {k} "
+        f"({frac:.1%}, {conf:.0%} CI {lo:.1%}–{hi:.1%})."
+    )
+    evidence = {
+        "r_min_mm": r_min,
+        "n_lesions": len(lesion_rows),
+        "n_flagged_lesions": n,
+        "froc": {"nlf": froc_nlf, "llf": froc_llf},
+        "llf_at_fp_per_image": at_fp,
+        "missed": [r for r in flagged_rows if not r["localised"]][:50],
+        "method": "hit = finding centre inside the box or within max(half diagonal, r_min) of its centre; "
+        "top-scoring finding per marked image; Wilson CI; FROC over finding scores",
+    }
     return result(spec, measured, n, summary, evidence)

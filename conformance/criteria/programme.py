@@ -27,7 +27,9 @@ from harness.standard import CriterionSpec
 def _cells(a: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Counts of (ai, reader) in order (1,1), (1,0), (0,1), (0,0)."""
     a, r = a.astype(bool), r.astype(bool)
-    return np.array([(a & r).sum(), (a & ~r).sum(), (~a & r).sum(), (~a & ~r).sum()], dtype=np.int64)
+    return np.array(
+        [(a & r).sum(), (a & ~r).sum(), (~a & r).sum(), (~a & ~r).sum()], dtype=np.int64
+    )
 
 
 def _metrics(sens: np.ndarray, fpr: np.ndarray, prev: float) -> dict[str, np.ndarray]:
@@ -51,8 +53,12 @@ def _programme(spec: CriterionSpec, ctx: EvaluationContext, metric: str) -> Crit
     c1, c0 = _cells(ai[pos], reader[pos]), _cells(ai[neg], reader[neg])
 
     def values(k1: np.ndarray, k0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ai_m = _metrics((k1[..., 0] + k1[..., 1]) / n1, (k0[..., 0] + k0[..., 1]) / n0, prev)[metric]
-        rd_m = _metrics((k1[..., 0] + k1[..., 2]) / n1, (k0[..., 0] + k0[..., 2]) / n0, prev)[metric]
+        ai_m = _metrics((k1[..., 0] + k1[..., 1]) / n1, (k0[..., 0] + k0[..., 1]) / n0, prev)[
+            metric
+        ]
+        rd_m = _metrics((k1[..., 0] + k1[..., 2]) / n1, (k0[..., 0] + k0[..., 2]) / n0, prev)[
+            metric
+        ]
         return ai_m, rd_m
 
     ai_v, rd_v = (float(v) for v in values(c1, c0))
@@ -66,26 +72,66 @@ def _programme(spec: CriterionSpec, ctx: EvaluationContext, metric: str) -> Crit
         ratio_b = ai_b / rd_b
     ok = np.isfinite(ratio_b)
     if ok.sum() < 0.9 * reps:
-        who = "the AI's" if np.mean(~np.isfinite(ai_b)) >= np.mean(~(np.isfinite(rd_b) & (rd_b > 0))) else f"{reader_name}'s"
+        who = (
+            "the AI's"
+            if np.mean(~np.isfinite(ai_b)) >= np.mean(~(np.isfinite(rd_b) & (rd_b > 0)))
+            else f"{reader_name}'s"
+        )
         why = " (nothing is recalled)" if metric == "ppv" else " (zero)"
-        raise NotEvaluable(f"{who} {metric.replace('_', ' ')} is undefined{why} in too many bootstrap replicates for a ratio")
+        raise NotEvaluable(
+            f"{who} {metric.replace('_', ' ')} is undefined{why} in too many bootstrap replicates for a ratio"
+        )
     alpha = 1 - conf
     r_lo, r_hi = (float(v) for v in np.quantile(ratio_b[ok], [alpha / 2, 1 - alpha / 2]))
-    v_lo, v_hi = (float(v) for v in np.quantile(ai_b[np.isfinite(ai_b)], [alpha / 2, 1 - alpha / 2]))
+    v_lo, v_hi = (
+        float(v) for v in np.quantile(ai_b[np.isfinite(ai_b)], [alpha / 2, 1 - alpha / 2])
+    )
     ratio = ai_v / rd_v if rd_v > 0 else float("nan")
-    measured: dict[str, Any] = {"value": ai_v, "ci": (v_lo, v_hi), "ratio": ratio, "ratio_ci_lower": r_lo,
-                                "ratio_ci_upper": r_hi, "value_per_1000": ai_v * 1000}
-    label = {"recall_rate": "recall rate", "cancer_detection_rate": "cancer detection rate", "ppv": "PPV of recall"}[metric]
-    fmt = (lambda v: f"{v * 1000:.2f} per 1,000") if metric == "cancer_detection_rate" else (lambda v: f"{v:.2%}")
-    summary = (f"Reweighted to {ctx.standard.prevalence_per_1000:g} cancers per 1,000 screens, the AI's {label} at its "
-               f"operating point is {fmt(ai_v)} against {fmt(rd_v)} for {reader_name} (ratio {ratio:.2f}, "
-               f"{conf:.0%} CI {r_lo:.2f}–{r_hi:.2f}).")
-    evidence = {"prevalence_per_1000": ctx.standard.prevalence_per_1000, "comparator_reader": reader_name,
-                "comparator_value": rd_v, "operating_point": ctx.operating_point,
-                "cells_cancers": {"both": int(c1[0]), "ai_only": int(c1[1]), "reader_only": int(c1[2]), "neither": int(c1[3])},
-                "cells_non_cancers": {"both": int(c0[0]), "ai_only": int(c0[1]), "reader_only": int(c0[2]), "neither": int(c0[3])},
-                "method": (f"reweighting to population prevalence; stratified paired bootstrap ({reps} replicates) "
-                           f"of the AI/reader ratio, {conf:.0%} percentile CI")}
+    measured: dict[str, Any] = {
+        "value": ai_v,
+        "ci": (v_lo, v_hi),
+        "ratio": ratio,
+        "ratio_ci_lower": r_lo,
+        "ratio_ci_upper": r_hi,
+        "value_per_1000": ai_v * 1000,
+    }
+    label = {
+        "recall_rate": "recall rate",
+        "cancer_detection_rate": "cancer detection rate",
+        "ppv": "PPV of recall",
+    }[metric]
+    fmt = (
+        (lambda v: f"{v * 1000:.2f} per 1,000")
+        if metric == "cancer_detection_rate"
+        else (lambda v: f"{v:.2%}")
+    )
+    summary = (
+        f"Reweighted to {ctx.standard.prevalence_per_1000:g} cancers per 1,000 screens, the AI's {label} at its "
+        f"operating point is {fmt(ai_v)} against {fmt(rd_v)} for {reader_name} (ratio {ratio:.2f}, "
+        f"{conf:.0%} CI {r_lo:.2f}–{r_hi:.2f})."
+    )
+    evidence = {
+        "prevalence_per_1000": ctx.standard.prevalence_per_1000,
+        "comparator_reader": reader_name,
+        "comparator_value": rd_v,
+        "operating_point": ctx.operating_point,
+        "cells_cancers": {
+            "both": int(c1[0]),
+            "ai_only": int(c1[1]),
+            "reader_only": int(c1[2]),
+            "neither": int(c1[3]),
+        },
+        "cells_non_cancers": {
+            "both": int(c0[0]),
+            "ai_only": int(c0[1]),
+            "reader_only": int(c0[2]),
+            "neither": int(c0[3]),
+        },
+        "method": (
+            f"reweighting to population prevalence; stratified paired bootstrap ({reps} replicates) "
+            f"of the AI/reader ratio, {conf:.0%} percentile CI"
+        ),
+    }
     return result(spec, measured, n1 + n0, summary, evidence)
 
 

@@ -38,7 +38,9 @@ def _group_keys(values: list[Any], bands: list[list[float]] | None) -> list[str 
     return out
 
 
-def _metric(metric: str, scores: np.ndarray, labels: np.ndarray, flags: np.ndarray, conf: float) -> tuple[float, float, float, int, int]:
+def _metric(
+    metric: str, scores: np.ndarray, labels: np.ndarray, flags: np.ndarray, conf: float
+) -> tuple[float, float, float, int, int]:
     """(value, ci_low, ci_high, k, n) of the metric on one group (k = successes; 0 for AUC)."""
     if metric == "auc":
         r = stats.delong(scores, labels, level=conf)
@@ -51,13 +53,22 @@ def _metric(metric: str, scores: np.ndarray, labels: np.ndarray, flags: np.ndarr
     return k / n, lo, hi, k, n
 
 
-def _p_value(metric: str, sel: np.ndarray, scores: np.ndarray, labels: np.ndarray, flags: np.ndarray,
-             group: tuple[float, float, float, int, int], conf: float) -> float:
+def _p_value(
+    metric: str,
+    sel: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    flags: np.ndarray,
+    group: tuple[float, float, float, int, int],
+    conf: float,
+) -> float:
     """Two-sided p of group vs the rest: pooled two-proportion z-test, or unpaired DeLong for AUC."""
     if not (~sel).any():
         return 1.0
     if metric == "auc":
-        return float(stats.delong_unpaired(scores[sel], labels[sel], scores[~sel], labels[~sel]).p_two_sided)
+        return float(
+            stats.delong_unpaired(scores[sel], labels[sel], scores[~sel], labels[~sel]).p_two_sided
+        )
     rest = _metric(metric, scores[~sel], labels[~sel], flags[~sel], conf)
     k1, n1, k2, n2 = group[3], group[4], rest[3], rest[4]
     pooled = (k1 + k2) / (n1 + n2)
@@ -93,12 +104,16 @@ def subgroup(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
         grp = _metric(metric, t.scores[sel], t.labels[sel], flags[sel], conf)
         v, lo, hi = grp[0], grp[1], grp[2]
         p = _p_value(metric, sel, t.scores, t.labels, flags, grp, conf)
-        g.update({"assessable": True, "value": v, "ci": [lo, hi], "gap": overall[0] - v, "p_value": p})
+        g.update(
+            {"assessable": True, "value": v, "ci": [lo, hi], "gap": overall[0] - v, "p_value": p}
+        )
         assess_idx.append(len(groups))
         pvals.append(p)
         groups.append(g)
     if len(assess_idx) < 2:
-        raise NotEvaluable(f"fewer than two {by} groups have at least {min_n} relevant exams; the reference set is too small for this criterion")
+        raise NotEvaluable(
+            f"fewer than two {by} groups have at least {min_n} relevant exams; the reference set is too small for this criterion"
+        )
     adjusted = stats.holm(pvals)
     worst = 0.0
     for i, p_adj in zip(assess_idx, adjusted, strict=True):
@@ -109,8 +124,21 @@ def subgroup(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
             worst = max(worst, g["gap"])
     failing = [g["name"] for g in groups if g.get("fails")]
     measured = {"value": overall[0], "ci": (overall[1], overall[2]), "significant_gap": worst}
-    summary = (f"The AI's {metric} is {overall[0]:.3f} overall; across {len(assess_idx)} assessable {by} groups the "
-               f"largest significant shortfall is {worst:.3f}" + (f" (groups {', '.join(failing)})." if failing else "."))
-    evidence = {"metric": metric, "by": by, "overall": {"name": "overall", "value": overall[0], "ci": [overall[1], overall[2]], "n": overall[4]},
-                "groups": groups, "method": f"per-group {'DeLong' if metric == 'auc' else 'Wilson'} 95% CI; group-vs-rest two-sided z-test, Holm-adjusted at alpha {alpha}"}
+    summary = (
+        f"The AI's {metric} is {overall[0]:.3f} overall; across {len(assess_idx)} assessable {by} groups the "
+        f"largest significant shortfall is {worst:.3f}"
+        + (f" (groups {', '.join(failing)})." if failing else ".")
+    )
+    evidence = {
+        "metric": metric,
+        "by": by,
+        "overall": {
+            "name": "overall",
+            "value": overall[0],
+            "ci": [overall[1], overall[2]],
+            "n": overall[4],
+        },
+        "groups": groups,
+        "method": f"per-group {'DeLong' if metric == 'auc' else 'Wilson'} 95% CI; group-vs-rest two-sided z-test, Holm-adjusted at alpha {alpha}",
+    }
     return result(spec, measured, t.n, summary, evidence)

@@ -44,19 +44,42 @@ def render_and_write(recipe: Recipe, plan: ExamPlan, out: Path) -> dict[str, Any
     for n, v in enumerate(views, start=1):
         rel = f"{plan.exam_id}/{v.laterality}{v.view}.dcm"
         c, w = v.window
-        windows = ((c, w, "NORMAL"), (c, round(w * 0.8, 1), "HARDER"), (c, round(w * 1.25, 1), "SOFTER"))
+        windows = (
+            (c, w, "NORMAL"),
+            (c, round(w * 0.8, 1), "HARDER"),
+            (c, round(w * 1.25, 1), "SOFTER"),
+        )
         meta = MammogramMeta(
-            patient_id=plan.woman_id, study_uid=study, series_uid=series,
+            patient_id=plan.woman_id,
+            study_uid=study,
+            series_uid=series,
             sop_uid=uid(recipe.id, recipe.seed, plan.exam_id, v.laterality, v.view),
-            laterality=v.laterality, view=v.view, manufacturer=profile.manufacturer, model=profile.model,
-            pixel_spacing_mm=v.spacing, bits_stored=profile.bits_stored, photometric=profile.photometric,
-            windows=windows, voi_lut_function=profile.voi_lut_function, detector_type=profile.detector_type,
-            study_date=_study_date(plan.index), accession=f"A{plan.index + 1:07d}", patient_age=plan.age,
-            instance_number=n, body_part_thickness_mm=round(plan.thickness_mm * (1.05 if v.view == "MLO" else 1.0), 1),
+            laterality=v.laterality,
+            view=v.view,
+            manufacturer=profile.manufacturer,
+            model=profile.model,
+            pixel_spacing_mm=v.spacing,
+            bits_stored=profile.bits_stored,
+            photometric=profile.photometric,
+            windows=windows,
+            voi_lut_function=profile.voi_lut_function,
+            detector_type=profile.detector_type,
+            study_date=_study_date(plan.index),
+            accession=f"A{plan.index + 1:07d}",
+            patient_age=plan.age,
+            instance_number=n,
+            body_part_thickness_mm=round(plan.thickness_mm * (1.05 if v.view == "MLO" else 1.0), 1),
             compression_force_n=round(60 + 0.8 * plan.breast_depth_mm, 1),
         )
         write_mammogram(out / rel, v.pixels, meta)
-        images.append({"file": rel, "laterality": v.laterality, "view": v.view, "sha256": sha256_file(out / rel)})
+        images.append(
+            {
+                "file": rel,
+                "laterality": v.laterality,
+                "view": v.view,
+                "sha256": sha256_file(out / rel),
+            }
+        )
         if v.box is not None:
             marks.append({"file": rel, "box": [round(b, 2) for b in v.box]})
     les = plan.lesion
@@ -65,12 +88,16 @@ def render_and_write(recipe: Recipe, plan: ExamPlan, out: Path) -> dict[str, Any
         "label": plan.label,
         "truth": plan.truth,
         "attributes": {
-            "age": plan.age, "density": plan.density, "manufacturer": plan.manufacturer,
+            "age": plan.age,
+            "density": plan.density,
+            "manufacturer": plan.manufacturer,
             "lesion_type": les.kind if (les is not None and les.malignant) else "none",
             "woman_id": plan.woman_id,
             "lesion_size_mm": les.size_mm if (les is not None and les.malignant) else None,
             "subtle": bool(les.subtle) if les is not None else False,
-            "mass_margin": les.margin if (les is not None and les.malignant and les.kind == "mass") else None,
+            "mass_margin": les.margin
+            if (les is not None and les.malignant and les.kind == "mass")
+            else None,
             "benign_finding": les.kind if (les is not None and not les.malignant) else None,
             "glandular_fraction": plan.glandular_fraction,
             "thickness_mm": plan.thickness_mm,
@@ -112,11 +139,19 @@ def _prepare_out(out: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"{out}: cannot write the reference set here ({exc.strerror}); choose a writable --out") from None
+        raise UsageError(
+            f"{out}: cannot write the reference set here ({exc.strerror}); choose a writable --out"
+        ) from None
 
 
-def build_reference_set(recipe: Path | str | Recipe, out: Path | str, exams: int | None = None, seed: int | None = None,
-                        workers: int | None = None, progress: bool = False) -> Manifest:
+def build_reference_set(
+    recipe: Path | str | Recipe,
+    out: Path | str,
+    exams: int | None = None,
+    seed: int | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> Manifest:
     """Build the set described by ``recipe`` into ``out`` and return its loaded manifest."""
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     rec = rec.with_overrides(exams=exams, seed=seed)
@@ -136,14 +171,22 @@ def build_reference_set(recipe: Path | str | Recipe, out: Path | str, exams: int
             TimeRemainingColumn,
         )
 
-        bar = Progress(TextColumn("building exams"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[rate]:.2f} exams/s"), TextColumn("ETA"), TimeRemainingColumn())
+        bar = Progress(
+            TextColumn("building exams"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.2f} exams/s"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
         bar.start()
         tid = bar.add_task("build", total=len(plans), rate=0.0)
 
     def tick() -> None:
         if bar is not None:
-            bar.update(tid, completed=len(results), rate=len(results) / max(time.monotonic() - start, 1e-9))
+            bar.update(
+                tid, completed=len(results), rate=len(results) / max(time.monotonic() - start, 1e-9)
+            )
 
     try:
         if n_workers == 1:
@@ -166,8 +209,13 @@ def build_reference_set(recipe: Path | str | Recipe, out: Path | str, exams: int
         "description": rec.description,
         "exams": [r["record"] for r in results],
         "generator": {
-            "name": "mammocert synthetic phantom", "recipe_id": rec.id, "seed": rec.seed, "exams": rec.exams,
-            "image_size": rec.image_size, "dose": rec.dose, "reader_model": describe(reader_model(rec)),
+            "name": "mammocert synthetic phantom",
+            "recipe_id": rec.id,
+            "seed": rec.seed,
+            "exams": rec.exams,
+            "image_size": rec.image_size,
+            "dose": rec.dose,
+            "reader_model": describe(reader_model(rec)),
         },
         "benign_findings": {r["record"]["exam_id"]: r["benign"] for r in results if r["benign"]},
     }
@@ -190,7 +238,9 @@ def summary_table(manifest: Manifest):
         t.add_row(f"density {d}", str(n))
     for m, n in sorted(Counter(str(e.attributes.get("manufacturer")) for e in exams).items()):
         t.add_row(f"manufacturer {m}", str(n))
-    for lt, n in sorted(Counter(str(e.attributes.get("lesion_type")) for e in exams if e.label).items()):
+    for lt, n in sorted(
+        Counter(str(e.attributes.get("lesion_type")) for e in exams if e.label).items()
+    ):
         t.add_row(f"cancer type {lt}", str(n))
     return t
 
@@ -201,8 +251,9 @@ def build_cli(args) -> int:
 
     console = Console(stderr=False)
     t0 = time.monotonic()
-    manifest = build_reference_set(args.recipe, args.out, exams=args.exams, seed=args.seed, workers=args.workers,
-                                   progress=True)
+    manifest = build_reference_set(
+        args.recipe, args.out, exams=args.exams, seed=args.seed, workers=args.workers, progress=True
+    )
     dt = time.monotonic() - t0
     console.print(summary_table(manifest))
     console.print(f"built {len(manifest.exams)} exams in {dt:.1f} s into {args.out}")

@@ -28,7 +28,12 @@ IMPLEMENTATION_VERSION = "MAMMOCERT_01"
 
 VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
 # PatientOrientation (row direction \ column direction) for stored images (dicom.md §1).
-ORIENTATION = {("L", "CC"): ["A", "R"], ("R", "CC"): ["P", "L"], ("L", "MLO"): ["A", "FR"], ("R", "MLO"): ["P", "FL"]}
+ORIENTATION = {
+    ("L", "CC"): ["A", "R"],
+    ("R", "CC"): ["P", "L"],
+    ("L", "MLO"): ["A", "FR"],
+    ("R", "MLO"): ["P", "FL"],
+}
 
 
 def uid(*entropy: object) -> str:

@@ -52,8 +52,9 @@ def _reach_mm(spec: LesionSpec) -> float:
     return spec.size_mm / 2
 
 
-def place_lesion(spec: LesionSpec, geoms: dict[str, ph.Geometry], depth_mm: float,
-                 rng: np.random.Generator) -> dict[str, tuple[float, float]]:
+def place_lesion(
+    spec: LesionSpec, geoms: dict[str, ph.Geometry], depth_mm: float, rng: np.random.Generator
+) -> dict[str, tuple[float, float]]:
     """Centre (row, col) per view at the same distance from the nipple in CC and MLO."""
     need = 1.5 * _reach_mm(spec) + 2.0
     dn = spec.depth_fraction * depth_mm
@@ -68,10 +69,13 @@ def place_lesion(spec: LesionSpec, geoms: dict[str, ph.Geometry], depth_mm: floa
                 r = g.nipple_rc[0] + dn * np.sin(ang) / g.spacing
                 c = g.nipple_rc[1] + dn * np.cos(ang) / g.spacing
                 ri, ci = int(round(r)), int(round(c))
-                if not (0 <= ri < g.mask.shape[0] and 0 <= ci < g.mask.shape[1]) or not g.mask[ri, ci]:
+                if (
+                    not (0 <= ri < g.mask.shape[0] and 0 <= ci < g.mask.shape[1])
+                    or not g.mask[ri, ci]
+                ):
                     continue
                 rad = int(np.ceil(need / g.spacing))
-                win = g.muscle[max(0, ri - rad):ri + rad + 1, max(0, ci - rad):ci + rad + 1]
+                win = g.muscle[max(0, ri - rad) : ri + rad + 1, max(0, ci - rad) : ci + rad + 1]
                 score = float(g.skin_dist[ri, ci]) - (1e3 if win.max() > 0 else 0.0)
                 if score > best_v[0]:
                     best_v = (score, (r, c))
@@ -88,22 +92,33 @@ def place_lesion(spec: LesionSpec, geoms: dict[str, ph.Geometry], depth_mm: floa
     return best[1]
 
 
-def render_exam(plan: ExamPlan, seed: int, image_size: str = "ci", dose: float = 1.0) -> list[ViewResult]:
+def render_exam(
+    plan: ExamPlan, seed: int, image_size: str = "ci", dose: float = 1.0
+) -> list[ViewResult]:
     """Render the exam's four views in VIEW_ORDER."""
     profile = PROFILES[plan.manufacturer]
     rows, cols, spacing = profile.geometry(image_size)
     k = plan.index
     shape = ph.draw_shape(plan.breast_depth_mm, plan.thickness_mm, _rng(seed, k, 1, 0))
     jitter = {"L": 0.0, "R": float(_rng(seed, k, 1, 1).uniform(-0.04, 0.04))}
-    geoms = {(lat, view): ph.breast_geometry(shape, view, rows, cols, spacing, jitter[lat]) for lat, view in VIEW_ORDER}
-    shared = {view: ph.power_law_field((rows, cols), spacing, ph.BETA, _rng(seed, k, 2, n))
-              for n, view in enumerate(("CC", "MLO"))}
+    geoms = {
+        (lat, view): ph.breast_geometry(shape, view, rows, cols, spacing, jitter[lat])
+        for lat, view in VIEW_ORDER
+    }
+    shared = {
+        view: ph.power_law_field((rows, cols), spacing, ph.BETA, _rng(seed, k, 2, n))
+        for n, view in enumerate(("CC", "MLO"))
+    }
     spec = plan.lesion
     centers: dict[str, tuple[float, float]] = {}
     if spec is not None:
         side = spec.laterality
-        centers = place_lesion(spec, {v: geoms[(side, v)] for v in ("CC", "MLO")},
-                               shape.depth_mm * (1 + jitter[side]), _rng(seed, k, 3, 0))
+        centers = place_lesion(
+            spec,
+            {v: geoms[(side, v)] for v in ("CC", "MLO")},
+            shape.depth_mm * (1 + jitter[side]),
+            _rng(seed, k, 3, 0),
+        )
     out: list[ViewResult] = []
     for n, (lat, view) in enumerate(VIEW_ORDER):
         geom = geoms[(lat, view)]
@@ -120,19 +135,42 @@ def render_exam(plan: ExamPlan, seed: int, image_size: str = "ci", dose: float =
             lrng = _rng(seed, k, 6, n)
             g_fn = lambda r, c, g=g: g[r, c]  # noqa: E731
             if spec.kind == "mass":
-                ren = lz.render_mass(g.shape, spacing, center, spec.size_mm, spec.margin, spec.contrast,
-                                     spec.malignant, t_mm, g_fn, lrng)
+                ren = lz.render_mass(
+                    g.shape,
+                    spacing,
+                    center,
+                    spec.size_mm,
+                    spec.margin,
+                    spec.contrast,
+                    spec.malignant,
+                    t_mm,
+                    g_fn,
+                    lrng,
+                )
             elif spec.kind == "calcification":
-                ren = lz.render_calcifications(g.shape, spacing, center, spec.size_mm, spec.count, spec.contrast,
-                                               spec.malignant, g_fn, lrng)
+                ren = lz.render_calcifications(
+                    g.shape,
+                    spacing,
+                    center,
+                    spec.size_mm,
+                    spec.count,
+                    spec.contrast,
+                    spec.malignant,
+                    g_fn,
+                    lrng,
+                )
             else:
                 g = g.copy()
-                ren = lz.render_distortion(g.shape, spacing, center, spec.size_mm, spec.contrast, g, lrng)
+                ren = lz.render_distortion(
+                    g.shape, spacing, center, spec.size_mm, spec.contrast, g, lrng
+                )
             delta = ren
             box = ren.box
         l_int = ph.line_integral(geom, total, inner, g)
         if delta is not None:
-            l_int[delta.rows, delta.cols] += ph._q(delta.delta_l, 1e-9) * geom.mask[delta.rows, delta.cols]
+            l_int[delta.rows, delta.cols] += (
+                ph._q(delta.delta_l, 1e-9) * geom.mask[delta.rows, delta.cols]
+            )
             core = delta.core_mask
             excess = delta.delta_l[core] if core.any() else delta.delta_l.ravel()
             contrast = float(1 - np.exp(-np.mean(excess)))
@@ -141,12 +179,26 @@ def render_exam(plan: ExamPlan, seed: int, image_size: str = "ci", dose: float =
         mask, gl, th = geom.mask, g, total
         nipple = geom.nipple_rc
         if lat == "R":  # mirror: chest wall on the right
-            pixels, mask, gl, th = pixels[:, ::-1].copy(), mask[:, ::-1].copy(), gl[:, ::-1].copy(), th[:, ::-1].copy()
+            pixels, mask, gl, th = (
+                pixels[:, ::-1].copy(),
+                mask[:, ::-1].copy(),
+                gl[:, ::-1].copy(),
+                th[:, ::-1].copy(),
+            )
             nipple = (nipple[0], cols - 1 - nipple[1])
             if box is not None:
                 box = (cols - box[2], box[1], cols - box[0], box[3])
                 center = (center[0], cols - 1 - center[1])
         if box is not None:
-            box = (max(0.0, box[0]), max(0.0, box[1]), min(float(cols), box[2]), min(float(rows), box[3]))
-        out.append(ViewResult(lat, view, pixels, window, spacing, mask, gl, th, nipple, box, center, contrast))
+            box = (
+                max(0.0, box[0]),
+                max(0.0, box[1]),
+                min(float(cols), box[2]),
+                min(float(rows), box[3]),
+            )
+        out.append(
+            ViewResult(
+                lat, view, pixels, window, spacing, mask, gl, th, nipple, box, center, contrast
+            )
+        )
     return out

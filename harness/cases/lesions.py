@@ -46,7 +46,9 @@ class LesionRender:
     core_mask: np.ndarray  # where the lesion's own material is (for contrast measurement)
 
 
-def _window(shape: tuple[int, int], center_rc: tuple[float, float], half_px: float) -> tuple[slice, slice]:
+def _window(
+    shape: tuple[int, int], center_rc: tuple[float, float], half_px: float
+) -> tuple[slice, slice]:
     r, c = center_rc
     h = int(np.ceil(half_px)) + 2
     r0, r1 = max(0, int(r) - h), min(shape[0], int(r) + h + 1)
@@ -54,24 +56,40 @@ def _window(shape: tuple[int, int], center_rc: tuple[float, float], half_px: flo
     return slice(r0, r1), slice(c0, c1)
 
 
-def _local_mm(rows: slice, cols: slice, center_rc: tuple[float, float], spacing: float) -> tuple[np.ndarray, np.ndarray]:
+def _local_mm(
+    rows: slice, cols: slice, center_rc: tuple[float, float], spacing: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Offsets (dy, dx) in mm of the window's pixel centres from the lesion centre."""
     rr = (np.arange(rows.start, rows.stop, dtype=np.float64) + 0.5 - center_rc[0]) * spacing
     cc = (np.arange(cols.start, cols.stop, dtype=np.float64) + 0.5 - center_rc[1]) * spacing
     return rr[:, None] + 0 * cc[None, :], cc[None, :] + 0 * rr[:, None]
 
 
-def _box_of(mask: np.ndarray, rows: slice, cols: slice, pad: float = 0.0) -> tuple[float, float, float, float]:
+def _box_of(
+    mask: np.ndarray, rows: slice, cols: slice, pad: float = 0.0
+) -> tuple[float, float, float, float]:
     rr = np.flatnonzero(mask.any(axis=1))
     cc = np.flatnonzero(mask.any(axis=0))
     if rr.size == 0:  # a lesion too small for the grid still gets a one-pixel box
         return (float(cols.start), float(rows.start), float(cols.start + 1), float(rows.start + 1))
-    return (float(cols.start + cc[0]) - pad, float(rows.start + rr[0]) - pad,
-            float(cols.start + cc[-1] + 1) + pad, float(rows.start + rr[-1] + 1) + pad)
+    return (
+        float(cols.start + cc[0]) - pad,
+        float(rows.start + rr[0]) - pad,
+        float(cols.start + cc[-1] + 1) + pad,
+        float(rows.start + rr[-1] + 1) + pad,
+    )
 
 
-def _spicules(dy: np.ndarray, dx: np.ndarray, spacing: float, n: int, r_start: float, length: tuple[float, float],
-              width_mm: float, rng: np.random.Generator) -> np.ndarray:
+def _spicules(
+    dy: np.ndarray,
+    dx: np.ndarray,
+    spacing: float,
+    n: int,
+    r_start: float,
+    length: tuple[float, float],
+    width_mm: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Projected path length [mm] of thin radiating strands, resolution-independent.
 
     A strand of radius w carries pi w^2 mm^2 of material per mm of length; its projection is spread
@@ -90,13 +108,24 @@ def _spicules(dy: np.ndarray, dx: np.ndarray, spacing: float, n: int, r_start: f
         w = w0 * np.clip(1 - s / ln, 0.15, 1.0)  # tapers toward the tip
         sigma = np.sqrt(w * w / 4 + (spacing / 2.5) ** 2)
         area = np.pi * w * w
-        out += np.where(on, area / (np.sqrt(2 * np.pi) * sigma) * np.exp(-0.5 * (d / sigma) ** 2), 0.0)
+        out += np.where(
+            on, area / (np.sqrt(2 * np.pi) * sigma) * np.exp(-0.5 * (d / sigma) ** 2), 0.0
+        )
     return out
 
 
-def render_mass(shape: tuple[int, int], spacing: float, center_rc: tuple[float, float], size_mm: float,
-                margin: str, contrast: float, malignant: bool, thickness_mm: float, g_local_fn,
-                rng: np.random.Generator) -> LesionRender:
+def render_mass(
+    shape: tuple[int, int],
+    spacing: float,
+    center_rc: tuple[float, float],
+    size_mm: float,
+    margin: str,
+    contrast: float,
+    malignant: bool,
+    thickness_mm: float,
+    g_local_fn,
+    rng: np.random.Generator,
+) -> LesionRender:
     """A lobulated ellipsoid mass, with radiating spicules when ``margin == 'spiculated'``.
 
     ``g_local_fn(rows, cols)`` returns the glandular fraction in the window (the tissue the mass replaces).
@@ -115,14 +144,18 @@ def render_mass(shape: tuple[int, int], spacing: float, center_rc: tuple[float, 
     amp = (0.12, 0.08, 0.06, 0.04, 0.03) if spic else (0.05, 0.03, 0.02, 0.0, 0.0)
     lob = np.ones_like(phi)
     for k, am in zip(range(2, 7), amp, strict=True):
-        lob += am * float(rng.uniform(0.5, 1.0)) * np.cos(k * phi + float(rng.uniform(0, 2 * np.pi)))
+        lob += (
+            am * float(rng.uniform(0.5, 1.0)) * np.cos(k * phi + float(rng.uniform(0, 2 * np.pi)))
+        )
     rho = np.sqrt((xr / a) ** 2 + (yr / b) ** 2) / lob
     # Sub-pixel smoothing of the rim: the chord of a sphere already goes to zero continuously.
     chord = 2 * c * np.sqrt(np.clip(1 - rho * rho, 0, None))
     core = rho < 1.0
     if spic:
         n = int(rng.integers(10, 22))
-        chord = chord + _spicules(dy, dx, spacing, n, 0.8 * min(a, b), (0.6 * a, 1.6 * a), 0.45, rng)
+        chord = chord + _spicules(
+            dy, dx, spacing, n, 0.8 * min(a, b), (0.6 * a, 1.6 * a), 0.45, rng
+        )
     g = g_local_fn(rows, cols)
     mu_bg = MU_ADIPOSE + (MU_GLANDULAR - MU_ADIPOSE) * g
     mu_lesion = MU_MASS if malignant else MU_BENIGN_MASS
@@ -131,9 +164,17 @@ def render_mass(shape: tuple[int, int], spacing: float, center_rc: tuple[float, 
     return LesionRender(rows, cols, delta, _box_of(core, rows, cols, pad), core)
 
 
-def render_calcifications(shape: tuple[int, int], spacing: float, center_rc: tuple[float, float],
-                          extent_mm: float, count: int, contrast: float, malignant: bool, g_local_fn,
-                          rng: np.random.Generator) -> LesionRender:
+def render_calcifications(
+    shape: tuple[int, int],
+    spacing: float,
+    center_rc: tuple[float, float],
+    extent_mm: float,
+    count: int,
+    contrast: float,
+    malignant: bool,
+    g_local_fn,
+    rng: np.random.Generator,
+) -> LesionRender:
     """A cluster of ``count`` specks (0.1-1 mm malignant, coarser benign) within ``extent_mm``."""
     half = extent_mm / 2 + 1.5
     rows, cols = _window(shape, center_rc, half / spacing)
@@ -163,7 +204,9 @@ def render_calcifications(shape: tuple[int, int], spacing: float, center_rc: tup
         xs = (np.arange(c0, c1)[:, None] + 0.5 + sub[None, :]).reshape(-1)
         yy = (ys[:, None] - py) * spacing
         xx = (xs[None, :] - px) * spacing
-        chord = 2 * rad_y * np.sqrt(np.clip(1 - (yy / rad_y) ** 2 - (xx / rad_x) ** 2, 0, None))  # mm
+        chord = (
+            2 * rad_y * np.sqrt(np.clip(1 - (yy / rad_y) ** 2 - (xx / rad_x) ** 2, 0, None))
+        )  # mm
         lr, lc = slice(r0 - rows.start, r1 - rows.start), slice(c0 - cols.start, c1 - cols.start)
         mu_bg = MU_ADIPOSE + (MU_GLANDULAR - MU_ADIPOSE) * g[lr, lc]
         mu_bg_sub = np.repeat(np.repeat(mu_bg, ss, axis=0), ss, axis=1)
@@ -174,8 +217,15 @@ def render_calcifications(shape: tuple[int, int], spacing: float, center_rc: tup
     return LesionRender(rows, cols, delta, _box_of(core, rows, cols, 1.0), core)
 
 
-def render_distortion(shape: tuple[int, int], spacing: float, center_rc: tuple[float, float], size_mm: float,
-                      contrast: float, g: np.ndarray, rng: np.random.Generator) -> LesionRender:
+def render_distortion(
+    shape: tuple[int, int],
+    spacing: float,
+    center_rc: tuple[float, float],
+    size_mm: float,
+    contrast: float,
+    g: np.ndarray,
+    rng: np.random.Generator,
+) -> LesionRender:
     """Architectural distortion: tissue pulled toward a point, with radiating strands and no mass.
 
     Warps ``g`` in place (inside the window) and returns the strands' excess attenuation.
@@ -184,7 +234,9 @@ def render_distortion(shape: tuple[int, int], spacing: float, center_rc: tuple[f
     rows, cols = _window(shape, center_rc, radius * 1.3 / spacing)
     dy, dx = _local_mm(rows, cols, center_rc, spacing)
     r = np.hypot(dx, dy)
-    pull = 1 + 0.8 * contrast * np.exp(-(r / (0.6 * radius)) ** 2)  # sample farther out: contraction
+    pull = 1 + 0.8 * contrast * np.exp(
+        -((r / (0.6 * radius)) ** 2)
+    )  # sample farther out: contraction
     src_r = center_rc[0] - 0.5 + dy * pull / spacing
     src_c = center_rc[1] - 0.5 + dx * pull / spacing
     g[rows, cols] = ndimage.map_coordinates(g, [src_r, src_c], order=1, mode="nearest")

@@ -124,10 +124,18 @@ def _fail(where: str, problem: str, fix: str) -> ManifestError:
 
 def _safe_relpath(where: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise _fail(where, f"file must be a non-empty relative path, got {value!r}", "use a path like 'E0001/LCC.dcm'")
+        raise _fail(
+            where,
+            f"file must be a non-empty relative path, got {value!r}",
+            "use a path like 'E0001/LCC.dcm'",
+        )
     p = PurePosixPath(value)
     if p.is_absolute() or ".." in p.parts or "\\" in value:
-        raise _fail(where, f"file {value!r} leaves the reference set", "use a relative path inside the set directory")
+        raise _fail(
+            where,
+            f"file {value!r} leaves the reference set",
+            "use a relative path inside the set directory",
+        )
     return value
 
 
@@ -136,10 +144,16 @@ def parse_manifest(data: Mapping[str, Any], root: Path, source: str = "manifest.
     if not isinstance(data, Mapping):
         raise _fail(source, "top level is not a JSON object", "write the manifest as an object")
     if data.get("schema") != SCHEMA_ID:
-        raise _fail(f"{source}: schema", f"expected {SCHEMA_ID!r}, got {data.get('schema')!r}", f"set \"schema\": \"{SCHEMA_ID}\"")
+        raise _fail(
+            f"{source}: schema",
+            f"expected {SCHEMA_ID!r}, got {data.get('schema')!r}",
+            f'set "schema": "{SCHEMA_ID}"',
+        )
     for key in ("id", "version"):
         if not isinstance(data.get(key), str) or not data.get(key):
-            raise _fail(f"{source}: {key}", "missing or not a string", f"set \"{key}\" to a non-empty string")
+            raise _fail(
+                f"{source}: {key}", "missing or not a string", f'set "{key}" to a non-empty string'
+            )
     exams_raw = data.get("exams")
     if not isinstance(exams_raw, list) or not exams_raw:
         raise _fail(f"{source}: exams", "missing or empty", "list at least one exam")
@@ -158,18 +172,32 @@ def parse_manifest(data: Mapping[str, Any], root: Path, source: str = "manifest.
         where = f"{source}: exam {eid}"
         label = e.get("label")
         if label not in (0, 1) or isinstance(label, bool):
-            raise _fail(f"{where}.label", f"must be 0 or 1, got {label!r}", "1 = cancer, 0 = benign/normal")
+            raise _fail(
+                f"{where}.label", f"must be 0 or 1, got {label!r}", "1 = cancer, 0 = benign/normal"
+            )
         truth = e.get("truth")
         if truth not in TRUTHS:
-            raise _fail(f"{where}.truth", f"must be one of {', '.join(TRUTHS)}, got {truth!r}", "fix the truth value")
+            raise _fail(
+                f"{where}.truth",
+                f"must be one of {', '.join(TRUTHS)}, got {truth!r}",
+                "fix the truth value",
+            )
         if (truth in ("screen_detected", "interval")) != (label == 1):
-            raise _fail(f"{where}.truth", f"truth {truth!r} contradicts label {label}", "cancers have label 1")
+            raise _fail(
+                f"{where}.truth",
+                f"truth {truth!r} contradicts label {label}",
+                "cancers have label 1",
+            )
         attrs = e.get("attributes", {})
         if not isinstance(attrs, Mapping):
             raise _fail(f"{where}.attributes", "not an object", "attributes is a JSON object")
         readers = e.get("readers", {})
-        if not isinstance(readers, Mapping) or any(v not in (0, 1) or isinstance(v, bool) for v in readers.values()):
-            raise _fail(f"{where}.readers", "must map reader names to 0/1", "1 = recall, 0 = no recall")
+        if not isinstance(readers, Mapping) or any(
+            v not in (0, 1) or isinstance(v, bool) for v in readers.values()
+        ):
+            raise _fail(
+                f"{where}.readers", "must map reader names to 0/1", "1 = recall, 0 = no recall"
+            )
         images: list[ImageRef] = []
         files: set[str] = set()
         for k, im in enumerate(e.get("images") or []):
@@ -182,8 +210,16 @@ def parse_manifest(data: Mapping[str, Any], root: Path, source: str = "manifest.
             if im.get("view") not in VIEWS:
                 raise _fail(f"{iw}.view", f"got {im.get('view')!r}", "use 'CC' or 'MLO'")
             sha = im.get("sha256")
-            if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-                raise _fail(f"{iw}.sha256", "not 64 lowercase hex digits", "run `mammocert cases build` or hash the file")
+            if (
+                not isinstance(sha, str)
+                or len(sha) != 64
+                or any(c not in "0123456789abcdef" for c in sha)
+            ):
+                raise _fail(
+                    f"{iw}.sha256",
+                    "not 64 lowercase hex digits",
+                    "run `mammocert cases build` or hash the file",
+                )
             files.add(f)
             images.append(ImageRef(f, im["laterality"], im["view"], sha))
         if not images:
@@ -192,22 +228,43 @@ def parse_manifest(data: Mapping[str, Any], root: Path, source: str = "manifest.
         for k, les in enumerate(e.get("lesions") or []):
             lw = f"{where}.lesions[{k}]"
             if not isinstance(les, Mapping) or les.get("laterality") not in LATERALITIES:
-                raise _fail(f"{lw}.laterality", "missing or not 'L'/'R'", "give each lesion its breast side")
+                raise _fail(
+                    f"{lw}.laterality", "missing or not 'L'/'R'", "give each lesion its breast side"
+                )
             marks: list[Mark] = []
             for j, m in enumerate(les.get("marks") or []):
                 mw = f"{lw}.marks[{j}]"
                 mf = _safe_relpath(f"{mw}.file", m.get("file") if isinstance(m, Mapping) else None)
                 if mf not in files:
-                    raise _fail(f"{mw}.file", f"{mf!r} is not one of the exam's images", "mark an image listed in images")
+                    raise _fail(
+                        f"{mw}.file",
+                        f"{mf!r} is not one of the exam's images",
+                        "mark an image listed in images",
+                    )
                 box = m.get("box")
-                if (not isinstance(box, list) or len(box) != 4
-                        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
-                        or box[0] >= box[2] or box[1] >= box[3]):
-                    raise _fail(f"{mw}.box", f"got {box!r}", "use [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+                if (
+                    not isinstance(box, list)
+                    or len(box) != 4
+                    or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
+                    or box[0] >= box[2]
+                    or box[1] >= box[3]
+                ):
+                    raise _fail(
+                        f"{mw}.box", f"got {box!r}", "use [x0, y0, x1, y1] with x0 < x1 and y0 < y1"
+                    )
                 marks.append(Mark(mf, (float(box[0]), float(box[1]), float(box[2]), float(box[3]))))
             lesions.append(Lesion(les["laterality"], str(les.get("type", "unknown")), tuple(marks)))
-        exams.append(Exam(eid, int(label), truth, dict(attrs), {k: int(v) for k, v in readers.items()},
-                          tuple(images), tuple(lesions)))
+        exams.append(
+            Exam(
+                eid,
+                int(label),
+                truth,
+                dict(attrs),
+                {k: int(v) for k, v in readers.items()},
+                tuple(images),
+                tuple(lesions),
+            )
+        )
     digest = compute_digest(data)
     stated = data.get("digest")
     if stated is not None and stated != digest:
@@ -215,8 +272,20 @@ def parse_manifest(data: Mapping[str, Any], root: Path, source: str = "manifest.
             f"{source}: digest {stated} does not match the manifest content ({digest}); "
             "the manifest was edited after it was sealed: rebuild it or re-seal it deliberately"
         )
-    extra = {k: v for k, v in data.items() if k not in ("schema", "id", "version", "description", "exams", "digest")}
-    return Manifest(root, data["id"], data["version"], str(data.get("description", "")), tuple(exams), digest, extra)
+    extra = {
+        k: v
+        for k, v in data.items()
+        if k not in ("schema", "id", "version", "description", "exams", "digest")
+    }
+    return Manifest(
+        root,
+        data["id"],
+        data["version"],
+        str(data.get("description", "")),
+        tuple(exams),
+        digest,
+        extra,
+    )
 
 
 def load_manifest(directory: Path | str) -> Manifest:
@@ -224,11 +293,15 @@ def load_manifest(directory: Path | str) -> Manifest:
     root = Path(directory)
     path = root / "manifest.json"
     if not path.is_file():
-        raise ManifestError(f"{path}: no manifest.json; point --cases at a reference-set directory (build one with `mammocert cases build`)")
+        raise ManifestError(
+            f"{path}: no manifest.json; point --cases at a reference-set directory (build one with `mammocert cases build`)"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); fix the syntax") from None
+        raise ManifestError(
+            f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); fix the syntax"
+        ) from None
     return parse_manifest(data, root, str(path))
 
 
@@ -255,7 +328,11 @@ def verify_set(directory: Path | str) -> Manifest:
         for image in exam.images:
             p = manifest.path(image)
             if not p.is_file():
-                raise VerificationError(f"{p}: missing (listed for exam {exam.exam_id}); restore the file or rebuild the set")
+                raise VerificationError(
+                    f"{p}: missing (listed for exam {exam.exam_id}); restore the file or rebuild the set"
+                )
             if sha256_file(p) != image.sha256:
-                raise VerificationError(f"{p}: sha256 differs from the manifest (exam {exam.exam_id}); the file was changed")
+                raise VerificationError(
+                    f"{p}: sha256 differs from the manifest (exam {exam.exam_id}); the file was changed"
+                )
     return manifest

@@ -62,8 +62,13 @@ def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def power_law_field(shape: tuple[int, int], spacing: float, beta: float, rng: np.random.Generator,
-                    f_min: float = 0.01) -> np.ndarray:
+def power_law_field(
+    shape: tuple[int, int],
+    spacing: float,
+    beta: float,
+    rng: np.random.Generator,
+    f_min: float = 0.01,
+) -> np.ndarray:
     """Gaussian random field with power spectrum ~ 1/f^beta (f in cycles/mm), zero mean, unit SD."""
     white = rng.standard_normal(shape)
     spec = np.fft.rfft2(white)
@@ -86,7 +91,9 @@ def lowpass(x: np.ndarray, sigma_mm: float, spacing: float) -> np.ndarray:
     xp = np.pad(x, ((0, hp - h), (0, wp - w)), mode="edge")
     small = xp.reshape(hp // f, f, wp // f, f).mean(axis=(1, 3))
     small = ndimage.gaussian_filter(small, sigma_px / f, mode="nearest")
-    big = ndimage.zoom(small, (hp / small.shape[0], wp / small.shape[1]), order=1, mode="nearest", grid_mode=True)
+    big = ndimage.zoom(
+        small, (hp / small.shape[0], wp / small.shape[1]), order=1, mode="nearest", grid_mode=True
+    )
     return big[:h, :w]
 
 
@@ -114,7 +121,9 @@ class Geometry:
     muscle: np.ndarray  # 0..1 pectoral muscle weight (MLO only)
     nipple_rc: tuple[float, float]
     spacing: float
-    axis_angle: float  # direction nipple -> chest wall along the breast axis (radians, image coords)
+    axis_angle: (
+        float  # direction nipple -> chest wall along the breast axis (radians, image coords)
+    )
 
 
 def draw_shape(depth_mm: float, thickness_mm: float, rng: np.random.Generator) -> BreastShape:
@@ -123,7 +132,9 @@ def draw_shape(depth_mm: float, thickness_mm: float, rng: np.random.Generator) -
         height_ratio_up=float(rng.uniform(0.95, 1.25)),
         height_ratio_down=float(rng.uniform(0.85, 1.1)),
         exponent=float(rng.uniform(1.8, 2.4)),
-        harmonics=tuple((float(rng.uniform(0, 0.025)), float(rng.uniform(0, 2 * np.pi))) for _ in range(3)),
+        harmonics=tuple(
+            (float(rng.uniform(0, 0.025)), float(rng.uniform(0, 2 * np.pi))) for _ in range(3)
+        ),
         mlo_tilt_deg=float(rng.uniform(5, 15)),
         muscle_top_ratio=float(rng.uniform(0.3, 0.5)),
         muscle_len_ratio=float(rng.uniform(0.15, 0.5)),
@@ -131,8 +142,9 @@ def draw_shape(depth_mm: float, thickness_mm: float, rng: np.random.Generator) -
     )
 
 
-def breast_geometry(shape: BreastShape, view: str, rows: int, cols: int, spacing: float,
-                    side_jitter: float) -> Geometry:
+def breast_geometry(
+    shape: BreastShape, view: str, rows: int, cols: int, spacing: float, side_jitter: float
+) -> Geometry:
     """Outline, skin distance, muscle and nipple for one view."""
     height_mm = rows * spacing
     y = (np.arange(rows, dtype=np.float64) + 0.5)[:, None] * spacing
@@ -166,7 +178,9 @@ def breast_geometry(shape: BreastShape, view: str, rows: int, cols: int, spacing
     mask |= np.hypot(x - (nx - 1.0), y - ny) < 4.0
     mask = ndimage.binary_fill_holes(mask)
     pad_px = int(np.ceil(40.0 / spacing))
-    padded = np.pad(mask, ((pad_px, pad_px), (pad_px, 0)), mode="edge")  # chest wall/edges are not skin
+    padded = np.pad(
+        mask, ((pad_px, pad_px), (pad_px, 0)), mode="edge"
+    )  # chest wall/edges are not skin
     skin_dist = ndimage.distance_transform_edt(padded, sampling=spacing)[pad_px:-pad_px, pad_px:]
     skin_dist = _q(skin_dist, 1e-6)
     muscle = np.zeros((rows, cols))
@@ -179,16 +193,22 @@ def breast_geometry(shape: BreastShape, view: str, rows: int, cols: int, spacing
         edge_mm = 1.5
         soft = np.clip((boundary - x) / edge_mm + 0.5, 0, 1)
         muscle = np.where(inside | (soft > 0), soft, 0.0) * mask * (y < y_end)
-    return Geometry(mask, skin_dist, muscle, (ny / spacing - 0.5, nx / spacing - 0.5), spacing, np.pi + tilt)
+    return Geometry(
+        mask, skin_dist, muscle, (ny / spacing - 0.5, nx / spacing - 0.5), spacing, np.pi + tilt
+    )
 
 
 def thickness_maps(geom: Geometry, thickness_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Total and inner (skin excluded) thickness [mm] with a rounded compressed edge."""
     d = geom.skin_dist
     radius = thickness_mm / 2
-    total = thickness_mm * np.sqrt(np.clip(1 - (1 - np.clip(d / radius, 0, 1)) ** 2, 0, 1)) * geom.mask
+    total = (
+        thickness_mm * np.sqrt(np.clip(1 - (1 - np.clip(d / radius, 0, 1)) ** 2, 0, 1)) * geom.mask
+    )
     inner_t = thickness_mm - 2 * SKIN_MM
-    inner = inner_t * np.sqrt(np.clip(1 - (1 - np.clip((d - SKIN_MM) / (inner_t / 2), 0, 1)) ** 2, 0, 1))
+    inner = inner_t * np.sqrt(
+        np.clip(1 - (1 - np.clip((d - SKIN_MM) / (inner_t / 2), 0, 1)) ** 2, 0, 1)
+    )
     inner = inner * (d > SKIN_MM) * geom.mask
     return _q(total, 1e-6), _q(np.minimum(inner, total), 1e-6)
 
@@ -197,19 +217,31 @@ def duct_field(geom: Geometry, rng: np.random.Generator) -> np.ndarray:
     """Strands converging on the nipple: noise smooth along the radius, sharp across it."""
     rows, cols = geom.mask.shape
     nr, na = 96, 360
-    noise = ndimage.gaussian_filter(rng.standard_normal((nr, na)), (5.0, 0.8), mode=("nearest", "wrap"))
+    noise = ndimage.gaussian_filter(
+        rng.standard_normal((nr, na)), (5.0, 0.8), mode=("nearest", "wrap")
+    )
     yy = np.arange(rows, dtype=np.float64)[:, None] - geom.nipple_rc[0]
     xx = np.arange(cols, dtype=np.float64)[None, :] - geom.nipple_rc[1]
     r = np.hypot(yy, xx) * geom.spacing
     ang = np.arctan2(yy, xx) % (2 * np.pi)
-    field = ndimage.map_coordinates(noise, [np.clip(r / 200.0 * (nr - 1), 0, nr - 1), ang / (2 * np.pi) * na],
-                                    order=1, mode="grid-wrap")
+    field = ndimage.map_coordinates(
+        noise,
+        [np.clip(r / 200.0 * (nr - 1), 0, nr - 1), ang / (2 * np.pi) * na],
+        order=1,
+        mode="grid-wrap",
+    )
     field -= field.mean()
     return _q(field / (field.std() + 1e-12), 1e-6)
 
 
-def glandular_fraction(geom: Geometry, inner: np.ndarray, vgf: float, shared: np.ndarray, own: np.ndarray,
-                       ducts: np.ndarray) -> np.ndarray:
+def glandular_fraction(
+    geom: Geometry,
+    inner: np.ndarray,
+    vgf: float,
+    shared: np.ndarray,
+    own: np.ndarray,
+    ducts: np.ndarray,
+) -> np.ndarray:
     """Fraction of the inner thickness that is glandular, with thickness-weighted mean ``vgf``."""
     x_mm = (np.arange(geom.mask.shape[1]) + 0.5)[None, :] * geom.spacing
     env = _smoothstep(geom.skin_dist, 3.0, 12.0) * _smoothstep(x_mm + 0 * geom.skin_dist, 4.0, 18.0)
@@ -248,7 +280,9 @@ class ViewImage:
     window: tuple[float, float]  # (centre, width) of the default window on stored values
 
 
-def line_integral(geom: Geometry, total: np.ndarray, inner: np.ndarray, g: np.ndarray) -> np.ndarray:
+def line_integral(
+    geom: Geometry, total: np.ndarray, inner: np.ndarray, g: np.ndarray
+) -> np.ndarray:
     """Attenuation -ln(I/I0) through tissue, skin and pectoral muscle (no lesions)."""
     tissue = inner * (MU_ADIPOSE + (MU_GLANDULAR - MU_ADIPOSE) * g) + (total - inner) * MU_SKIN
     muscle_l = total * MU_MUSCLE
@@ -256,15 +290,21 @@ def line_integral(geom: Geometry, total: np.ndarray, inner: np.ndarray, g: np.nd
     return 0.1 * (tissue * (1 - m) + muscle_l * m)  # mm -> cm
 
 
-def expose(l_int: np.ndarray, geom: Geometry, thickness_mm: float, dose: float, rng: np.random.Generator) -> np.ndarray:
+def expose(
+    l_int: np.ndarray, geom: Geometry, thickness_mm: float, dose: float, rng: np.random.Generator
+) -> np.ndarray:
     """Detector counts per pixel (Poisson) and the unattenuated counts N0, via AEC."""
     primary = _q(np.exp(-_q(l_int, 1e-9)), 1e-12)
     spr = 0.05 * thickness_mm / 10.0
     inside = geom.mask.astype(np.float64)
     scatter = spr * _q(lowpass(primary * inside, 25.0, geom.spacing), 1e-12)
     central = geom.mask & (geom.skin_dist > 10.0)
-    ref = float(np.median(primary[central])) if central.any() else float(np.median(primary[geom.mask]))
-    n_pixel = DETECTOR_FLUENCE * dose * geom.spacing ** 2
+    ref = (
+        float(np.median(primary[central]))
+        if central.any()
+        else float(np.median(primary[geom.mask]))
+    )
+    n_pixel = DETECTOR_FLUENCE * dose * geom.spacing**2
     n0 = n_pixel / ref
     lam = _q(n0 * (primary + scatter), 1e-3)
     counts = rng.poisson(lam).astype(np.float64)
@@ -272,7 +312,9 @@ def expose(l_int: np.ndarray, geom: Geometry, thickness_mm: float, dose: float, 
     return np.maximum(counts, 1.0) / n0
 
 
-def present(signal: np.ndarray, geom: Geometry, profile: DeviceProfile) -> tuple[np.ndarray, tuple[float, float]]:
+def present(
+    signal: np.ndarray, geom: Geometry, profile: DeviceProfile
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Vendor "For Presentation" processing -> stored uint16 values and a default window."""
     sp = geom.spacing
     log = _q(-np.log(signal), 1e-7)
@@ -283,7 +325,11 @@ def present(signal: np.ndarray, geom: Geometry, profile: DeviceProfile) -> tuple
     if not central.any():
         central = geom.mask
     level = float(np.percentile(lp[central], 40))
-    lift = profile.periphery_equalisation * np.clip(level - lp, 0, None) * _smoothstep(geom.skin_dist, 0.0, 1.0)
+    lift = (
+        profile.periphery_equalisation
+        * np.clip(level - lp, 0, None)
+        * _smoothstep(geom.skin_dist, 0.0, 1.0)
+    )
     eq = log + lift * m
     enh = eq + profile.unsharp_amount * (eq - lowpass(eq, profile.unsharp_sigma_mm, sp))
     enh = _q(enh, 1e-7)

@@ -83,7 +83,9 @@ def allocate_truths(recipe: Recipe, n: int) -> list[str]:
     return [truths[k] for k in rng.permutation(n)]
 
 
-def draw_lesion(recipe: Recipe, truth: str, density: str, rng: np.random.Generator) -> tuple[LesionSpec | None, float | None]:
+def draw_lesion(
+    recipe: Recipe, truth: str, density: str, rng: np.random.Generator
+) -> tuple[LesionSpec | None, float | None]:
     """A cancer or benign lesion for ``truth`` and its conspicuity in (0, 1)."""
     if truth == "normal":
         return None, None
@@ -101,12 +103,21 @@ def draw_lesion(recipe: Recipe, truth: str, density: str, rng: np.random.Generat
         subtle = False
     contrast = float(rng.uniform(0.35, 0.6)) if subtle else float(rng.uniform(0.8, 1.0))
     if kind == "mass":
-        margin = ("spiculated" if rng.random() < recipe.spiculated_fraction else "circumscribed") if malignant else "circumscribed"
+        margin = (
+            ("spiculated" if rng.random() < recipe.spiculated_fraction else "circumscribed")
+            if malignant
+            else "circumscribed"
+        )
         # Sizes skew small (screening finds many 10-15 mm cancers): log-uniform over the range,
         # subtle ones in the lower half.
         top = np.sqrt(lo * hi) if subtle else hi
         size = float(np.exp(rng.uniform(np.log(lo), np.log(top))))
-        conspicuity = contrast * min(1.0, 0.25 + size / 20.0) * MASS_MASKING[density] * (1.1 if margin == "spiculated" else 1.0)
+        conspicuity = (
+            contrast
+            * min(1.0, 0.25 + size / 20.0)
+            * MASS_MASKING[density]
+            * (1.1 if margin == "spiculated" else 1.0)
+        )
         count = 0
     elif kind == "calcification":
         margin = ""
@@ -120,8 +131,17 @@ def draw_lesion(recipe: Recipe, truth: str, density: str, rng: np.random.Generat
         count = 0
         size = float(rng.uniform(12.0, 30.0))
         conspicuity = contrast * 0.7 * MASS_MASKING[density]
-    spec = LesionSpec(kind, malignant, margin, round(size, 2), round(contrast, 4), bool(subtle), count,
-                      round(depth, 4), side)
+    spec = LesionSpec(
+        kind,
+        malignant,
+        margin,
+        round(size, 2),
+        round(contrast, 4),
+        bool(subtle),
+        count,
+        round(depth, 4),
+        side,
+    )
     return spec, float(np.clip(round(conspicuity, 4), 0.02, 0.98))
 
 
@@ -154,7 +174,9 @@ def plan_exam(recipe: Recipe, index: int, truth: str, model: ReaderModel | None 
     age = int(rng.integers(recipe.age[0], recipe.age[1] + 1))
     # Density falls with age (Checka 2012): shift the mix towards fattier classes for older women.
     shift = (age - 60) / 10.0
-    weights = {d: w * np.exp(-0.35 * shift * (k - 1.5)) for k, (d, w) in enumerate(recipe.density.items())}
+    weights = {
+        d: w * np.exp(-0.35 * shift * (k - 1.5)) for k, (d, w) in enumerate(recipe.density.items())
+    }
     total = sum(weights.values())
     density = _choice(rng, {d: w / total for d, w in weights.items()})
     lo, hi = DENSITY_VGF_BANDS[density]
@@ -168,10 +190,19 @@ def plan_exam(recipe: Recipe, index: int, truth: str, model: ReaderModel | None 
     reads = simulate_reads(model or reader_model(recipe), truth, density, conspicuity, rng)
     n = index + 1
     return ExamPlan(
-        index=index, exam_id=f"E{n:04d}", woman_id=f"W{n:05d}", truth=truth, age=age,
-        density=density, glandular_fraction=round(vgf, 4), thickness_mm=round(thickness, 1),
-        breast_depth_mm=round(depth, 1), manufacturer=manufacturer, lesion=lesion,
-        conspicuity=conspicuity, readers=reads,
+        index=index,
+        exam_id=f"E{n:04d}",
+        woman_id=f"W{n:05d}",
+        truth=truth,
+        age=age,
+        density=density,
+        glandular_fraction=round(vgf, 4),
+        thickness_mm=round(thickness, 1),
+        breast_depth_mm=round(depth, 1),
+        manufacturer=manufacturer,
+        lesion=lesion,
+        conspicuity=conspicuity,
+        readers=reads,
     )
 
 

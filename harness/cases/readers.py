@@ -95,8 +95,12 @@ def calibrate(
     c_sd = np.asarray(conspicuity_sd, dtype=np.float64)
     c_ic = np.asarray(conspicuity_ic, dtype=np.float64)
     # P(reader recalls | interval) = E[p / (1 + p)] (conditional on "not both recalled").
-    a_ic = _solve(lambda a: float(np.mean(_p_over(a, c_ic, lambda p: p / (1 + p)))), interval_reader_recall)
-    target_sd = (reader_sensitivity - interval_share * interval_reader_recall) / max(1e-9, 1 - interval_share)
+    a_ic = _solve(
+        lambda a: float(np.mean(_p_over(a, c_ic, lambda p: p / (1 + p)))), interval_reader_recall
+    )
+    target_sd = (reader_sensitivity - interval_share * interval_reader_recall) / max(
+        1e-9, 1 - interval_share
+    )
     target_sd = min(max(target_sd, 0.5001), 0.9999)
     # P(reader recalls | screen-detected) = E[1 / (2 - p)] (conditional on "at least one").
     a_sd = _solve(lambda a: float(np.mean(_p_over(a, c_sd, lambda p: 1 / (2 - p)))), target_sd)
@@ -120,7 +124,11 @@ def _p_over(a: float, c: np.ndarray, transform) -> np.ndarray:
 
 
 def simulate_reads(
-    model: ReaderModel, truth: str, density: str, conspicuity: float | None, rng: np.random.Generator
+    model: ReaderModel,
+    truth: str,
+    density: str,
+    conspicuity: float | None,
+    rng: np.random.Generator,
 ) -> dict[str, int]:
     """One exam's reads; cancers are drawn conditional on their consensus outcome (see module doc)."""
     if truth in ("screen_detected", "interval"):
@@ -145,8 +153,10 @@ def simulate_reads(
 
 def describe(model: ReaderModel) -> str:
     """One line for logs and the manifest."""
-    return (f"a_sd={model.a_screen_detected:.3f} a_ic={model.a_interval:.3f} "
-            f"p_normal={model.p_normal:.4f} arbitration={model.arbitration_recall:.3f}")
+    return (
+        f"a_sd={model.a_screen_detected:.3f} a_ic={model.a_interval:.3f} "
+        f"p_normal={model.p_normal:.4f} arbitration={model.arbitration_recall:.3f}"
+    )
 
 
 __all__ = ["ReaderModel", "calibrate", "simulate_reads", "describe"]

@@ -34,13 +34,21 @@ _prob = {"type": "number", "minimum": 0, "maximum": 1}
 
 
 def _probs(keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    return {"type": "object", "additionalProperties": False, "minProperties": 1,
-            "properties": {k: _prob for k in keys}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {k: _prob for k in keys},
+    }
 
 
 def _range(lo: float, hi: float) -> dict[str, Any]:
-    return {"type": "array", "minItems": 2, "maxItems": 2,
-            "items": {"type": "number", "minimum": lo, "maximum": hi}}
+    return {
+        "type": "array",
+        "minItems": 2,
+        "maxItems": 2,
+        "items": {"type": "number", "minimum": lo, "maximum": hi},
+    }
 
 
 SCHEMA: dict[str, Any] = {
@@ -58,22 +66,27 @@ SCHEMA: dict[str, Any] = {
         "dose": {"type": "number", "minimum": 0.05, "maximum": 4.0},
         "mix": _probs(["screen_detected", "interval", "benign", "normal"]),
         "population": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "age": _range(40, 90),
                 "density": _probs(list(DENSITIES)),
                 "thickness_mm": {
-                    "type": "object", "additionalProperties": False,
-                    "properties": {"mean": {"type": "number", "minimum": 20, "maximum": 100},
-                                   "sd": {"type": "number", "minimum": 0, "maximum": 40},
-                                   "min": {"type": "number", "minimum": 10, "maximum": 100},
-                                   "max": {"type": "number", "minimum": 20, "maximum": 130}},
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "mean": {"type": "number", "minimum": 20, "maximum": 100},
+                        "sd": {"type": "number", "minimum": 0, "maximum": 40},
+                        "min": {"type": "number", "minimum": 10, "maximum": 100},
+                        "max": {"type": "number", "minimum": 20, "maximum": 130},
+                    },
                 },
             },
         },
         "manufacturers": _probs(list(MANUFACTURERS)),
         "lesions": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "cancer_types": _probs(["mass", "calcification", "distortion"]),
                 "spiculated_fraction": _prob,
@@ -83,7 +96,8 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "readers": {
-            "type": "object", "additionalProperties": False,
+            "type": "object",
+            "additionalProperties": False,
             "properties": {
                 "reader_sensitivity": {"type": "number", "minimum": 0.3, "maximum": 0.99},
                 "reader_specificity": {"type": "number", "minimum": 0.8, "maximum": 0.999},
@@ -130,8 +144,11 @@ class Recipe:
             raise RecipeError(f"--exams {exams}: out of range; use 1..100000")
         if seed is not None and not (0 <= seed < 2**63):
             raise RecipeError(f"--seed {seed}: out of range; use 0..2^63-1")
-        return dataclasses.replace(self, exams=self.exams if exams is None else exams,
-                                   seed=self.seed if seed is None else seed)
+        return dataclasses.replace(
+            self,
+            exams=self.exams if exams is None else exams,
+            seed=self.seed if seed is None else seed,
+        )
 
 
 def _normalised(where: str, probs: Mapping[str, float]) -> dict[str, float]:
@@ -150,7 +167,9 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
     if not isinstance(data, Mapping):
         raise RecipeError(f"{source}: top level is not a mapping; write the recipe as YAML keys")
     validator = jsonschema.Draft202012Validator(SCHEMA)
-    errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    errors = sorted(
+        validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message)
+    )
     if errors:
         err = errors[0]
         key = _key_path(err)
@@ -158,41 +177,63 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
             allowed = sorted(err.schema.get("properties", {}))
             unknown = sorted(set(err.instance) - set(allowed))
             where = f"{key}." if key != "(top level)" else ""
-            raise RecipeError(f"{source}: unknown key {where}{unknown[0]}; allowed keys here: {', '.join(allowed)}")
+            raise RecipeError(
+                f"{source}: unknown key {where}{unknown[0]}; allowed keys here: {', '.join(allowed)}"
+            )
         if err.validator == "required":
             raise RecipeError(f"{source}: {key}: {err.message}; add it")
-        raise RecipeError(f"{source}: key {key}: {err.message}; see reference_cases/README.md for the allowed range")
+        raise RecipeError(
+            f"{source}: key {key}: {err.message}; see reference_cases/README.md for the allowed range"
+        )
     pop = data.get("population", {})
     les = data.get("lesions", {})
     rd = data.get("readers", {})
     th = {"mean": 59.0, "sd": 16.0, "min": 25.0, "max": 100.0, **pop.get("thickness_mm", {})}
     if th["min"] >= th["max"]:
-        raise RecipeError(f"{source}: key population.thickness_mm: min {th['min']} >= max {th['max']}; make min < max")
+        raise RecipeError(
+            f"{source}: key population.thickness_mm: min {th['min']} >= max {th['max']}; make min < max"
+        )
     age = tuple(pop.get("age", [50, 69]))
     if age[0] > age[1]:
-        raise RecipeError(f"{source}: key population.age: {list(age)} is not [low, high]; swap the values")
+        raise RecipeError(
+            f"{source}: key population.age: {list(age)} is not [low, high]; swap the values"
+        )
     size = tuple(les.get("mass_size_mm", [5, 30]))
     if size[0] >= size[1]:
-        raise RecipeError(f"{source}: key lesions.mass_size_mm: {list(size)} is not [low, high]; make low < high")
+        raise RecipeError(
+            f"{source}: key lesions.mass_size_mm: {list(size)} is not [low, high]; make low < high"
+        )
     return Recipe(
         path=source,
-        id=data["id"], version=data["version"], description=str(data.get("description", "")),
-        seed=int(data["seed"]), exams=int(data["exams"]),
-        image_size=data.get("image_size", "ci"), dose=float(data.get("dose", 1.0)),
+        id=data["id"],
+        version=data["version"],
+        description=str(data.get("description", "")),
+        seed=int(data["seed"]),
+        exams=int(data["exams"]),
+        image_size=data.get("image_size", "ci"),
+        dose=float(data.get("dose", 1.0)),
         mix=_normalised(f"{source}: key mix", data["mix"]),
         age=(int(age[0]), int(age[1])),
-        density=_normalised(f"{source}: key population.density",
-                            pop.get("density", {"a": 0.1, "b": 0.4, "c": 0.4, "d": 0.1})),
+        density=_normalised(
+            f"{source}: key population.density",
+            pop.get("density", {"a": 0.1, "b": 0.4, "c": 0.4, "d": 0.1}),
+        ),
         thickness_mm={k: float(v) for k, v in th.items()},
-        manufacturers=_normalised(f"{source}: key manufacturers",
-                                  data.get("manufacturers", {m: 1 / len(MANUFACTURERS) for m in MANUFACTURERS})),
-        cancer_types=_normalised(f"{source}: key lesions.cancer_types",
-                                 les.get("cancer_types", {"mass": 0.6, "calcification": 0.3, "distortion": 0.1})),
+        manufacturers=_normalised(
+            f"{source}: key manufacturers",
+            data.get("manufacturers", {m: 1 / len(MANUFACTURERS) for m in MANUFACTURERS}),
+        ),
+        cancer_types=_normalised(
+            f"{source}: key lesions.cancer_types",
+            les.get("cancer_types", {"mass": 0.6, "calcification": 0.3, "distortion": 0.1}),
+        ),
         spiculated_fraction=float(les.get("spiculated_fraction", 0.6)),
         mass_size_mm=(float(size[0]), float(size[1])),
         screen_detected_subtle_fraction=float(les.get("screen_detected_subtle_fraction", 0.1)),
-        benign_types=_normalised(f"{source}: key lesions.benign_types",
-                                 les.get("benign_types", {"mass": 0.6, "calcification": 0.4})),
+        benign_types=_normalised(
+            f"{source}: key lesions.benign_types",
+            les.get("benign_types", {"mass": 0.6, "calcification": 0.4}),
+        ),
         reader_sensitivity=float(rd.get("reader_sensitivity", 0.637)),
         reader_specificity=float(rd.get("reader_specificity", 0.978)),
         consensus_specificity=float(rd.get("consensus_specificity", 0.979)),
@@ -204,11 +245,15 @@ def load_recipe(path: Path | str) -> Recipe:
     """Read and validate a recipe YAML file."""
     p = Path(path)
     if not p.is_file():
-        raise RecipeError(f"{p}: recipe not found; pass an existing YAML file (e.g. reference_cases/default.yaml)")
+        raise RecipeError(
+            f"{p}: recipe not found; pass an existing YAML file (e.g. reference_cases/default.yaml)"
+        )
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise RecipeError(f"{p}{line}: invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        raise RecipeError(
+            f"{p}{line}: invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
+        ) from None
     return parse_recipe(data, str(p))

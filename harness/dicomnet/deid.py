@@ -27,14 +27,36 @@ from pydicom.uid import generate_uid
 
 # Attributes that must be empty in de-identified data (PS3.15 Basic Profile removes them).
 MUST_BE_EMPTY = (
-    "PatientBirthDate", "PatientBirthTime", "PatientAddress", "PatientTelephoneNumbers",
-    "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientBirthName",
-    "PatientMotherBirthName", "MedicalRecordLocator", "MilitaryRank", "PatientInsurancePlanCodeSequence",
-    "CountryOfResidence", "RegionOfResidence", "PatientReligiousPreference",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence",
+    "OtherPatientNames",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "MedicalRecordLocator",
+    "MilitaryRank",
+    "PatientInsurancePlanCodeSequence",
+    "CountryOfResidence",
+    "RegionOfResidence",
+    "PatientReligiousPreference",
 )
 # A name that starts with one of these tokens is a recognised placeholder, not a person.
-DUMMY_NAME_TOKENS = ("ANON", "ANONYMOUS", "ANONYMIZED", "ANONYMISED", "SYNTHETIC", "PHANTOM",
-                     "DUMMY", "TEST", "MAMMOCERT", "PSEUDONYM", "REMOVED")
+DUMMY_NAME_TOKENS = (
+    "ANON",
+    "ANONYMOUS",
+    "ANONYMIZED",
+    "ANONYMISED",
+    "SYNTHETIC",
+    "PHANTOM",
+    "DUMMY",
+    "TEST",
+    "MAMMOCERT",
+    "PSEUDONYM",
+    "REMOVED",
+)
 # Civil registration numbers: Danish CPR (DDMMYY-NNNN), Swedish/Norwegian personal numbers, US SSN.
 _CIVIL_ID = re.compile(r"^\s*(\d{6}-?\d{4}|\d{8}-?\d{4}|\d{6}\s?\d{5}|\d{3}-\d{2}-\d{4})\s*$")
 _DICOM_ROOT = "1.2.840.10008."
@@ -78,8 +100,8 @@ class PseudonymisedExam:
 
     study_uid: str
     datasets: tuple[Dataset, ...]
-    sop_to_file: Mapping[str, str]           # sent SOP Instance UID -> manifest file
-    original_uid: Mapping[str, str]          # sent UID -> original UID (every remapped UID)
+    sop_to_file: Mapping[str, str]  # sent SOP Instance UID -> manifest file
+    original_uid: Mapping[str, str]  # sent UID -> original UID (every remapped UID)
 
 
 def _remap_uids(ds: Dataset, mapping: dict[str, str]) -> None:
@@ -91,11 +113,13 @@ def _remap_uids(ds: Dataset, mapping: dict[str, str]) -> None:
         new = []
         for uid in values:
             uid = str(uid)
-            if uid.startswith(_DICOM_ROOT):   # SOP classes, transfer syntaxes, coding schemes
+            if uid.startswith(_DICOM_ROOT):  # SOP classes, transfer syntaxes, coding schemes
                 new.append(uid)
                 continue
             if uid not in mapping:
-                mapping[uid] = generate_uid(prefix=None)  # 2.25.<random 128 bit>: unlinkable to the original
+                mapping[uid] = generate_uid(
+                    prefix=None
+                )  # 2.25.<random 128 bit>: unlinkable to the original
             new.append(mapping[uid])
         elem.value = new if elem.VM > 1 else new[0]
 
@@ -124,5 +148,9 @@ def pseudonymise_exam(exam_id: str, items: Iterable[tuple[str, Dataset]]) -> Pse
         out.append(ds)
     study_uids = {str(d.StudyInstanceUID) for d in out}
     if len(study_uids) != 1:
-        raise ValueError(f"exam {exam_id}: its images belong to {len(study_uids)} studies; one exam is one study")
-    return PseudonymisedExam(study_uids.pop(), tuple(out), sop_to_file, {v: k for k, v in mapping.items()})
+        raise ValueError(
+            f"exam {exam_id}: its images belong to {len(study_uids)} studies; one exam is one study"
+        )
+    return PseudonymisedExam(
+        study_uids.pop(), tuple(out), sop_to_file, {v: k for k, v in mapping.items()}
+    )

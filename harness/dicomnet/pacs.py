@@ -24,17 +24,17 @@ from harness.dicomnet.scu import AssociationFailure, Peer
 
 # What a node may put in the PACS as results; each needs an SCP-role context for C-GET.
 RESULT_SOP_CLASSES = (
-    "1.2.840.10008.5.1.4.1.1.88.50",   # Mammography CAD SR
-    "1.2.840.10008.5.1.4.1.1.88.33",   # Comprehensive SR
-    "1.2.840.10008.5.1.4.1.1.88.34",   # Comprehensive 3D SR
-    "1.2.840.10008.5.1.4.1.1.88.22",   # Enhanced SR
-    "1.2.840.10008.5.1.4.1.1.88.11",   # Basic Text SR
-    "1.2.840.10008.5.1.4.1.1.7",       # Secondary Capture
-    "1.2.840.10008.5.1.4.1.1.11.1",    # Grayscale Softcopy Presentation State
-    "1.2.840.10008.5.1.4.1.1.104.1",   # Encapsulated PDF
-    "1.2.840.10008.5.1.4.1.1.66.4",    # Segmentation
-    "1.2.840.10008.5.1.4.1.1.30",      # Parametric Map
-    "1.2.840.10008.5.1.4.1.1.88.59",   # Key Object Selection
+    "1.2.840.10008.5.1.4.1.1.88.50",  # Mammography CAD SR
+    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
+    "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.11.1",  # Grayscale Softcopy Presentation State
+    "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+    "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map
+    "1.2.840.10008.5.1.4.1.1.88.59",  # Key Object Selection
 )
 
 
@@ -57,7 +57,9 @@ def _ae(calling_ae: str, timeout_s: float) -> AE:
     return ae
 
 
-def find_series(pacs: Peer, calling_ae: str, study_uid: str, *, timeout_s: float = 30.0) -> list[SeriesInfo]:
+def find_series(
+    pacs: Peer, calling_ae: str, study_uid: str, *, timeout_s: float = 30.0
+) -> list[SeriesInfo]:
     """C-FIND (study root, SERIES level) every series of ``study_uid``; [] if the study is unknown."""
     ae = _ae(calling_ae, timeout_s)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
@@ -78,8 +80,13 @@ def find_series(pacs: Peer, calling_ae: str, study_uid: str, *, timeout_s: float
             code = int(status.Status)
             if code in (0xFF00, 0xFF01) and ident is not None:
                 n = ident.get("NumberOfSeriesRelatedInstances")
-                out.append(SeriesInfo(str(ident.get("SeriesInstanceUID", "")), str(ident.get("Modality", "")),
-                                      int(n) if n not in (None, "") else None))
+                out.append(
+                    SeriesInfo(
+                        str(ident.get("SeriesInstanceUID", "")),
+                        str(ident.get("Modality", "")),
+                        int(n) if n not in (None, "") else None,
+                    )
+                )
             elif code != 0x0000:
                 raise AssociationFailure(f"C-FIND: PACS {pacs} answered status 0x{code:04X}")
     finally:
@@ -88,9 +95,16 @@ def find_series(pacs: Peer, calling_ae: str, study_uid: str, *, timeout_s: float
     return [s for s in out if s.series_uid]
 
 
-def get_series(pacs: Peer, calling_ae: str, study_uid: str, series_uids: Iterable[str], store_dir: Path,
-               *, timeout_s: float = 60.0,
-               on_object: Callable[[ReceivedObject], None] | None = None) -> list[ReceivedObject]:
+def get_series(
+    pacs: Peer,
+    calling_ae: str,
+    study_uid: str,
+    series_uids: Iterable[str],
+    store_dir: Path,
+    *,
+    timeout_s: float = 60.0,
+    on_object: Callable[[ReceivedObject], None] | None = None,
+) -> list[ReceivedObject]:
     """C-GET the given series into ``store_dir`` (byte-exact) on one association."""
     store_dir.mkdir(parents=True, exist_ok=True)
     received: list[ReceivedObject] = []
@@ -110,8 +124,13 @@ def get_series(pacs: Peer, calling_ae: str, study_uid: str, series_uids: Iterabl
     for sop in RESULT_SOP_CLASSES:
         ae.add_requested_context(sop, ALL_TRANSFER_SYNTAXES)
         roles.append(build_role(sop, scp_role=True))
-    assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, ext_neg=roles,
-                         evt_handlers=[(evt.EVT_C_STORE, handle_store)])
+    assoc = ae.associate(
+        pacs.host,
+        pacs.port,
+        ae_title=pacs.ae_title,
+        ext_neg=roles,
+        evt_handlers=[(evt.EVT_C_STORE, handle_store)],
+    )
     if not assoc.is_established:
         raise AssociationFailure(f"C-GET: no association with PACS {pacs}")
     try:
@@ -123,10 +142,14 @@ def get_series(pacs: Peer, calling_ae: str, study_uid: str, series_uids: Iterabl
             final = None
             for status, _ in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
                 if not status:
-                    raise AssociationFailure(f"C-GET: PACS {pacs} did not answer (timeout or abort)")
+                    raise AssociationFailure(
+                        f"C-GET: PACS {pacs} did not answer (timeout or abort)"
+                    )
                 final = int(status.Status)
             if final not in (0x0000, 0xB000):
-                raise AssociationFailure(f"C-GET of series {series_uid}: PACS {pacs} answered status 0x{final or 0:04X}")
+                raise AssociationFailure(
+                    f"C-GET of series {series_uid}: PACS {pacs} answered status 0x{final or 0:04X}"
+                )
     finally:
         if assoc.is_established:
             assoc.release()

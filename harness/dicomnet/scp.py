@@ -41,17 +41,31 @@ class ReceivedObject:
 def read_received(path: Path, calling_ae: str = "", peer_host: str = "") -> ReceivedObject:
     """Header of a stored object (pixels are not read)."""
     ds = dcmread(path, stop_before_pixels=True, force=True)
-    return ReceivedObject(path, str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")),
-                          str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")),
-                          str(ds.get("Modality", "")), calling_ae, peer_host)
+    return ReceivedObject(
+        path,
+        str(ds.get("SOPClassUID", "")),
+        str(ds.get("SOPInstanceUID", "")),
+        str(ds.get("StudyInstanceUID", "")),
+        str(ds.get("SeriesInstanceUID", "")),
+        str(ds.get("Modality", "")),
+        calling_ae,
+        peer_host,
+    )
 
 
 class StorageSCP:
     """Receive C-STORE requests on ``host:port`` as ``ae_title``; ``start``/``stop`` it explicitly."""
 
-    def __init__(self, ae_title: str, port: int, store_dir: Path,
-                 on_object: Callable[[ReceivedObject], None], *, host: str = "127.0.0.1",
-                 network_timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        ae_title: str,
+        port: int,
+        store_dir: Path,
+        on_object: Callable[[ReceivedObject], None],
+        *,
+        host: str = "127.0.0.1",
+        network_timeout: float = 300.0,
+    ) -> None:
         self.ae_title = ae_title
         self.host = host
         self.port = port
@@ -80,7 +94,9 @@ class StorageSCP:
             path.write_bytes(event.encoded_dataset())
             requestor = event.assoc.requestor
             obj = read_received(path, str(requestor.ae_title).strip(), str(requestor.address))
-        except Exception as exc:  # a malformed object is the sender's fault: refuse it, keep serving
+        except (
+            Exception
+        ) as exc:  # a malformed object is the sender's fault: refuse it, keep serving
             log.warning("refused object %s: %s", sop_uid, exc)
             return 0xC000
         try:
@@ -93,8 +109,10 @@ class StorageSCP:
         """Start serving in background threads (returns once the socket is bound)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._server = self._ae.start_server(
-            (self.host, self.port), block=False,
-            evt_handlers=[(evt.EVT_C_STORE, self._handle_store)])
+            (self.host, self.port),
+            block=False,
+            evt_handlers=[(evt.EVT_C_STORE, self._handle_store)],
+        )
         self.port = int(self._server.server_address[1])
         return self
 

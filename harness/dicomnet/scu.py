@@ -90,7 +90,9 @@ def _assoc_failure(assoc, peer: Peer, what: str) -> AssociationFailure:
         return AssociationFailure(f"{what}: no association with {peer} ({why.lower()})")
     if assoc.is_aborted:
         return AssociationFailure(f"{what}: association aborted by {peer}")
-    return AssociationFailure(f"{what}: no association with {peer} (no answer to the association request)")
+    return AssociationFailure(
+        f"{what}: no association with {peer} (no answer to the association request)"
+    )
 
 
 def echo(peer: Peer, calling_ae: str, timeout_s: float = 10.0) -> None:
@@ -122,8 +124,14 @@ def _transfer_syntax(ds: Dataset) -> UID:
     return ExplicitVRLittleEndian
 
 
-def send_study(peer: Peer, calling_ae: str, datasets: Sequence[Dataset], *, timeout_s: float,
-               offer_compressed: bool = True) -> StoreOutcome:
+def send_study(
+    peer: Peer,
+    calling_ae: str,
+    datasets: Sequence[Dataset],
+    *,
+    timeout_s: float,
+    offer_compressed: bool = True,
+) -> StoreOutcome:
     """C-STORE every dataset of one study on one association; raise on any failure.
 
     ``offer_compressed=False`` proposes only the uncompressed syntaxes (every JPEG 2000 dataset
@@ -134,7 +142,9 @@ def send_study(peer: Peer, calling_ae: str, datasets: Sequence[Dataset], *, time
     ae = _ae(calling_ae, timeout_s)
     sop_classes = sorted({str(ds.SOPClassUID) for ds in datasets})
     if 2 * len(sop_classes) > 128:
-        raise AssociationFailure(f"study has {len(sop_classes)} SOP classes; at most 64 fit one association")
+        raise AssociationFailure(
+            f"study has {len(sop_classes)} SOP classes; at most 64 fit one association"
+        )
     for sop in sop_classes:
         if offer_compressed:
             ae.add_requested_context(sop, [JPEG2000Lossless])
@@ -153,7 +163,9 @@ def send_study(peer: Peer, calling_ae: str, datasets: Sequence[Dataset], *, time
             ts = _transfer_syntax(ds)
             ok = accepted.get(sop, set())
             if not ok:
-                raise AssociationFailure(f"C-STORE: {peer} accepted no presentation context for SOP class {sop}")
+                raise AssociationFailure(
+                    f"C-STORE: {peer} accepted no presentation context for SOP class {sop}"
+                )
             if ts.is_compressed and str(ts) not in ok:
                 # Peer refused this compression: send the same pixels uncompressed.
                 ds.decompress()
@@ -164,12 +176,20 @@ def send_study(peer: Peer, calling_ae: str, datasets: Sequence[Dataset], *, time
             if not status or "Status" not in status:
                 # An empty status: the peer aborted or closed the association, or never answered
                 # (only then has the DIMSE timeout elapsed; the abort flag may be set a moment later).
-                gone = assoc.is_aborted or not assoc.is_established or time.monotonic() - t0 < timeout_s
+                gone = (
+                    assoc.is_aborted
+                    or not assoc.is_established
+                    or time.monotonic() - t0 < timeout_s
+                )
                 what = "aborted" if gone else "timed out"
-                raise AssociationFailure(f"C-STORE: association {what} by {peer} after {n - 1} of {len(datasets)} images")
+                raise AssociationFailure(
+                    f"C-STORE: association {what} by {peer} after {n - 1} of {len(datasets)} images"
+                )
             code = int(status.Status)
             if code not in (0x0000, 0xB000, 0xB006, 0xB007):  # success and warnings
-                raise AssociationFailure(f"C-STORE: {peer} refused image {n} of {len(datasets)} with status 0x{code:04X}")
+                raise AssociationFailure(
+                    f"C-STORE: {peer} refused image {n} of {len(datasets)} with status 0x{code:04X}"
+                )
             used.append(str(ts) if ts.is_compressed else "uncompressed")
     finally:
         if assoc.is_established:

@@ -33,10 +33,15 @@ MAMMO_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
-SR_SOP_CLASSES = frozenset({
-    MAMMO_CAD_SR, COMPREHENSIVE_SR, COMPREHENSIVE_3D_SR, ENHANCED_SR,
-    "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
-})
+SR_SOP_CLASSES = frozenset(
+    {
+        MAMMO_CAD_SR,
+        COMPREHENSIVE_SR,
+        COMPREHENSIVE_3D_SR,
+        ENHANCED_SR,
+        "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
+    }
+)
 
 Code = tuple[str, str, str]  # (value, scheme designator, meaning)
 
@@ -46,7 +51,11 @@ IMAGE_LIBRARY: Code = ("111028", "DCM", "Image Library")
 CAD_SUMMARY: Code = ("111017", "DCM", "CAD Processing and Findings Summary")
 IMPRESSION: Code = ("111034", "DCM", "Individual Impression/Recommendation")
 RENDERING_INTENT: Code = ("111056", "DCM", "Rendering Intent")
-PRESENTATION_REQUIRED: Code = ("111150", "DCM", "Presentation Required: Rendering device is expected to present")
+PRESENTATION_REQUIRED: Code = (
+    "111150",
+    "DCM",
+    "Presentation Required: Rendering device is expected to present",
+)
 COMPOSITE_FEATURE: Code = ("111015", "DCM", "Composite Feature")
 SINGLE_IMAGE_FINDING: Code = ("111059", "DCM", "Single Image Finding")
 BREAST_MASS: Code = ("129788004", "SCT", "Mammographic breast mass")
@@ -111,16 +120,16 @@ class MarkOut:
     sop_instance_uid: str
     x: float
     y: float
-    score: float             # in the report's unit (percent for 111047)
+    score: float  # in the report's unit (percent for 111047)
 
 
 @dataclass(frozen=True)
 class ReportContent:
     """What a node concluded about one study, in the report's score unit."""
 
-    exam_score: float | None                         # None: the model produced nothing (with complete=False)
-    breasts: Mapping[str, float]                     # "L"/"R" -> score
-    marks: Mapping[str, Sequence[MarkOut]] = field(default_factory=dict)   # "L"/"R" -> marks
+    exam_score: float | None  # None: the model produced nothing (with complete=False)
+    breasts: Mapping[str, float]  # "L"/"R" -> score
+    marks: Mapping[str, Sequence[MarkOut]] = field(default_factory=dict)  # "L"/"R" -> marks
     complete: bool = True
     algorithm: tuple[str, str] = ("mammocert-reference", "1")
 
@@ -205,12 +214,20 @@ def _view(ds: Dataset) -> str | None:
 
 
 def _algorithm_props(algorithm: tuple[str, str]) -> list[Dataset]:
-    return [_text("HAS PROPERTIES", ALGORITHM_NAME, algorithm[0]),
-            _text("HAS PROPERTIES", ALGORITHM_VERSION, algorithm[1])]
+    return [
+        _text("HAS PROPERTIES", ALGORITHM_NAME, algorithm[0]),
+        _text("HAS PROPERTIES", ALGORITHM_VERSION, algorithm[1]),
+    ]
 
 
-def _sr_header(images: Sequence[Dataset], sop_class: str, series_uid: str, series_number: int,
-               manufacturer: str, now: _dt.datetime) -> Dataset:
+def _sr_header(
+    images: Sequence[Dataset],
+    sop_class: str,
+    series_uid: str,
+    series_number: int,
+    manufacturer: str,
+    now: _dt.datetime,
+) -> Dataset:
     """Patient/study identity copied from the images; a new series and instance for the report."""
     first = images[0]
     ds = Dataset()
@@ -221,8 +238,17 @@ def _sr_header(images: Sequence[Dataset], sop_class: str, series_uid: str, serie
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.SOPClassUID = sop_class
-    for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
-               "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+    for kw in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyDate",
+        "StudyTime",
+        "ReferringPhysicianName",
+        "StudyID",
+        "AccessionNumber",
+    ):
         # type 2 attributes of Patient / General Study: copied from the images, present even if empty
         setattr(ds, kw, first.get(kw, ""))
     ds.StudyInstanceUID = first.StudyInstanceUID
@@ -267,9 +293,14 @@ def _sr_header(images: Sequence[Dataset], sop_class: str, series_uid: str, serie
     return ds
 
 
-def write_mammo_cad_sr(images: Sequence[Dataset], content: ReportContent, *,
-                       manufacturer: str = "mammocert", series_number: int = 9001,
-                       now: _dt.datetime | None = None) -> Dataset:
+def write_mammo_cad_sr(
+    images: Sequence[Dataset],
+    content: ReportContent,
+    *,
+    manufacturer: str = "mammocert",
+    series_number: int = 9001,
+    now: _dt.datetime | None = None,
+) -> Dataset:
     """A Mammography CAD SR (TID 4000) for one study: Image Library, summary with the exam score,
     one Composite Feature per breast with the breast score, and a Single Image Finding (centre
     SCOORD on the referenced image) per mark. Scores are in percent (the unit of 111047)."""
@@ -284,7 +315,11 @@ def write_mammo_cad_sr(images: Sequence[Dataset], content: ReportContent, *,
         ctx = []
         lat = _laterality(im)
         if lat in ("L", "R"):
-            ctx.append(_code("HAS ACQ CONTEXT", IMAGE_LATERALITY, LEFT_BREAST if lat == "L" else RIGHT_BREAST))
+            ctx.append(
+                _code(
+                    "HAS ACQ CONTEXT", IMAGE_LATERALITY, LEFT_BREAST if lat == "L" else RIGHT_BREAST
+                )
+            )
         view = _view(im)
         if view:
             ctx.append(_code("HAS ACQ CONTEXT", IMAGE_VIEW, VIEW_CODES[view]))
@@ -297,35 +332,68 @@ def write_mammo_cad_sr(images: Sequence[Dataset], content: ReportContent, *,
         for m in content.marks.get(side, ()):
             if m.sop_instance_uid not in by_uid:
                 raise ValueError(f"mark on image {m.sop_instance_uid}, which is not in this study")
-            singles.append(_code("INFERRED FROM", SINGLE_IMAGE_FINDING, BREAST_DENSITY_FINDING, [
+            singles.append(
+                _code(
+                    "INFERRED FROM",
+                    SINGLE_IMAGE_FINDING,
+                    BREAST_DENSITY_FINDING,
+                    [
+                        _code("HAS CONCEPT MOD", RENDERING_INTENT, PRESENTATION_REQUIRED),
+                        *_algorithm_props(content.algorithm),
+                        _num("HAS PROPERTIES", PROBABILITY_OF_CANCER, m.score),
+                        _point("HAS PROPERTIES", CENTER, m.x, m.y, by_uid[m.sop_instance_uid]),
+                    ],
+                )
+            )
+        composite = _code(
+            "CONTAINS",
+            COMPOSITE_FEATURE,
+            BREAST_MASS,
+            [
                 _code("HAS CONCEPT MOD", RENDERING_INTENT, PRESENTATION_REQUIRED),
                 *_algorithm_props(content.algorithm),
-                _num("HAS PROPERTIES", PROBABILITY_OF_CANCER, m.score),
-                _point("HAS PROPERTIES", CENTER, m.x, m.y, by_uid[m.sop_instance_uid]),
-            ]))
-        composite = _code("CONTAINS", COMPOSITE_FEATURE, BREAST_MASS, [
-            _code("HAS CONCEPT MOD", RENDERING_INTENT, PRESENTATION_REQUIRED),
-            *_algorithm_props(content.algorithm),
-            _code("HAS PROPERTIES", FINDING_SITE, LEFT_BREAST if side == "L" else RIGHT_BREAST),
-            _num("HAS PROPERTIES", PROBABILITY_OF_CANCER, content.breasts[side]),
-            *singles,
-        ])
+                _code("HAS PROPERTIES", FINDING_SITE, LEFT_BREAST if side == "L" else RIGHT_BREAST),
+                _num("HAS PROPERTIES", PROBABILITY_OF_CANCER, content.breasts[side]),
+                *singles,
+            ],
+        )
         impressions.append(_container("INFERRED FROM", IMPRESSION, [intent, composite]))
 
     with_findings = bool(impressions)
     if content.exam_score is None and not content.complete:
         key = "failed"
     else:
-        key = ("complete" if content.complete else "partial") + ("-with-findings" if with_findings else "-without-findings")
-    exam_num = [] if content.exam_score is None else [_num("HAS PROPERTIES", PROBABILITY_OF_CANCER, content.exam_score)]
+        key = ("complete" if content.complete else "partial") + (
+            "-with-findings" if with_findings else "-without-findings"
+        )
+    exam_num = (
+        []
+        if content.exam_score is None
+        else [_num("HAS PROPERTIES", PROBABILITY_OF_CANCER, content.exam_score)]
+    )
     summary = _code("CONTAINS", CAD_SUMMARY, SUMMARY_CODES[key], [*exam_num, *impressions])
-    detections = _code("CONTAINS", SUMMARY_OF_DETECTIONS, SUCCEEDED if content.complete else FAILED, [
-        _container("INFERRED FROM", SUCCESSFUL_DETECTIONS if content.complete else FAILED_DETECTIONS, [
-            _code("CONTAINS", DETECTION_PERFORMED, BREAST_MASS,
-                  [*_algorithm_props(content.algorithm),
-                   *[_image("HAS PROPERTIES", im) for im in images]]),
-        ]),
-    ])
+    detections = _code(
+        "CONTAINS",
+        SUMMARY_OF_DETECTIONS,
+        SUCCEEDED if content.complete else FAILED,
+        [
+            _container(
+                "INFERRED FROM",
+                SUCCESSFUL_DETECTIONS if content.complete else FAILED_DETECTIONS,
+                [
+                    _code(
+                        "CONTAINS",
+                        DETECTION_PERFORMED,
+                        BREAST_MASS,
+                        [
+                            *_algorithm_props(content.algorithm),
+                            *[_image("HAS PROPERTIES", im) for im in images],
+                        ],
+                    ),
+                ],
+            ),
+        ],
+    )
     analyses = _code("CONTAINS", SUMMARY_OF_ANALYSES, NOT_ATTEMPTED)
 
     ds.ValueType = "CONTAINER"
@@ -335,15 +403,25 @@ def write_mammo_cad_sr(images: Sequence[Dataset], content: ReportContent, *,
     tmpl.MappingResource = "DCMR"
     tmpl.TemplateIdentifier = "4000"
     ds.ContentTemplateSequence = DicomSequence([tmpl])
-    ds.ContentSequence = DicomSequence([
-        _container("CONTAINS", IMAGE_LIBRARY, library), summary, detections, analyses,
-    ])
+    ds.ContentSequence = DicomSequence(
+        [
+            _container("CONTAINS", IMAGE_LIBRARY, library),
+            summary,
+            detections,
+            analyses,
+        ]
+    )
     return ds
 
 
-def write_tid1500_sr(images: Sequence[Dataset], content: ReportContent, *,
-                     manufacturer: str = "mammocert", series_number: int = 9002,
-                     now: _dt.datetime | None = None) -> Dataset:
+def write_tid1500_sr(
+    images: Sequence[Dataset],
+    content: ReportContent,
+    *,
+    manufacturer: str = "mammocert",
+    series_number: int = 9002,
+    now: _dt.datetime | None = None,
+) -> Dataset:
     """A Comprehensive SR with a TID 1500 Measurement Report: one measurement group per breast
     (Finding Site + score) and one per mark (planar ROI: Image Region POINT + score)."""
     now = now or _dt.datetime.now()
@@ -354,31 +432,52 @@ def write_tid1500_sr(images: Sequence[Dataset], content: ReportContent, *,
     for side in sorted(content.breasts):
         site = LEFT_BREAST if side == "L" else RIGHT_BREAST
         n += 1
-        groups.append(_container("CONTAINS", MEASUREMENT_GROUP, [
-            _text("HAS OBS CONTEXT", TRACKING_ID, f"breast {side}"),
-            _uidref("HAS OBS CONTEXT", TRACKING_UID, generate_uid()),
-            _code("CONTAINS", FINDING, BREAST_MASS),
-            _code("HAS CONCEPT MOD", FINDING_SITE, site),
-            _num("CONTAINS", PROBABILITY_OF_CANCER, content.breasts[side]),
-        ]))
+        groups.append(
+            _container(
+                "CONTAINS",
+                MEASUREMENT_GROUP,
+                [
+                    _text("HAS OBS CONTEXT", TRACKING_ID, f"breast {side}"),
+                    _uidref("HAS OBS CONTEXT", TRACKING_UID, generate_uid()),
+                    _code("CONTAINS", FINDING, BREAST_MASS),
+                    _code("HAS CONCEPT MOD", FINDING_SITE, site),
+                    _num("CONTAINS", PROBABILITY_OF_CANCER, content.breasts[side]),
+                ],
+            )
+        )
         for m in content.marks.get(side, ()):
             n += 1
             region = _item("CONTAINS", "SCOORD", IMAGE_REGION)
             region.GraphicType = "POINT"
             region.GraphicData = [float(m.x), float(m.y)]
-            region.ContentSequence = DicomSequence([_image("SELECTED FROM", by_uid[m.sop_instance_uid])])
-            groups.append(_container("CONTAINS", MEASUREMENT_GROUP, [
-                _text("HAS OBS CONTEXT", TRACKING_ID, f"finding {n}"),
-                _uidref("HAS OBS CONTEXT", TRACKING_UID, generate_uid()),
-                _code("CONTAINS", FINDING, BREAST_DENSITY_FINDING),
-                _code("HAS CONCEPT MOD", FINDING_SITE, site),
-                region,
-                _num("CONTAINS", PROBABILITY_OF_CANCER, m.score),
-            ]))
-    library = _container("CONTAINS", IMAGE_LIBRARY, [
-        _container("CONTAINS", ("126200", "DCM", "Image Library Group"),
-                   [_image("CONTAINS", im) for im in images]),
-    ])
+            region.ContentSequence = DicomSequence(
+                [_image("SELECTED FROM", by_uid[m.sop_instance_uid])]
+            )
+            groups.append(
+                _container(
+                    "CONTAINS",
+                    MEASUREMENT_GROUP,
+                    [
+                        _text("HAS OBS CONTEXT", TRACKING_ID, f"finding {n}"),
+                        _uidref("HAS OBS CONTEXT", TRACKING_UID, generate_uid()),
+                        _code("CONTAINS", FINDING, BREAST_DENSITY_FINDING),
+                        _code("HAS CONCEPT MOD", FINDING_SITE, site),
+                        region,
+                        _num("CONTAINS", PROBABILITY_OF_CANCER, m.score),
+                    ],
+                )
+            )
+    library = _container(
+        "CONTAINS",
+        IMAGE_LIBRARY,
+        [
+            _container(
+                "CONTAINS",
+                ("126200", "DCM", "Image Library Group"),
+                [_image("CONTAINS", im) for im in images],
+            ),
+        ],
+    )
     ds.ValueType = "CONTAINER"
     ds.ConceptNameCodeSequence = DicomSequence([_code_item(MEASUREMENT_REPORT)])
     ds.ContinuityOfContent = "SEPARATE"
@@ -386,14 +485,25 @@ def write_tid1500_sr(images: Sequence[Dataset], content: ReportContent, *,
     tmpl.MappingResource = "DCMR"
     tmpl.TemplateIdentifier = "1500"
     ds.ContentTemplateSequence = DicomSequence([tmpl])
-    ds.ContentSequence = DicomSequence([
-        _code("HAS CONCEPT MOD", LANGUAGE, ENGLISH),
-        _code("HAS CONCEPT MOD", PROCEDURE_REPORTED, MAMMOGRAPHY),
-        library,
-        _container("CONTAINS", IMAGING_MEASUREMENTS, [
-            *([] if content.exam_score is None else [_num("CONTAINS", PROBABILITY_OF_CANCER, content.exam_score)]),
-            *groups]),
-    ])
+    ds.ContentSequence = DicomSequence(
+        [
+            _code("HAS CONCEPT MOD", LANGUAGE, ENGLISH),
+            _code("HAS CONCEPT MOD", PROCEDURE_REPORTED, MAMMOGRAPHY),
+            library,
+            _container(
+                "CONTAINS",
+                IMAGING_MEASUREMENTS,
+                [
+                    *(
+                        []
+                        if content.exam_score is None
+                        else [_num("CONTAINS", PROBABILITY_OF_CANCER, content.exam_score)]
+                    ),
+                    *groups,
+                ],
+            ),
+        ]
+    )
     return ds
 
 
@@ -420,25 +530,27 @@ class Mark:
 class Lesion:
     """A finding of the report: kind, score (report units, None if absent), side, marks."""
 
-    kind: str                       # single | composite | group
+    kind: str  # single | composite | group
     score: float | None
-    laterality: str | None          # from Finding Site or the Image Library; the adapter prefers its own map
+    laterality: (
+        str | None
+    )  # from Finding Site or the Image Library; the adapter prefers its own map
     marks: tuple[Mark, ...]
-    parent: int | None = None       # index of the enclosing lesion (a Composite Feature), if any
+    parent: int | None = None  # index of the enclosing lesion (a Composite Feature), if any
 
 
 @dataclass(frozen=True)
 class ParsedReport:
     """The machine-readable content of one result report."""
 
-    template: str                   # "4000" | "1500"
+    template: str  # "4000" | "1500"
     sop_instance_uid: str
     study_uid: str
     exam_score: float | None
     complete: bool
-    summary: str | None             # e.g. "111242 All algorithms succeeded; with findings"
+    summary: str | None  # e.g. "111242 All algorithms succeeded; with findings"
     lesions: tuple[Lesion, ...]
-    image_laterality: Mapping[str, str]   # SOP UID -> L/R from the Image Library
+    image_laterality: Mapping[str, str]  # SOP UID -> L/R from the Image Library
 
 
 @dataclass
@@ -460,7 +572,11 @@ def _value_code(item: Dataset) -> tuple[str, str, str] | None:
     if not seq:
         return None
     c = seq[0]
-    return (str(c.get("CodeValue", "")), str(c.get("CodingSchemeDesignator", "")), str(c.get("CodeMeaning", "")))
+    return (
+        str(c.get("CodeValue", "")),
+        str(c.get("CodingSchemeDesignator", "")),
+        str(c.get("CodeMeaning", "")),
+    )
 
 
 def _tree(ds: Dataset, path: tuple[int, ...] = (1,)) -> _Node:
@@ -504,7 +620,9 @@ def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -
     elif root_concept == MEASUREMENT_REPORT[:2]:
         template = "1500"
     else:
-        raise SrError(f"foreign report: root concept {root_concept} is neither TID 4000 (111036) nor TID 1500 (126000)")
+        raise SrError(
+            f"foreign report: root concept {root_concept} is neither TID 4000 (111036) nor TID 1500 (126000)"
+        )
     study_uid = str(ds.get("StudyInstanceUID", ""))
     if not study_uid:
         raise SrError("structured report has no Study Instance UID")
@@ -541,8 +659,12 @@ def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -
             if uid is None:
                 raise SrError("a SCOORD is not SELECTED FROM an image")
             xs, ys = data[0::2], data[1::2]
-            if c.item.get("GraphicType") in ("POLYLINE", "POLYGON") and len(xs) > 1 and (xs[0], ys[0]) == (xs[-1], ys[-1]):
-                xs, ys = xs[:-1], ys[:-1]   # closed outline: do not count the repeated vertex twice
+            if (
+                c.item.get("GraphicType") in ("POLYLINE", "POLYGON")
+                and len(xs) > 1
+                and (xs[0], ys[0]) == (xs[-1], ys[-1])
+            ):
+                xs, ys = xs[:-1], ys[:-1]  # closed outline: do not count the repeated vertex twice
             out.append(Mark(uid, sum(xs) / len(xs), sum(ys) / len(ys)))
         return out
 
@@ -599,7 +721,9 @@ def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -
     if template == "4000":
         summaries = [n for n in root.children if _concept(n.item) == CAD_SUMMARY[:2]]
         if len(summaries) != 1:
-            raise SrError(f"TID 4000 report has {len(summaries)} CAD Processing and Findings Summary items, expected 1")
+            raise SrError(
+                f"TID 4000 report has {len(summaries)} CAD Processing and Findings Summary items, expected 1"
+            )
         s = summaries[0]
         v = _value_code(s.item)
         if v is None:
@@ -612,5 +736,13 @@ def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -
         if meas:
             exam_score = score_of(meas[0])
     collect(root, None)
-    return ParsedReport(template, str(ds.get("SOPInstanceUID", "")), study_uid, exam_score, complete,
-                        summary, tuple(lesions), image_lat)
+    return ParsedReport(
+        template,
+        str(ds.get("SOPInstanceUID", "")),
+        study_uid,
+        exam_score,
+        complete,
+        summary,
+        tuple(lesions),
+        image_lat,
+    )

@@ -9,4 +9,11 @@ from harness.perturb.registry import RELATIONS, apply_condition, parse_condition
 from harness.perturb.relation import Relation, condition_id
 from harness.perturb.sweep import sweep_conditions
 
-__all__ = ["RELATIONS", "Relation", "apply_condition", "condition_id", "parse_condition", "sweep_conditions"]
+__all__ = [
+    "RELATIONS",
+    "Relation",
+    "apply_condition",
+    "condition_id",
+    "parse_condition",
+    "sweep_conditions",
+]

@@ -17,7 +17,14 @@ from harness.vendors.adapter import ExamInput
 
 Transform = Callable[[ExamInput], ExamInput]
 UID_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-IDENTITY_KEYS = UID_KEYS + ("PatientID", "PatientName", "AccessionNumber", "StudyID", "StudyDate", "StudyTime")
+IDENTITY_KEYS = UID_KEYS + (
+    "PatientID",
+    "PatientName",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+)
 
 
 def fresh_uids(seed: int, exam_id: str) -> tuple[str, Transform]:
@@ -29,7 +36,9 @@ def fresh_uids(seed: int, exam_id: str) -> tuple[str, Transform]:
             new = copy.deepcopy(ds)
             for key in UID_KEYS:
                 if key in new:
-                    new_uid = generate_uid(entropy_srcs=[str(seed), exam_id, key, str(ds.get(key, ""))])
+                    new_uid = generate_uid(
+                        entropy_srcs=[str(seed), exam_id, key, str(ds.get(key, ""))]
+                    )
                     setattr(new, key, new_uid)
                     if key == "SOPInstanceUID" and "MediaStorageSOPInstanceUID" in new.file_meta:
                         new.file_meta.MediaStorageSOPInstanceUID = new_uid

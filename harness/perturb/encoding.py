@@ -60,7 +60,9 @@ class EncodingParams:
 
     def __post_init__(self) -> None:
         if self.syntax not in SYNTAXES:
-            raise ValueError(f"encoding: syntax {self.syntax!r} is not one of {', '.join(SYNTAXES)}")
+            raise ValueError(
+                f"encoding: syntax {self.syntax!r} is not one of {', '.join(SYNTAXES)}"
+            )
 
 
 def _mirror_center(center: float, top: int, function: str) -> float:
@@ -83,11 +85,19 @@ def invert_photometric(ds: Dataset) -> None:
     """Flip MONOCHROME1 <-> MONOCHROME2 in place, keeping presentation pixels identical."""
     photometric = str(ds.PhotometricInterpretation)
     if photometric not in OTHER_PHOTOMETRIC:
-        raise UsageError(f"encoding: image {ds.get('SOPInstanceUID', '?')} is {photometric}; only MONOCHROME1/2 can be inverted")
+        raise UsageError(
+            f"encoding: image {ds.get('SOPInstanceUID', '?')} is {photometric}; only MONOCHROME1/2 can be inverted"
+        )
     top = max_value(ds)
     pixels = stored_pixels(ds)
-    if ds.get("ModalityLUTSequence") or float(ds.get("RescaleSlope", 1)) != 1 or float(ds.get("RescaleIntercept", 0)) != 0:
-        raise UsageError(f"encoding: image {ds.get('SOPInstanceUID', '?')} has a non-identity modality LUT; DX/MG images have slope 1, intercept 0")
+    if (
+        ds.get("ModalityLUTSequence")
+        or float(ds.get("RescaleSlope", 1)) != 1
+        or float(ds.get("RescaleIntercept", 0)) != 0
+    ):
+        raise UsageError(
+            f"encoding: image {ds.get('SOPInstanceUID', '?')} has a non-identity modality LUT; DX/MG images have slope 1, intercept 0"
+        )
     function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
     pairs = windows(ds)
     if pairs:
@@ -95,7 +105,9 @@ def invert_photometric(ds: Dataset) -> None:
     _invert_voi_lut(ds, top)
     new = OTHER_PHOTOMETRIC[photometric]
     dtype = np.uint16 if int(ds.BitsAllocated) == 16 else np.uint8
-    ds.set_pixel_data((top - pixels).astype(dtype), new, int(ds.BitsStored), generate_instance_uid=False)
+    ds.set_pixel_data(
+        (top - pixels).astype(dtype), new, int(ds.BitsStored), generate_instance_uid=False
+    )
     if "PresentationLUTShape" in ds:
         ds.PresentationLUTShape = "INVERSE" if new == "MONOCHROME1" else "IDENTITY"
     if "PixelIntensityRelationshipSign" in ds:

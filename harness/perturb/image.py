@@ -66,7 +66,9 @@ def max_value(ds: Dataset) -> int:
 def stored_pixels(ds: Dataset) -> np.ndarray:
     """The decoded stored values as int64 (a copy; safe to modify)."""
     if int(ds.get("PixelRepresentation", 0)) != 0:
-        raise UsageError(f"image {ds.get('SOPInstanceUID', '?')}: signed pixel data; mammography images are unsigned")
+        raise UsageError(
+            f"image {ds.get('SOPInstanceUID', '?')}: signed pixel data; mammography images are unsigned"
+        )
     return np.array(ds.pixel_array, dtype=np.int64)
 
 
@@ -89,7 +91,9 @@ def set_transfer_syntax(ds: Dataset, syntax: UID) -> None:
     if current.is_compressed:
         ds.decompress(generate_instance_uid=False)
     if syntax.is_compressed:
-        ds.compress(syntax, encoding_plugin=ENCODER_PLUGIN.get(syntax, ""), generate_instance_uid=False)
+        ds.compress(
+            syntax, encoding_plugin=ENCODER_PLUGIN.get(syntax, ""), generate_instance_uid=False
+        )
     else:
         ds.file_meta.TransferSyntaxUID = syntax
     # Every syntax reached here is lossless, so LossyImageCompression is rightly left alone.
@@ -103,9 +107,13 @@ def replace_pixels(ds: Dataset, values: np.ndarray) -> None:
     """
     original = transfer_syntax(ds)
     top = max_value(ds)
-    arr = np.clip(np.rint(values), 0, top).astype(np.uint16 if int(ds.BitsAllocated) == 16 else np.uint8)
+    arr = np.clip(np.rint(values), 0, top).astype(
+        np.uint16 if int(ds.BitsAllocated) == 16 else np.uint8
+    )
     _ensure_meta(ds)
-    ds.set_pixel_data(arr, str(ds.PhotometricInterpretation), int(ds.BitsStored), generate_instance_uid=False)
+    ds.set_pixel_data(
+        arr, str(ds.PhotometricInterpretation), int(ds.BitsStored), generate_instance_uid=False
+    )
     if original in REENCODABLE:
         set_transfer_syntax(ds, original)
 
@@ -121,6 +129,7 @@ def windows(ds: Dataset) -> list[tuple[float, float]]:
 
 def set_windows(ds: Dataset, pairs: list[tuple[float, float]]) -> None:
     """Write window pairs back as DS values (rounded to 4 decimals so they stay <= 16 chars)."""
+
     def fmt(v: float) -> str:
         text = f"{round(v, 4):.4f}".rstrip("0").rstrip(".")
         return "0" if text in ("-0", "") else text

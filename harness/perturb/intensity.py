@@ -49,9 +49,13 @@ class IntensityParams:
         if not (0.1 <= self.gamma <= 10.0):
             raise ValueError(f"intensity: gamma must be within 0.1-10, got {self.gamma}")
         if not (0.1 <= self.width_scale <= 10.0):
-            raise ValueError(f"intensity: width_scale must be within 0.1-10, got {self.width_scale}")
+            raise ValueError(
+                f"intensity: width_scale must be within 0.1-10, got {self.width_scale}"
+            )
         if not (-1.0 <= self.center_shift <= 1.0):
-            raise ValueError(f"intensity: center_shift must be within -1..1 window widths, got {self.center_shift}")
+            raise ValueError(
+                f"intensity: center_shift must be within -1..1 window widths, got {self.center_shift}"
+            )
 
 
 def apply_gamma(ds: Dataset, gamma: float) -> None:
@@ -72,11 +76,14 @@ def apply_gamma(ds: Dataset, gamma: float) -> None:
 
 def apply_intensity(exam: ExamInput, params: IntensityParams) -> ExamInput:
     """Change display gamma and window of every image (the input exam is not modified)."""
+
     def one(_i: int, ref, ds: Dataset):
         require_window(ds, "intensity")
         apply_gamma(ds, params.gamma)
         if params.width_scale != 1.0 or params.center_shift != 0.0:
-            set_windows(ds, [(c + params.center_shift * w, w * params.width_scale) for c, w in windows(ds)])
+            set_windows(
+                ds, [(c + params.center_shift * w, w * params.width_scale) for c, w in windows(ds)]
+            )
         return ref, ds
 
     return map_images(exam, one)

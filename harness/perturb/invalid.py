@@ -27,12 +27,32 @@ DX_FOR_PRESENTATION_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1.1")
 
 # Attributes only the mammography IOD and its DX modules define; a CR image has none of them,
 # and a DX image of a hand has no breast-specific ones.
-MAMMO_ONLY = ("ImageLaterality", "Laterality", "ViewCodeSequence", "OrganExposed", "BreastImplantPresent",
-              "PartialView", "PartialViewDescription", "PartialViewCodeSequence",
-              "PositionerType", "AnatomicRegionSequence", "PatientOrientation", "ViewPosition")
-DX_ONLY = ("PresentationIntentType", "DetectorType", "ImagerPixelSpacing", "PixelIntensityRelationshipSign",
-           "PixelIntensityRelationship", "PresentationLUTShape", "BurnedInAnnotation",
-           "AcquisitionContextSequence", "ImageType", "LossyImageCompression")
+MAMMO_ONLY = (
+    "ImageLaterality",
+    "Laterality",
+    "ViewCodeSequence",
+    "OrganExposed",
+    "BreastImplantPresent",
+    "PartialView",
+    "PartialViewDescription",
+    "PartialViewCodeSequence",
+    "PositionerType",
+    "AnatomicRegionSequence",
+    "PatientOrientation",
+    "ViewPosition",
+)
+DX_ONLY = (
+    "PresentationIntentType",
+    "DetectorType",
+    "ImagerPixelSpacing",
+    "PixelIntensityRelationshipSign",
+    "PixelIntensityRelationship",
+    "PresentationLUTShape",
+    "BurnedInAnnotation",
+    "AcquisitionContextSequence",
+    "ImageType",
+    "LossyImageCompression",
+)
 HAND = ("85562004", "SCT", "Hand")
 
 
@@ -64,6 +84,7 @@ def _each(exam: ExamInput, fn: Callable[[Dataset], None], only_first: bool = Fal
 
 def chest_cr(exam: ExamInput) -> InvalidExam:
     """Every image becomes a computed-radiography chest image (CR IOD, same pixels)."""
+
     def fn(ds: Dataset) -> None:
         _retype(ds, CR_IMAGE_STORAGE, "CR")
         for keyword in MAMMO_ONLY + DX_ONLY:
@@ -71,15 +92,22 @@ def chest_cr(exam: ExamInput) -> InvalidExam:
                 delattr(ds, keyword)
         ds.BodyPartExamined = "CHEST"
         ds.ViewPosition = "PA"
-        ds.PatientOrientation = ["L", "F"]  # PA chest as displayed: towards the patient's left, feet down
+        ds.PatientOrientation = [
+            "L",
+            "F",
+        ]  # PA chest as displayed: towards the patient's left, feet down
         ds.SeriesDescription = "CHEST PA"
 
-    return InvalidExam("chest_cr", _each(exam, fn),
-                       "a chest radiograph (CR Image Storage, Modality CR, BodyPartExamined CHEST), not a mammogram")
+    return InvalidExam(
+        "chest_cr",
+        _each(exam, fn),
+        "a chest radiograph (CR Image Storage, Modality CR, BodyPartExamined CHEST), not a mammogram",
+    )
 
 
 def non_mammo_modality(exam: ExamInput) -> InvalidExam:
     """Every image becomes a general digital radiograph of a hand (DX IOD, Modality DX)."""
+
     def fn(ds: Dataset) -> None:
         _retype(ds, DX_FOR_PRESENTATION_STORAGE, "DX")
         for keyword in MAMMO_ONLY:
@@ -93,30 +121,43 @@ def non_mammo_modality(exam: ExamInput) -> InvalidExam:
         ds.BodyPartExamined = "HAND"
         ds.SeriesDescription = "HAND PA"
 
-    return InvalidExam("non_mammo_modality", _each(exam, fn),
-                       "a hand radiograph (DX Image Storage, Modality DX, BodyPartExamined HAND), not a mammogram")
+    return InvalidExam(
+        "non_mammo_modality",
+        _each(exam, fn),
+        "a hand radiograph (DX Image Storage, Modality DX, BodyPartExamined HAND), not a mammogram",
+    )
 
 
 def truncated_pixels(exam: ExamInput) -> InvalidExam:
     """The first image's Pixel Data is cut to half its length (as by an interrupted transfer)."""
+
     def fn(ds: Dataset) -> None:
-        set_transfer_syntax(ds, ExplicitVRLittleEndian)  # native, so the cut is in pixels, not a codestream
+        set_transfer_syntax(
+            ds, ExplicitVRLittleEndian
+        )  # native, so the cut is in pixels, not a codestream
         data = ds.PixelData
         ds.PixelData = data[: (len(data) // 4) * 2]  # half, kept even as OW requires
 
-    return InvalidExam("truncated_pixels", _each(exam, fn, only_first=True),
-                       "the first image's Pixel Data holds half the bytes Rows x Columns x BitsAllocated require")
+    return InvalidExam(
+        "truncated_pixels",
+        _each(exam, fn, only_first=True),
+        "the first image's Pixel Data holds half the bytes Rows x Columns x BitsAllocated require",
+    )
 
 
 def missing_laterality(exam: ExamInput) -> InvalidExam:
     """The first image has no ImageLaterality (nor Laterality): the breast side is unknown."""
+
     def fn(ds: Dataset) -> None:
         for keyword in ("ImageLaterality", "Laterality"):
             if keyword in ds:
                 delattr(ds, keyword)
 
-    return InvalidExam("missing_laterality", _each(exam, fn, only_first=True),
-                       "the first image has no ImageLaterality (0020,0062), a type 1 attribute of the mammography IOD")
+    return InvalidExam(
+        "missing_laterality",
+        _each(exam, fn, only_first=True),
+        "the first image has no ImageLaterality (0020,0062), a type 1 attribute of the mammography IOD",
+    )
 
 
 INVALID_BUILDERS: dict[str, Callable[[ExamInput], InvalidExam]] = {

@@ -63,25 +63,39 @@ class LesionParams:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"lesion_insertion: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+            raise ValueError(
+                f"lesion_insertion: kind {self.kind!r} is not one of {', '.join(KINDS)}"
+            )
         if not (0.5 <= self.size_mm <= 60.0):
             raise ValueError(f"lesion_insertion: size_mm must be within 0.5-60, got {self.size_mm}")
         if not (0.0 < self.contrast <= 1.0):
-            raise ValueError(f"lesion_insertion: contrast must be within (0, 1], got {self.contrast}")
+            raise ValueError(
+                f"lesion_insertion: contrast must be within (0, 1], got {self.contrast}"
+            )
         if self.laterality not in ("L", "R"):
-            raise ValueError(f"lesion_insertion: laterality must be 'L' or 'R', got {self.laterality!r}")
+            raise ValueError(
+                f"lesion_insertion: laterality must be 'L' or 'R', got {self.laterality!r}"
+            )
         if self.seed < 0:
             raise ValueError(f"lesion_insertion: seed must be >= 0, got {self.seed}")
 
 
-def _sphere(rows: np.ndarray, cols: np.ndarray, cy: float, cx: float, radius: np.ndarray | float) -> np.ndarray:
+def _sphere(
+    rows: np.ndarray, cols: np.ndarray, cy: float, cx: float, radius: np.ndarray | float
+) -> np.ndarray:
     r2 = ((rows - cy) ** 2 + (cols - cx) ** 2) / np.square(radius)
     return np.sqrt(np.clip(1.0 - r2, 0.0, None))
 
 
-def insert_lesion(pixels: np.ndarray, spacing_mm: float, center: tuple[float, float], kind: str,
-                  size_mm: float, rng: np.random.Generator, contrast: float = 0.1
-                  ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+def insert_lesion(
+    pixels: np.ndarray,
+    spacing_mm: float,
+    center: tuple[float, float],
+    kind: str,
+    size_mm: float,
+    rng: np.random.Generator,
+    contrast: float = 0.1,
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """Add a lesion to presentation ``pixels`` (values in [0, 1]) around ``center`` = (x, y).
 
     Returns the new pixels (clipped to [0, 1]) and the lesion's box [x0, y0, x1, y1] in pixel
@@ -109,13 +123,21 @@ def insert_lesion(pixels: np.ndarray, spacing_mm: float, center: tuple[float, fl
             r = radius * math.sqrt(rng.uniform())
             a = rng.uniform(0.0, 2 * math.pi)
             speck = rng.uniform(0.1, 0.25) / spacing_mm  # radius of a 0.2-0.5 mm speck
-            patch = np.maximum(patch, _sphere(rows, cols, cy + r * math.sin(a), cx + r * math.cos(a), max(speck, 0.75)))
+            patch = np.maximum(
+                patch,
+                _sphere(rows, cols, cy + r * math.sin(a), cx + r * math.cos(a), max(speck, 0.75)),
+            )
     out = np.array(pixels, dtype=np.float64, copy=True)
     out[y0:y1, x0:x1] = np.clip(out[y0:y1, x0:x1] + contrast * patch, 0.0, 1.0)
     # The box holds every pixel the lesion raises by at least 1 % of its peak (the blur's far
     # tail is invisible), as [x0, y0, x1, y1] pixel edges like the manifest's marks.
     ys, xs = np.nonzero(patch >= 0.01 * patch.max())
-    box = (float(x0 + xs.min()), float(y0 + ys.min()), float(x0 + xs.max() + 1), float(y0 + ys.max() + 1))
+    box = (
+        float(x0 + xs.min()),
+        float(y0 + ys.min()),
+        float(x0 + xs.max() + 1),
+        float(y0 + ys.max() + 1),
+    )
     return out, box
 
 
@@ -124,17 +146,23 @@ def _stored_per_presentation(ds: Dataset) -> float:
     pairs = windows(ds)
     if pairs:
         width = pairs[0][1]
-        slope = width - 1.0 if str(ds.get("VOILUTFunction", "LINEAR")).upper() == "LINEAR" else width
+        slope = (
+            width - 1.0 if str(ds.get("VOILUTFunction", "LINEAR")).upper() == "LINEAR" else width
+        )
     else:
         slope = float(max_value(ds))
     return -slope if ds.PhotometricInterpretation == "MONOCHROME1" else slope
 
 
-def choose_center(presentation: np.ndarray, radius_px: float, rng: np.random.Generator) -> tuple[float, float]:
+def choose_center(
+    presentation: np.ndarray, radius_px: float, rng: np.random.Generator
+) -> tuple[float, float]:
     """A seeded (x, y) inside the breast at least ``radius_px`` from its edge (else its deepest point)."""
     depth = ndimage.distance_transform_edt(presentation > BREAST_THRESHOLD)
     candidates = np.flatnonzero(depth > radius_px + 1.0)
-    flat = int(candidates[rng.integers(len(candidates))]) if len(candidates) else int(np.argmax(depth))
+    flat = (
+        int(candidates[rng.integers(len(candidates))]) if len(candidates) else int(np.argmax(depth))
+    )
     y, x = divmod(flat, presentation.shape[1])
     return float(x), float(y)
 
@@ -147,6 +175,7 @@ def _spacing(ds: Dataset) -> float:
 
 def apply_lesion(exam: ExamInput, params: LesionParams) -> ExamInput:
     """Insert the lesion into every image of ``params.laterality`` (the input is not modified)."""
+
     def one(index: int, ref, ds: Dataset):
         if ref.laterality != params.laterality:
             return ref, ds
@@ -154,8 +183,12 @@ def apply_lesion(exam: ExamInput, params: LesionParams) -> ExamInput:
         spacing = _spacing(ds)
         before = presentation_pixels(ds)
         center = choose_center(before, params.size_mm / 2.0 / spacing, rng)
-        after, _box = insert_lesion(before, spacing, center, params.kind, params.size_mm, rng, params.contrast)
-        stored = stored_pixels(ds).astype(np.float64) + (after - before) * _stored_per_presentation(ds)
+        after, _box = insert_lesion(
+            before, spacing, center, params.kind, params.size_mm, rng, params.contrast
+        )
+        stored = stored_pixels(ds).astype(np.float64) + (after - before) * _stored_per_presentation(
+            ds
+        )
         replace_pixels(ds, stored)
         return ref, ds
 

@@ -33,12 +33,23 @@ from harness.perturb.image import map_images
 from harness.vendors.adapter import ExamInput
 
 # Attributes holding *instance* UIDs (never SOP classes, syntaxes or coding schemes).
-INSTANCE_UID_KEYWORDS = frozenset({
-    "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "MediaStorageSOPInstanceUID",
-    "ReferencedSOPInstanceUID", "FrameOfReferenceUID", "ReferencedFrameOfReferenceUID",
-    "SynchronizationFrameOfReferenceUID", "IrradiationEventUID", "ConcatenationUID",
-    "DimensionOrganizationUID", "InstanceCreatorUID", "StorageMediaFileSetUID",
-})
+INSTANCE_UID_KEYWORDS = frozenset(
+    {
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "MediaStorageSOPInstanceUID",
+        "ReferencedSOPInstanceUID",
+        "FrameOfReferenceUID",
+        "ReferencedFrameOfReferenceUID",
+        "SynchronizationFrameOfReferenceUID",
+        "IrradiationEventUID",
+        "ConcatenationUID",
+        "DimensionOrganizationUID",
+        "InstanceCreatorUID",
+        "StorageMediaFileSetUID",
+    }
+)
 MAX_SHIFT_DAYS = 36500
 
 
@@ -54,7 +65,9 @@ class MetadataParams:
         if self.seed < 0:
             raise ValueError(f"metadata: seed must be >= 0, got {self.seed}")
         if abs(self.date_shift_days) > MAX_SHIFT_DAYS:
-            raise ValueError(f"metadata: date_shift_days must be within +-{MAX_SHIFT_DAYS}, got {self.date_shift_days}")
+            raise ValueError(
+                f"metadata: date_shift_days must be within +-{MAX_SHIFT_DAYS}, got {self.date_shift_days}"
+            )
 
 
 def _digest(*parts: object) -> str:
@@ -93,7 +106,9 @@ def _rewrite(ds: Dataset, params: MetadataParams) -> None:
 
     ds.walk(visit)
     if getattr(ds, "file_meta", None) is not None and "MediaStorageSOPInstanceUID" in ds.file_meta:
-        ds.file_meta.MediaStorageSOPInstanceUID = new_uid(params.seed, ds.file_meta.MediaStorageSOPInstanceUID)
+        ds.file_meta.MediaStorageSOPInstanceUID = new_uid(
+            params.seed, ds.file_meta.MediaStorageSOPInstanceUID
+        )
 
     s = params.seed
     ds.PatientID = "MC" + _digest(s, "id", ds.get("PatientID", "")).upper()[:14]
@@ -110,6 +125,7 @@ def _rewrite(ds: Dataset, params: MetadataParams) -> None:
 
 def apply_metadata(exam: ExamInput, params: MetadataParams) -> ExamInput:
     """Rewrite identity, UIDs, dates and site of every image (the input is not modified)."""
+
     def one(_i: int, ref, ds: Dataset):
         _rewrite(ds, params)
         return ref, ds

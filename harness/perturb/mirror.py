@@ -59,4 +59,3 @@ def mirror_image(ref: ImageRef, ds: Dataset) -> Image:
 def apply_mirror(exam: ExamInput, params: MirrorParams) -> ExamInput:
     """Mirror every image of the exam (the input exam is not modified)."""
     return map_images(exam, lambda _i, ref, ds: mirror_image(ref, ds))
-

@@ -63,6 +63,7 @@ def added_sigma(dose: float, window_width: float) -> float:
 
 def apply_noise(exam: ExamInput, params: NoiseParams) -> ExamInput:
     """Add lower-dose quantum noise to every image (the input exam is not modified)."""
+
     def one(index: int, ref, ds: Dataset):
         require_window(ds, "noise")
         sigma = added_sigma(params.dose, windows(ds)[0][1])

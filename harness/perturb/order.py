@@ -45,4 +45,6 @@ def permutation(n: int, rank: int) -> tuple[int, ...]:
 def apply_order(exam: ExamInput, params: OrderParams) -> ExamInput:
     """Reorder the exam's images (copies; the input exam is not modified)."""
     perm = permutation(len(exam.images), params.rank)
-    return ExamInput(exam.exam_id, tuple((exam.images[i][0], copy_dataset(exam.images[i][1])) for i in perm))
+    return ExamInput(
+        exam.exam_id, tuple((exam.images[i][0], copy_dataset(exam.images[i][1])) for i in perm)
+    )

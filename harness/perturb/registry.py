@@ -29,34 +29,82 @@ from harness.vendors.adapter import ExamInput
 RELATIONS: dict[str, Relation[Any]] = {
     r.name: r
     for r in (
-        Relation("mirror", "invariant",
-                 "mirrored images with swapped laterality: breast scores swap sides, exam score unchanged",
-                 MirrorParams, apply_mirror, strategies.mirror_params(), check_swapped),
-        Relation("metadata", "invariant",
-                 "new dummy patient identity, UIDs, accession number, site and shifted dates: output unchanged",
-                 MetadataParams, apply_metadata, strategies.metadata_params(), check_unchanged),
-        Relation("encoding", "invariant",
-                 "another lossless transfer syntax or MONOCHROME1/2 with identical presentation pixels: output unchanged",
-                 EncodingParams, apply_encoding, strategies.encoding_params(), check_unchanged),
-        Relation("order", "invariant",
-                 "the exam's images in another order: output unchanged",
-                 OrderParams, apply_order, strategies.order_params(), check_unchanged),
-        Relation("intensity", "tolerance",
-                 "display gamma 0.8-1.25, window width +-15 %, centre +-10 % of the width: score change within tolerance",
-                 IntensityParams, apply_intensity, strategies.intensity_params(), check_unchanged,
-                 at_level=lambda level: IntensityParams(gamma=float(level))),
-        Relation("noise", "tolerance",
-                 "quantum noise of a lower dose (50-100 %): score change within tolerance",
-                 NoiseParams, apply_noise, strategies.noise_params(), check_unchanged,
-                 at_level=lambda level: NoiseParams(dose=float(level))),
-        Relation("resample", "tolerance",
-                 "another detector pitch within 0.05-0.1 mm: score change within tolerance",
-                 ResampleParams, apply_resample, strategies.resample_params(), check_unchanged,
-                 at_level=lambda level: ResampleParams(spacing_mm=float(level))),
-        Relation("lesion_insertion", "directional",
-                 "a synthetic mass or calcification cluster inserted into a normal exam: exam score rises",
-                 LesionParams, apply_lesion, strategies.lesion_params(), check_raised,
-                 at_level=lambda level: LesionParams(kind="mass", size_mm=10.0, contrast=float(level))),
+        Relation(
+            "mirror",
+            "invariant",
+            "mirrored images with swapped laterality: breast scores swap sides, exam score unchanged",
+            MirrorParams,
+            apply_mirror,
+            strategies.mirror_params(),
+            check_swapped,
+        ),
+        Relation(
+            "metadata",
+            "invariant",
+            "new dummy patient identity, UIDs, accession number, site and shifted dates: output unchanged",
+            MetadataParams,
+            apply_metadata,
+            strategies.metadata_params(),
+            check_unchanged,
+        ),
+        Relation(
+            "encoding",
+            "invariant",
+            "another lossless transfer syntax or MONOCHROME1/2 with identical presentation pixels: output unchanged",
+            EncodingParams,
+            apply_encoding,
+            strategies.encoding_params(),
+            check_unchanged,
+        ),
+        Relation(
+            "order",
+            "invariant",
+            "the exam's images in another order: output unchanged",
+            OrderParams,
+            apply_order,
+            strategies.order_params(),
+            check_unchanged,
+        ),
+        Relation(
+            "intensity",
+            "tolerance",
+            "display gamma 0.8-1.25, window width +-15 %, centre +-10 % of the width: score change within tolerance",
+            IntensityParams,
+            apply_intensity,
+            strategies.intensity_params(),
+            check_unchanged,
+            at_level=lambda level: IntensityParams(gamma=float(level)),
+        ),
+        Relation(
+            "noise",
+            "tolerance",
+            "quantum noise of a lower dose (50-100 %): score change within tolerance",
+            NoiseParams,
+            apply_noise,
+            strategies.noise_params(),
+            check_unchanged,
+            at_level=lambda level: NoiseParams(dose=float(level)),
+        ),
+        Relation(
+            "resample",
+            "tolerance",
+            "another detector pitch within 0.05-0.1 mm: score change within tolerance",
+            ResampleParams,
+            apply_resample,
+            strategies.resample_params(),
+            check_unchanged,
+            at_level=lambda level: ResampleParams(spacing_mm=float(level)),
+        ),
+        Relation(
+            "lesion_insertion",
+            "directional",
+            "a synthetic mass or calcification cluster inserted into a normal exam: exam score rises",
+            LesionParams,
+            apply_lesion,
+            strategies.lesion_params(),
+            check_raised,
+            at_level=lambda level: LesionParams(kind="mass", size_mm=10.0, contrast=float(level)),
+        ),
     )
 }
 
@@ -81,14 +129,18 @@ def parse_condition(condition: str) -> tuple[Relation[Any], Any]:
     name, _, body = condition.partition(":")
     relation = RELATIONS.get(name)
     if relation is None:
-        raise UsageError(f"condition {condition!r}: unknown relation {name!r}; use one of {', '.join(RELATIONS)}")
+        raise UsageError(
+            f"condition {condition!r}: unknown relation {name!r}; use one of {', '.join(RELATIONS)}"
+        )
     hints = typing.get_type_hints(relation.params_type)
     names = {f.name for f in dataclasses.fields(relation.params_type)}
     values: dict[str, Any] = {}
     for pair in filter(None, body.split(",")):
         key, eq, text = pair.partition("=")
         if not eq or key not in names or key in values:
-            raise UsageError(f"condition {condition!r}: bad parameter {pair!r}; {name} takes {', '.join(sorted(names)) or 'no parameters'}")
+            raise UsageError(
+                f"condition {condition!r}: bad parameter {pair!r}; {name} takes {', '.join(sorted(names)) or 'no parameters'}"
+            )
         values[key] = _parse_value(f"{condition!r}.{key}", text, hints[key])
     try:
         params = relation.params_type(**values)

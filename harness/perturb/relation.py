@@ -98,7 +98,10 @@ def check_unchanged(before: Scores, after: Scores, tolerance: float) -> tuple[bo
             worst = d
             what = f"breast {side} score {before.breasts[side]:.6g} -> {after.breasts[side]:.6g}"
     ok = worst <= tolerance
-    return ok, f"{what} (largest change {worst:.3g} {'<=' if ok else '>'} tolerance {tolerance:.3g})"
+    return (
+        ok,
+        f"{what} (largest change {worst:.3g} {'<=' if ok else '>'} tolerance {tolerance:.3g})",
+    )
 
 
 def check_swapped(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
@@ -116,7 +119,10 @@ def check_swapped(before: Scores, after: Scores, tolerance: float) -> tuple[bool
                 worst = d
                 what = f"breast {side} score {before.breasts[side]:.6g} became {other} {after.breasts[other]:.6g}"
     ok = worst <= tolerance
-    return ok, f"{what} (largest change {worst:.3g} {'<=' if ok else '>'} tolerance {tolerance:.3g})"
+    return (
+        ok,
+        f"{what} (largest change {worst:.3g} {'<=' if ok else '>'} tolerance {tolerance:.3g})",
+    )
 
 
 def check_raised(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
@@ -127,8 +133,10 @@ def check_raised(before: Scores, after: Scores, tolerance: float) -> tuple[bool,
     assert before.score is not None and after.score is not None
     rise = after.score - before.score
     ok = rise > tolerance
-    return ok, (f"exam score {before.score:.6g} -> {after.score:.6g} (rise {rise:.3g} "
-                f"{'>' if ok else '<='} required {tolerance:.3g})")
+    return ok, (
+        f"exam score {before.score:.6g} -> {after.score:.6g} (rise {rise:.3g} "
+        f"{'>' if ok else '<='} required {tolerance:.3g})"
+    )
 
 
 @dataclass(frozen=True)
@@ -147,12 +155,16 @@ class Relation(Generic[P]):
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"relation {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+            raise ValueError(
+                f"relation {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}"
+            )
 
     def transform(self, params: P) -> Transform:
         """The transform for one parameter set, as the runner takes it per condition."""
         if not isinstance(params, self.params_type):
-            raise TypeError(f"relation {self.name} takes {self.params_type.__name__}, got {type(params).__name__}")
+            raise TypeError(
+                f"relation {self.name} takes {self.params_type.__name__}, got {type(params).__name__}"
+            )
 
         def run(exam: ExamInput) -> ExamInput:
             return self.apply(exam, params)

@@ -43,7 +43,9 @@ class ResampleParams:
 
     def __post_init__(self) -> None:
         if not (0.01 <= self.spacing_mm <= 1.0):
-            raise ValueError(f"resample: spacing_mm must be within 0.01-1.0 mm, got {self.spacing_mm}")
+            raise ValueError(
+                f"resample: spacing_mm must be within 0.01-1.0 mm, got {self.spacing_mm}"
+            )
 
 
 def imager_spacing(ds: Dataset) -> tuple[float, float]:
@@ -53,7 +55,9 @@ def imager_spacing(ds: Dataset) -> tuple[float, float]:
             row, column = (float(v) for v in ds[keyword].value)
             if row > 0 and column > 0:
                 return row, column
-    raise UsageError(f"resample: image {ds.get('SOPInstanceUID', '?')} has no ImagerPixelSpacing; the DX IOD requires it")
+    raise UsageError(
+        f"resample: image {ds.get('SOPInstanceUID', '?')} has no ImagerPixelSpacing; the DX IOD requires it"
+    )
 
 
 def _ds_text(v: float) -> str:
@@ -76,6 +80,7 @@ def resample_pixels(pixels: np.ndarray, old: tuple[float, float], new: float) ->
 
 def apply_resample(exam: ExamInput, params: ResampleParams) -> ExamInput:
     """Resample every image to ``spacing_mm`` (the input exam is not modified)."""
+
     def one(_i: int, ref, ds: Dataset):
         old = imager_spacing(ds)
         if old == (params.spacing_mm, params.spacing_mm):
@@ -83,7 +88,9 @@ def apply_resample(exam: ExamInput, params: ResampleParams) -> ExamInput:
         replace_pixels(ds, resample_pixels(stored_pixels(ds), old, params.spacing_mm))
         ratio = (params.spacing_mm / old[0], params.spacing_mm / old[1])
         if "PixelSpacing" in ds and ds["PixelSpacing"].VM == 2:
-            ds.PixelSpacing = [_ds_text(float(v) * r) for v, r in zip(ds.PixelSpacing, ratio, strict=True)]
+            ds.PixelSpacing = [
+                _ds_text(float(v) * r) for v, r in zip(ds.PixelSpacing, ratio, strict=True)
+            ]
         ds.ImagerPixelSpacing = [_ds_text(params.spacing_mm)] * 2
         return ref, ds
 

@@ -55,15 +55,21 @@ def intensity_params() -> st.SearchStrategy[IntensityParams]:
 
 def noise_params() -> st.SearchStrategy[NoiseParams]:
     """Dose fraction 1.00 down to 0.50 in steps of 0.01, any noise seed."""
-    return st.builds(NoiseParams, dose=st.integers(0, 50).map(lambda k: round(1.0 - k / 100, 2)), seed=SEEDS)
+    return st.builds(
+        NoiseParams, dose=st.integers(0, 50).map(lambda k: round(1.0 - k / 100, 2)), seed=SEEDS
+    )
 
 
 def resample_params(original_spacing_mm: float = 0.07) -> st.SearchStrategy[ResampleParams]:
     """Pitches 0.050-0.100 mm in 1 um steps, shrinking towards ``original_spacing_mm`` (identity)."""
     lo, hi = (round(v * 1000) for v in DETECTOR_RANGE_MM)
     origin = min(max(round(original_spacing_mm * 1000), lo), hi)
-    return st.builds(ResampleParams,
-                     spacing_mm=st.integers(lo - origin, hi - origin).map(lambda k: round((origin + k) / 1000, 3)))
+    return st.builds(
+        ResampleParams,
+        spacing_mm=st.integers(lo - origin, hi - origin).map(
+            lambda k: round((origin + k) / 1000, 3)
+        ),
+    )
 
 
 def lesion_params() -> st.SearchStrategy[LesionParams]:

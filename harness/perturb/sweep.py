@@ -22,12 +22,16 @@ DEFAULT_LEVELS: dict[str, tuple[float, ...]] = {
 }
 
 
-def sweep_conditions(relation: str, levels: Sequence[float] | None = None) -> list[tuple[str, Transform]]:
+def sweep_conditions(
+    relation: str, levels: Sequence[float] | None = None
+) -> list[tuple[str, Transform]]:
     """``(condition_id, transform)`` per level, in the given order (default grid when omitted)."""
     rel = RELATIONS.get(relation)
     if rel is None or rel.at_level is None:
         sweepable = ", ".join(name for name, r in RELATIONS.items() if r.at_level is not None)
-        raise UsageError(f"sweep: relation {relation!r} has no severity level; sweep one of {sweepable}")
+        raise UsageError(
+            f"sweep: relation {relation!r} has no severity level; sweep one of {sweepable}"
+        )
     grid = DEFAULT_LEVELS[relation] if levels is None else tuple(levels)
     if not grid:
         raise UsageError(f"sweep: no levels given for {relation}; pass at least one")

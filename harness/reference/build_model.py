@@ -46,16 +46,32 @@ from harness.pixels import image_to_model, to_model_plane
 
 HEIGHT, WIDTH = 512, 416
 INPUT, SCORE, HEATMAP, BREASTS = "image", "score", "heatmap", "breast_scores"
-FEATURES = ("f_small_dog", "f_large_dog", "f_blob_small", "f_blob_mid", "f_blob_large", "f_calc_cluster",
-            "f_speck", "f_excess", "f_depth", "f_pw_bilateral")
+FEATURES = (
+    "f_small_dog",
+    "f_large_dog",
+    "f_blob_small",
+    "f_blob_mid",
+    "f_blob_large",
+    "f_calc_cluster",
+    "f_speck",
+    "f_excess",
+    "f_depth",
+    "f_pw_bilateral",
+)
 VIEWS = (("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))  # exam-unit channel order
-PW_RADII = (6.0,)  # mass radius (model pixels, ~3.4 mm) of the prewhitened matched filter (5, 7, 8 and 11 did worse on the dev split)
+PW_RADII = (
+    6.0,
+)  # mass radius (model pixels, ~3.4 mm) of the prewhitened matched filter (5, 7, 8 and 11 did worse on the dev split)
 PW_SIZE = 33  # their kernel size (model pixels)
-BIL_SIGMA = 16.0  # model pixels: window of the local contralateral regression and of the residual RMS
+BIL_SIGMA = (
+    16.0  # model pixels: window of the local contralateral regression and of the residual RMS
+)
 NPS_PATCH = 64
 SEED = 20261127
 CHEST_WALL_BAND = 48  # model pixels (~27 mm on the CI images) next to the chest wall
-BREAST_THRESHOLD = 0.12  # presentation value: above every device's air background (GE: 0.078), below skin
+BREAST_THRESHOLD = (
+    0.12  # presentation value: above every device's air background (GE: 0.078), below skin
+)
 OPSET = 17
 ERODE = 19  # half-resolution pixels: the breast mask is eroded by 9 (~10 mm); lesions sit deeper
 SPECK_LEVEL = 0.13  # presentation units above the local mean where a pixel starts to count as a calcification speck
@@ -98,16 +114,24 @@ class _Graph:
         pads = self.const("pads", np.array([0, 0, r, r, 0, 0, r, r], np.int64))
         p = self.op("Pad", [x, pads], "pad", mode="reflect")
         h = self.op("Conv", [p, self.const("gx", k.reshape(1, 1, 1, -1))], "gx")
-        return self.op("Conv", [h, self.const("gy", k.reshape(1, 1, -1, 1))], f"g{sigma:g}".replace(".", "p"))
+        return self.op(
+            "Conv", [h, self.const("gy", k.reshape(1, 1, -1, 1))], f"g{sigma:g}".replace(".", "p")
+        )
 
     def blur_coarse(self, x: str, sigma: float, factor: int = 4) -> str:
         """A wide Gaussian computed at 1/factor resolution and resized back (bilinear): ~16x cheaper."""
-        small = self.op("AveragePool", [x], "down", kernel_shape=[factor, factor], strides=[factor, factor])
+        small = self.op(
+            "AveragePool", [x], "down", kernel_shape=[factor, factor], strides=[factor, factor]
+        )
         blurred = self.blur(small, sigma / factor)
         scales = self.const("scales", np.array([1, 1, factor, factor], np.float32))
-        return self.op("Resize", [blurred, "", scales], f"g{sigma:g}c", mode="linear",
-                       coordinate_transformation_mode="half_pixel")
-
+        return self.op(
+            "Resize",
+            [blurred, "", scales],
+            f"g{sigma:g}c",
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+        )
 
     def hessian_blob(self, x: str, sigma: float) -> str:
         """Scale-normalised bright-blob strength at scale ``sigma`` (pixels of ``x``).
@@ -131,25 +155,55 @@ class _Graph:
         half = self.const("half", np.array(0.5, np.float32))
         mean = self.op("Mul", [self.op("Add", [dxx, dyy]), half])
         dif = self.op("Mul", [self.op("Sub", [dxx, dyy]), half])
-        rad = self.op("Sqrt", [self.op("Add", [self.op("Mul", [dif, dif]), self.op("Mul", [dxy, dxy])])])
+        rad = self.op(
+            "Sqrt", [self.op("Add", [self.op("Mul", [dif, dif]), self.op("Mul", [dxy, dxy])])]
+        )
         l1 = self.op("Add", [mean, rad])
-        s2 = self.const("s2", np.array(-(sigma ** 2), np.float32))
+        s2 = self.const("s2", np.array(-(sigma**2), np.float32))
         return self.op("Relu", [self.op("Mul", [l1, s2])], f"blob{sigma:g}".replace(".", "p"))
 
     def upsample(self, x: str, factor: int) -> str:
         scales = self.const("scales", np.array([1, 1, factor, factor], np.float32))
-        return self.op("Resize", [x, "", scales], "up", mode="linear", coordinate_transformation_mode="half_pixel")
+        return self.op(
+            "Resize",
+            [x, "", scales],
+            "up",
+            mode="linear",
+            coordinate_transformation_mode="half_pixel",
+        )
 
 
 def contralateral(g: _Graph, t: str) -> str:
     """(4N, C, h, w) in exam-channel order [LCC, LMLO, RCC, RMLO] per exam -> the same view of the other breast."""
     shape = g.op("Shape", [t], "shape")
-    five = g.op("Concat", [g.const("m1", np.array([-1, 2, 2], np.int64)),
-                           g.op("Slice", [shape, g.const("s1", np.array([1], np.int64)), g.const("s4", np.array([4], np.int64))])],
-                "shape5", axis=0)
+    five = g.op(
+        "Concat",
+        [
+            g.const("m1", np.array([-1, 2, 2], np.int64)),
+            g.op(
+                "Slice",
+                [
+                    shape,
+                    g.const("s1", np.array([1], np.int64)),
+                    g.const("s4", np.array([4], np.int64)),
+                ],
+            ),
+        ],
+        "shape5",
+        axis=0,
+    )
     r = g.op("Reshape", [t, five], "by_side")
-    flipped = g.op("Slice", [r, g.const("st", np.array([-1], np.int64)), g.const("en", np.array([-(2 ** 62)], np.int64)),
-                             g.const("ax", np.array([1], np.int64)), g.const("sp", np.array([-1], np.int64))], "swap_sides")
+    flipped = g.op(
+        "Slice",
+        [
+            r,
+            g.const("st", np.array([-1], np.int64)),
+            g.const("en", np.array([-(2**62)], np.int64)),
+            g.const("ax", np.array([1], np.int64)),
+            g.const("sp", np.array([-1], np.int64)),
+        ],
+        "swap_sides",
+    )
     return g.op("Reshape", [flipped, shape], "contra")
 
 
@@ -158,14 +212,36 @@ def bilateral_pw(g: _Graph, x: str, kernel: np.ndarray, name: str) -> str:
     divided by the local RMS of that residual; max-pooled to half resolution."""
     r = kernel.shape[-1] // 2
     pads = g.const("pads", np.array([0, 0, r, r, 0, 0, r, r], np.int64))
-    f = g.op("Conv", [g.op("Pad", [x, pads], "padpw", mode="reflect"), g.const("pw", kernel.reshape(1, 1, *kernel.shape))], "pw")
+    f = g.op(
+        "Conv",
+        [
+            g.op("Pad", [x, pads], "padpw", mode="reflect"),
+            g.const("pw", kernel.reshape(1, 1, *kernel.shape)),
+        ],
+        "pw",
+    )
     b = contralateral(g, f)
     eps = g.const("eps", np.array(1e-8, np.float32))
-    c = g.op("Div", [g.blur_coarse(g.op("Mul", [f, b]), BIL_SIGMA), g.op("Add", [g.blur_coarse(g.op("Mul", [b, b]), BIL_SIGMA), eps])])
-    c = g.op("Clip", [c, g.const("zero", np.array(0.0, np.float32)), g.const("one", np.array(1.0, np.float32))], "bil_coef")
+    c = g.op(
+        "Div",
+        [
+            g.blur_coarse(g.op("Mul", [f, b]), BIL_SIGMA),
+            g.op("Add", [g.blur_coarse(g.op("Mul", [b, b]), BIL_SIGMA), eps]),
+        ],
+    )
+    c = g.op(
+        "Clip",
+        [c, g.const("zero", np.array(0.0, np.float32)), g.const("one", np.array(1.0, np.float32))],
+        "bil_coef",
+    )
     d = g.op("Sub", [f, g.op("Mul", [c, b])], "bil_resid")
-    rms = g.op("Add", [g.op("Sqrt", [g.op("Relu", [g.blur_coarse(g.op("Mul", [d, d]), BIL_SIGMA)])]),
-                       g.const("eps", np.array(1e-4, np.float32))])
+    rms = g.op(
+        "Add",
+        [
+            g.op("Sqrt", [g.op("Relu", [g.blur_coarse(g.op("Mul", [d, d]), BIL_SIGMA)])]),
+            g.const("eps", np.array(1e-4, np.float32)),
+        ],
+    )
     z = g.op("Div", [d, rms])
     return g.op("MaxPool", [z], name, kernel_shape=[2, 2], strides=[2, 2])
 
@@ -200,31 +276,82 @@ def feature_nodes(g: _Graph, x: str, pw_kernels: list[np.ndarray]) -> tuple[str,
     top = g.op("Sub", [x, g.blur(x, 1.5)], "tophat")
     lvl = g.const("speck_level", np.array(SPECK_LEVEL, np.float32))
     ramp = g.const("speck_ramp", np.array(SPECK_RAMP, np.float32))
-    ind = g.op("Clip", [g.op("Div", [g.op("Sub", [top, lvl]), ramp]), g.const("zero", np.array(0.0, np.float32)),
-                        g.const("one", np.array(1.0, np.float32))], "speck_ind")
+    ind = g.op(
+        "Clip",
+        [
+            g.op("Div", [g.op("Sub", [top, lvl]), ramp]),
+            g.const("zero", np.array(0.0, np.float32)),
+            g.const("one", np.array(1.0, np.float32)),
+        ],
+        "speck_ind",
+    )
     # only specks well inside the breast: the skin line is a fine-scale edge too
-    inside_full = g.op("Cast", [g.op("Greater", [x, g.const("thr", np.array(BREAST_THRESHOLD, np.float32))])], "inside_full",
-                       to=TensorProto.FLOAT)
+    inside_full = g.op(
+        "Cast",
+        [g.op("Greater", [x, g.const("thr", np.array(BREAST_THRESHOLD, np.float32))])],
+        "inside_full",
+        to=TensorProto.FLOAT,
+    )
     out_full = g.op("Sub", [g.const("one", np.array(1.0, np.float32)), inside_full])
-    keep = g.op("Sub", [g.const("one", np.array(1.0, np.float32)),
-                        g.op("MaxPool", [out_full], "grown_full", kernel_shape=[21, 21], pads=[10, 10, 10, 10], strides=[1, 1])])
+    keep = g.op(
+        "Sub",
+        [
+            g.const("one", np.array(1.0, np.float32)),
+            g.op(
+                "MaxPool",
+                [out_full],
+                "grown_full",
+                kernel_shape=[21, 21],
+                pads=[10, 10, 10, 10],
+                strides=[1, 1],
+            ),
+        ],
+    )
     ind = g.op("Mul", [ind, keep])
     ind2 = g.op("AveragePool", [ind], "ind2", kernel_shape=[2, 2], strides=[2, 2])
-    f_cluster = g.op("Mul", [g.blur(ind2, 3.0), g.const("count", np.array(4 * 2 * math.pi * 9.0, np.float32))], FEATURES[5])
-    specks = g.op("Relu", [g.op("Div", [g.op("AveragePool", [dog], "speck2", kernel_shape=[2, 2], strides=[2, 2]), lstd])])
+    f_cluster = g.op(
+        "Mul",
+        [g.blur(ind2, 3.0), g.const("count", np.array(4 * 2 * math.pi * 9.0, np.float32))],
+        FEATURES[5],
+    )
+    specks = g.op(
+        "Relu",
+        [
+            g.op(
+                "Div",
+                [g.op("AveragePool", [dog], "speck2", kernel_shape=[2, 2], strides=[2, 2]), lstd],
+            )
+        ],
+    )
     f_speck = g.op("Identity", [g.blur(specks, 2.0)], FEATURES[6])
     f_excess = g.op("Sub", [b4, b16], FEATURES[7])
-    inside = g.op("Cast", [g.op("Greater", [x2, g.const("thr", np.array(BREAST_THRESHOLD, np.float32))])], "inside", to=TensorProto.FLOAT)
+    inside = g.op(
+        "Cast",
+        [g.op("Greater", [x2, g.const("thr", np.array(BREAST_THRESHOLD, np.float32))])],
+        "inside",
+        to=TensorProto.FLOAT,
+    )
     # erosion by 8 full-res pixels = 1 - maxpool(1 - inside), 9x9 at half resolution
     one = g.const("one", np.array(1.0, np.float32))
     outside = g.op("Sub", [one, inside])
-    grown = g.op("MaxPool", [outside], "grown", kernel_shape=[ERODE, ERODE], pads=[ERODE // 2] * 4, strides=[1, 1])
+    grown = g.op(
+        "MaxPool",
+        [outside],
+        "grown",
+        kernel_shape=[ERODE, ERODE],
+        pads=[ERODE // 2] * 4,
+        strides=[1, 1],
+    )
     eroded = g.op("Sub", [one, grown], "eroded")
     # depth inside the breast (0 at the skin line, 1 deep inside): lets the fit discount the rim
     f_depth = g.op("Identity", [g.blur_coarse(eroded, 16.0, factor=4)], FEATURES[8])
     pw = [bilateral_pw(g, x, k, FEATURES[9 + i]) for i, k in enumerate(pw_kernels)]
-    feats = g.op("Concat", [f_small, f_large, blob_s, blob_m, blob_l, f_cluster, f_speck, f_excess, f_depth, *pw],
-                 "features", axis=1)
+    feats = g.op(
+        "Concat",
+        [f_small, f_large, blob_s, blob_m, blob_l, f_cluster, f_speck, f_excess, f_depth, *pw],
+        "features",
+        axis=1,
+    )
     # The chest-wall band (pectoral muscle, chest-wall edge) gives strong edges and no lesions
     # in the phantom (lesions are placed off the muscle): it is excluded from the heatmap.
     band = np.ones((1, 1, 1, WIDTH // 2), np.float32)
@@ -233,12 +360,42 @@ def feature_nodes(g: _Graph, x: str, pw_kernels: list[np.ndarray]) -> tuple[str,
     # looks like specks and blobs. Flat (5x5 range < 0.01) and bright (> 0.84) pixels, grown by
     # ~11 mm, are excluded.
     lmax = g.op("MaxPool", [x2], "lmax", kernel_shape=[5, 5], pads=[2, 2, 2, 2], strides=[1, 1])
-    lmin = g.op("Neg", [g.op("MaxPool", [g.op("Neg", [x2])], "lmin", kernel_shape=[5, 5], pads=[2, 2, 2, 2], strides=[1, 1])])
-    flat = g.op("Cast", [g.op("Less", [g.op("Sub", [lmax, lmin]), g.const("flat", np.array(0.01, np.float32))])], "flat",
-                to=TensorProto.FLOAT)
-    bright = g.op("Cast", [g.op("Greater", [x2, g.const("bright", np.array(0.84, np.float32))])], "bright", to=TensorProto.FLOAT)
-    sat = g.op("MaxPool", [g.op("Mul", [flat, bright])], "saturated", kernel_shape=[21, 21], pads=[10, 10, 10, 10], strides=[1, 1])
-    mask = g.op("Mul", [g.op("Mul", [eroded, g.op("Sub", [one, sat])]), g.const("band", band)], "mask")
+    lmin = g.op(
+        "Neg",
+        [
+            g.op(
+                "MaxPool",
+                [g.op("Neg", [x2])],
+                "lmin",
+                kernel_shape=[5, 5],
+                pads=[2, 2, 2, 2],
+                strides=[1, 1],
+            )
+        ],
+    )
+    flat = g.op(
+        "Cast",
+        [g.op("Less", [g.op("Sub", [lmax, lmin]), g.const("flat", np.array(0.01, np.float32))])],
+        "flat",
+        to=TensorProto.FLOAT,
+    )
+    bright = g.op(
+        "Cast",
+        [g.op("Greater", [x2, g.const("bright", np.array(0.84, np.float32))])],
+        "bright",
+        to=TensorProto.FLOAT,
+    )
+    sat = g.op(
+        "MaxPool",
+        [g.op("Mul", [flat, bright])],
+        "saturated",
+        kernel_shape=[21, 21],
+        pads=[10, 10, 10, 10],
+        strides=[1, 1],
+    )
+    mask = g.op(
+        "Mul", [g.op("Mul", [eroded, g.op("Sub", [one, sat])]), g.const("band", band)], "mask"
+    )
     return feats, mask
 
 
@@ -248,7 +405,9 @@ def _io() -> onnx.ValueInfoProto:
 
 def _planes(g: _Graph) -> str:
     """The exam input (N, 4, H, W) as 4N single-image planes (4N, 1, H, W), exam-channel order."""
-    return g.op("Reshape", [INPUT, g.const("planes", np.array([-1, 1, HEIGHT, WIDTH], np.int64))], "planes")
+    return g.op(
+        "Reshape", [INPUT, g.const("planes", np.array([-1, 1, HEIGHT, WIDTH], np.int64))], "planes"
+    )
 
 
 def feature_model(pw_kernels: list[np.ndarray]) -> onnx.ModelProto:
@@ -257,15 +416,24 @@ def feature_model(pw_kernels: list[np.ndarray]) -> onnx.ModelProto:
     feats, mask = feature_nodes(g, _planes(g), pw_kernels)
     g.nodes.append(helper.make_node("Identity", [feats], ["features"]))
     g.nodes.append(helper.make_node("Identity", [mask], ["mask"]))
-    outs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["M", len(FEATURES), HEIGHT // 2, WIDTH // 2]),
-            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["M", 1, HEIGHT // 2, WIDTH // 2])]
-    model = helper.make_model(helper.make_graph(g.nodes, "features", [_io()], outs, g.inits),
-                              opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mammocert")
+    outs = [
+        helper.make_tensor_value_info(
+            "features", TensorProto.FLOAT, ["M", len(FEATURES), HEIGHT // 2, WIDTH // 2]
+        ),
+        helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["M", 1, HEIGHT // 2, WIDTH // 2]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(g.nodes, "features", [_io()], outs, g.inits),
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="mammocert",
+    )
     model.ir_version = 8
     return model
 
 
-def detector_model(heads: list[tuple[np.ndarray, float]], pw_kernels: list[np.ndarray]) -> onnx.ModelProto:
+def detector_model(
+    heads: list[tuple[np.ndarray, float]], pw_kernels: list[np.ndarray]
+) -> onnx.ModelProto:
     """The full reference model: per head a calibrated 1x1 convolution (``weights`` (F,), ``bias``)
     over the features; logit = max over the heads (mass, calcification), already on the exam scale.
     Input: one exam (N, 4, H, W) [LCC, LMLO, RCC, RMLO]; heatmap (N, 4, H/4, W/4), one channel per view."""
@@ -279,21 +447,40 @@ def detector_model(heads: list[tuple[np.ndarray, float]], pw_kernels: list[np.nd
     logit = g.op("Max", logits, "logit") if len(logits) > 1 else logits[0]
     prob = g.op("Mul", [g.op("Sigmoid", [logit]), mask], "prob")
     heat = g.op("MaxPool", [prob], "heat_planes", kernel_shape=[2, 2], strides=[2, 2])
-    g.nodes.append(helper.make_node("Reshape", [heat, g.const("hshape", np.array([-1, len(VIEWS), HEIGHT // 4, WIDTH // 4], np.int64))],
-                                    [HEATMAP]))
+    g.nodes.append(
+        helper.make_node(
+            "Reshape",
+            [
+                heat,
+                g.const("hshape", np.array([-1, len(VIEWS), HEIGHT // 4, WIDTH // 4], np.int64)),
+            ],
+            [HEATMAP],
+        )
+    )
     gmp = g.op("ReduceMax", [HEATMAP], "exam_max", axes=[1, 2, 3], keepdims=1)
     g.nodes.append(helper.make_node("Flatten", [gmp], [SCORE], axis=1))
     # Per-breast scores [L, R]: the maximum over each side's two views (channels [LCC, LMLO | RCC, RMLO]),
     # on the same scale as the exam score, so exam = max(L, R).
-    sides = g.op("Reshape", [HEATMAP, g.const("sshape", np.array([-1, 2, 2 * (HEIGHT // 4) * (WIDTH // 4)], np.int64))], "sides")
+    sides = g.op(
+        "Reshape",
+        [HEATMAP, g.const("sshape", np.array([-1, 2, 2 * (HEIGHT // 4) * (WIDTH // 4)], np.int64))],
+        "sides",
+    )
     g.nodes.append(helper.make_node("ReduceMax", [sides], [BREASTS], axes=[2], keepdims=0))
-    outs = [helper.make_tensor_value_info(SCORE, TensorProto.FLOAT, ["N", 1]),
-            helper.make_tensor_value_info(HEATMAP, TensorProto.FLOAT, ["N", len(VIEWS), HEIGHT // 4, WIDTH // 4]),
-            helper.make_tensor_value_info(BREASTS, TensorProto.FLOAT, ["N", 2])]
-    model = helper.make_model(helper.make_graph(g.nodes, "mammocert_reference_detector", [_io()], outs, g.inits),
-                              opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mammocert",
-                              doc_string="mammocert reference vendor: bilateral prewhitened matched filter + blob + "
-                                         "calcification-cluster detector (see harness/reference/README.md)")
+    outs = [
+        helper.make_tensor_value_info(SCORE, TensorProto.FLOAT, ["N", 1]),
+        helper.make_tensor_value_info(
+            HEATMAP, TensorProto.FLOAT, ["N", len(VIEWS), HEIGHT // 4, WIDTH // 4]
+        ),
+        helper.make_tensor_value_info(BREASTS, TensorProto.FLOAT, ["N", 2]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(g.nodes, "mammocert_reference_detector", [_io()], outs, g.inits),
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="mammocert",
+        doc_string="mammocert reference vendor: bilateral prewhitened matched filter + blob + "
+        "calcification-cluster detector (see harness/reference/README.md)",
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
@@ -302,7 +489,9 @@ def detector_model(heads: list[tuple[np.ndarray, float]], pw_kernels: list[np.nd
 # ------------------------------------------------------------------ calibration
 
 
-def _irls(X: np.ndarray, y: np.ndarray, w_sample: np.ndarray, ridge: float = 1e-3, iters: int = 50) -> np.ndarray:
+def _irls(
+    X: np.ndarray, y: np.ndarray, w_sample: np.ndarray, ridge: float = 1e-3, iters: int = 50
+) -> np.ndarray:
     """Weighted ridge logistic regression by Newton/IRLS; X includes the intercept column."""
     beta = np.zeros(X.shape[1])
     for _ in range(iters):
@@ -323,13 +512,21 @@ def _exam_planes(cases: Path):
         by_view = {}
         for ref in exam.images:
             ds = pydicom.dcmread(manifest.path(ref))
-            key = (str(ds.get("ImageLaterality", "")).upper(), str(ds.get("ViewPosition", "")).upper())
+            key = (
+                str(ds.get("ImageLaterality", "")).upper(),
+                str(ds.get("ViewPosition", "")).upper(),
+            )
             if key in VIEWS and key not in by_view:
                 plane, geom = to_model_plane(ds, HEIGHT, WIDTH)
                 by_view[key] = (ref, plane, geom)
         if len(by_view) == len(VIEWS):
             items = [by_view[k] for k in VIEWS]
-            yield exam, [i[0] for i in items], np.stack([i[1] for i in items]), [i[2] for i in items]
+            yield (
+                exam,
+                [i[0] for i in items],
+                np.stack([i[1] for i in items]),
+                [i[2] for i in items],
+            )
 
 
 def noise_power_spectrum(exams: list, rng: np.random.Generator, per_image: int = 4) -> np.ndarray:
@@ -353,13 +550,15 @@ def noise_power_spectrum(exams: list, rng: np.random.Generator, per_image: int =
             if not rr.size:
                 continue
             for q in np.sort(rng.choice(rr.size, size=min(per_image, rr.size), replace=False)):
-                p = a[rr[q] - P // 2:rr[q] + P // 2, cc[q] - P // 2:cc[q] + P // 2]
+                p = a[rr[q] - P // 2 : rr[q] + P // 2, cc[q] - P // 2 : cc[q] + P // 2]
                 acc += np.abs(np.fft.fft2((p - p.mean()) * win)) ** 2
                 n += 1
     if n == 0:  # no usable patch (tiny test sets): a power law, beta = 3, plus a white floor
         rad = 1.0 / (np.arange(P // 2 + 1) + 1.0) ** 3 + 1e-4
     else:
-        rad = np.bincount(rb.ravel(), (acc / n).ravel(), minlength=P // 2 + 1) / np.bincount(rb.ravel(), minlength=P // 2 + 1)
+        rad = np.bincount(rb.ravel(), (acc / n).ravel(), minlength=P // 2 + 1) / np.bincount(
+            rb.ravel(), minlength=P // 2 + 1
+        )
     return rad / rad.max()
 
 
@@ -369,13 +568,13 @@ def pw_kernels(nps: np.ndarray) -> list[np.ndarray]:
     P = NPS_PATCH
     fr = np.hypot(np.fft.fftfreq(P)[:, None], np.fft.fftfreq(P)[None, :])
     S = nps[np.minimum((fr * P).round().astype(int), len(nps) - 1)]
-    y, x = np.mgrid[-P // 2:P // 2, -P // 2:P // 2].astype(np.float64)
+    y, x = np.mgrid[-P // 2 : P // 2, -P // 2 : P // 2].astype(np.float64)
     out = []
     for r in PW_RADII:
-        t = np.sqrt(np.maximum(1 - (x * x + y * y) / r ** 2, 0))
+        t = np.sqrt(np.maximum(1 - (x * x + y * y) / r**2, 0))
         h = np.real(np.fft.fftshift(np.fft.ifft2(np.fft.fft2(np.fft.ifftshift(t - t.mean())) / S)))
         c, s = P // 2, PW_SIZE // 2
-        h = h[c - s:c + s + 1, c - s:c + s + 1]
+        h = h[c - s : c + s + 1, c - s : c + s + 1]
         h = h - h.mean()
         out.append((h / np.sqrt((h * h).sum())).astype(np.float32))
     return out
@@ -386,7 +585,9 @@ def _local_maxima(logit: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
     from scipy.ndimage import maximum_filter
 
     v = np.where(valid, logit, -np.inf)
-    peaks = np.flatnonzero(((v == maximum_filter(v, size=5, mode="constant", cval=-np.inf)) & valid).ravel())
+    peaks = np.flatnonzero(
+        ((v == maximum_filter(v, size=5, mode="constant", cval=-np.inf)) & valid).ravel()
+    )
     if peaks.size == 0:
         return peaks
     order = np.lexsort((peaks, -v.ravel()[peaks]))  # by value, ties by index: deterministic
@@ -401,15 +602,23 @@ def collect(exams: list, kernels: list[np.ndarray], batch: int = 2) -> list[dict
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1  # deterministic reductions
-    sess = ort.InferenceSession(feature_model(kernels).SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        feature_model(kernels).SerializeToString(), opts, providers=["CPUExecutionProvider"]
+    )
     rows: list[dict] = []
     queue: list = []
 
     def flush() -> None:
         if not queue:
             return
-        feats, masks = sess.run(["features", "mask"], {INPUT: np.stack([q[2] for q in queue]).astype(np.float32)})
-        items = [(exam, ref, geom) for exam, refs, _p, geoms in queue for ref, geom in zip(refs, geoms, strict=True)]
+        feats, masks = sess.run(
+            ["features", "mask"], {INPUT: np.stack([q[2] for q in queue]).astype(np.float32)}
+        )
+        items = [
+            (exam, ref, geom)
+            for exam, refs, _p, geoms in queue
+            for ref, geom in zip(refs, geoms, strict=True)
+        ]
         for (exam, ref, geom), f, m in zip(items, feats, masks, strict=True):
             boxes = []
             if exam.label == 1:
@@ -424,13 +633,33 @@ def collect(exams: list, kernels: list[np.ndarray], batch: int = 2) -> list[dict
                         r0, r1 = ay / 2, by / 2
                         cx, cy = 0.5 * (c0 + c1), 0.5 * (r0 + r1)
                         # the lesion's central part (the top finding must land in the box)
-                        rr = np.arange(max(0, int(cy - 0.3 * (r1 - r0))), min(HEIGHT // 2, int(cy + 0.3 * (r1 - r0)) + 1))
-                        cc = np.arange(max(0, int(cx - 0.3 * (c1 - c0))), min(WIDTH // 2, int(cx + 0.3 * (c1 - c0)) + 1))
+                        rr = np.arange(
+                            max(0, int(cy - 0.3 * (r1 - r0))),
+                            min(HEIGHT // 2, int(cy + 0.3 * (r1 - r0)) + 1),
+                        )
+                        cc = np.arange(
+                            max(0, int(cx - 0.3 * (c1 - c0))),
+                            min(WIDTH // 2, int(cx + 0.3 * (c1 - c0)) + 1),
+                        )
                         if rr.size and cc.size:
-                            boxes.append((les.type, f[:, rr[0]:rr[-1] + 1, cc[0]:cc[-1] + 1].reshape(f.shape[0], -1).T.copy()))
-            rows.append({"exam": exam.exam_id, "label": exam.label, "positives": boxes,
-                         "grid": f[:, ::2, ::2].reshape(f.shape[0], -1).T.copy(), "mask": m[0, ::2, ::2].ravel() > 0.5,
-                         "shape": (HEIGHT // 4, WIDTH // 4)})
+                            boxes.append(
+                                (
+                                    les.type,
+                                    f[:, rr[0] : rr[-1] + 1, cc[0] : cc[-1] + 1]
+                                    .reshape(f.shape[0], -1)
+                                    .T.copy(),
+                                )
+                            )
+            rows.append(
+                {
+                    "exam": exam.exam_id,
+                    "label": exam.label,
+                    "positives": boxes,
+                    "grid": f[:, ::2, ::2].reshape(f.shape[0], -1).T.copy(),
+                    "mask": m[0, ::2, ::2].ravel() > 0.5,
+                    "shape": (HEIGHT // 4, WIDTH // 4),
+                }
+            )
         queue.clear()
 
     for item in exams:
@@ -441,7 +670,9 @@ def collect(exams: list, kernels: list[np.ndarray], batch: int = 2) -> list[dict
     return rows
 
 
-def _fit_pixels(pos: np.ndarray, neg: np.ndarray, neg_w: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
+def _fit_pixels(
+    pos: np.ndarray, neg: np.ndarray, neg_w: np.ndarray, ridge: float
+) -> tuple[np.ndarray, float]:
     """Weighted ridge logistic regression of positive vs negative pixels; returns (weights, bias)."""
     X = np.vstack([pos, neg]).astype(np.float64)
     y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
@@ -454,8 +685,10 @@ def _fit_pixels(pos: np.ndarray, neg: np.ndarray, neg_w: np.ndarray, ridge: floa
 
 
 #: The detector's heads: (name, lesion types it is trained on, features it may use).
-HEADS = (("mass", ("mass", "distortion"), ("f_pw_bilateral",)),
-         ("calcification", ("calcification",), ("f_calc_cluster", "f_speck", "f_depth")))
+HEADS = (
+    ("mass", ("mass", "distortion"), ("f_pw_bilateral",)),
+    ("calcification", ("calcification",), ("f_calc_cluster", "f_speck", "f_depth")),
+)
 
 
 class _Packed:
@@ -489,8 +722,16 @@ def _soft_auc(s: np.ndarray, lab: np.ndarray) -> float:
     return float(np.mean(1.0 / (1.0 + np.exp(-np.clip((p[:, None] - n[None, :]) / t, -30, 30)))))
 
 
-def _fit_head(rows: list[dict], types: tuple[str, ...], cols: list[int], rng: np.random.Generator,
-              rounds: int, hard_per_image: int, rand_neg: np.ndarray, es_steps: int) -> tuple[np.ndarray, float]:
+def _fit_head(
+    rows: list[dict],
+    types: tuple[str, ...],
+    cols: list[int],
+    rng: np.random.Generator,
+    rounds: int,
+    hard_per_image: int,
+    rand_neg: np.ndarray,
+    es_steps: int,
+) -> tuple[np.ndarray, float]:
     """One head: MIL logistic with hard negatives, refined by a (1+1) evolution strategy on the
     image-level AUC (images with a lesion of ``types`` vs images without cancer), then an image-level
     logistic calibration. Returns full-length weights (zeros outside ``cols``) and bias."""
@@ -535,13 +776,17 @@ def _fit_head(rows: list[dict], types: tuple[str, ...], cols: list[int], rng: np
         else:
             step = max(0.02, step * 0.97)
     m = packed.image_max(best, b, len(sub))
-    ab = _irls(np.stack([m, np.ones_like(m)], axis=1), lab.astype(np.float64), np.ones_like(m), ridge=1e-6)
+    ab = _irls(
+        np.stack([m, np.ones_like(m)], axis=1), lab.astype(np.float64), np.ones_like(m), ridge=1e-6
+    )
     full = np.zeros(len(FEATURES))
     full[cols] = ab[0] * best
     return full, float(ab[0] * b + ab[1])
 
 
-def calibrate(cases: Path, **kw) -> tuple[list[tuple[np.ndarray, float]], dict, np.ndarray, np.ndarray, list[np.ndarray]]:
+def calibrate(
+    cases: Path, **kw
+) -> tuple[list[tuple[np.ndarray, float]], dict, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Fit the detector's heads on a training set; returns (heads, report, exam scores, exam labels).
 
     Per head (mass incl. distortion; calcification): a pixel stage (multiple-instance + hard-negative
@@ -560,17 +805,30 @@ def calibrate(cases: Path, **kw) -> tuple[list[tuple[np.ndarray, float]], dict, 
     return heads, report, scores, labels, kernels
 
 
-def fit_rows(rows: list[dict], rounds: int = 0, hard_per_image: int = 8, random_per_image: int = 32,
-             es_steps: int = 300) -> tuple[list[tuple[np.ndarray, float]], dict, np.ndarray, np.ndarray]:
+def fit_rows(
+    rows: list[dict],
+    rounds: int = 0,
+    hard_per_image: int = 8,
+    random_per_image: int = 32,
+    es_steps: int = 300,
+) -> tuple[list[tuple[np.ndarray, float]], dict, np.ndarray, np.ndarray]:
     """The fit of :func:`calibrate` on already collected feature rows."""
     rng = np.random.default_rng(SEED)
     if sum(1 for r in rows if r["positives"]) < 2:
-        raise SystemExit("fewer than 2 malignant lesion marks in the training set; use a training set with cancers")
+        raise SystemExit(
+            "fewer than 2 malignant lesion marks in the training set; use a training set with cancers"
+        )
     rand = []
     for r in rows:
         inside = np.flatnonzero(r["mask"])
         if inside.size:
-            rand.append(r["grid"][np.sort(rng.choice(inside, size=min(random_per_image, inside.size), replace=False))])
+            rand.append(
+                r["grid"][
+                    np.sort(
+                        rng.choice(inside, size=min(random_per_image, inside.size), replace=False)
+                    )
+                ]
+            )
     rand_neg = np.vstack(rand)
     heads = []
     for _name, types, names in HEADS:
@@ -594,15 +852,25 @@ def fit_rows(rows: list[dict], rounds: int = 0, hard_per_image: int = 8, random_
         a, c = 1.0, 0.0
     out = [((a * w).astype(np.float32), float(np.float32(a * b + c))) for w, b in heads]
     scores = 1.0 / (1.0 + np.exp(-(a * M + c)))
-    report = {"images": len(rows), "images_with_cancer": sum(1 for r in rows if r["positives"]), "exams": len(ids),
-              "exam_cancers": int(L.sum()), "features": list(FEATURES),
-              "heads": {name: {"weights": [round(float(v), 6) for v in w], "bias": round(b, 6)}
-                        for (name, _, _), (w, b) in zip(HEADS, out, strict=True)},
-              "exam_slope": round(a, 6), "exam_intercept": round(c, 6)}
+    report = {
+        "images": len(rows),
+        "images_with_cancer": sum(1 for r in rows if r["positives"]),
+        "exams": len(ids),
+        "exam_cancers": int(L.sum()),
+        "features": list(FEATURES),
+        "heads": {
+            name: {"weights": [round(float(v), 6) for v in w], "bias": round(b, 6)}
+            for (name, _, _), (w, b) in zip(HEADS, out, strict=True)
+        },
+        "exam_slope": round(a, 6),
+        "exam_intercept": round(c, 6),
+    }
     return out, report, scores, L
 
 
-def operating_point(scores: np.ndarray, labels: np.ndarray, specificity: float = OPERATING_SPECIFICITY) -> float:
+def operating_point(
+    scores: np.ndarray, labels: np.ndarray, specificity: float = OPERATING_SPECIFICITY
+) -> float:
     """The lowest threshold (rounded to 4 decimals) whose training-split specificity is >= ``specificity``."""
     neg = np.sort(scores[labels == 0])
     k = int(np.ceil(specificity * len(neg))) - 1  # need at least k+1 negatives below the threshold
@@ -623,8 +891,16 @@ VENDOR_YAML = {
     "score_range": [0.0, 1.0],
     "onnx": {
         "model": "model.onnx",
-        "input": {"unit": "exam", "name": INPUT, "height": HEIGHT, "width": WIDTH,
-                  "orientation": "chest_wall_left", "pixels": "presentation", "scale": [0.0, 1.0], "resize": "fit"},
+        "input": {
+            "unit": "exam",
+            "name": INPUT,
+            "height": HEIGHT,
+            "width": WIDTH,
+            "orientation": "chest_wall_left",
+            "pixels": "presentation",
+            "scale": [0.0, 1.0],
+            "resize": "fit",
+        },
         "output": {"score": SCORE, "heatmap": HEATMAP, "breast_scores": BREASTS},
         "aggregate": "max",
     },
@@ -639,24 +915,35 @@ def build(train_cases: Path, out: Path) -> dict:
     flagged = scores >= op
     report["operating_point"] = op
     report["train_specificity"] = round(float((~flagged[labels == 0]).mean()), 4)
-    report["train_sensitivity"] = round(float(flagged[labels == 1].mean()), 4) if (labels == 1).any() else None
+    report["train_sensitivity"] = (
+        round(float(flagged[labels == 1].mean()), 4) if (labels == 1).any() else None
+    )
     out.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out / "model.onnx"))
     vy = dict(VENDOR_YAML, operating_point=op)
     (out / "vendor.yaml").write_text(
         "# mammocert reference vendor (generated by python -m harness.reference.build_model; see README.md)\n"
         f"# operating_point: training-split specificity {report['train_specificity']}, "
-        f"sensitivity {report['train_sensitivity']}\n"
-        + yaml.safe_dump(vy, sort_keys=False), encoding="utf-8")
+        f"sensitivity {report['train_sensitivity']}\n" + yaml.safe_dump(vy, sort_keys=False),
+        encoding="utf-8",
+    )
     report["train_cases"] = load_manifest(train_cases).digest
-    (out / "calibration.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    (out / "calibration.json").write_text(
+        json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.reference.build_model", description=__doc__.splitlines()[0])
-    ap.add_argument("--train-cases", required=True, help="training reference set (never the evaluation set)")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("vendor")), help="package directory to write")
+    ap = argparse.ArgumentParser(
+        prog="python -m harness.reference.build_model", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument(
+        "--train-cases", required=True, help="training reference set (never the evaluation set)"
+    )
+    ap.add_argument(
+        "--out", default=str(Path(__file__).with_name("vendor")), help="package directory to write"
+    )
     args = ap.parse_args(argv)
     report = build(Path(args.train_cases), Path(args.out))
     print(json.dumps(report, indent=1, sort_keys=True), file=sys.stderr)

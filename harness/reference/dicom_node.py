@@ -60,13 +60,15 @@ class ReturnAddress:
     def parse(cls, text: str) -> ReturnAddress:
         m = _RETURN.match(text.strip())
         if not m or not 0 < int(m["port"]) < 65536:
-            raise UsageError(f"--return-to {text!r}: expected AE@host:port (or AE@:port for the caller's host)")
+            raise UsageError(
+                f"--return-to {text!r}: expected AE@host:port (or AE@:port for the caller's host)"
+            )
         return cls(m["ae"], m["host"], int(m["port"]))
 
 
 @dataclass
 class _Study:
-    images: dict[str, Dataset] = field(default_factory=dict)   # SOP UID -> dataset
+    images: dict[str, Dataset] = field(default_factory=dict)  # SOP UID -> dataset
     calling_ae: str = ""
     peer_host: str = ""
     last: float = field(default_factory=time.monotonic)
@@ -88,9 +90,18 @@ def _view(ds: Dataset) -> str:
 class ReferenceDicomNode:
     """The reference node; ``start()``/``stop()`` it (or use it as a context manager)."""
 
-    def __init__(self, adapter: VendorAdapter, port: int, ae_title: str = "MAMMOCERT_REF",
-                 return_to: ReturnAddress | str | None = None, tid1500: bool = False, *,
-                 host: str = "127.0.0.1", idle_s: float = 2.0, fault: str | None = None) -> None:
+    def __init__(
+        self,
+        adapter: VendorAdapter,
+        port: int,
+        ae_title: str = "MAMMOCERT_REF",
+        return_to: ReturnAddress | str | None = None,
+        tid1500: bool = False,
+        *,
+        host: str = "127.0.0.1",
+        idle_s: float = 2.0,
+        fault: str | None = None,
+    ) -> None:
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"fault {fault!r}: use one of {', '.join(FAULTS)}")
         self.adapter = adapter
@@ -169,7 +180,17 @@ class ReferenceDicomNode:
     def _score(self, images: list[Dataset]) -> ReportContent:
         refs = []
         for ds in images:
-            refs.append((ImageRef(str(ds.SOPInstanceUID), str(ds.get("ImageLaterality", "")), _view(ds), "0" * 64), ds))
+            refs.append(
+                (
+                    ImageRef(
+                        str(ds.SOPInstanceUID),
+                        str(ds.get("ImageLaterality", "")),
+                        _view(ds),
+                        "0" * 64,
+                    ),
+                    ds,
+                )
+            )
         try:
             out = self.adapter.infer(self.adapter.prepare(ExamInput("study", tuple(refs))))
         except VendorFault as exc:
@@ -184,7 +205,9 @@ class ReferenceDicomNode:
     def _process(self, study_uid: str, st: _Study) -> None:
         if self.fault == "silent":
             return
-        images = sorted(st.images.values(), key=lambda d: (str(d.get("ImageLaterality", "")), _view(d)))
+        images = sorted(
+            st.images.values(), key=lambda d: (str(d.get("ImageLaterality", "")), _view(d))
+        )
         content = self._score(images)
         reports = [write_mammo_cad_sr(images, content)]
         if self.tid1500 and content.exam_score is not None:
@@ -204,14 +227,17 @@ class ReferenceDicomNode:
     def _destination(self, st: _Study) -> scu.Peer:
         if self.return_to is None:
             return scu.Peer(st.calling_ae, st.peer_host, DEFAULT_RESULTS_PORT)
-        return scu.Peer(self.return_to.ae_title, self.return_to.host or st.peer_host, self.return_to.port)
+        return scu.Peer(
+            self.return_to.ae_title, self.return_to.host or st.peer_host, self.return_to.port
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> ReferenceDicomNode:
         self._stopping = False
-        self._server = self._ae.start_server((self.host, self.port), block=False,
-                                             evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+        self._server = self._ae.start_server(
+            (self.host, self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
+        )
         self.port = int(self._server.server_address[1])
         self._worker = threading.Thread(target=self._loop, name="reference-node", daemon=True)
         self._worker.start()
@@ -242,7 +268,9 @@ def serve_cli(args: Any) -> int:
 
     pkg = load_vendor_package(args.vendor)
     if pkg.interface != "onnx":
-        raise UsageError(f"--vendor {args.vendor}: the reference node scores with an ONNX package, not interface {pkg.interface!r}")
+        raise UsageError(
+            f"--vendor {args.vendor}: the reference node scores with an ONNX package, not interface {pkg.interface!r}"
+        )
     return_to = ReturnAddress.parse(args.return_to) if args.return_to else None
     adapter = open_adapter(pkg, "cpu")
     node = ReferenceDicomNode(adapter, int(args.port), args.ae_title, return_to, bool(args.tid1500))
@@ -250,10 +278,19 @@ def serve_cli(args: Any) -> int:
         node.start()
     except OSError as exc:
         adapter.close()
-        raise UsageError(f"--port {args.port}: cannot listen ({exc.strerror or exc}); choose a free port") from None
-    dest = str(return_to.ae_title + "@" + (return_to.host or "<caller>") + f":{return_to.port}") if return_to else f"<caller AE>@<caller host>:{DEFAULT_RESULTS_PORT}"
-    print(f"reference DICOM node {args.ae_title} on 127.0.0.1:{node.port}, scoring with {pkg.name}; "
-          f"reports go to {dest}; Ctrl-C stops it", flush=True)
+        raise UsageError(
+            f"--port {args.port}: cannot listen ({exc.strerror or exc}); choose a free port"
+        ) from None
+    dest = (
+        str(return_to.ae_title + "@" + (return_to.host or "<caller>") + f":{return_to.port}")
+        if return_to
+        else f"<caller AE>@<caller host>:{DEFAULT_RESULTS_PORT}"
+    )
+    print(
+        f"reference DICOM node {args.ae_title} on 127.0.0.1:{node.port}, scoring with {pkg.name}; "
+        f"reports go to {dest}; Ctrl-C stops it",
+        flush=True,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -23,7 +23,9 @@ from harness.vendors import load_vendor_package, open_adapter
 DEFAULT_VENDOR = Path(__file__).with_name("vendor")
 
 
-def localisation_rate(manifest: Manifest, preds: list[Prediction], margin_px: float = 0.0) -> tuple[int, int]:
+def localisation_rate(
+    manifest: Manifest, preds: list[Prediction], margin_px: float = 0.0
+) -> tuple[int, int]:
     """(hits, cancers with marks): top finding of the exam inside any mark box of its file."""
     by_id = {p.exam_id: p for p in preds}
     hits = total = 0
@@ -36,14 +38,19 @@ def localisation_rate(manifest: Manifest, preds: list[Prediction], margin_px: fl
         if p is None or p.status != "ok" or not p.findings:
             continue
         f = p.findings[0]
-        if any(m.file == f.file and m.box[0] - margin_px <= f.x <= m.box[2] + margin_px
-               and m.box[1] - margin_px <= f.y <= m.box[3] + margin_px for m in marks):
+        if any(
+            m.file == f.file
+            and m.box[0] - margin_px <= f.x <= m.box[2] + margin_px
+            and m.box[1] - margin_px <= f.y <= m.box[3] + margin_px
+            for m in marks
+        ):
             hits += 1
     return hits, total
 
 
-def flagged_localisation(manifest: Manifest, preds: list[Prediction], threshold: float,
-                         r_min_mm: float = 10.0) -> tuple[int, int]:
+def flagged_localisation(
+    manifest: Manifest, preds: list[Prediction], threshold: float, r_min_mm: float = 10.0
+) -> tuple[int, int]:
     """(hits, flagged cancers with marks): for cancers scored >= ``threshold``, whether the top finding
     on a marked image hits a mark (``harness.stats.is_hit``: inside the box or within
     max(half the box diagonal, ``r_min_mm``) of its centre)."""
@@ -92,22 +99,40 @@ def evaluate(cases: Path, vendor: Path = DEFAULT_VENDOR, progress: bool = False)
     pos = [flag[p.exam_id] for p in ok if labels[p.exam_id] == 1]
     neg = [not flag[p.exam_id] for p in ok if labels[p.exam_id] == 0]
     fhits, ftotal = flagged_localisation(manifest, preds, op)
-    return {"cases": str(cases), "set_digest": manifest.digest, "vendor": pkg.name,
-            "package_digest": pkg.package_digest, "exams": len(preds), "ok": len(ok),
-            "auc": round(res.auc, 4), "ci95": [round(res.ci_low, 4), round(res.ci_high, 4)],
-            "cancers": res.n_cases, "controls": res.n_controls,
-            "localised": hits, "localisable": total,
-            "operating_point": op,
-            "sensitivity": round(sum(pos) / len(pos), 4) if pos else None,
-            "specificity": round(sum(neg) / len(neg), 4) if neg else None,
-            "flagged_cancers": ftotal, "flagged_localised": fhits,
-            "flagged_localised_fraction": round(fhits / ftotal, 4) if ftotal else None}
+    return {
+        "cases": str(cases),
+        "set_digest": manifest.digest,
+        "vendor": pkg.name,
+        "package_digest": pkg.package_digest,
+        "exams": len(preds),
+        "ok": len(ok),
+        "auc": round(res.auc, 4),
+        "ci95": [round(res.ci_low, 4), round(res.ci_high, 4)],
+        "cancers": res.n_cases,
+        "controls": res.n_controls,
+        "localised": hits,
+        "localisable": total,
+        "operating_point": op,
+        "sensitivity": round(sum(pos) / len(pos), 4) if pos else None,
+        "specificity": round(sum(neg) / len(neg), 4) if neg else None,
+        "flagged_cancers": ftotal,
+        "flagged_localised": fhits,
+        "flagged_localised_fraction": round(fhits / ftotal, 4) if ftotal else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.reference.evaluate_model", description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", required=True, help="evaluation reference set (not the training set)")
-    ap.add_argument("--vendor", default=str(DEFAULT_VENDOR), help="vendor package (default: the reference vendor)")
+    ap = argparse.ArgumentParser(
+        prog="python -m harness.reference.evaluate_model", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument(
+        "--cases", required=True, help="evaluation reference set (not the training set)"
+    )
+    ap.add_argument(
+        "--vendor",
+        default=str(DEFAULT_VENDOR),
+        help="vendor package (default: the reference vendor)",
+    )
     args = ap.parse_args(argv)
     print(json.dumps(evaluate(Path(args.cases), Path(args.vendor), progress=True), indent=1))
     return 0

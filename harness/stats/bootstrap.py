@@ -85,15 +85,25 @@ def _check_n_boot(n_boot: object) -> int:
     return int(n_boot)
 
 
-def _percentile(reps: NDArray[np.float64], estimate: float, level: float, n_boot: int) -> BootstrapResult:
+def _percentile(
+    reps: NDArray[np.float64], estimate: float, level: float, n_boot: int
+) -> BootstrapResult:
     valid = reps[np.isfinite(reps)]
     if valid.size == 0:
-        raise UsageError("every bootstrap replicate was undefined (no case or no control drawn); the set is too small")
+        raise UsageError(
+            "every bootstrap replicate was undefined (no case or no control drawn); the set is too small"
+        )
     a = 1.0 - level
     lo, med, hi = np.quantile(valid, [a / 2.0, 0.5, 1.0 - a / 2.0], method="linear")  # R type 7
     return BootstrapResult(
-        estimate=float(estimate), ci_low=float(lo), ci_high=float(hi), median=float(med), level=level,
-        n_boot=n_boot, n_valid=int(valid.size), replicates=valid,
+        estimate=float(estimate),
+        ci_low=float(lo),
+        ci_high=float(hi),
+        median=float(med),
+        level=level,
+        n_boot=n_boot,
+        n_valid=int(valid.size),
+        replicates=valid,
     )
 
 
@@ -134,11 +144,15 @@ def _bin(cases: NDArray[np.float64], controls: NDArray[np.float64]) -> _Binned:
     return _Binned(cases, controls, levels, case_level.astype(np.intp), cat.astype(np.intp), sizes)
 
 
-def _row_bincount(idx: NDArray[np.intp], width: int, weights: NDArray[np.float64] | None = None) -> NDArray:
+def _row_bincount(
+    idx: NDArray[np.intp], width: int, weights: NDArray[np.float64] | None = None
+) -> NDArray:
     """bincount of each row of ``idx`` into ``width`` bins, in one call (row offset trick)."""
     rows = idx.shape[0]
     flat = (idx + (np.arange(rows, dtype=np.intp) * width)[:, None]).ravel()
-    out = np.bincount(flat, weights=None if weights is None else weights.ravel(), minlength=rows * width)
+    out = np.bincount(
+        flat, weights=None if weights is None else weights.ravel(), minlength=rows * width
+    )
     return out.reshape(rows, width)
 
 
@@ -148,7 +162,9 @@ def _chunks(n_boot: int, width: int) -> list[int]:
     return [size] * full + ([rest] if rest else [])
 
 
-def _draw(rng: np.random.Generator, b: _Binned, reps: int) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
+def _draw(
+    rng: np.random.Generator, b: _Binned, reps: int
+) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
     """One chunk of stratified draws: case indices (reps, m) and control category counts (reps, 2K+1)."""
     case_idx = rng.integers(0, b.m, size=(reps, b.m))
     control_counts = rng.multinomial(b.n, b.cat_sizes / b.n, size=reps)
@@ -172,7 +188,9 @@ def _auc_from_counts(case_w: NDArray, control_w: NDArray) -> NDArray[np.float64]
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def _curve_from_counts(case_w: NDArray, control_w: NDArray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _curve_from_counts(
+    case_w: NDArray, control_w: NDArray
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Collapsed ROC points per row in ascending threshold order: (se, sp), pROC's arithmetic.
 
     Points: below everything; just below and just above each case level; above everything.
@@ -196,7 +214,9 @@ def _curve_from_counts(case_w: NDArray, control_w: NDArray) -> tuple[NDArray[np.
     return tp / m, (n - fp) / n
 
 
-def _sens_at_spec_rows(se: NDArray[np.float64], sp: NDArray[np.float64], target: float) -> NDArray[np.float64]:
+def _sens_at_spec_rows(
+    se: NDArray[np.float64], sp: NDArray[np.float64], target: float
+) -> NDArray[np.float64]:
     """pROC coords(input="specificity") per row, vectorised (see roc.sens_at_spec_from_curve)."""
     rows = np.arange(se.shape[0])
     exact = sp == target
@@ -214,7 +234,11 @@ def _sens_at_spec_rows(se: NDArray[np.float64], sp: NDArray[np.float64], target:
 
 
 def bootstrap_auc(
-    scores: ArrayLike, labels: ArrayLike, rng: np.random.Generator, n_boot: int = DEFAULT_N_BOOT, level: float = 0.95
+    scores: ArrayLike,
+    labels: ArrayLike,
+    rng: np.random.Generator,
+    n_boot: int = DEFAULT_N_BOOT,
+    level: float = 0.95,
 ) -> BootstrapResult:
     """Stratified percentile bootstrap CI of the AUC (pROC ``ci.auc(method="bootstrap")``)."""
     gen, nb, lvl = _check_rng(rng), _check_n_boot(n_boot), check_level(level)
@@ -245,7 +269,12 @@ def bootstrap_sens_at_spec(
         ci, cc = _draw(gen, b, r)
         se, sp = _curve_from_counts(_row_bincount(b.case_level[ci], b.k), cc)
         reps.append(_sens_at_spec_rows(se, sp, target))
-    return _percentile(np.concatenate(reps), sensitivity_at_specificity(s, is_case.astype(np.int8), target), lvl, nb)
+    return _percentile(
+        np.concatenate(reps),
+        sensitivity_at_specificity(s, is_case.astype(np.int8), target),
+        lvl,
+        nb,
+    )
 
 
 def bootstrap_sens_at_threshold(
@@ -293,7 +322,9 @@ def cluster_bootstrap_auc(
     s, is_case = check_scores_labels(scores, labels)
     cl = np.asarray(clusters)
     if cl.shape != s.shape:
-        raise UsageError(f"clusters must give one id per score, got {cl.size} ids for {s.size} scores")
+        raise UsageError(
+            f"clusters must give one id per score, got {cl.size} ids for {s.size} scores"
+        )
     n_cl, case_inc, ctrl_inc, k = _cluster_incidence(s, is_case, cl)
     reps = []
     for r in _chunks(nb, max(n_cl, 2 * k + 1)):
@@ -305,30 +336,43 @@ def cluster_bootstrap_auc(
 # --------------------------------------------------------------------------- per-replicate references
 
 
-def _loop_auc(case_scores: NDArray, control_scores: NDArray, case_idx: NDArray, control_idx: NDArray) -> NDArray[np.float64]:
+def _loop_auc(
+    case_scores: NDArray, control_scores: NDArray, case_idx: NDArray, control_idx: NDArray
+) -> NDArray[np.float64]:
     """Reference: materialise each replicate's resample and compute its AUC with :func:`auc`."""
     m, n = case_idx.shape[1], control_idx.shape[1]
     labels = np.concatenate([np.ones(m, np.int8), np.zeros(n, np.int8)])
     return np.array(
-        [auc(np.concatenate([case_scores[ci], control_scores[cj]]), labels) for ci, cj in zip(case_idx, control_idx, strict=True)]
+        [
+            auc(np.concatenate([case_scores[ci], control_scores[cj]]), labels)
+            for ci, cj in zip(case_idx, control_idx, strict=True)
+        ]
     )
 
 
 def _loop_sens_at_spec(
-    case_scores: NDArray, control_scores: NDArray, case_idx: NDArray, control_idx: NDArray, specificity: float
+    case_scores: NDArray,
+    control_scores: NDArray,
+    case_idx: NDArray,
+    control_idx: NDArray,
+    specificity: float,
 ) -> NDArray[np.float64]:
     """Reference: materialise each replicate and call :func:`sensitivity_at_specificity`."""
     m, n = case_idx.shape[1], control_idx.shape[1]
     labels = np.concatenate([np.ones(m, np.int8), np.zeros(n, np.int8)])
     return np.array(
         [
-            sensitivity_at_specificity(np.concatenate([case_scores[ci], control_scores[cj]]), labels, specificity)
+            sensitivity_at_specificity(
+                np.concatenate([case_scores[ci], control_scores[cj]]), labels, specificity
+            )
             for ci, cj in zip(case_idx, control_idx, strict=True)
         ]
     )
 
 
-def _loop_cluster_auc(scores: NDArray, labels: NDArray, clusters: NDArray, cluster_draws: NDArray) -> NDArray[np.float64]:
+def _loop_cluster_auc(
+    scores: NDArray, labels: NDArray, clusters: NDArray, cluster_draws: NDArray
+) -> NDArray[np.float64]:
     """Reference: per replicate, concatenate the units of the drawn clusters and compute the AUC."""
     ids, cluster_of = np.unique(clusters, return_inverse=True)
     members = [np.flatnonzero(cluster_of == c) for c in range(ids.size)]
@@ -340,19 +384,29 @@ def _loop_cluster_auc(scores: NDArray, labels: NDArray, clusters: NDArray, clust
     return np.array(out)
 
 
-def _vectorised_auc_from_indices(b: _Binned, case_idx: NDArray, control_idx: NDArray) -> NDArray[np.float64]:
+def _vectorised_auc_from_indices(
+    b: _Binned, case_idx: NDArray, control_idx: NDArray
+) -> NDArray[np.float64]:
     """The vectorised core fed with explicit control *index* draws (used by the tests)."""
-    return _auc_from_counts(_row_bincount(b.case_level[case_idx], b.k), _row_bincount(b.control_cat[control_idx], 2 * b.k + 1))
+    return _auc_from_counts(
+        _row_bincount(b.case_level[case_idx], b.k),
+        _row_bincount(b.control_cat[control_idx], 2 * b.k + 1),
+    )
 
 
 def _vectorised_sens_at_spec_from_indices(
     b: _Binned, case_idx: NDArray, control_idx: NDArray, specificity: float
 ) -> NDArray[np.float64]:
-    se, sp = _curve_from_counts(_row_bincount(b.case_level[case_idx], b.k), _row_bincount(b.control_cat[control_idx], 2 * b.k + 1))
+    se, sp = _curve_from_counts(
+        _row_bincount(b.case_level[case_idx], b.k),
+        _row_bincount(b.control_cat[control_idx], 2 * b.k + 1),
+    )
     return _sens_at_spec_rows(se, sp, specificity)
 
 
-def _vectorised_cluster_auc(scores: NDArray, labels: NDArray, clusters: NDArray, cluster_draws: NDArray) -> NDArray[np.float64]:
+def _vectorised_cluster_auc(
+    scores: NDArray, labels: NDArray, clusters: NDArray, cluster_draws: NDArray
+) -> NDArray[np.float64]:
     """Cluster core on explicit cluster draws (same weighting code as :func:`cluster_bootstrap_auc`)."""
     n_cl, case_inc, ctrl_inc, _ = _cluster_incidence(scores, labels == 1, clusters)
     return _weighted_auc(cluster_draws, n_cl, case_inc, ctrl_inc)
@@ -365,12 +419,18 @@ def _cluster_incidence(
     _, cluster_of = np.unique(clusters, return_inverse=True)
     n_cl = int(cluster_of.max()) + 1
     b = _bin(s[is_case], s[~is_case])
-    case_inc = sparse.csr_matrix((np.ones(b.m), (cluster_of[is_case], b.case_level)), shape=(n_cl, b.k))
-    ctrl_inc = sparse.csr_matrix((np.ones(b.n), (cluster_of[~is_case], b.control_cat)), shape=(n_cl, 2 * b.k + 1))
+    case_inc = sparse.csr_matrix(
+        (np.ones(b.m), (cluster_of[is_case], b.case_level)), shape=(n_cl, b.k)
+    )
+    ctrl_inc = sparse.csr_matrix(
+        (np.ones(b.n), (cluster_of[~is_case], b.control_cat)), shape=(n_cl, 2 * b.k + 1)
+    )
     return n_cl, case_inc, ctrl_inc, b.k
 
 
-def _weighted_auc(draws: NDArray, n_cl: int, case_inc: sparse.csr_matrix, ctrl_inc: sparse.csr_matrix) -> NDArray[np.float64]:
+def _weighted_auc(
+    draws: NDArray, n_cl: int, case_inc: sparse.csr_matrix, ctrl_inc: sparse.csr_matrix
+) -> NDArray[np.float64]:
     """Weights per cluster = times drawn; weights per level/category = weights @ incidence."""
     w = _row_bincount(draws, n_cl).astype(np.float64)
     return _auc_from_counts(np.asarray((case_inc.T @ w.T).T), np.asarray((ctrl_inc.T @ w.T).T))

@@ -52,7 +52,9 @@ def is_hit(
         row_mm = col_mm = float(spacing_mm)
     else:
         if len(spacing_mm) != 2:
-            raise UsageError(f"spacing_mm must be a number or (row, column) spacing, got {spacing_mm!r}")
+            raise UsageError(
+                f"spacing_mm must be a number or (row, column) spacing, got {spacing_mm!r}"
+            )
         row_mm, col_mm = (float(v) for v in spacing_mm)
     if not (row_mm > 0 and col_mm > 0):
         raise UsageError(f"pixel spacing must be positive mm, got {spacing_mm!r}")
@@ -121,7 +123,13 @@ def froc_curve(lesion_scores: ArrayLike, nl_scores: ArrayLike, n_images: int) ->
     les_sorted, nl_sorted = np.sort(les), np.sort(nl)
     ll = les.size - np.searchsorted(les_sorted, thr, side="left")
     nlc = nl.size - np.searchsorted(nl_sorted, thr, side="left")
-    return FrocCurve(thresholds=thr, llf=ll / les.size, nlf=nlc / int(n_images), n_lesions=int(les.size), n_images=int(n_images))
+    return FrocCurve(
+        thresholds=thr,
+        llf=ll / les.size,
+        nlf=nlc / int(n_images),
+        n_lesions=int(les.size),
+        n_images=int(n_images),
+    )
 
 
 def lesion_sensitivity_at_fp(curve: FrocCurve, fp_per_image: float) -> float:

@@ -22,7 +22,9 @@ def holm(pvalues: ArrayLike) -> NDArray[np.float64]:
     if p.ndim != 1:
         raise UsageError(f"p-values must be a 1-D sequence, got shape {p.shape}")
     if np.any(np.isnan(p)) or np.any((p < 0) | (p > 1)):
-        raise UsageError("p-values must be numbers in [0, 1] (no NaN); evaluate every criterion first")
+        raise UsageError(
+            "p-values must be numbers in [0, 1] (no NaN); evaluate every criterion first"
+        )
     m = p.size
     if m == 0:
         return p.copy()

@@ -80,9 +80,17 @@ def wilson(k: int, n: int, level: float = 0.95, correct: bool = False) -> tuple[
     yates = min(0.5, abs(kk - nn * 0.5)) if correct else 0.0
     z22n = z * z / (2.0 * nn)
     pc = est + yates / nn
-    hi = 1.0 if pc >= 1.0 else (pc + z22n + z * math.sqrt(pc * (1 - pc) / nn + z22n / (2 * nn))) / (1 + 2 * z22n)
+    hi = (
+        1.0
+        if pc >= 1.0
+        else (pc + z22n + z * math.sqrt(pc * (1 - pc) / nn + z22n / (2 * nn))) / (1 + 2 * z22n)
+    )
     pc = est - yates / nn
-    lo = 0.0 if pc <= 0.0 else (pc + z22n - z * math.sqrt(pc * (1 - pc) / nn + z22n / (2 * nn))) / (1 + 2 * z22n)
+    lo = (
+        0.0
+        if pc <= 0.0
+        else (pc + z22n - z * math.sqrt(pc * (1 - pc) / nn + z22n / (2 * nn))) / (1 + 2 * z22n)
+    )
     return max(lo, 0.0), min(hi, 1.0)
 
 
@@ -107,7 +115,9 @@ def _paired_counts(b: object, c: object, n: object) -> tuple[int, int, int]:
     if nn == 0:
         raise UsageError("n (number of paired exams) must be >= 1")
     if bb + cc > nn:
-        raise UsageError(f"discordant counts b + c ({bb} + {cc}) exceed the number of pairs n ({nn})")
+        raise UsageError(
+            f"discordant counts b + c ({bb} + {cc}) exceed the number of pairs n ({nn})"
+        )
     return bb, cc, nn
 
 
@@ -196,10 +206,14 @@ def tango_noninferiority(b: int, c: int, n: int, margin: float, alpha: float = 0
     except (TypeError, ValueError):
         raise UsageError(f"margin must be a number in (0, 1), got {margin!r}") from None
     if not 0.0 < mg < 1.0:
-        raise UsageError(f"margin must be a positive difference of proportions below 1 (e.g. 0.05), got {margin!r}")
+        raise UsageError(
+            f"margin must be a positive difference of proportions below 1 (e.g. 0.05), got {margin!r}"
+        )
     a = check_level(alpha, "alpha")
     if a >= 0.5:
-        raise UsageError(f"alpha must be below 0.5 for a one-sided test (e.g. 0.025), got {alpha!r}")
+        raise UsageError(
+            f"alpha must be below 0.5 for a one-sided test (e.g. 0.025), got {alpha!r}"
+        )
     zq = float(norm.ppf(1.0 - a))
     t = tango_score(bb, cc, nn, -mg)
     lo, hi = _tango_interval(bb, cc, nn, zq)
@@ -235,7 +249,9 @@ def _mn_score(x1: int, n1: int, x2: int, n2: int, theta: float) -> float:
     return num / math.sqrt(var)
 
 
-def rate_ratio_score_ci(x1: int, n1: int, x2: int, n2: int, level: float = 0.95) -> tuple[float, float]:
+def rate_ratio_score_ci(
+    x1: int, n1: int, x2: int, n2: int, level: float = 0.95
+) -> tuple[float, float]:
     """Miettinen–Nurminen score CI for p1/p2 of two **independent** proportions.
 
     {theta : |Z(theta)| <= z}, solved on the log scale. Lower bound 0 when x1 == 0, upper bound
@@ -256,7 +272,9 @@ def rate_ratio_score_ci(x1: int, n1: int, x2: int, n2: int, level: float = 0.95)
     else:
         start = 0.0
     lo = 0.0 if xx1 == 0 else _log_root(lambda th: _mn_score(xx1, nn1, xx2, nn2, th) - z, start)
-    hi = math.inf if xx2 == 0 else _log_root(lambda th: _mn_score(xx1, nn1, xx2, nn2, th) + z, start)
+    hi = (
+        math.inf if xx2 == 0 else _log_root(lambda th: _mn_score(xx1, nn1, xx2, nn2, th) + z, start)
+    )
     return lo, hi
 
 

@@ -67,11 +67,15 @@ class ProgrammeMetrics:
     level: float
 
 
-def _check(flags: ArrayLike, labels: ArrayLike, prevalence_per_1000: float) -> tuple[NDArray[np.bool_], NDArray[np.bool_], float]:
+def _check(
+    flags: ArrayLike, labels: ArrayLike, prevalence_per_1000: float
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_], float]:
     f = np.asarray(flags)
     y = np.asarray(labels)
     if f.ndim != 1 or f.shape != y.shape:
-        raise UsageError(f"flags and labels must be 1-D and the same length, got shapes {f.shape} and {y.shape}")
+        raise UsageError(
+            f"flags and labels must be 1-D and the same length, got shapes {f.shape} and {y.shape}"
+        )
     if not np.all((f == 0) | (f == 1)):
         raise UsageError("flags must be 0 (not recalled) or 1 (recalled)")
     if not np.all((y == 0) | (y == 1)):
@@ -84,9 +88,13 @@ def _check(flags: ArrayLike, labels: ArrayLike, prevalence_per_1000: float) -> t
     try:
         prev = float(prevalence_per_1000) / 1000.0
     except (TypeError, ValueError):
-        raise UsageError(f"prevalence_per_1000 must be a number, got {prevalence_per_1000!r}") from None
+        raise UsageError(
+            f"prevalence_per_1000 must be a number, got {prevalence_per_1000!r}"
+        ) from None
     if not 0.0 < prev < 1.0:
-        raise UsageError(f"prevalence_per_1000 must be between 0 and 1000 exclusive (e.g. 6.0), got {prevalence_per_1000!r}")
+        raise UsageError(
+            f"prevalence_per_1000 must be between 0 and 1000 exclusive (e.g. 6.0), got {prevalence_per_1000!r}"
+        )
     return f == 1, is_case, prev
 
 
@@ -133,7 +141,9 @@ def reweighted_programme(
         )
     return ProgrammeMetrics(
         recall_rate=Estimate(recall, max(r_lo, 0.0), min(r_hi, 1.0), "MOVER-Wilson"),
-        cdr_per_1000=Estimate(1000.0 * prev * sens, 1000.0 * prev * s_lo, 1000.0 * prev * s_hi, "Wilson x prevalence"),
+        cdr_per_1000=Estimate(
+            1000.0 * prev * sens, 1000.0 * prev * s_lo, 1000.0 * prev * s_hi, "Wilson x prevalence"
+        ),
         ppv=ppv,
         sensitivity=Estimate(sens, s_lo, s_hi, "Wilson"),
         specificity=Estimate((n - fp) / n, *wilson(n - fp, n, lvl), "Wilson"),

@@ -53,13 +53,17 @@ def check_level(level: float, name: str = "level") -> float:
     try:
         value = float(level)
     except (TypeError, ValueError):
-        raise UsageError(f"{name} must be a number between 0 and 1 (e.g. 0.95), got {level!r}") from None
+        raise UsageError(
+            f"{name} must be a number between 0 and 1 (e.g. 0.95), got {level!r}"
+        ) from None
     if not 0.0 < value < 1.0:
         raise UsageError(f"{name} must be strictly between 0 and 1 (e.g. 0.95), got {level!r}")
     return value
 
 
-def check_scores_labels(scores: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+def check_scores_labels(
+    scores: ArrayLike, labels: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     """Validate one score per exam and a 0/1 label per exam; return (scores float64, is_case).
 
     Raises :class:`UsageError` for mismatched lengths, labels other than 0/1, non-finite scores,
@@ -68,12 +72,18 @@ def check_scores_labels(scores: ArrayLike, labels: ArrayLike) -> tuple[NDArray[n
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels)
     if s.ndim != 1 or y.ndim != 1:
-        raise UsageError(f"scores and labels must be 1-D sequences, got shapes {s.shape} and {y.shape}")
+        raise UsageError(
+            f"scores and labels must be 1-D sequences, got shapes {s.shape} and {y.shape}"
+        )
     if s.shape != y.shape:
-        raise UsageError(f"scores and labels must have the same length, got {s.size} scores and {y.size} labels")
+        raise UsageError(
+            f"scores and labels must have the same length, got {s.size} scores and {y.size} labels"
+        )
     if not np.all(np.isfinite(s)):
         bad = int(np.count_nonzero(~np.isfinite(s)))
-        raise UsageError(f"scores contain {bad} NaN or infinite value(s); drop or fix those exams before ROC analysis")
+        raise UsageError(
+            f"scores contain {bad} NaN or infinite value(s); drop or fix those exams before ROC analysis"
+        )
     if y.dtype == np.bool_:
         is_case = y
     else:
@@ -135,7 +145,9 @@ class UnpairedAucTest:
     p_two_sided: float
 
 
-def _placements(cases: NDArray[np.float64], controls: NDArray[np.float64]) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+def _placements(
+    cases: NDArray[np.float64], controls: NDArray[np.float64]
+) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
     """AUC and DeLong placements (V10 per case, V01 per control) via Sun & Xu mid-ranks.
 
     With Tx, Ty the mid-ranks within cases / controls and Tz those in the pooled sample:
@@ -153,7 +165,9 @@ def _placements(cases: NDArray[np.float64], controls: NDArray[np.float64]) -> tu
     return theta, v10, v01
 
 
-def _split(s: NDArray[np.float64], is_case: NDArray[np.bool_]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _split(
+    s: NDArray[np.float64], is_case: NDArray[np.bool_]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     return s[is_case], s[~is_case]
 
 
@@ -169,7 +183,9 @@ def auc(scores: ArrayLike, labels: ArrayLike) -> float:
     return (float(ranks[is_case].sum()) - m * (m + 1) / 2.0) / (m * n)
 
 
-def _delong_cov(v10: NDArray[np.float64], v01: NDArray[np.float64], theta: NDArray[np.float64]) -> NDArray[np.float64]:
+def _delong_cov(
+    v10: NDArray[np.float64], v01: NDArray[np.float64], theta: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """DeLong covariance matrix S = S10/m + S01/n for k rows of placements.
 
     Centred on theta, as pROC does (``sum((V$X - V$theta)^2)/(m-1)``): the mean of the
@@ -183,7 +199,9 @@ def _delong_cov(v10: NDArray[np.float64], v01: NDArray[np.float64], theta: NDArr
 
 def _need_two_each(m: int, n: int) -> None:
     if m < 2 or n < 2:
-        raise UsageError(f"the DeLong variance needs at least 2 cases and 2 controls, got {m} case(s) and {n} control(s)")
+        raise UsageError(
+            f"the DeLong variance needs at least 2 cases and 2 controls, got {m} case(s) and {n} control(s)"
+        )
 
 
 def delong(scores: ArrayLike, labels: ArrayLike, level: float = 0.95) -> AucResult:
@@ -210,7 +228,9 @@ def delong(scores: ArrayLike, labels: ArrayLike, level: float = 0.95) -> AucResu
     )
 
 
-def delong_paired(scores_a: ArrayLike, scores_b: ArrayLike, labels: ArrayLike, level: float = 0.95) -> PairedAucTest:
+def delong_paired(
+    scores_a: ArrayLike, scores_b: ArrayLike, labels: ArrayLike, level: float = 0.95
+) -> PairedAucTest:
     """Paired DeLong test of AUC(a) vs AUC(b) on the same exams, as pROC ``roc.test(paired=TRUE)``.
 
     d = auc_a - auc_b, se = sqrt(L S L') with L = (1, -1), z = d / se (0 when d == se == 0, pROC's
@@ -249,7 +269,9 @@ def delong_paired(scores_a: ArrayLike, scores_b: ArrayLike, labels: ArrayLike, l
     )
 
 
-def delong_unpaired(scores_a: ArrayLike, labels_a: ArrayLike, scores_b: ArrayLike, labels_b: ArrayLike) -> UnpairedAucTest:
+def delong_unpaired(
+    scores_a: ArrayLike, labels_a: ArrayLike, scores_b: ArrayLike, labels_b: ArrayLike
+) -> UnpairedAucTest:
     """Unpaired DeLong test of two independent sets, as pROC ``roc.test(paired=FALSE)``.
 
     D = (auc_a - auc_b) / sqrt(V_a + V_b); Welch-type
@@ -262,11 +284,17 @@ def delong_unpaired(scores_a: ArrayLike, labels_a: ArrayLike, scores_b: ArrayLik
     diff = a.auc - b.auc
     tot = a.var + b.var
     if tot == 0.0:
-        raise UsageError("both AUC variances are 0 (perfectly separated sets); the unpaired DeLong test is undefined")
+        raise UsageError(
+            "both AUC variances are 0 (perfectly separated sets); the unpaired DeLong test is undefined"
+        )
     stat = diff / np.sqrt(tot)
     df = tot**2 / (a.var**2 / (na - 1) + b.var**2 / (nb - 1))
     return UnpairedAucTest(
-        auc_a=a.auc, auc_b=b.auc, diff=diff, statistic=float(stat), df=float(df),
+        auc_a=a.auc,
+        auc_b=b.auc,
+        diff=diff,
+        statistic=float(stat),
+        df=float(df),
         p_two_sided=float(2.0 * student_t.sf(abs(stat), df)),
     )
 
@@ -309,7 +337,9 @@ def proc_thresholds(values: NDArray[np.float64]) -> NDArray[np.float64]:
     return t
 
 
-def _curve_counts(s: NDArray[np.float64], is_case: NDArray[np.bool_]) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+def _curve_counts(
+    s: NDArray[np.float64], is_case: NDArray[np.bool_]
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
     """Thresholds (ascending) and the number of cases / controls with score >= each threshold."""
     u, inv = np.unique(s, return_inverse=True)
     case_n = np.bincount(inv[is_case], minlength=u.size)
@@ -334,7 +364,9 @@ def roc_curve(scores: ArrayLike, labels: ArrayLike) -> RocCurve:
     return RocCurve(fpr=1.0 - spec, tpr=tp / m, thresholds=thr)
 
 
-def sens_at_spec_from_curve(se: NDArray[np.float64], sp: NDArray[np.float64], specificity: float) -> float:
+def sens_at_spec_from_curve(
+    se: NDArray[np.float64], sp: NDArray[np.float64], specificity: float
+) -> float:
     """pROC ``coords(input="specificity")`` on a curve sorted by ascending specificity.
 
     If ``specificity`` occurs exactly, the first such point (lowest threshold, i.e. the highest
@@ -355,7 +387,9 @@ def check_specificity(specificity: float) -> float:
     except (TypeError, ValueError):
         raise UsageError(f"specificity must be a number in [0, 1], got {specificity!r}") from None
     if not 0.0 <= value <= 1.0:
-        raise UsageError(f"specificity must be in [0, 1] (a fraction, not a percentage), got {specificity!r}")
+        raise UsageError(
+            f"specificity must be in [0, 1] (a fraction, not a percentage), got {specificity!r}"
+        )
     return value
 
 

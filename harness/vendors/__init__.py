@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 __all__ = ["VendorPackage", "load_vendor_package", "open_adapter"]
 
 
-def open_adapter(pkg: VendorPackage, device: str = "cpu", evidence_dir: Path | None = None) -> VendorAdapter:
+def open_adapter(
+    pkg: VendorPackage, device: str = "cpu", evidence_dir: Path | None = None
+) -> VendorAdapter:
     """The adapter for the package's interface; imports are lazy so each interface stays optional.
 
     ``evidence_dir`` receives what a network interface gets back besides results (DICOM objects
@@ -28,4 +30,6 @@ def open_adapter(pkg: VendorPackage, device: str = "cpu", evidence_dir: Path | N
         from harness.vendors.dicom_adapter import DicomAdapter
 
         return DicomAdapter(pkg, evidence_dir=evidence_dir)
-    raise VendorPackageError(f"{pkg.source}: interface {pkg.interface!r} is not supported yet; use onnx or dicom")
+    raise VendorPackageError(
+        f"{pkg.source}: interface {pkg.interface!r} is not supported yet; use onnx or dicom"
+    )

@@ -63,7 +63,9 @@ class VendorAdapter(Protocol):
 class FakeAdapter:
     """An adapter driven by a Python function; for tests and for vendors trying the harness."""
 
-    def __init__(self, fn: Callable[[ExamInput], ExamOutput], info: AdapterInfo | None = None) -> None:
+    def __init__(
+        self, fn: Callable[[ExamInput], ExamOutput], info: AdapterInfo | None = None
+    ) -> None:
         self._fn = fn
         self.info = info or AdapterInfo(interface="fake", model_digests={"fake": "0" * 64})
 

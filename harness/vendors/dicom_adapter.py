@@ -71,7 +71,7 @@ class PreparedSend:
 
     exam_id: str
     pseudo: deid.PseudonymisedExam
-    images: Mapping[str, tuple[str, str, str]]   # sent SOP UID -> (file, laterality, view)
+    images: Mapping[str, tuple[str, str, str]]  # sent SOP UID -> (file, laterality, view)
 
 
 @dataclass
@@ -88,7 +88,9 @@ class DicomAdapter:
 
     def __init__(self, pkg: VendorPackage, evidence_dir: Path | str | None = None) -> None:
         if pkg.dicom is None:
-            raise VendorPackageError(f"{pkg.source}: interface dicom needs a 'dicom' section (DESIGN.md §3.2)")
+            raise VendorPackageError(
+                f"{pkg.source}: interface dicom needs a 'dicom' section (DESIGN.md §3.2)"
+            )
         self.pkg = pkg
         self.spec = pkg.dicom
         results = self.spec.results
@@ -96,32 +98,51 @@ class DicomAdapter:
         self.template = TEMPLATE_OF_FORMAT[results.format]
         self.score_code = results.score_code
         self.scale = results.score_scale or pkg.score_range
-        self.allow_identifiable = bool((pkg.raw.get("dicom") or {}).get("allow_identifiable", False))
+        self.allow_identifiable = bool(
+            (pkg.raw.get("dicom") or {}).get("allow_identifiable", False)
+        )
         self.node = scu.Peer(self.spec.ae_title, self.spec.host, self.spec.port)
         self.calling_ae = self.spec.calling_ae_title
         self.timeout_s = float(self.spec.timeout_s)
-        self.pacs = (scu.Peer(results.pacs.ae_title, results.pacs.host, results.pacs.port)
-                     if results.pacs is not None else None)
+        self.pacs = (
+            scu.Peer(results.pacs.ae_title, results.pacs.host, results.pacs.port)
+            if results.pacs is not None
+            else None
+        )
         if evidence_dir is None:
             evidence_dir = tempfile.mkdtemp(prefix="mammocert-dicom-evidence-")
         self.evidence_dir = Path(evidence_dir)
         self.evidence_dir.mkdir(parents=True, exist_ok=True)
         self._index_lock = threading.Lock()
         self._waiters: dict[str, _Waiter] = {}
-        self._finished: dict[str, str] = {}   # study UID -> exam id, for objects that arrive after the decision
+        self._finished: dict[
+            str, str
+        ] = {}  # study UID -> exam id, for objects that arrive after the decision
         self._lock = threading.Lock()
-        self.info = AdapterInfo(interface="dicom", model_digests=dict(pkg.model_digests),
-                                execution_provider=f"dicom {self.node}" + (f" via PACS {self.pacs}" if self.pacs else ""))
+        self.info = AdapterInfo(
+            interface="dicom",
+            model_digests=dict(pkg.model_digests),
+            execution_provider=f"dicom {self.node}"
+            + (f" via PACS {self.pacs}" if self.pacs else ""),
+        )
         self._scp: StorageSCP | None = None
         if self.mode == "push":
             if results.listen_port is None:
-                raise VendorPackageError(f"{pkg.source}: dicom.results.listen_port is required when results are pushed")
+                raise VendorPackageError(
+                    f"{pkg.source}: dicom.results.listen_port is required when results are pushed"
+                )
             try:
-                self._scp = StorageSCP(self.calling_ae, int(results.listen_port), self.evidence_dir / "incoming",
-                                       self._on_object).start()
+                self._scp = StorageSCP(
+                    self.calling_ae,
+                    int(results.listen_port),
+                    self.evidence_dir / "incoming",
+                    self._on_object,
+                ).start()
             except OSError as exc:
-                raise UsageError(f"{pkg.source}: dicom.results.listen_port {results.listen_port}: cannot listen "
-                                 f"({exc.strerror or exc}); choose a free port") from None
+                raise UsageError(
+                    f"{pkg.source}: dicom.results.listen_port {results.listen_port}: cannot listen "
+                    f"({exc.strerror or exc}); choose a free port"
+                ) from None
         # C-ECHO before the run: a node (or PACS) that is down makes every exam an error record.
         target = self.pacs if self.mode == "pacs" else self.node
         self.down_reason: str | None = None
@@ -142,13 +163,18 @@ class DicomAdapter:
                     raise UsageError(
                         f"exam {exam.exam_id} file {ref.file}: not de-identified ({'; '.join(problems)}); "
                         "the harness sends only de-identified data to a network node; de-identify the set, or set "
-                        "dicom.allow_identifiable: true in vendor.yaml only for a local, in-hospital endpoint")
+                        "dicom.allow_identifiable: true in vendor.yaml only for a local, in-hospital endpoint"
+                    )
         try:
-            pseudo = deid.pseudonymise_exam(exam.exam_id, [(ref.file, ds) for ref, ds in exam.images])
+            pseudo = deid.pseudonymise_exam(
+                exam.exam_id, [(ref.file, ds) for ref, ds in exam.images]
+            )
         except ValueError as exc:
             raise VendorFault(str(exc), "rejected") from None
         refs = {ref.file: ref for ref, _ in exam.images}
-        images = {uid: (f, refs[f].laterality, refs[f].view) for uid, f in pseudo.sop_to_file.items()}
+        images = {
+            uid: (f, refs[f].laterality, refs[f].view) for uid, f in pseudo.sop_to_file.items()
+        }
         return PreparedSend(exam.exam_id, pseudo, images)
 
     # ---------------------------------------------------------------- results bookkeeping
@@ -160,10 +186,20 @@ class DicomAdapter:
         dest = sub / obj.path.name
         if obj.path != dest:
             shutil.move(obj.path, dest)
-        entry = {"exam_id": exam_id, "role": role, "file": dest.relative_to(self.evidence_dir).as_posix(),
-                 "sop_class_uid": obj.sop_class_uid, "sop_instance_uid": obj.sop_instance_uid,
-                 "study_uid": obj.study_uid, "modality": obj.modality, "from": obj.calling_ae}
-        with self._index_lock, open(self.evidence_dir / "evidence.jsonl", "a", encoding="utf-8") as fh:
+        entry = {
+            "exam_id": exam_id,
+            "role": role,
+            "file": dest.relative_to(self.evidence_dir).as_posix(),
+            "sop_class_uid": obj.sop_class_uid,
+            "sop_instance_uid": obj.sop_instance_uid,
+            "study_uid": obj.study_uid,
+            "modality": obj.modality,
+            "from": obj.calling_ae,
+        }
+        with (
+            self._index_lock,
+            open(self.evidence_dir / "evidence.jsonl", "a", encoding="utf-8") as fh,
+        ):
             fh.write(json.dumps(entry, sort_keys=True) + "\n")
         return dest
 
@@ -171,17 +207,33 @@ class DicomAdapter:
         with self._lock:
             waiter = self._waiters.get(obj.study_uid)
         if waiter is None and obj.study_uid in self._finished:
-            self._record(obj, self._finished[obj.study_uid], "late")  # e.g. a TID 1500 after the CAD SR
+            self._record(
+                obj, self._finished[obj.study_uid], "late"
+            )  # e.g. a TID 1500 after the CAD SR
             return
         if waiter is None:
-            log.warning("result object %s for unknown study %s from %s ignored (kept in unmatched/)",
-                        obj.sop_instance_uid, obj.study_uid, obj.calling_ae or obj.peer_host)
+            log.warning(
+                "result object %s for unknown study %s from %s ignored (kept in unmatched/)",
+                obj.sop_instance_uid,
+                obj.study_uid,
+                obj.calling_ae or obj.peer_host,
+            )
             self._record(obj, None, "unmatched")
             return
         dest = self._record(obj, waiter.exam_id, "received")
         with waiter.cond:
-            waiter.objects.append(ReceivedObject(dest, obj.sop_class_uid, obj.sop_instance_uid, obj.study_uid,
-                                                 obj.series_uid, obj.modality, obj.calling_ae, obj.peer_host))
+            waiter.objects.append(
+                ReceivedObject(
+                    dest,
+                    obj.sop_class_uid,
+                    obj.sop_instance_uid,
+                    obj.study_uid,
+                    obj.series_uid,
+                    obj.modality,
+                    obj.calling_ae,
+                    obj.peer_host,
+                )
+            )
             waiter.cond.notify_all()
 
     def evidence(self, exam_id: str) -> list[dict]:
@@ -193,7 +245,9 @@ class DicomAdapter:
             lines = path.read_text(encoding="utf-8").splitlines()
         return [e for e in map(json.loads, lines) if e.get("exam_id") == exam_id]
 
-    def _decide(self, prepared: PreparedSend, objects: list[ReceivedObject], seen: int) -> ParsedReport | None:
+    def _decide(
+        self, prepared: PreparedSend, objects: list[ReceivedObject], seen: int
+    ) -> ParsedReport | None:
         """Parse newly arrived SRs; the first report of the configured template decides."""
         for obj in objects[seen:]:
             if obj.sop_class_uid not in SR_SOP_CLASSES:
@@ -201,9 +255,13 @@ class DicomAdapter:
             try:
                 report = parse_report(dcmread(obj.path), self.score_code)
             except SrError as exc:
-                raise VendorFault(f"malformed or foreign result report {obj.path.name}: {exc}") from None
+                raise VendorFault(
+                    f"malformed or foreign result report {obj.path.name}: {exc}"
+                ) from None
             except Exception as exc:  # unreadable DICOM
-                raise VendorFault(f"unreadable result object {obj.path.name}: {type(exc).__name__}: {exc}") from None
+                raise VendorFault(
+                    f"unreadable result object {obj.path.name}: {type(exc).__name__}: {exc}"
+                ) from None
             if report.template == self.template:
                 return report
         return None
@@ -230,7 +288,12 @@ class DicomAdapter:
         deadline = self._deadline()
         try:
             try:
-                scu.send_study(self.node, self.calling_ae, list(prepared.pseudo.datasets), timeout_s=self.timeout_s)
+                scu.send_study(
+                    self.node,
+                    self.calling_ae,
+                    list(prepared.pseudo.datasets),
+                    timeout_s=self.timeout_s,
+                )
             except scu.AssociationFailure as exc:
                 raise VendorFault(exc.reason) from None
             seen = 0
@@ -256,7 +319,9 @@ class DicomAdapter:
         study = prepared.pseudo.study_uid
         deadline = self._deadline()
         try:
-            scu.send_study(self.pacs, self.calling_ae, list(prepared.pseudo.datasets), timeout_s=self.timeout_s)
+            scu.send_study(
+                self.pacs, self.calling_ae, list(prepared.pseudo.datasets), timeout_s=self.timeout_s
+            )
         except scu.AssociationFailure as exc:
             raise VendorFault(f"storing the exam in the PACS failed: {exc.reason}") from None
         sent_series = {str(ds.SeriesInstanceUID) for ds in prepared.pseudo.datasets}
@@ -269,17 +334,38 @@ class DicomAdapter:
             if remaining <= 0:
                 raise VendorFault(self._no_result_reason(objects))
             try:
-                series = pacs.find_series(self.pacs, self.calling_ae, study, timeout_s=max(1.0, remaining))
+                series = pacs.find_series(
+                    self.pacs, self.calling_ae, study, timeout_s=max(1.0, remaining)
+                )
                 new = [s.series_uid for s in series if s.series_uid not in sent_series | fetched]
                 if new:
-                    got = pacs.get_series(self.pacs, self.calling_ae, study, new, staging, timeout_s=max(1.0, remaining))
+                    got = pacs.get_series(
+                        self.pacs,
+                        self.calling_ae,
+                        study,
+                        new,
+                        staging,
+                        timeout_s=max(1.0, remaining),
+                    )
                     fetched.update(new)
                     for obj in got:
                         dest = self._record(obj, prepared.exam_id, "received")
-                        objects.append(ReceivedObject(dest, obj.sop_class_uid, obj.sop_instance_uid, obj.study_uid,
-                                                      obj.series_uid, obj.modality, obj.calling_ae, obj.peer_host))
+                        objects.append(
+                            ReceivedObject(
+                                dest,
+                                obj.sop_class_uid,
+                                obj.sop_instance_uid,
+                                obj.study_uid,
+                                obj.series_uid,
+                                obj.modality,
+                                obj.calling_ae,
+                                obj.peer_host,
+                            )
+                        )
             except scu.AssociationFailure as exc:
-                raise VendorFault(f"retrieving results from the PACS failed: {exc.reason}") from None
+                raise VendorFault(
+                    f"retrieving results from the PACS failed: {exc.reason}"
+                ) from None
             report = self._decide(prepared, objects, seen)
             seen = len(objects)
             if report is not None:
@@ -287,7 +373,11 @@ class DicomAdapter:
             time.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
 
     def _no_result_reason(self, objects: list[ReceivedObject]) -> str:
-        what = "Mammography CAD SR (TID 4000)" if self.template == "4000" else "TID 1500 measurement report"
+        what = (
+            "Mammography CAD SR (TID 4000)"
+            if self.template == "4000"
+            else "TID 1500 measurement report"
+        )
         extra = f" ({len(objects)} other object(s) received)" if objects else ""
         return f"no {what} within the timeout of {self.timeout_s:g}s{extra}"
 
@@ -326,7 +416,9 @@ class DicomAdapter:
         for idx, les in enumerate(report.lesions):
             for m in les.marks:
                 if m.sop_instance_uid not in images:
-                    raise VendorFault(f"result report marks image {m.sop_instance_uid}, which the harness did not send in this study")
+                    raise VendorFault(
+                        f"result report marks image {m.sop_instance_uid}, which the harness did not send in this study"
+                    )
             score = les.score
             if score is None and les.parent is not None:
                 score = report.lesions[les.parent].score
@@ -339,7 +431,9 @@ class DicomAdapter:
                     finding_level.setdefault(side, []).append(score)
                 for m in les.marks:
                     file, lat, view = images[m.sop_instance_uid]
-                    findings.append(Finding(lat, view, file, float(m.x), float(m.y), self._map(score)))
+                    findings.append(
+                        Finding(lat, view, file, float(m.x), float(m.y), self._map(score))
+                    )
             elif side:
                 breast_level.setdefault(side, []).append(score)
         breasts: dict[str, float] = {}

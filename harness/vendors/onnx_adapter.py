@@ -95,13 +95,21 @@ def check_mammogram(ds: Dataset, file: str) -> tuple[str, str]:
     sop = str(ds.get("SOPClassUID", ""))
     modality = str(ds.get("Modality", ""))
     if sop not in MAMMO_SOP_CLASSES or modality != "MG":
-        raise VendorFault(f"{file}: not a mammogram (SOP Class {sop or 'missing'}, Modality {modality or 'missing'})", "rejected")
+        raise VendorFault(
+            f"{file}: not a mammogram (SOP Class {sop or 'missing'}, Modality {modality or 'missing'})",
+            "rejected",
+        )
     lat = str(ds.get("ImageLaterality", "") or "").strip().upper()
     if lat not in ("L", "R"):
-        raise VendorFault(f"{file}: Image Laterality (0020,0062) missing or not L/R ({lat!r})", "rejected")
+        raise VendorFault(
+            f"{file}: Image Laterality (0020,0062) missing or not L/R ({lat!r})", "rejected"
+        )
     view = image_view(ds)
     if not view:
-        raise VendorFault(f"{file}: no View Position (0018,5101) or View Code Sequence; cannot tell CC from MLO", "rejected")
+        raise VendorFault(
+            f"{file}: no View Position (0018,5101) or View Code Sequence; cannot tell CC from MLO",
+            "rejected",
+        )
     return lat, view
 
 
@@ -122,25 +130,34 @@ class OnnxAdapter:
             if "CUDAExecutionProvider" in available:
                 providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
             else:
-                self.warnings.append("--device cuda: this onnxruntime has no CUDAExecutionProvider "
-                                     "(install onnxruntime-gpu); running on CPU")
+                self.warnings.append(
+                    "--device cuda: this onnxruntime has no CUDAExecutionProvider "
+                    "(install onnxruntime-gpu); running on CPU"
+                )
         elif device != "cpu":
             raise VendorPackageError(f"device {device!r} is not cpu or cuda")
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.spec.model_path(pkg.root)), sess_options=options,
-                                                providers=providers)
+            self.session = ort.InferenceSession(
+                str(self.spec.model_path(pkg.root)), sess_options=options, providers=providers
+            )
         except Exception as exc:  # onnxruntime raises its own exception types
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise VendorPackageError(f"{pkg.source}: onnxruntime cannot load {self.spec.model}: {first}; export a valid model") from None
+            raise VendorPackageError(
+                f"{pkg.source}: onnxruntime cannot load {self.spec.model}: {first}; export a valid model"
+            ) from None
         used = self.session.get_providers()[0]
         if device == "cuda" and used != "CUDAExecutionProvider" and not self.warnings:
             self.warnings.append(f"--device cuda: CUDA provider did not start; running on {used}")
         for w in self.warnings:
             print(f"mammocert: warning: {w}", file=sys.stderr)
-        self.info = AdapterInfo(interface="onnx", model_digests=dict(pkg.model_digests),
-                                execution_provider=used, batchable=self.spec.graph.batch_dynamic)
+        self.info = AdapterInfo(
+            interface="onnx",
+            model_digests=dict(pkg.model_digests),
+            execution_provider=used,
+            batchable=self.spec.graph.batch_dynamic,
+        )
 
     # ------------------------------------------------------------------ prepare
 
@@ -149,15 +166,31 @@ class OnnxAdapter:
         try:
             stored = ds.pixel_array
         except Exception as exc:  # pydicom/pylibjpeg raise many types for broken data
-            raise VendorFault(f"{file}: cannot decode pixel data ({type(exc).__name__}: {str(exc)[:160]})", "error") from None
+            raise VendorFault(
+                f"{file}: cannot decode pixel data ({type(exc).__name__}: {str(exc)[:160]})",
+                "error",
+            ) from None
         rows, cols = ds.get("Rows"), ds.get("Columns")
         if stored.ndim != 2 or stored.shape != (rows, cols):
-            raise VendorFault(f"{file}: pixel data shape {stored.shape} does not match Rows x Columns {rows} x {cols}", "error")
+            raise VendorFault(
+                f"{file}: pixel data shape {stored.shape} does not match Rows x Columns {rows} x {cols}",
+                "error",
+            )
         try:
-            return to_model_plane(ds, i.height, i.width, pixels=i.pixels, orientation=i.orientation,
-                                  resize=i.resize, scale=i.scale, stored=stored)
+            return to_model_plane(
+                ds,
+                i.height,
+                i.width,
+                pixels=i.pixels,
+                orientation=i.orientation,
+                resize=i.resize,
+                scale=i.scale,
+                stored=stored,
+            )
         except (PixelError, ValueError, AttributeError, KeyError) as exc:
-            raise VendorFault(f"{file}: cannot compute presentation pixels ({exc})", "error") from None
+            raise VendorFault(
+                f"{file}: cannot compute presentation pixels ({exc})", "error"
+            ) from None
 
     def prepare(self, exam: ExamInput) -> PreparedExam:
         views: dict[tuple[str, str], tuple[np.ndarray, Plane]] = {}
@@ -176,7 +209,13 @@ class OnnxAdapter:
             if not singles:
                 raise VendorFault("no CC or MLO image in the exam", "rejected")
             if self.spec.graph.batch_dynamic:
-                batches.append(Batch(np.stack([p for p, _ in singles])[:, None], tuple((m,) for _, m in singles), "image"))
+                batches.append(
+                    Batch(
+                        np.stack([p for p, _ in singles])[:, None],
+                        tuple((m,) for _, m in singles),
+                        "image",
+                    )
+                )
             else:
                 batches.extend(Batch(p[None, None], ((m,),), "image") for p, m in singles)
         elif unit == "breast":
@@ -185,26 +224,44 @@ class OnnxAdapter:
                 if not any(have):
                     continue
                 if not all(have):
-                    missing = [f"{side}{v}" for v, h in zip(("CC", "MLO"), have, strict=True) if not h]
-                    raise VendorFault(f"breast unit needs CC and MLO of each imaged side; missing {', '.join(missing)}", "rejected")
+                    missing = [
+                        f"{side}{v}" for v, h in zip(("CC", "MLO"), have, strict=True) if not h
+                    ]
+                    raise VendorFault(
+                        f"breast unit needs CC and MLO of each imaged side; missing {', '.join(missing)}",
+                        "rejected",
+                    )
                 planes = [views[(side, v)] for v in ("CC", "MLO")]
-                batches.append(Batch(np.stack([p for p, _ in planes])[None], (tuple(m for _, m in planes),), side))
+                batches.append(
+                    Batch(
+                        np.stack([p for p, _ in planes])[None], (tuple(m for _, m in planes),), side
+                    )
+                )
             if not batches:
                 raise VendorFault("no CC or MLO image in the exam", "rejected")
         else:
             order = (("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))
             missing = [f"{lat}{v}" for lat, v in order if (lat, v) not in views]
             if missing:
-                raise VendorFault(f"exam unit needs LCC, LMLO, RCC, RMLO; missing {', '.join(missing)}", "rejected")
+                raise VendorFault(
+                    f"exam unit needs LCC, LMLO, RCC, RMLO; missing {', '.join(missing)}",
+                    "rejected",
+                )
             planes = [views[k] for k in order]
-            batches.append(Batch(np.stack([p for p, _ in planes])[None], (tuple(m for _, m in planes),), "exam"))
+            batches.append(
+                Batch(
+                    np.stack([p for p, _ in planes])[None], (tuple(m for _, m in planes),), "exam"
+                )
+            )
         return PreparedExam(exam.exam_id, tuple(batches))
 
     # ------------------------------------------------------------------ infer
 
     def _map(self, raw: float) -> float:
         if not math.isfinite(raw):
-            raise VendorFault(f"model returned {'NaN' if math.isnan(raw) else 'inf'} as a score", "error")
+            raise VendorFault(
+                f"model returned {'NaN' if math.isnan(raw) else 'inf'} as a score", "error"
+            )
         return self.pkg.map_score(raw)
 
     def _aggregate(self, values: list[float]) -> float:
@@ -218,7 +275,9 @@ class OnnxAdapter:
             heat = np.nan_to_num(heat, nan=-np.inf, posinf=np.finfo(np.float32).max, neginf=-np.inf)
         peaks = (heat == maximum_filter(heat, size=PEAK_WINDOW, mode="nearest")) & np.isfinite(heat)
         rows, cols = np.nonzero(peaks)
-        order = np.lexsort((cols, rows, -heat[rows, cols]))  # by value, ties by position: deterministic
+        order = np.lexsort(
+            (cols, rows, -heat[rows, cols])
+        )  # by value, ties by position: deterministic
         g = plane.geometry
         out: list[Finding] = []
         for k in order:
@@ -231,13 +290,24 @@ class OnnxAdapter:
             if x_model > g.content_width or y_model > g.content_height:
                 continue  # a peak in the zero padding is not on the image
             col, row = model_to_image(x_model, y_model, g)
-            out.append(Finding(plane.laterality, plane.view, plane.file, round(col, 2), round(row, 2), round(score, 6)))
+            out.append(
+                Finding(
+                    plane.laterality,
+                    plane.view,
+                    plane.file,
+                    round(col, 2),
+                    round(row, 2),
+                    round(score, 6),
+                )
+            )
             if len(out) == FINDINGS_PER_IMAGE:
                 break
         return out
 
     def infer(self, prepared: PreparedExam) -> ExamOutput:
-        names = [self.spec.score_output] + ([self.spec.heatmap_output] if self.spec.heatmap_output else [])
+        names = [self.spec.score_output] + (
+            [self.spec.heatmap_output] if self.spec.heatmap_output else []
+        )
         if self.spec.breast_scores_output:
             names.append(self.spec.breast_scores_output)
         image_scores: dict[str, list[float]] = {}
@@ -252,7 +322,10 @@ class OnnxAdapter:
                 raise VendorFault(f"onnxruntime failed: {first}", "error") from None
             scores = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
             if scores.shape[0] != len(batch.items):
-                raise VendorFault(f"score output has {scores.shape[0]} values for {len(batch.items)} inputs", "error")
+                raise VendorFault(
+                    f"score output has {scores.shape[0]} values for {len(batch.items)} inputs",
+                    "error",
+                )
             mapped = [self._map(float(s)) for s in scores]
             if batch.key == "image":
                 for planes, s in zip(batch.items, mapped, strict=True):
@@ -264,12 +337,20 @@ class OnnxAdapter:
                 if self.spec.breast_scores_output:
                     per_side = np.asarray(outputs[-1], dtype=np.float64).reshape(-1)
                     if per_side.shape[0] != 2 * len(batch.items):
-                        raise VendorFault(f"breast_scores output has {per_side.shape[0]} values; expected 2 per exam [L, R]", "error")
-                    breast_scores = {"L": self._map(float(per_side[0])), "R": self._map(float(per_side[1]))}
+                        raise VendorFault(
+                            f"breast_scores output has {per_side.shape[0]} values; expected 2 per exam [L, R]",
+                            "error",
+                        )
+                    breast_scores = {
+                        "L": self._map(float(per_side[0])),
+                        "R": self._map(float(per_side[1])),
+                    }
             if self.spec.heatmap_output:
                 heat = np.asarray(outputs[1], dtype=np.float32)  # heatmap is the second name
                 if heat.ndim != 4 or heat.shape[0] != len(batch.items):
-                    raise VendorFault(f"heatmap output has shape {heat.shape}; expected (N, C, h, w)", "error")
+                    raise VendorFault(
+                        f"heatmap output has shape {heat.shape}; expected (N, C, h, w)", "error"
+                    )
                 for n, planes in enumerate(batch.items):
                     if heat.shape[1] == len(planes):
                         for ch, plane in enumerate(planes):
@@ -283,4 +364,3 @@ class OnnxAdapter:
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]
-

@@ -187,7 +187,9 @@ def schema_message(error: jsonschema.ValidationError, source: str) -> str:
     v = error.validator
     if v == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        extra = (
+            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        )
         key = f"{_key_path(list(error.absolute_path) + [extra[0]])}" if extra else where
         return f"{source}: {key}: unknown key; remove it (allowed here: {', '.join(allowed)})"
     if v == "required":
@@ -209,7 +211,12 @@ def schema_message(error: jsonschema.ValidationError, source: str) -> str:
 def _best_error(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
     # Prefer unknown keys (the most actionable), then the deepest error: stable, not set-order.
     def rank(e: jsonschema.ValidationError) -> tuple[int, int, str]:
-        return (0 if e.validator == "additionalProperties" else 1, -len(e.absolute_path), str(list(e.absolute_path)))
+        return (
+            0 if e.validator == "additionalProperties" else 1,
+            -len(e.absolute_path),
+            str(list(e.absolute_path)),
+        )
+
     return sorted(errors, key=rank)[0]
 
 
@@ -228,9 +235,13 @@ def _cleanup() -> None:
 def _check_member_name(zpath: Path, name: str) -> PurePosixPath:
     p = PurePosixPath(name.replace("\\", "/"))
     if name.startswith(("/", "\\")) or p.is_absolute() or (len(name) > 1 and name[1] == ":"):
-        raise VendorPackageError(f"{zpath}: member {name!r} has an absolute path; rebuild the zip with relative paths")
+        raise VendorPackageError(
+            f"{zpath}: member {name!r} has an absolute path; rebuild the zip with relative paths"
+        )
     if ".." in p.parts:
-        raise VendorPackageError(f"{zpath}: member {name!r} leaves the package ('..'); rebuild the zip without it")
+        raise VendorPackageError(
+            f"{zpath}: member {name!r} leaves the package ('..'); rebuild the zip without it"
+        )
     return p
 
 
@@ -239,20 +250,28 @@ def extract_zip(zpath: Path) -> Path:
     try:
         zf = zipfile.ZipFile(zpath)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise VendorPackageError(f"{zpath}: not a readable zip ({exc}); pass a package directory or a valid .zip") from None
+        raise VendorPackageError(
+            f"{zpath}: not a readable zip ({exc}); pass a package directory or a valid .zip"
+        ) from None
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
-            raise VendorPackageError(f"{zpath}: {len(infos)} members, more than {MAX_MEMBERS}; a vendor package needs only a few files")
+            raise VendorPackageError(
+                f"{zpath}: {len(infos)} members, more than {MAX_MEMBERS}; a vendor package needs only a few files"
+            )
         declared = 0
         for info in infos:
             _check_member_name(zpath, info.filename)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
-                raise VendorPackageError(f"{zpath}: member {info.filename!r} is a symlink; store the file itself")
+                raise VendorPackageError(
+                    f"{zpath}: member {info.filename!r} is a symlink; store the file itself"
+                )
             declared += info.file_size
         if declared > MAX_TOTAL_BYTES:
-            raise VendorPackageError(f"{zpath}: {declared} bytes uncompressed, more than {MAX_TOTAL_BYTES}; package too large")
+            raise VendorPackageError(
+                f"{zpath}: {declared} bytes uncompressed, more than {MAX_TOTAL_BYTES}; package too large"
+            )
         dest = Path(tempfile.mkdtemp(prefix="mammocert-vendor-"))
         _EXTRACTED.append(dest)
         written = 0
@@ -267,12 +286,18 @@ def extract_zip(zpath: Path) -> Path:
                 while block := src.read(1 << 20):
                     written += len(block)
                     if written > MAX_TOTAL_BYTES:
-                        raise VendorPackageError(f"{zpath}: expands past {MAX_TOTAL_BYTES} bytes; package too large")
+                        raise VendorPackageError(
+                            f"{zpath}: expands past {MAX_TOTAL_BYTES} bytes; package too large"
+                        )
                     out.write(block)
     # A zip whose single top-level folder holds vendor.yaml is accepted too.
     if not (dest / "vendor.yaml").is_file():
         subdirs = [p for p in dest.iterdir() if p.is_dir()]
-        if len(subdirs) == 1 and (subdirs[0] / "vendor.yaml").is_file() and len(list(dest.iterdir())) == 1:
+        if (
+            len(subdirs) == 1
+            and (subdirs[0] / "vendor.yaml").is_file()
+            and len(list(dest.iterdir())) == 1
+        ):
             return subdirs[0]
     return dest
 
@@ -292,7 +317,9 @@ def _file_hashes(root: Path) -> dict[str, str]:
         for name in sorted(dirnames + filenames):
             p = Path(dirpath) / name
             if p.is_symlink() and not _inside(root, p):
-                raise VendorPackageError(f"{p}: symlink points outside the package ({os.readlink(p)}); copy the file into the package")
+                raise VendorPackageError(
+                    f"{p}: symlink points outside the package ({os.readlink(p)}); copy the file into the package"
+                )
         for name in filenames:
             p = Path(dirpath) / name
             if p.is_file():
@@ -341,87 +368,140 @@ def _all_tensors(model: Any):
                 yield from attr.tensors
 
 
-def check_onnx(root: Path, rel_model: str, spec_input: OnnxInputSpec, score: str, heatmap: str | None,
-               source: str, breast_scores: str | None = None) -> tuple[OnnxGraphFacts, dict[str, str]]:
+def check_onnx(
+    root: Path,
+    rel_model: str,
+    spec_input: OnnxInputSpec,
+    score: str,
+    heatmap: str | None,
+    source: str,
+    breast_scores: str | None = None,
+) -> tuple[OnnxGraphFacts, dict[str, str]]:
     """Static safety and interface checks of the model; returns graph facts and artifact digests."""
     import onnx
 
     path = root / rel_model
     if path.is_symlink() and not _inside(root, path):
-        raise VendorPackageError(f"{source}: onnx.model {rel_model!r} is a symlink out of the package; copy the model in")
+        raise VendorPackageError(
+            f"{source}: onnx.model {rel_model!r} is a symlink out of the package; copy the model in"
+        )
     if not path.is_file() or not _inside(root, path):
-        raise VendorPackageError(f"{source}: onnx.model {rel_model!r} not found in the package; put the model file next to vendor.yaml")
+        raise VendorPackageError(
+            f"{source}: onnx.model {rel_model!r} not found in the package; put the model file next to vendor.yaml"
+        )
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends
-        raise VendorPackageError(f"{path}: not a readable ONNX model ({type(exc).__name__}); export the model again") from None
+        raise VendorPackageError(
+            f"{path}: not a readable ONNX model ({type(exc).__name__}); export the model again"
+        ) from None
     digests = {rel_model: sha256_file(path)}
     for tensor in _all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), None)
         if not location:
-            raise VendorPackageError(f"{path}: tensor {tensor.name!r} has external data without a location; re-save the model")
+            raise VendorPackageError(
+                f"{path}: tensor {tensor.name!r} has external data without a location; re-save the model"
+            )
         target = path.parent / location
-        if Path(location).is_absolute() or ".." in PurePosixPath(location.replace("\\", "/")).parts or not _inside(root, target):
-            raise VendorPackageError(f"{path}: tensor {tensor.name!r} external data {location!r} is outside the package; keep weights inside it")
+        if (
+            Path(location).is_absolute()
+            or ".." in PurePosixPath(location.replace("\\", "/")).parts
+            or not _inside(root, target)
+        ):
+            raise VendorPackageError(
+                f"{path}: tensor {tensor.name!r} external data {location!r} is outside the package; keep weights inside it"
+            )
         if not target.is_file():
-            raise VendorPackageError(f"{path}: tensor {tensor.name!r} external data {location!r} is missing; add the file to the package")
+            raise VendorPackageError(
+                f"{path}: tensor {tensor.name!r} external data {location!r} is missing; add the file to the package"
+            )
         rel = target.resolve().relative_to(root.resolve()).as_posix()
         digests.setdefault(rel, sha256_file(target))
     for imp in model.opset_import:
         if imp.domain not in STANDARD_DOMAINS:
-            raise VendorPackageError(f"{path}: custom operator domain {imp.domain!r} in opset_import; only standard ONNX operators are allowed")
+            raise VendorPackageError(
+                f"{path}: custom operator domain {imp.domain!r} in opset_import; only standard ONNX operators are allowed"
+            )
     for g in _walk_graphs(model.graph):
         for node in g.node:
             if node.domain not in STANDARD_DOMAINS:
-                raise VendorPackageError(f"{path}: node {node.name or node.op_type!r} uses custom operator domain {node.domain!r}; only standard ONNX operators are allowed")
+                raise VendorPackageError(
+                    f"{path}: node {node.name or node.op_type!r} uses custom operator domain {node.domain!r}; only standard ONNX operators are allowed"
+                )
     init_names = {t.name for t in model.graph.initializer}
     inputs = {i.name: i for i in model.graph.input if i.name not in init_names}
     outputs = {o.name: o for o in model.graph.output}
     name = spec_input.name
     if name not in inputs or len(inputs) != 1:
         raise VendorPackageError(
-            f"{source}: onnx.input.name {name!r} does not match the model's input(s) {sorted(inputs)}; set it to the graph's one input name")
+            f"{source}: onnx.input.name {name!r} does not match the model's input(s) {sorted(inputs)}; set it to the graph's one input name"
+        )
     vi = inputs[name]
     if vi.type.tensor_type.elem_type != FLOAT32:
-        raise VendorPackageError(f"{path}: input {name!r} is not float32; export the model with a float32 input")
+        raise VendorPackageError(
+            f"{path}: input {name!r} is not float32; export the model with a float32 input"
+        )
     dims = _dims(vi)
     if len(dims) != 4:
-        raise VendorPackageError(f"{path}: input {name!r} has rank {len(dims)}; expected 4 (N, C, H, W)")
+        raise VendorPackageError(
+            f"{path}: input {name!r} has rank {len(dims)}; expected 4 (N, C, H, W)"
+        )
     n, c, h, w = dims
     if isinstance(c, int) and c != spec_input.channels:
         raise VendorPackageError(
-            f"{source}: onnx.input.unit {spec_input.unit!r} gives {spec_input.channels} channel(s) but the model input has C={c}; fix unit or the model")
+            f"{source}: onnx.input.unit {spec_input.unit!r} gives {spec_input.channels} channel(s) but the model input has C={c}; fix unit or the model"
+        )
     for label, got, want in (("height", h, spec_input.height), ("width", w, spec_input.width)):
         if isinstance(got, int) and got != want:
-            raise VendorPackageError(f"{source}: onnx.input.{label} is {want} but the model input has {got}; make them equal")
+            raise VendorPackageError(
+                f"{source}: onnx.input.{label} is {want} but the model input has {got}; make them equal"
+            )
     if isinstance(n, int) and n != 1:
-        raise VendorPackageError(f"{path}: input {name!r} has a fixed batch size {n}; use 1 or a dynamic batch dimension")
+        raise VendorPackageError(
+            f"{path}: input {name!r} has a fixed batch size {n}; use 1 or a dynamic batch dimension"
+        )
     for key, out_name in (("score", score), ("heatmap", heatmap), ("breast_scores", breast_scores)):
         if out_name is None:
             continue
         if out_name not in outputs:
-            raise VendorPackageError(f"{source}: onnx.output.{key} {out_name!r} is not a model output {sorted(outputs)}; use the graph's output name")
+            raise VendorPackageError(
+                f"{source}: onnx.output.{key} {out_name!r} is not a model output {sorted(outputs)}; use the graph's output name"
+            )
         if outputs[out_name].type.tensor_type.elem_type != FLOAT32:
-            raise VendorPackageError(f"{path}: output {out_name!r} is not float32; export it as float32")
+            raise VendorPackageError(
+                f"{path}: output {out_name!r} is not float32; export it as float32"
+            )
     sdims = _dims(outputs[score])
-    if len(sdims) not in (1, 2) or (len(sdims) == 2 and isinstance(sdims[1], int) and sdims[1] != 1):
-        raise VendorPackageError(f"{path}: score output {score!r} has shape {sdims}; expected (N,) or (N, 1)")
+    if len(sdims) not in (1, 2) or (
+        len(sdims) == 2 and isinstance(sdims[1], int) and sdims[1] != 1
+    ):
+        raise VendorPackageError(
+            f"{path}: score output {score!r} has shape {sdims}; expected (N,) or (N, 1)"
+        )
     if breast_scores is not None:
         bd = _dims(outputs[breast_scores])
         if spec_input.unit != "exam":
-            raise VendorPackageError(f"{source}: onnx.output.breast_scores is for unit exam only; other units give breast scores by aggregation")
+            raise VendorPackageError(
+                f"{source}: onnx.output.breast_scores is for unit exam only; other units give breast scores by aggregation"
+            )
         if len(bd) != 2 or (isinstance(bd[1], int) and bd[1] != 2):
-            raise VendorPackageError(f"{path}: breast_scores output {breast_scores!r} has shape {bd}; expected (N, 2) as [L, R]")
+            raise VendorPackageError(
+                f"{path}: breast_scores output {breast_scores!r} has shape {bd}; expected (N, 2) as [L, R]"
+            )
     heat_c: int | None = None
     if heatmap is not None:
         hd = _dims(outputs[heatmap])
         if len(hd) != 4:
-            raise VendorPackageError(f"{path}: heatmap output {heatmap!r} has rank {len(hd)}; expected 4 (N, C, h, w)")
+            raise VendorPackageError(
+                f"{path}: heatmap output {heatmap!r} has rank {len(hd)}; expected 4 (N, C, h, w)"
+            )
         if isinstance(hd[1], int):
             if hd[1] not in (1, spec_input.channels):
-                raise VendorPackageError(f"{path}: heatmap output {heatmap!r} has {hd[1]} channels; expected 1 or {spec_input.channels}")
+                raise VendorPackageError(
+                    f"{path}: heatmap output {heatmap!r} has {hd[1]} channels; expected 1 or {spec_input.channels}"
+                )
             heat_c = hd[1]
     return OnnxGraphFacts(batch_dynamic=not isinstance(n, int), heatmap_channels=heat_c), digests
 
@@ -441,7 +521,9 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
     elif src.is_dir():
         root = src
     elif src.exists():
-        raise VendorPackageError(f"{src}: neither a directory nor a .zip; pass the package directory or its .zip")
+        raise VendorPackageError(
+            f"{src}: neither a directory nor a .zip; pass the package directory or its .zip"
+        )
     else:
         raise VendorPackageError(f"{src}: vendor package not found; check the --vendor path")
     yml = root / "vendor.yaml"
@@ -449,17 +531,23 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
     if yml.is_symlink():
         raise VendorPackageError(f"{source}: vendor.yaml is a symlink; store the file itself")
     if not yml.is_file():
-        raise VendorPackageError(f"{source}: no vendor.yaml at the package's top level; add one (DESIGN.md §3.2)")
+        raise VendorPackageError(
+            f"{source}: no vendor.yaml at the package's top level; add one (DESIGN.md §3.2)"
+        )
     try:
         data = yaml.safe_load(yml.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise VendorPackageError(f"{source}{line}: invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        raise VendorPackageError(
+            f"{source}{line}: invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
+        ) from None
     except UnicodeDecodeError:
         raise VendorPackageError(f"{source}: not UTF-8 text; save vendor.yaml as UTF-8") from None
     if not isinstance(data, dict):
-        raise VendorPackageError(f"{source}: top level must be a mapping of keys (schema, vendor, product, ...)")
+        raise VendorPackageError(
+            f"{source}: top level must be a mapping of keys (schema, vendor, product, ...)"
+        )
     errors = list(_validator().iter_errors(data))
     if errors:
         raise VendorPackageError(schema_message(_best_error(errors), source))
@@ -472,16 +560,36 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
     if "onnx" in data:
         o = data["onnx"]
         i = o["input"]
-        inp = OnnxInputSpec(i["unit"], i["name"], int(i["height"]), int(i["width"]),
-                            i.get("orientation", "chest_wall_left"), i.get("pixels", "presentation"),
-                            _pair(i.get("scale", [0.0, 1.0])), i.get("resize", "fit"))
+        inp = OnnxInputSpec(
+            i["unit"],
+            i["name"],
+            int(i["height"]),
+            int(i["width"]),
+            i.get("orientation", "chest_wall_left"),
+            i.get("pixels", "presentation"),
+            _pair(i.get("scale", [0.0, 1.0])),
+            i.get("resize", "fit"),
+        )
         facts, artifact_digests = (None, {})
         if data["interface"] == "onnx":
-            facts, artifact_digests = check_onnx(root, o["model"], inp, o["output"]["score"],
-                                                 o["output"].get("heatmap"), source, o["output"].get("breast_scores"))
-        onnx_spec = OnnxSpec(o["model"], inp, o["output"]["score"], o["output"].get("heatmap"),
-                             o.get("aggregate", "max"), facts or OnnxGraphFacts(False, None),
-                             o["output"].get("breast_scores"))
+            facts, artifact_digests = check_onnx(
+                root,
+                o["model"],
+                inp,
+                o["output"]["score"],
+                o["output"].get("heatmap"),
+                source,
+                o["output"].get("breast_scores"),
+            )
+        onnx_spec = OnnxSpec(
+            o["model"],
+            inp,
+            o["output"]["score"],
+            o["output"].get("heatmap"),
+            o.get("aggregate", "max"),
+            facts or OnnxGraphFacts(False, None),
+            o["output"].get("breast_scores"),
+        )
         model_digests.update(artifact_digests)
     if "dicom" in data:
         d = data["dicom"]
@@ -489,18 +597,38 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
         score = r.get("score", {})
         pacs = r.get("pacs")
         dicom_spec = DicomSpec(
-            d["ae_title"], d["host"], int(d["port"]), d.get("calling_ae_title", "MAMMOCERT"),
-            DicomResultsSpec(r["format"], r.get("from", "push"), r.get("listen_port"),
-                             (str(score.get("code", "111047")), str(score.get("scheme", "DCM"))),
-                             _pair(score["scale"]) if "scale" in score else None,
-                             PacsSpec(pacs["ae_title"], pacs["host"], int(pacs["port"])) if pacs else None),
-            float(d.get("timeout_s", 300.0)))
+            d["ae_title"],
+            d["host"],
+            int(d["port"]),
+            d.get("calling_ae_title", "MAMMOCERT"),
+            DicomResultsSpec(
+                r["format"],
+                r.get("from", "push"),
+                r.get("listen_port"),
+                (str(score.get("code", "111047")), str(score.get("scheme", "DCM"))),
+                _pair(score["scale"]) if "scale" in score else None,
+                PacsSpec(pacs["ae_title"], pacs["host"], int(pacs["port"])) if pacs else None,
+            ),
+            float(d.get("timeout_s", 300.0)),
+        )
     if "rest" in data:
         r = data["rest"]
         rest_spec = RestSpec(r["url"], r["protocol"], float(r.get("timeout_s", 300.0)))
     model_digests["vendor.yaml"] = files.get("vendor.yaml", sha256_file(yml))
     package_digest = "sha256:" + sha256_bytes(canonical_json({"files": files}))
-    return VendorPackage(root, src, str(data["vendor"]), str(data["product"]), str(data["version"]),
-                         data["interface"], float(data["operating_point"]), (lo, hi),
-                         onnx_spec, dicom_spec, rest_spec, package_digest,
-                         dict(sorted(model_digests.items())), data)
+    return VendorPackage(
+        root,
+        src,
+        str(data["vendor"]),
+        str(data["product"]),
+        str(data["version"]),
+        data["interface"],
+        float(data["operating_point"]),
+        (lo, hi),
+        onnx_spec,
+        dicom_spec,
+        rest_spec,
+        package_digest,
+        dict(sorted(model_digests.items())),
+        data,
+    )

@@ -25,7 +25,12 @@ def small_set(tmp_path_factory):
 def test_manifest_shape(small_set):
     e = small_set.exams[0]
     assert [e.exam_id for e in small_set.exams] == ["E0001", "E0002", "E0003", "E0004"]
-    assert [(i.laterality, i.view) for i in e.images] == [("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")]
+    assert [(i.laterality, i.view) for i in e.images] == [
+        ("L", "CC"),
+        ("L", "MLO"),
+        ("R", "CC"),
+        ("R", "MLO"),
+    ]
     assert {"age", "density", "manufacturer", "lesion_type", "woman_id"} <= set(e.attributes)
     assert set(e.readers) == {"reader1", "reader2", "consensus"}
     ds = pydicom.dcmread(small_set.path(e.images[0]))
@@ -43,13 +48,21 @@ def test_verify_detects_changed_byte(small_set, tmp_path):
 
     copy = tmp_path / "c"
     shutil.copytree(small_set.root, copy)
-    ok = subprocess.run([sys.executable, "-m", "harness.cli", "cases", "verify", str(copy)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "cases", "verify", str(copy)],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and small_set.digest in ok.stdout
     victim = copy / "E0002" / "RMLO.dcm"
     data = bytearray(victim.read_bytes())
     data[-100] ^= 1
     victim.write_bytes(bytes(data))
-    bad = subprocess.run([sys.executable, "-m", "harness.cli", "cases", "verify", str(copy)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "cases", "verify", str(copy)],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and "E0002/RMLO.dcm" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -69,7 +82,9 @@ def test_dciodvfy_every_view_each_manufacturer(tmp_path, manufacturer):
     for im in rec["record"]["images"]:
         assert _errors(tmp_path / im["file"]) == [], im["file"]
         ds = pydicom.dcmread(tmp_path / im["file"])
-        assert ds.PhotometricInterpretation == ("MONOCHROME1" if manufacturer == "GE" else "MONOCHROME2")
+        assert ds.PhotometricInterpretation == (
+            "MONOCHROME1" if manufacturer == "GE" else "MONOCHROME2"
+        )
 
 
 @pytest.mark.external
@@ -82,5 +97,3 @@ def test_dciodvfy_full_size(tmp_path):
     assert (ds.Rows, ds.Columns) == (3062, 2394)
     for im in rec["record"]["images"]:
         assert _errors(tmp_path / im["file"]) == []
-
-

@@ -35,7 +35,7 @@ def test_texture_power_law_exponent(rendered):
         v = views[0]
         r, c = np.nonzero(v.mask & (v.glandular > 0))
         rc, cc = int(np.median(r)), int(np.median(c))
-        roi = v.glandular[rc - 32:rc + 32, max(0, cc - 32):max(0, cc - 32) + 64]
+        roi = v.glandular[rc - 32 : rc + 32, max(0, cc - 32) : max(0, cc - 32) + 64]
         if roi.shape == (64, 64):
             betas.append(_beta(roi, v.spacing))
     assert len(betas) >= 4
@@ -57,7 +57,12 @@ def test_lesion_boxes_inside_breast_and_views_consistent(rendered):
         assert [v.laterality for v in marked] == [plan.lesion.laterality] * 2
         dist = []
         for v in marked:
-            x0, y0, x1, y1 = (int(np.floor(v.box[0])), int(np.floor(v.box[1])), int(np.ceil(v.box[2])), int(np.ceil(v.box[3])))
+            x0, y0, x1, y1 = (
+                int(np.floor(v.box[0])),
+                int(np.floor(v.box[1])),
+                int(np.ceil(v.box[2])),
+                int(np.ceil(v.box[3])),
+            )
             assert v.mask[y0:y1, x0:x1].mean() > 0.97, (plan.exam_id, v.view)
             r, c = v.lesion_center_rc
             dist.append(np.hypot(r - v.nipple_rc[0], c - v.nipple_rc[1]) * v.spacing)

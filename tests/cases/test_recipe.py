@@ -25,12 +25,15 @@ def _write(tmp_path, mutate):
     return p
 
 
-@pytest.mark.parametrize("mutate, needle", [
-    (lambda d: d["population"].update(colour="red"), "population.colour"),
-    (lambda d: d.update(exams=0), "exams"),
-    (lambda d: d["lesions"].update(mass_size_mm=[2, 30]), "lesions.mass_size_mm"),
-    (lambda d: d["mix"].update(normal=0.9), "mix"),
-])
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (lambda d: d["population"].update(colour="red"), "population.colour"),
+        (lambda d: d.update(exams=0), "exams"),
+        (lambda d: d["lesions"].update(mass_size_mm=[2, 30]), "lesions.mass_size_mm"),
+        (lambda d: d["mix"].update(normal=0.9), "mix"),
+    ],
+)
 def test_bad_recipe_names_key(tmp_path, mutate, needle):
     with pytest.raises(RecipeError, match=needle.replace(".", r"\.")):
         load_recipe(_write(tmp_path, mutate))
@@ -38,8 +41,21 @@ def test_bad_recipe_names_key(tmp_path, mutate, needle):
 
 def test_cli_bad_recipe_exit_2_one_line(tmp_path):
     p = _write(tmp_path, lambda d: d.update(unknown_knob=1))
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "cases", "build", "--recipe", str(p), "--out",
-                        str(tmp_path / "o")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "cases",
+            "build",
+            "--recipe",
+            str(p),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert "unknown_knob" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "Traceback" not in r.stderr
@@ -48,7 +64,22 @@ def test_cli_bad_recipe_exit_2_one_line(tmp_path):
 def test_cli_unwritable_out_exit_2(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    r = subprocess.run([sys.executable, "-m", "harness.cli", "cases", "build", "--recipe", str(DEFAULT_RECIPE),
-                        "--out", str(blocker / "sub"), "--exams", "1"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "cases",
+            "build",
+            "--recipe",
+            str(DEFAULT_RECIPE),
+            "--out",
+            str(blocker / "sub"),
+            "--exams",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert "choose a writable --out" in r.stderr and "Traceback" not in r.stderr

@@ -40,10 +40,10 @@ def certify_setup(tmp_path_factory):
         elif c["kind"] == "auc":
             c["pass_if"] = {"value_gte": 0.6}  # 6 cancers: a CI bound would say nothing
         elif c.get("relation") == "intensity":
-            c["tolerance"] = 0.2  # the reference detector moves up to ~0.11 under clinical window changes
+            c["tolerance"] = (
+                0.2  # the reference detector moves up to ~0.11 under clinical window changes
+            )
         keep.append(c)
     std["criteria"] = keep
     (d / "standard.yaml").write_text(yaml.safe_dump(std, sort_keys=False))
     return d
-
-

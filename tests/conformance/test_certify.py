@@ -15,9 +15,30 @@ ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "harness" / "reference" / "vendor"
 
 
-def run(d: Path, out: str, *extra: str, standard: str = "standard.yaml", cases: str = "cases") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "run", "--vendor", str(REFERENCE), "--standard", standard,
-                           "--cases", cases, "--out", out, *extra], capture_output=True, text=True, timeout=900, cwd=d)
+def run(
+    d: Path, out: str, *extra: str, standard: str = "standard.yaml", cases: str = "cases"
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--vendor",
+            str(REFERENCE),
+            "--standard",
+            standard,
+            "--cases",
+            cases,
+            "--out",
+            out,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=d,
+    )
 
 
 def variant(d: Path, name: str, **changes) -> str:
@@ -27,11 +48,17 @@ def variant(d: Path, name: str, **changes) -> str:
     return name
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"reference_set": None}, "pins no reference_set"),
-    ({"reference_set": {"id": "x", "digest": "sha256:" + "1" * 64}}, "is not the standard's pin"),
-    ({"effective": "2020-01-01", "expires": "2021-01-01"}, "is not in force"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"reference_set": None}, "pins no reference_set"),
+        (
+            {"reference_set": {"id": "x", "digest": "sha256:" + "1" * 64}},
+            "is not the standard's pin",
+        ),
+        ({"effective": "2020-01-01", "expires": "2021-01-01"}, "is not in force"),
+    ],
+)
 def test_certify_refuses_with_the_reason(certify_setup, change, message):
     changes = {k: v for k, v in change.items() if v is not None}
     name = variant(certify_setup, f"std-{abs(hash(message))}.yaml", **changes)
@@ -72,7 +99,13 @@ def _stable(res: dict) -> dict:
 
 
 def cli(d: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=600, cwd=d)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=d,
+    )
 
 
 @pytest.mark.slow
@@ -89,7 +122,9 @@ def test_certify_twice_gives_identical_results_that_verify(certify_setup):
     junit = (certify_setup / "twice-a" / "junit.xml").read_text()
     assert junit.count("<testcase") == len(ra["criteria"])
     # anyone can verify the signature and recompute every statistic from the bundle
-    v = cli(certify_setup, "verify", "twice-a", "--key", "keys/signing-key.pub.pem", "--cases", "cases")
+    v = cli(
+        certify_setup, "verify", "twice-a", "--key", "keys/signing-key.pub.pem", "--cases", "cases"
+    )
     assert v.returncode == 0 and "verified" in v.stdout, v.stdout + v.stderr
     # a prediction changed after the run (and re-signed by someone holding the key) is caught by recomputation
     preds = (certify_setup / "twice-a" / "predictions.jsonl").read_text().splitlines()
@@ -99,9 +134,15 @@ def test_certify_twice_gives_identical_results_that_verify(certify_setup):
     (certify_setup / "twice-a" / "predictions.jsonl").write_text("\n".join(preds) + "\n")
     from reports.signing import write_attestation
 
-    write_attestation(certify_setup / "twice-a", key_path=certify_setup / "keys" / "signing-key.pem")
-    assert cli(certify_setup, "verify", "twice-a", "--key", "keys/signing-key.pub.pem").returncode == 0
-    v = cli(certify_setup, "verify", "twice-a", "--key", "keys/signing-key.pub.pem", "--cases", "cases")
+    write_attestation(
+        certify_setup / "twice-a", key_path=certify_setup / "keys" / "signing-key.pem"
+    )
+    assert (
+        cli(certify_setup, "verify", "twice-a", "--key", "keys/signing-key.pub.pem").returncode == 0
+    )
+    v = cli(
+        certify_setup, "verify", "twice-a", "--key", "keys/signing-key.pub.pem", "--cases", "cases"
+    )
     assert v.returncode == 1 and "recomput" in (v.stdout + v.stderr).lower(), v.stdout + v.stderr
 
 
@@ -113,4 +154,6 @@ def test_self_test_says_so_everywhere(certify_setup):
     assert res["mode"] == "self-test" and res["notice"] == "SELF-TEST — NOT A CERTIFICATE"
     assert "SELF-TEST — NOT A CERTIFICATE" in (out / "report.html").read_text()
     assert "SELF-TEST — NOT A CERTIFICATE" in r.stdout
-    assert (out / "statement.unsigned.json").is_file() and not (out / "attestation.intoto.json").exists()
+    assert (out / "statement.unsigned.json").is_file() and not (
+        out / "attestation.intoto.json"
+    ).exists()

@@ -18,8 +18,22 @@ from harness.standard import CriterionSpec, Standard
 
 
 def standard(prevalence: float = 6.0) -> Standard:
-    return Standard(Path("x.yaml"), "T", "1.0.0", "draft", "t", "i", dt.date(2026, 1, 1), dt.date(2030, 1, 1),
-                    None, prevalence, 11, (), "sha256:" + "0" * 64, {})
+    return Standard(
+        Path("x.yaml"),
+        "T",
+        "1.0.0",
+        "draft",
+        "t",
+        "i",
+        dt.date(2026, 1, 1),
+        dt.date(2030, 1, 1),
+        None,
+        prevalence,
+        11,
+        (),
+        "sha256:" + "0" * 64,
+        {},
+    )
 
 
 def ctx(preds, m=None, op=0.5, prevalence=6.0) -> EvaluationContext:
@@ -28,7 +42,9 @@ def ctx(preds, m=None, op=0.5, prevalence=6.0) -> EvaluationContext:
 
 
 def spec(kind: str, pass_if: dict, **params) -> CriterionSpec:
-    return CriterionSpec(f"T-{kind.upper().replace('_', '-')}", kind, kind, True, "test", pass_if, params)
+    return CriterionSpec(
+        f"T-{kind.upper().replace('_', '-')}", kind, kind, True, "test", pass_if, params
+    )
 
 
 AUC = dict(level="exam", ci={"method": "delong", "level": 0.95})
@@ -36,8 +52,12 @@ AUC = dict(level="exam", ci={"method": "delong", "level": 0.95})
 
 def test_auc_passes_a_good_model_and_fails_a_weak_one_with_the_numbers():
     m = synthetic.manifest()
-    good = evaluate(spec("auc", {"ci_lower_gte": 0.85}, **AUC), ctx(synthetic.predictions(m, 3.0), m))
-    weak = evaluate(spec("auc", {"ci_lower_gte": 0.85}, **AUC), ctx(synthetic.predictions(m, 0.8), m))
+    good = evaluate(
+        spec("auc", {"ci_lower_gte": 0.85}, **AUC), ctx(synthetic.predictions(m, 3.0), m)
+    )
+    weak = evaluate(
+        spec("auc", {"ci_lower_gte": 0.85}, **AUC), ctx(synthetic.predictions(m, 0.8), m)
+    )
     assert good.outcome == "passed" and weak.outcome == "failed"
     labels = np.array([e.label for e in m.exams])
     scores = np.array([p.score for p in synthetic.predictions(m, 0.8)])
@@ -52,39 +72,61 @@ def test_missing_and_failed_exams_count_against_the_ai_never_dropped():
     preds = synthetic.predictions(m, 3.0)
     cancers = [p for p, e in zip(preds, m.exams, strict=True) if e.label == 1]
     kept = [p for p in preds if p.exam_id != cancers[0].exam_id]  # one cancer missing from the file
-    kept = [Prediction.failed(p.exam_id, p.condition, "error", "timeout after 300s", None) if p.exam_id == cancers[1].exam_id else p
-            for p in kept]
+    kept = [
+        Prediction.failed(p.exam_id, p.condition, "error", "timeout after 300s", None)
+        if p.exam_id == cancers[1].exam_id
+        else p
+        for p in kept
+    ]
     full = evaluate(spec("auc", {"ci_lower_gte": 0.5}, **AUC), ctx(preds, m))
     holes = evaluate(spec("auc", {"ci_lower_gte": 0.5}, **AUC), ctx(kept, m))
     assert holes.n == full.n == len(m.exams)
     assert holes.value < full.value
-    tfr = evaluate(spec("technical_failure_rate", {"ci_upper_lte": 0.02}, ci={"method": "clopper_pearson", "level": 0.95}),
-                   ctx(kept, m))
+    tfr = evaluate(
+        spec(
+            "technical_failure_rate",
+            {"ci_upper_lte": 0.02},
+            ci={"method": "clopper_pearson", "level": 0.95},
+        ),
+        ctx(kept, m),
+    )
     assert tfr.evidence["measured"]["value"] == pytest.approx(2 / len(m.exams))
     reasons = {f["exam_id"]: f["reason"] for f in tfr.evidence["failures"]}
-    assert "no prediction" in reasons[cancers[0].exam_id] and "timeout" in reasons[cancers[1].exam_id]
+    assert (
+        "no prediction" in reasons[cancers[0].exam_id] and "timeout" in reasons[cancers[1].exam_id]
+    )
 
 
 def test_operating_point_noninferiority_uses_the_paired_reader_reads():
     m = synthetic.manifest()
     preds = synthetic.predictions(m, 3.0)
-    s = spec("sensitivity_at_operating_point", {"noninferior": True}, ci={"method": "wilson", "level": 0.95},
-             comparator={"reader": "reader1", "margin_abs": 0.05, "alpha": 0.025})
+    s = spec(
+        "sensitivity_at_operating_point",
+        {"noninferior": True},
+        ci={"method": "wilson", "level": 0.95},
+        comparator={"reader": "reader1", "margin_abs": 0.05, "alpha": 0.025},
+    )
     r = evaluate(s, ctx(preds, m))
     comp = r.evidence["comparator"]
     ai = np.array([p.score >= 0.5 for p, e in zip(preds, m.exams, strict=True) if e.label == 1])
     rd = np.array([e.readers["reader1"] == 1 for e in m.exams if e.label == 1])
     assert comp["discordant_ai_only"] == int((ai & ~rd).sum())
     assert comp["discordant_reader_only"] == int((~ai & rd).sum())
-    ni = stats.tango_noninferiority(int((ai & ~rd).sum()), int((~ai & rd).sum()), len(ai), 0.05, 0.025)
+    ni = stats.tango_noninferiority(
+        int((ai & ~rd).sum()), int((~ai & rd).sum()), len(ai), 0.05, 0.025
+    )
     assert r.outcome == ("passed" if ni.noninferior else "failed")
 
 
 def test_programme_metrics_equal_the_reweighting_formula():
     m = synthetic.manifest()
     preds = synthetic.predictions(m, 3.0)
-    s = spec("recall_rate", {"ratio_ci_upper_lte": 10.0}, ci={"method": "bootstrap", "level": 0.95, "replicates": 500},
-             comparator_reader="consensus")
+    s = spec(
+        "recall_rate",
+        {"ratio_ci_upper_lte": 10.0},
+        ci={"method": "bootstrap", "level": 0.95, "replicates": 500},
+        comparator_reader="consensus",
+    )
     r = evaluate(s, ctx(preds, m, prevalence=6.0))
     labels = np.array([e.label for e in m.exams])
     flags = np.array([p.score >= 0.5 for p in preds])
@@ -100,9 +142,13 @@ def test_subgroup_catches_a_group_the_ai_fails():
     m = synthetic.manifest(n_cancer=160, n_normal=160)
     preds = synthetic.predictions(m, 4.0)
     # the AI misses every cancer of density 'd'
-    worse = [dataclasses.replace(p, score=0.01) if e.attributes["density"] == "d" and e.label == 1 else p
-             for p, e in zip(preds, m.exams, strict=True)]
-    s = spec("subgroup", {"max_gap": 0.10}, metric="sensitivity", by="density", min_n=20, alpha=0.05)
+    worse = [
+        dataclasses.replace(p, score=0.01) if e.attributes["density"] == "d" and e.label == 1 else p
+        for p, e in zip(preds, m.exams, strict=True)
+    ]
+    s = spec(
+        "subgroup", {"max_gap": 0.10}, metric="sensitivity", by="density", min_n=20, alpha=0.05
+    )
     assert evaluate(s, ctx(preds, m)).outcome == "passed"
     r = evaluate(s, ctx(worse, m))
     assert r.outcome == "failed"
@@ -112,7 +158,9 @@ def test_subgroup_catches_a_group_the_ai_fails():
 
 def test_subgroup_on_a_too_small_set_is_an_error_not_a_pass():
     m = synthetic.manifest()
-    s = spec("subgroup", {"max_gap": 0.10}, metric="sensitivity", by="density", min_n=500, alpha=0.05)
+    s = spec(
+        "subgroup", {"max_gap": 0.10}, metric="sensitivity", by="density", min_n=500, alpha=0.05
+    )
     r = evaluate(s, ctx(synthetic.predictions(m), m))
     assert r.outcome == "error" and "too small" in r.explanation
 
@@ -124,14 +172,19 @@ def test_degenerate_output_catches_constant_and_out_of_range_scores():
     const = [dataclasses.replace(p, score=0.5) for p in synthetic.predictions(m)]
     r = evaluate(s, ctx(const, m))
     assert r.outcome == "failed" and r.evidence["measured"]["distinct_scores"] == 1
-    wild = [dataclasses.replace(p, score=1.7) if i % 10 == 0 else p for i, p in enumerate(synthetic.predictions(m))]
+    wild = [
+        dataclasses.replace(p, score=1.7) if i % 10 == 0 else p
+        for i, p in enumerate(synthetic.predictions(m))
+    ]
     r = evaluate(s, ctx(wild, m))
     assert r.outcome == "failed" and r.value == pytest.approx(0.1)
 
 
 def test_latency_quantiles():
     m = synthetic.manifest()
-    preds = [dataclasses.replace(p, latency_s=float(i)) for i, p in enumerate(synthetic.predictions(m))]
+    preds = [
+        dataclasses.replace(p, latency_s=float(i)) for i, p in enumerate(synthetic.predictions(m))
+    ]
     r = evaluate(spec("latency", {"p50_lte_s": 150, "p95_lte_s": 150}), ctx(preds, m))
     assert r.evidence["measured"]["p50_s"] == pytest.approx(np.quantile(np.arange(200.0), 0.5))
     assert r.outcome == "failed"  # p95 = 189.05 > 150
@@ -139,14 +192,20 @@ def test_latency_quantiles():
 
 def test_model_criteria_without_a_model_are_errors():
     m = synthetic.manifest()
-    r = evaluate(spec("determinism", {"max_abs_diff_lte": 0.0}, repeats=1), ctx(synthetic.predictions(m), m))
+    r = evaluate(
+        spec("determinism", {"max_abs_diff_lte": 0.0}, repeats=1), ctx(synthetic.predictions(m), m)
+    )
     assert r.outcome == "error" and "needs the running model" in r.explanation
 
 
 def test_evaluation_is_deterministic():
     m = synthetic.manifest()
-    s = spec("sensitivity_at_specificity", {"ci_lower_gte": 0.1}, target_specificity=0.95,
-             ci={"method": "bootstrap", "level": 0.95, "replicates": 300})
+    s = spec(
+        "sensitivity_at_specificity",
+        {"ci_lower_gte": 0.1},
+        target_specificity=0.95,
+        ci={"method": "bootstrap", "level": 0.95, "replicates": 300},
+    )
     a = evaluate(s, ctx(synthetic.predictions(m), m)).to_dict()
     b = evaluate(s, ctx(synthetic.predictions(m), m)).to_dict()
     assert a == b
@@ -161,8 +220,12 @@ def test_a_set_without_reader_reads_makes_comparisons_errors_not_crashes():
     from harness.cases.manifest import parse_manifest, seal
 
     m = parse_manifest(seal(d), Path("/nonexistent"))
-    s = spec("recall_rate", {"ratio_ci_upper_lte": 1.1}, ci={"method": "bootstrap", "level": 0.95, "replicates": 200},
-             comparator_reader="consensus")
+    s = spec(
+        "recall_rate",
+        {"ratio_ci_upper_lte": 1.1},
+        ci={"method": "bootstrap", "level": 0.95, "replicates": 200},
+        comparator_reader="consensus",
+    )
     r = evaluate(s, ctx(synthetic.predictions(m), m))
     assert r.outcome == "error" and "'consensus' read" in r.explanation
     assert json.dumps(r.to_dict())  # still a valid result record

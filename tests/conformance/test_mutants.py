@@ -42,9 +42,30 @@ def certify(d: Path, out: str, spec) -> dict:
 
     ini = d / "pytest.ini"
     ini.write_text("[pytest]\n")
-    code = pytest.main([str(Path(conformance.__file__).parent), "-c", str(ini), "--rootdir", str(d), "-q", "-p", "no:cacheprovider",
-                        "--tb=no", "--standard", str(d / "standard.yaml"), "--cases", str(d / "cases"),
-                        "--vendor", str(REFERENCE), "--mode", "certify", "--out", str(d / out)], plugins=[Inject(spec)])
+    code = pytest.main(
+        [
+            str(Path(conformance.__file__).parent),
+            "-c",
+            str(ini),
+            "--rootdir",
+            str(d),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--tb=no",
+            "--standard",
+            str(d / "standard.yaml"),
+            "--cases",
+            str(d / "cases"),
+            "--vendor",
+            str(REFERENCE),
+            "--mode",
+            "certify",
+            "--out",
+            str(d / out),
+        ],
+        plugins=[Inject(spec)],
+    )
     assert code in (0, 1), f"certify run ended with pytest exit {code}"
     return json.loads((d / out / "results.json").read_text())
 
@@ -61,7 +82,9 @@ def test_certify_catches_the_mutant(certify_setup, reference_results, spec):
     outcomes = {c["id"]: c for c in res["criteria"]}
     assert res["verdict"] == "NOT CONFORMANT" and res["mode"] == "certify"
     for cid in spec.must_fail:
-        assert outcomes[cid]["outcome"] == "failed", f"{spec.name}: {cid} {outcomes[cid]['outcome']}: {outcomes[cid]['explanation']}"
+        assert outcomes[cid]["outcome"] == "failed", (
+            f"{spec.name}: {cid} {outcomes[cid]['outcome']}: {outcomes[cid]['explanation']}"
+        )
         ref = next(c for c in reference_results["criteria"] if c["id"] == cid)
         assert ref["outcome"] == "passed", f"reference vendor fails {cid} too: {ref['explanation']}"
 

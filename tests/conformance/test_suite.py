@@ -16,13 +16,29 @@ from harness.cases.manifest import load_manifest
 from harness.predictions import write_predictions
 
 ROOT = Path(__file__).resolve().parents[2]
-PREDICTION_KINDS = {"auc", "sensitivity_at_specificity", "sensitivity_at_operating_point", "specificity_at_operating_point",
-                    "recall_rate", "cancer_detection_rate", "ppv", "subgroup", "degenerate_output",
-                    "technical_failure_rate", "latency"}
+PREDICTION_KINDS = {
+    "auc",
+    "sensitivity_at_specificity",
+    "sensitivity_at_operating_point",
+    "specificity_at_operating_point",
+    "recall_rate",
+    "cancer_detection_rate",
+    "ppv",
+    "subgroup",
+    "degenerate_output",
+    "technical_failure_rate",
+    "latency",
+}
 
 
 def mammocert(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +58,24 @@ def workspace(tmp_path_factory) -> Path:
     return d
 
 
-def evaluate(ws: Path, out: str, *extra: str, standard: str = "std.yaml", predictions: str = "preds.jsonl"):
-    return mammocert("evaluate", "--predictions", predictions, "--cases", "cases", "--standard", standard,
-                     "--out", out, "--operating-point", "0.5", *extra, cwd=ws)
+def evaluate(
+    ws: Path, out: str, *extra: str, standard: str = "std.yaml", predictions: str = "preds.jsonl"
+):
+    return mammocert(
+        "evaluate",
+        "--predictions",
+        predictions,
+        "--cases",
+        "cases",
+        "--standard",
+        standard,
+        "--out",
+        out,
+        "--operating-point",
+        "0.5",
+        *extra,
+        cwd=ws,
+    )
 
 
 def test_evaluate_writes_a_complete_bundle_with_the_verdict(workspace):
@@ -82,32 +113,65 @@ def test_missing_predictions_are_errors_not_dropped(workspace):
     tfr = next(c for c in res["criteria"] if c["kind"] == "technical_failure_rate")
     assert tfr["value"] == pytest.approx(5 / 200) and tfr["outcome"] == "failed"
     assert res["summary"]["n_faults"] == 5
-    assert all(f["reason"] == "no prediction for this exam in the predictions file" for f in res["summary"]["faults"])
+    assert all(
+        f["reason"] == "no prediction for this exam in the predictions file"
+        for f in res["summary"]["faults"]
+    )
     auc = next(c for c in res["criteria"] if c["id"] == "DK-AUC-01")
     assert auc["n"] == 200
 
 
 def test_plain_pytest_with_selection_is_a_self_test_with_junit(workspace):
     """A vendor's CI runs the suite as plain pytest; -k selects, the rest is recorded as not selected."""
-    r = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "conformance", "-p", "no:cacheprovider", "-q",
-                        "--standard", "std.yaml", "--cases", "cases", "--predictions", "preds.jsonl",
-                        "--operating-point", "0.5", "--out", "b3", "-k", "AUC", "--junitxml=b3/junit.xml"],
-                       capture_output=True, text=True, timeout=300, cwd=workspace)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            "conformance",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--standard",
+            "std.yaml",
+            "--cases",
+            "cases",
+            "--predictions",
+            "preds.jsonl",
+            "--operating-point",
+            "0.5",
+            "--out",
+            "b3",
+            "-k",
+            "AUC",
+            "--junitxml=b3/junit.xml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=workspace,
+    )
     assert r.returncode == 0, r.stdout + r.stderr  # both AUC criteria pass on this set
     res = json.loads((workspace / "b3" / "results.json").read_text())
     outcomes = {c["id"]: c["outcome"] for c in res["criteria"]}
     assert outcomes["DK-AUC-01"] == outcomes["DK-AUC-02"] == "passed"
     others = [c for c in res["criteria"] if not c["id"].startswith("DK-AUC")]
-    assert others and all(c["outcome"] == "error" and "not selected" in c["explanation"] for c in others)
+    assert others and all(
+        c["outcome"] == "error" and "not selected" in c["explanation"] for c in others
+    )
     assert res["verdict"] == "NOT CONFORMANT"
     junit = (workspace / "b3" / "junit.xml").read_text()
     assert "test_discrimination[DK-AUC-01]" in junit
 
 
-@pytest.mark.parametrize("mutation, message", [
-    (lambda c: c[0].update(kind="auroc"), "unknown kind 'auroc'"),
-    (lambda c: c[1].update(id=c[0]["id"]), "duplicate criterion id"),
-])
+@pytest.mark.parametrize(
+    "mutation, message",
+    [
+        (lambda c: c[0].update(kind="auroc"), "unknown kind 'auroc'"),
+        (lambda c: c[1].update(id=c[0]["id"]), "duplicate criterion id"),
+    ],
+)
 def test_bad_standards_are_usage_errors_with_the_line(workspace, mutation, message):
     std = yaml.safe_load((workspace / "std.yaml").read_text())
     mutation(std["criteria"])

@@ -27,7 +27,12 @@ from harness.vendors.adapter import ExamInput
 DM_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 ROWS, COLS, BITS, SPACING = 320, 256, 12, 0.1
 VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
-ORIENTATION = {("L", "CC"): ["A", "R"], ("R", "CC"): ["P", "L"], ("L", "MLO"): ["A", "FR"], ("R", "MLO"): ["P", "FL"]}
+ORIENTATION = {
+    ("L", "CC"): ["A", "R"],
+    ("R", "CC"): ["P", "L"],
+    ("L", "MLO"): ["A", "FR"],
+    ("R", "MLO"): ["P", "FL"],
+}
 
 
 def _code(value: str, meaning: str) -> Dataset:
@@ -79,7 +84,9 @@ def make_dataset(laterality: str, view: str, *, mono1: bool = False, seed: int =
     ds.PixelSpacing = [SPACING, SPACING]
     ds.PositionerType = "MAMMOGRAPHIC"
     ds.StudyInstanceUID = generate_uid(entropy_srcs=["perturb-test-study", str(seed)])
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=["perturb-test-series", laterality, view, str(seed)])
+    ds.SeriesInstanceUID = generate_uid(
+        entropy_srcs=["perturb-test-series", laterality, view, str(seed)]
+    )
     ds.StudyID = "1"
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
@@ -107,7 +114,9 @@ def make_dataset(laterality: str, view: str, *, mono1: bool = False, seed: int =
     ds.WindowCenter, ds.WindowWidth = center, width
     ds.VOILUTFunction = "LINEAR"
     ds.PresentationLUTShape = "INVERSE" if mono1 else "IDENTITY"
-    ds.set_pixel_data(pixels, "MONOCHROME1" if mono1 else "MONOCHROME2", BITS, generate_instance_uid=False)
+    ds.set_pixel_data(
+        pixels, "MONOCHROME1" if mono1 else "MONOCHROME2", BITS, generate_instance_uid=False
+    )
     return ds
 
 

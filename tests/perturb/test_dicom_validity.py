@@ -55,15 +55,20 @@ def test_perturbed_files_validate(params, exam, validate, tmp_path):
 @pytest.mark.parametrize("kind", ["chest_cr", "non_mammo_modality"])
 def test_foreign_images_are_valid_objects_of_their_own_iod(kind, exam, validate, tmp_path):
     tool = require_tool("dciodvfy", "apt-get install dicom3tools")
-    errors, _, text = validate(tool, _write(INVALID_BUILDERS[kind](exam).exam.images[0][1], tmp_path / "x.dcm"))
+    errors, _, text = validate(
+        tool, _write(INVALID_BUILDERS[kind](exam).exam.images[0][1], tmp_path / "x.dcm")
+    )
     assert errors == 0, text
     assert ("CRImage" if kind == "chest_cr" else "DXImageForPresentation") in text
 
 
-@pytest.mark.parametrize(("kind", "message"), [
-    ("truncated_pixels", "PixelData has incorrect value length"),
-    ("missing_laterality", "Element=<ImageLaterality> Module=<MammographyImage>"),
-])
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("truncated_pixels", "PixelData has incorrect value length"),
+        ("missing_laterality", "Element=<ImageLaterality> Module=<MammographyImage>"),
+    ],
+)
 def test_broken_inputs_are_broken_as_documented(kind, message, exam, validate, tmp_path):
     tool = require_tool("dciodvfy", "apt-get install dicom3tools")
     invalid = INVALID_BUILDERS[kind](exam)

@@ -20,7 +20,11 @@ def test_builders_copy_and_explain(kind, exam, to_bytes):
 def test_chest_cr_keeps_pixels_and_changes_identity(exam):
     out = INVALID_BUILDERS["chest_cr"](exam).exam
     for (_, ds), (_, cds) in zip(exam.images, out.images, strict=True):
-        assert (cds.Modality, cds.SOPClassUID, cds.BodyPartExamined) == ("CR", "1.2.840.10008.5.1.4.1.1.1", "CHEST")
+        assert (cds.Modality, cds.SOPClassUID, cds.BodyPartExamined) == (
+            "CR",
+            "1.2.840.10008.5.1.4.1.1.1",
+            "CHEST",
+        )
         assert cds.file_meta.MediaStorageSOPClassUID == cds.SOPClassUID
         assert cds.PixelData == ds.PixelData
         assert "ImageLaterality" not in cds and "ViewCodeSequence" not in cds

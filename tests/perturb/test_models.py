@@ -31,8 +31,15 @@ def raw_positional_model(exam: ExamInput) -> ExamOutput:
     return ExamOutput(score=max(breasts.values()), breasts=breasts)
 
 
-@pytest.mark.parametrize("condition", ["mirror", "metadata:date_shift_days=5,seed=1", "order:rank=9",
-                                       "encoding:invert=1,syntax=rle_lossless"])
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "mirror",
+        "metadata:date_shift_days=5,seed=1",
+        "order:rank=9",
+        "encoding:invert=1,syntax=rle_lossless",
+    ],
+)
 def test_invariants_hold_for_a_presentation_model(condition, exam, present):
     relation = RELATIONS[condition.partition(":")[0]]
     before = presentation_model(exam, present)
@@ -41,16 +48,25 @@ def test_invariants_hold_for_a_presentation_model(condition, exam, present):
     assert ok, detail
 
 
-@pytest.mark.parametrize("condition", ["mirror", "order:rank=23", "encoding:invert=1,syntax=explicit_le"])
+@pytest.mark.parametrize(
+    "condition", ["mirror", "order:rank=23", "encoding:invert=1,syntax=explicit_le"]
+)
 def test_invariants_catch_a_shortcut_model(condition, exam):
     relation = RELATIONS[condition.partition(":")[0]]
-    ok, detail = relation.check(raw_positional_model(exam), raw_positional_model(apply_condition(exam, condition)), 1e-3)
+    ok, detail = relation.check(
+        raw_positional_model(exam), raw_positional_model(apply_condition(exam, condition)), 1e-3
+    )
     assert not ok, detail
 
 
 def test_lesion_insertion_raises_a_presentation_model_score(exam, present):
     before = presentation_model(exam, present)
-    after = presentation_model(apply_condition(exam, "lesion_insertion:contrast=0.3,kind=mass,laterality=L,seed=0,size_mm=8.0"), present)
+    after = presentation_model(
+        apply_condition(
+            exam, "lesion_insertion:contrast=0.3,kind=mass,laterality=L,seed=0,size_mm=8.0"
+        ),
+        present,
+    )
     ok, detail = RELATIONS["lesion_insertion"].check(before, after, 0.0)
     assert ok, detail
     assert after.breasts["R"] == before.breasts["R"]

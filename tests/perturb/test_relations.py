@@ -14,8 +14,13 @@ from harness.perturb.relation import check_raised, check_swapped, check_unchange
 from harness.predictions import ExamOutput, Prediction
 
 EXPECTED_KINDS = {
-    "mirror": "invariant", "metadata": "invariant", "encoding": "invariant", "order": "invariant",
-    "intensity": "tolerance", "noise": "tolerance", "resample": "tolerance",
+    "mirror": "invariant",
+    "metadata": "invariant",
+    "encoding": "invariant",
+    "order": "invariant",
+    "intensity": "tolerance",
+    "noise": "tolerance",
+    "resample": "tolerance",
     "lesion_insertion": "directional",
 }
 
@@ -23,13 +28,17 @@ EXPECTED_KINDS = {
 def test_registry_has_every_relation_with_its_kind():
     assert {name: r.kind for name, r in RELATIONS.items()} == EXPECTED_KINDS
     for name, relation in RELATIONS.items():
-        assert relation.name == name and relation.params_type.relation == name and relation.expectation
+        assert (
+            relation.name == name and relation.params_type.relation == name and relation.expectation
+        )
 
 
 def test_condition_ids_are_canonical():
     assert condition_id(MirrorParams()) == "mirror"
-    assert condition_id(IntensityParams(gamma=0.9, width_scale=1.05)) == \
-        "intensity:center_shift=0.0,gamma=0.9,width_scale=1.05"
+    assert (
+        condition_id(IntensityParams(gamma=0.9, width_scale=1.05))
+        == "intensity:center_shift=0.0,gamma=0.9,width_scale=1.05"
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -39,8 +48,17 @@ def test_condition_ids_parse_back_to_the_same_parameters(params):
     assert relation.name == params.relation and parsed == params
 
 
-@pytest.mark.parametrize("bad", ["blur:sigma=1", "intensity:gamma=abc", "intensity:zoom=1.0",
-                                 "noise:dose=0", "encoding:invert=yes", "intensity:gamma=1.0,gamma=1.1"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "blur:sigma=1",
+        "intensity:gamma=abc",
+        "intensity:zoom=1.0",
+        "noise:dose=0",
+        "encoding:invert=yes",
+        "intensity:gamma=1.0,gamma=1.1",
+    ],
+)
 def test_bad_condition_ids_are_one_line_usage_errors(bad):
     with pytest.raises(UsageError) as info:
         parse_condition(bad)
@@ -50,7 +68,11 @@ def test_bad_condition_ids_are_one_line_usage_errors(bad):
 def test_apply_condition_is_the_relation_transform(exam):
     cid, transform = RELATIONS["order"].condition(RELATIONS["order"].params_type(rank=3))
     a, b = apply_condition(exam, cid), transform(exam)
-    assert [r.file for r, _ in a.images] == [r.file for r, _ in b.images] != [r.file for r, _ in exam.images]
+    assert (
+        [r.file for r, _ in a.images]
+        == [r.file for r, _ in b.images]
+        != [r.file for r, _ in exam.images]
+    )
 
 
 def test_transform_refuses_other_relations_parameters():

@@ -19,7 +19,11 @@ from harness.perturb.strategies import resample_params
 
 def in_clinical_range(p) -> bool:
     if isinstance(p, IntensityParams):
-        return 0.8 <= p.gamma <= 1.25 and 0.85 <= p.width_scale <= 1.15 and -0.1 <= p.center_shift <= 0.1
+        return (
+            0.8 <= p.gamma <= 1.25
+            and 0.85 <= p.width_scale <= 1.15
+            and -0.1 <= p.center_shift <= 0.1
+        )
     if isinstance(p, NoiseParams):
         return 0.5 <= p.dose <= 1.0
     if isinstance(p, ResampleParams):
@@ -54,7 +58,9 @@ MILDEST = {
     "intensity": IntensityParams(gamma=1.0, width_scale=1.0, center_shift=0.0),
     "noise": NoiseParams(dose=1.0, seed=0),
     "resample": ResampleParams(spacing_mm=0.07),
-    "lesion_insertion": LesionParams(kind="mass", size_mm=8.0, contrast=0.15, laterality="L", seed=0),
+    "lesion_insertion": LesionParams(
+        kind="mass", size_mm=8.0, contrast=0.15, laterality="L", seed=0
+    ),
 }
 
 
@@ -71,6 +77,9 @@ def test_resample_strategy_shrinks_to_the_sets_own_spacing():
 
 def test_shrinking_finds_the_smallest_breaking_perturbation():
     # a "model" that breaks once gamma moves 5 % or more: the shrunk example sits at the boundary
-    broken = find(RELATIONS["intensity"].strategy, lambda p: abs(p.gamma - 1.0) >= 0.05,
-                  settings=settings(database=None, max_examples=500))
+    broken = find(
+        RELATIONS["intensity"].strategy,
+        lambda p: abs(p.gamma - 1.0) >= 0.05,
+        settings=settings(database=None, max_examples=500),
+    )
     assert broken == IntensityParams(gamma=1.05) or broken == IntensityParams(gamma=0.95)

@@ -27,8 +27,10 @@ def test_custom_levels_keep_order_and_drop_repeats():
     assert ids == ["resample:spacing_mm=0.1", "resample:spacing_mm=0.05"]
 
 
-@pytest.mark.parametrize(("relation", "levels"), [("mirror", None), ("blur", None), ("noise", [0.0]),
-                                                   ("noise", []), ("intensity", [-1.0])])
+@pytest.mark.parametrize(
+    ("relation", "levels"),
+    [("mirror", None), ("blur", None), ("noise", [0.0]), ("noise", []), ("intensity", [-1.0])],
+)
 def test_bad_sweeps_are_usage_errors(relation, levels):
     with pytest.raises(UsageError):
         sweep_conditions(relation, levels)

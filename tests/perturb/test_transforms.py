@@ -64,6 +64,7 @@ def test_same_parameters_give_identical_bytes(params, exam_factory, to_bytes):
 
 # --- mirror -----------------------------------------------------------------------------------
 
+
 def test_mirror_twice_is_identity_bytes(exam, to_bytes):
     twice = apply_mirror(apply_mirror(exam, MirrorParams()), MirrorParams())
     assert to_bytes(twice) == to_bytes(exam)
@@ -78,8 +79,12 @@ def test_mirror_flips_pixels_and_swaps_sides(exam, present):
         assert (mref.file, mref.view) == (ref.file, ref.view)
     orientations = {(r.laterality, r.view): list(d.PatientOrientation) for r, d in out.images}
     # a mirrored left CC carries exactly what a real right CC carries, and so on
-    assert orientations == {("R", "CC"): ["P", "L"], ("R", "MLO"): ["P", "FL"],
-                            ("L", "CC"): ["A", "R"], ("L", "MLO"): ["A", "FR"]}
+    assert orientations == {
+        ("R", "CC"): ["P", "L"],
+        ("R", "MLO"): ["P", "FL"],
+        ("L", "CC"): ["A", "R"],
+        ("L", "MLO"): ["A", "FR"],
+    }
 
 
 def test_mirror_swaps_series_laterality_when_present(exam):
@@ -99,6 +104,7 @@ def test_mirror_keeps_a_compressed_syntax(exam, present):
 
 # --- metadata ---------------------------------------------------------------------------------
 
+
 def _instance_uids(ds: Dataset) -> set[str]:
     found: set[str] = set()
     ds.walk(lambda _d, e: found.add(str(e.value)) if e.keyword in INSTANCE_UID_KEYWORDS else None)
@@ -115,7 +121,9 @@ def test_metadata_changes_identity_but_not_pixels(exam):
         assert nds.file_meta.MediaStorageSOPInstanceUID == nds.SOPInstanceUID
         assert nds.SOPInstanceUID.startswith("2.25.")
         assert nds.PatientID != ds.PatientID and nds.PatientName != ds.PatientName
-        assert nds.AccessionNumber != ds.AccessionNumber and nds.InstitutionName != ds.InstitutionName
+        assert (
+            nds.AccessionNumber != ds.AccessionNumber and nds.InstitutionName != ds.InstitutionName
+        )
         assert (nds.StudyDate, nds.PatientBirthDate) == ("20240414", "19650303")
         assert nds.SOPClassUID == ds.SOPClassUID
 
@@ -124,11 +132,15 @@ def test_metadata_seed_changes_uids_deterministically(exam):
     a = apply_metadata(exam, MetadataParams(seed=1))
     b = apply_metadata(exam, MetadataParams(seed=2))
     assert a.images[0][1].SOPInstanceUID != b.images[0][1].SOPInstanceUID
-    assert a.images[0][1].SOPInstanceUID == apply_metadata(exam, MetadataParams(seed=1)).images[0][1].SOPInstanceUID
+    assert (
+        a.images[0][1].SOPInstanceUID
+        == apply_metadata(exam, MetadataParams(seed=1)).images[0][1].SOPInstanceUID
+    )
     assert a.images[0][1].StudyDate == exam.images[0][1].StudyDate  # no shift asked
 
 
 # --- encoding ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("invert", [False, True])
 @pytest.mark.parametrize("syntax", list(SYNTAXES))
@@ -137,21 +149,36 @@ def test_encoding_keeps_presentation_pixels(syntax, invert, exam, present):
     for (_, ds), (_, eds) in zip(exam.images, out.images, strict=True):
         back = roundtrip(eds)
         assert back.file_meta.TransferSyntaxUID == SYNTAXES[syntax]
-        flipped = {"MONOCHROME1": "MONOCHROME2", "MONOCHROME2": "MONOCHROME1"}[ds.PhotometricInterpretation]
-        assert back.PhotometricInterpretation == (flipped if invert else ds.PhotometricInterpretation)
-        assert back.PresentationLUTShape == ("INVERSE" if back.PhotometricInterpretation == "MONOCHROME1" else "IDENTITY")
+        flipped = {"MONOCHROME1": "MONOCHROME2", "MONOCHROME2": "MONOCHROME1"}[
+            ds.PhotometricInterpretation
+        ]
+        assert back.PhotometricInterpretation == (
+            flipped if invert else ds.PhotometricInterpretation
+        )
+        assert back.PresentationLUTShape == (
+            "INVERSE" if back.PhotometricInterpretation == "MONOCHROME1" else "IDENTITY"
+        )
         np.testing.assert_allclose(present(back), present(ds), rtol=0, atol=1e-12)
-        np.testing.assert_allclose(harness_pixels.presentation_pixels(back), harness_pixels.presentation_pixels(ds), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            harness_pixels.presentation_pixels(back),
+            harness_pixels.presentation_pixels(ds),
+            rtol=0,
+            atol=1e-6,
+        )
         if invert:
             assert back.PixelIntensityRelationshipSign == -ds.PixelIntensityRelationshipSign
             assert not np.array_equal(back.pixel_array, ds.pixel_array)
 
 
 def test_encoding_invert_twice_restores_stored_values_and_window(exam):
-    twice = apply_encoding(apply_encoding(exam, EncodingParams(invert=True)), EncodingParams(invert=True))
+    twice = apply_encoding(
+        apply_encoding(exam, EncodingParams(invert=True)), EncodingParams(invert=True)
+    )
     for (_, ds), (_, tds) in zip(exam.images, twice.images, strict=True):
         assert tds.PixelData == ds.PixelData
-        assert tds == ds  # every element equal in value (DS "2300.0" and "2300" are the same number)
+        assert (
+            tds == ds
+        )  # every element equal in value (DS "2300.0" and "2300" are the same number)
 
 
 @pytest.mark.parametrize("function", ["LINEAR_EXACT", "SIGMOID"])
@@ -186,6 +213,7 @@ def test_encoding_compressed_files_are_smaller_and_lossless(exam):
 
 # --- order ------------------------------------------------------------------------------------
 
+
 def test_order_rank_zero_is_identity_and_ranks_cover_all_orders(exam, to_bytes):
     assert to_bytes(apply_order(exam, OrderParams(0))) == to_bytes(exam)
     perms = {permutation(4, r) for r in range(24)}
@@ -196,6 +224,7 @@ def test_order_rank_zero_is_identity_and_ranks_cover_all_orders(exam, to_bytes):
 
 
 # --- intensity --------------------------------------------------------------------------------
+
 
 def test_intensity_identity_is_bit_exact(exam, to_bytes):
     assert to_bytes(apply_intensity(exam, IntensityParams())) == to_bytes(exam)
@@ -215,11 +244,14 @@ def test_intensity_window_change(exam):
     out = apply_intensity(exam, IntensityParams(width_scale=1.1, center_shift=0.1))
     for (_, ds), (_, ids) in zip(exam.images, out.images, strict=True):
         assert float(ids.WindowWidth) == pytest.approx(float(ds.WindowWidth) * 1.1)
-        assert float(ids.WindowCenter) == pytest.approx(float(ds.WindowCenter) + 0.1 * float(ds.WindowWidth))
+        assert float(ids.WindowCenter) == pytest.approx(
+            float(ds.WindowCenter) + 0.1 * float(ds.WindowWidth)
+        )
         assert ids.PixelData == ds.PixelData
 
 
 # --- noise ------------------------------------------------------------------------------------
+
 
 def test_noise_full_dose_is_identity(exam, to_bytes):
     assert to_bytes(apply_noise(exam, NoiseParams(dose=1.0, seed=5))) == to_bytes(exam)
@@ -238,6 +270,7 @@ def test_noise_has_the_modelled_size_and_stays_in_the_breast(exam, present):
 
 
 # --- resample ---------------------------------------------------------------------------------
+
 
 def test_resample_updates_geometry_consistently(exam, present):
     for spacing, rows, cols in ((0.05, 640, 512), (0.07, 457, 366), (0.1, 320, 256)):
@@ -266,6 +299,7 @@ def test_resample_is_anti_aliased_when_shrinking():
 
 # --- lesion insertion -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["mass", "calcification"])
 def test_lesion_brightens_one_breast_only(kind, exam, present):
     params = LesionParams(kind=kind, size_mm=6.0, contrast=0.2, laterality="L", seed=3)
@@ -284,7 +318,9 @@ def test_lesion_brightens_one_breast_only(kind, exam, present):
 
 def test_insert_lesion_is_pure_and_boxed():
     base = np.full((200, 200), 0.4)
-    out, box = insert_lesion(base, 0.1, (100.0, 80.0), "mass", 8.0, np.random.default_rng(0), contrast=0.3)
+    out, box = insert_lesion(
+        base, 0.1, (100.0, 80.0), "mass", 8.0, np.random.default_rng(0), contrast=0.3
+    )
     assert (base == 0.4).all()
     ys, xs = np.nonzero(out - base > 0.01 * 0.3)
     x0, y0, x1, y1 = box

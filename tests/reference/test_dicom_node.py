@@ -27,14 +27,17 @@ def _dciodvfy_errors(path) -> list[str]:
 def _wait_files(directory, n: int, proc) -> list:
     """Wait (bounded by the node's own work, not a timing threshold) until n files arrived."""
     import time
+
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         files = sorted(p for p in directory.iterdir() if p.is_file())
         if len(files) >= n:
             return files
         time.sleep(0.1)
-    raise AssertionError(f"{len(list(directory.iterdir()))} of {n} reports arrived; storescp said: "
-                         f"{proc.stdout.read1().decode(errors='replace') if proc.poll() is not None else ''}")
+    raise AssertionError(
+        f"{len(list(directory.iterdir()))} of {n} reports arrived; storescp said: "
+        f"{proc.stdout.read1().decode(errors='replace') if proc.poll() is not None else ''}"
+    )
 
 
 @pytest.mark.parametrize("tid1500", [False, True])
@@ -48,11 +51,31 @@ def test_storescu_study_gets_a_valid_report_at_storescp(tmp_path, tid1500):
     out = tmp_path / "received"
     out.mkdir()
     try:
-        with process([f"{DCMTK}/storescp", "-od", str(out), "-aet", "RESULTS", str(results_port)], port=results_port) as scp, \
-                ReferenceDicomNode(onnx, node_port, "REF_NODE", f"RESULTS@:{results_port}", tid1500=tid1500):
+        with (
+            process(
+                [f"{DCMTK}/storescp", "-od", str(out), "-aet", "RESULTS", str(results_port)],
+                port=results_port,
+            ) as scp,
+            ReferenceDicomNode(
+                onnx, node_port, "REF_NODE", f"RESULTS@:{results_port}", tid1500=tid1500
+            ),
+        ):
             files = [str(tmp_path / "study" / r.file) for r, _ in exam.images]
-            r = subprocess.run([f"{DCMTK}/storescu", "-aet", "MODALITY", "-aec", "REF_NODE", "127.0.0.1",
-                                str(node_port), *files], capture_output=True, text=True, timeout=60)
+            r = subprocess.run(
+                [
+                    f"{DCMTK}/storescu",
+                    "-aet",
+                    "MODALITY",
+                    "-aec",
+                    "REF_NODE",
+                    "127.0.0.1",
+                    str(node_port),
+                    *files,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert r.returncode == 0, r.stderr
             reports = _wait_files(out, 2 if tid1500 else 1, scp)
     finally:
@@ -67,7 +90,9 @@ def test_storescu_study_gets_a_valid_report_at_storescp(tmp_path, tid1500):
         assert rep.study_uid == str(exam.images[0][1].StudyInstanceUID)
         assert rep.complete
         assert rep.exam_score == pytest.approx(100 * want.score, abs=1e-7)
-        marks = sorted((sent[m.sop_instance_uid].file, m.x, m.y) for les in rep.lesions for m in les.marks)
+        marks = sorted(
+            (sent[m.sop_instance_uid].file, m.x, m.y) for les in rep.lesions for m in les.marks
+        )
         assert marks == sorted((f.file, f.x, f.y) for f in want.findings)
 
 
@@ -81,10 +106,16 @@ def test_failed_and_partial_reports_are_valid(tmp_path):
     uid = str(images[0].SOPInstanceUID)
     variants = {
         "failed": write_mammo_cad_sr(images, ReportContent(None, {}, complete=False)),
-        "partial": write_mammo_cad_sr(images, ReportContent(40.0, {"L": 40.0, "R": 3.0},
-                                                            {"L": [MarkOut(uid, 5.5, 6.5, 40.0)]}, complete=False)),
+        "partial": write_mammo_cad_sr(
+            images,
+            ReportContent(
+                40.0, {"L": 40.0, "R": 3.0}, {"L": [MarkOut(uid, 5.5, 6.5, 40.0)]}, complete=False
+            ),
+        ),
         "no-findings": write_mammo_cad_sr(images, ReportContent(1.0, {})),
-        "tid1500": write_tid1500_sr(images, ReportContent(40.0, {"L": 40.0}, {"L": [MarkOut(uid, 5.5, 6.5, 40.0)]})),
+        "tid1500": write_tid1500_sr(
+            images, ReportContent(40.0, {"L": 40.0}, {"L": [MarkOut(uid, 5.5, 6.5, 40.0)]})
+        ),
     }
     for name, ds in variants.items():
         path = tmp_path / f"{name}.dcm"
@@ -98,6 +129,7 @@ def test_return_address_syntax():
     assert ReturnAddress.parse("PACS@10.0.0.5:104") == ReturnAddress("PACS", "10.0.0.5", 104)
     assert ReturnAddress.parse("MAMMOCERT@:11113") == ReturnAddress("MAMMOCERT", "", 11113)
     from harness.errors import UsageError
+
     with pytest.raises(UsageError, match="AE@host:port"):
         ReturnAddress.parse("PACS:104")
 
@@ -106,18 +138,35 @@ def test_serve_reference_cli_answers_echo_and_stops_on_sigterm(tmp_path):
     require_tool(f"{DCMTK}/echoscu", "apt-get install dcmtk")
     pkg = write_package(tmp_path / "pkg")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve-reference", "dicom", "--vendor", str(pkg),
-                             "--port", str(port), "--return-to", "RESULTS@:11113"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "serve-reference",
+            "dicom",
+            "--vendor",
+            str(pkg),
+            "--port",
+            str(port),
+            "--return-to",
+            "RESULTS@:11113",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_port(port, timeout=60)
-        r = subprocess.run([f"{DCMTK}/echoscu", "-aec", "MAMMOCERT_REF", "127.0.0.1", str(port)],
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            [f"{DCMTK}/echoscu", "-aec", "MAMMOCERT_REF", "127.0.0.1", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert r.returncode == 0, r.stderr
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     assert "reference DICOM node MAMMOCERT_REF" in out
-
-

@@ -15,7 +15,9 @@ def _register_factory() -> None:
     # are not importable; register the bundle factory under a unique name for the test modules.
     name = "reports_bundle_factory"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("bundle_factory.py"))
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("bundle_factory.py")
+        )
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -42,7 +44,9 @@ def other_keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 
 
 @pytest.fixture(scope="session")
-def signed_bundle_master(tmp_path_factory: pytest.TempPathFactory, keypair: tuple[Path, Path]) -> Path:
+def signed_bundle_master(
+    tmp_path_factory: pytest.TempPathFactory, keypair: tuple[Path, Path]
+) -> Path:
     """Render + sign once per session; tests get copies (rendering plots costs about a second)."""
     bundle = tmp_path_factory.mktemp("bundle-master") / "bundle"
     synthetic.write_bundle(bundle)

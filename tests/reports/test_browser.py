@@ -95,11 +95,23 @@ def browser() -> Iterator[str]:
     exe = require_tool("chromium", "apt-get install chromium")
     with tempfile.TemporaryDirectory(prefix="mammocert-chromium-") as profile:
         proc = subprocess.Popen(
-            [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
-             f"--user-data-dir={profile}", "--no-first-run", "--no-default-browser-check",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--window-size=1280,1600", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                exe,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={profile}",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1280,1600",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -126,7 +138,13 @@ def load(endpoint: str, url: str) -> PageLoad:
     try:
         for domain in ("Page", "Runtime", "Log", "Network"):
             dt.call(f"{domain}.enable")
-        dt.call("Emulation.setDeviceMetricsOverride", width=1280, height=1600, deviceScaleFactor=1, mobile=False)
+        dt.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=1280,
+            height=1600,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         dt.call("Page.navigate", url=url)
         dt.wait_for("Page.loadEventFired")
         dt.drain(0.5)
@@ -139,7 +157,9 @@ def load(endpoint: str, url: str) -> PageLoad:
     for e in dt.events:
         m, p = e["method"], e.get("params", {})
         if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "warning", "assert"):
-            page.console_errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
+            page.console_errors.append(
+                " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+            )
         elif m == "Runtime.exceptionThrown":
             page.console_errors.append(p["exceptionDetails"].get("text", "exception"))
         elif m == "Log.entryAdded" and p["entry"].get("level") in ("error", "warning"):
@@ -163,15 +183,20 @@ def test_report_in_chromium(browser: str, tmp_path: Path, mode: str) -> None:
     assert url in page.requests  # the probe saw the page's own request, so it was listening
     assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 20_000
     assert page.pdf.startswith(b"%PDF")
-    assert len(re.findall(rb"/Type\s*/Page[^s]", page.pdf)) >= 3  # printable: A4 pages, appendix on its own
+    assert (
+        len(re.findall(rb"/Type\s*/Page[^s]", page.pdf)) >= 3
+    )  # printable: A4 pages, appendix on its own
 
 
 def test_probe_catches_requests_and_console_errors(browser: str, tmp_path: Path) -> None:
     """Negative control: a page that phones home and logs an error is caught by the same probe."""
     bad = tmp_path / "bad.html"
-    bad.write_text('<!DOCTYPE html><html><head><title>x</title></head><body>'
-                   '<img src="http://127.0.0.1:9/pixel.png" alt="">'
-                   '<script>console.error("boom")</script></body></html>', encoding="utf-8")
+    bad.write_text(
+        "<!DOCTYPE html><html><head><title>x</title></head><body>"
+        '<img src="http://127.0.0.1:9/pixel.png" alt="">'
+        '<script>console.error("boom")</script></body></html>',
+        encoding="utf-8",
+    )
     url = bad.resolve().as_uri()
     page = load(browser, url)
     assert any("boom" in e for e in page.console_errors)

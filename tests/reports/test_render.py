@@ -38,7 +38,10 @@ def test_render_is_deterministic_across_processes(bundle: Path) -> None:
     code = "import sys; from pathlib import Path; from reports.render import render_report; render_report(Path(sys.argv[1]))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code, str(bundle)], check=True, env=env)
-    assert hashlib.sha256((bundle / "report.html").read_bytes()).hexdigest() == hashlib.sha256(first).hexdigest()
+    assert (
+        hashlib.sha256((bundle / "report.html").read_bytes()).hexdigest()
+        == hashlib.sha256(first).hexdigest()
+    )
 
 
 def test_html_is_strictly_valid(bundle: Path) -> None:
@@ -50,7 +53,9 @@ def test_html_is_strictly_valid(bundle: Path) -> None:
 def test_strict_parser_rejects_broken_html() -> None:
     """Control: the strict check does fail on malformed markup."""
     with pytest.raises(html5lib.html5parser.ParseError):
-        html5lib.HTMLParser(strict=True).parse("<!DOCTYPE html><html><head><title>x</title></head><body></p></body></html>")
+        html5lib.HTMLParser(strict=True).parse(
+            "<!DOCTYPE html><html><head><title>x</title></head><body></p></body></html>"
+        )
 
 
 def test_self_contained(bundle: Path) -> None:
@@ -62,15 +67,28 @@ def test_self_contained(bundle: Path) -> None:
         assert m.group(1).startswith(("data:", "#")), m.group(0)[:80]
     for m in re.finditer(r"url\(([^)]*)\)", html):
         assert m.group(1).strip("'\"").startswith(("#", "data:")), m.group(0)
-    assert not re.search(r"https?://(?!www\.w3\.org/)", html.replace("http://www.w3.org/", "")), \
+    assert not re.search(r"https?://(?!www\.w3\.org/)", html.replace("http://www.w3.org/", "")), (
         "no absolute URLs apart from XML namespace names"
+    )
 
 
 def test_identity_and_every_criterion_shown(bundle: Path) -> None:
     html = html_of(bundle)
-    for text in ("Example Medical ApS", "ExampleMammo", "2.1.0", "onnx", synthetic.MODEL_DIGEST,
-                 "sha256:" + "cd" * 32, "DK-MAMMO-AI", "synthetic-v1", "sha256:" + "ab" * 32,
-                 "be5a68a0d1c2e3f4", "CPUExecutionProvider", "2026-11-27T10:00:00Z", "2026-11-27T10:42:00Z"):
+    for text in (
+        "Example Medical ApS",
+        "ExampleMammo",
+        "2.1.0",
+        "onnx",
+        synthetic.MODEL_DIGEST,
+        "sha256:" + "cd" * 32,
+        "DK-MAMMO-AI",
+        "synthetic-v1",
+        "sha256:" + "ab" * 32,
+        "be5a68a0d1c2e3f4",
+        "CPUExecutionProvider",
+        "2026-11-27T10:00:00Z",
+        "2026-11-27T10:42:00Z",
+    ):
         assert text in html, text
     for c in synthetic.criteria():
         assert f'id="row-{c.id}"' in html
@@ -100,15 +118,19 @@ def test_svg_ids_are_unique(bundle: Path) -> None:
     assert not dupes
 
 
-@pytest.mark.parametrize(("mode", "headline"), [
-    ("certify", "NOT CONFORMANT"), ("self-test", SELF_TEST_BANNER), ("demo", "DEMONSTRATION")])
+@pytest.mark.parametrize(
+    ("mode", "headline"),
+    [("certify", "NOT CONFORMANT"), ("self-test", SELF_TEST_BANNER), ("demo", "DEMONSTRATION")],
+)
 def test_banner_per_mode(tmp_path: Path, mode: str, headline: str) -> None:
     synthetic.write_bundle(tmp_path, mode=mode)
     html = html_of(tmp_path)
     m = re.search(r'<div class="headline">([^<]*)</div>', html)
     assert m and m.group(1) == headline
     if mode != "certify":
-        assert "Outcome" in html and "NOT CONFORMANT" in html  # the criteria outcome is still stated
+        assert (
+            "Outcome" in html and "NOT CONFORMANT" in html
+        )  # the criteria outcome is still stated
 
 
 def test_conformant_banner(tmp_path: Path) -> None:
@@ -127,12 +149,23 @@ def _with_evidence(c: CriterionResult, evidence: dict) -> CriterionResult:
     return dataclasses.replace(c, evidence=evidence)
 
 
-@pytest.mark.parametrize("evidence", [
-    {}, {"roc": "nonsense"}, {"roc": {"fpr": [0, 1]}}, {"roc": {"fpr": ["a", "b"], "tpr": [0, 1]}},
-    {"roc": {"fpr": [0, 0.5, 1], "tpr": [0, 1]}}, {"groups": [{"name": "x"}]}, {"froc": {"nlf": [0.1]}},
-    {"levels": [{"level": "high"}]}, {"histogram": {"edges": [0, 1], "counts": [1, 2]}}, {"latencies_s": []},
-    {"counterexample": "x"}, {"counterexample": {"thumbnails": {"before": "https://evil.example/x.png"}}},
-])
+@pytest.mark.parametrize(
+    "evidence",
+    [
+        {},
+        {"roc": "nonsense"},
+        {"roc": {"fpr": [0, 1]}},
+        {"roc": {"fpr": ["a", "b"], "tpr": [0, 1]}},
+        {"roc": {"fpr": [0, 0.5, 1], "tpr": [0, 1]}},
+        {"groups": [{"name": "x"}]},
+        {"froc": {"nlf": [0.1]}},
+        {"levels": [{"level": "high"}]},
+        {"histogram": {"edges": [0, 1], "counts": [1, 2]}},
+        {"latencies_s": []},
+        {"counterexample": "x"},
+        {"counterexample": {"thumbnails": {"before": "https://evil.example/x.png"}}},
+    ],
+)
 def test_missing_or_malformed_evidence_means_no_plot(tmp_path: Path, evidence: dict) -> None:
     crit = [_with_evidence(c, evidence) for c in synthetic.criteria()]
     synthetic.write_bundle(tmp_path, crit=crit)
@@ -148,7 +181,9 @@ def test_report_cli(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "report.html" in capsys.readouterr().out
 
 
-def test_report_cli_without_results_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_cli_without_results_is_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "results.json" in err
@@ -166,21 +201,30 @@ def test_results_are_not_modified_by_rendering(bundle: Path) -> None:
     before = (bundle / "results.json").read_bytes()
     render_report(bundle)
     assert (bundle / "results.json").read_bytes() == before
-    write_results(bundle / "results.json", synthetic.make_results(standard_digest=synthetic.make_results().standard["digest"]))
+    write_results(
+        bundle / "results.json",
+        synthetic.make_results(standard_digest=synthetic.make_results().standard["digest"]),
+    )
 
 
-@pytest.mark.parametrize(("pass_if", "text"), [
-    ({"ci_lower_gte": 0.85}, "CI lower ≥ 0.85"),
-    ({"value_gte": 0.9}, "value ≥ 0.9"),
-    ({"p50_lte_s": 1.0, "p95_lte_s": 2.5}, "median (p50) ≤ 1 s and p95 ≤ 2.5 s"),
-    ({"ratio_ci_upper_lte": 1.1}, "ratio to readers, CI upper ≤ 1.1"),
-    ({"value_per_1000_gt": 5}, "per 1,000 screens > 5"),
-    ({"max_gap": 0.05}, "largest subgroup gap ≤ 0.05"),
-    ({"min_distinct_scores": 10}, "distinct scores ≥ 10"),
-    ({"noninferior": {"comparator": "reader1", "margin": 0.05}}, "non-inferior to comparator (comparator reader1, margin 0.05)"),
-    ({"strange": [1, 2]}, "strange: [1, 2]"),
-    ({}, "—"),
-])
+@pytest.mark.parametrize(
+    ("pass_if", "text"),
+    [
+        ({"ci_lower_gte": 0.85}, "CI lower ≥ 0.85"),
+        ({"value_gte": 0.9}, "value ≥ 0.9"),
+        ({"p50_lte_s": 1.0, "p95_lte_s": 2.5}, "median (p50) ≤ 1 s and p95 ≤ 2.5 s"),
+        ({"ratio_ci_upper_lte": 1.1}, "ratio to readers, CI upper ≤ 1.1"),
+        ({"value_per_1000_gt": 5}, "per 1,000 screens > 5"),
+        ({"max_gap": 0.05}, "largest subgroup gap ≤ 0.05"),
+        ({"min_distinct_scores": 10}, "distinct scores ≥ 10"),
+        (
+            {"noninferior": {"comparator": "reader1", "margin": 0.05}},
+            "non-inferior to comparator (comparator reader1, margin 0.05)",
+        ),
+        ({"strange": [1, 2]}, "strange: [1, 2]"),
+        ({}, "—"),
+    ],
+)
 def test_threshold_text(pass_if: dict, text: str) -> None:
     assert describe_threshold(pass_if) == text
 

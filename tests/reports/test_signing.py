@@ -35,19 +35,27 @@ from reports.signing import (
 from reports.verify import verify_bundle
 
 
-def test_keys_generate_cli_gives_0600_private_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keys_generate_cli_gives_0600_private_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["keys", "generate", "--out", str(tmp_path / "k")]) == 0
     priv, pub = tmp_path / "k" / "signing-key.pem", tmp_path / "k" / "signing-key.pub.pem"
     assert stat.S_IMODE(priv.stat().st_mode) == 0o600
     assert priv.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8
     assert pub.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
     key = serialization.load_pem_private_key(priv.read_bytes(), password=None)
-    assert key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo) \
+    assert (
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         == pub.read_bytes()
+    )
     assert "0600" in capsys.readouterr().out
 
 
-def test_keys_generate_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keys_generate_refuses_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["keys", "generate", "--out", str(tmp_path)]) == 0
     before = (tmp_path / "signing-key.pem").read_bytes()
     assert main(["keys", "generate", "--out", str(tmp_path)]) == 2
@@ -57,8 +65,10 @@ def test_keys_generate_refuses_to_overwrite(tmp_path: Path, capsys: pytest.Captu
 
 def test_pae_is_exact() -> None:
     # The DSSE spec's own test vector (protocol.md).
-    assert pae("http://example.com/HelloWorld", b"hello world") == \
-        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    assert (
+        pae("http://example.com/HelloWorld", b"hello world")
+        == b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    )
     assert pae("t", b"") == b"DSSEv1 1 t 0 "
     assert pae("é", b"\x00") == b"DSSEv1 2 \xc3\xa9 1 \x00"  # lengths in bytes, not characters
 
@@ -82,8 +92,12 @@ def test_statement_shape() -> None:
 
 def test_statement_passed_when_conformant() -> None:
     crit = [c for c in synthetic.criteria() if c.outcome == "passed"]
-    st = build_statement(synthetic.make_results(crit=crit).to_dict(),
-                         [{"name": "m", "digest": {"sha256": "0" * 64}}], "a" * 64, "b" * 64)
+    st = build_statement(
+        synthetic.make_results(crit=crit).to_dict(),
+        [{"name": "m", "digest": {"sha256": "0" * 64}}],
+        "a" * 64,
+        "b" * 64,
+    )
     assert st["predicate"]["result"] == "PASSED" and st["predicate"]["failedTests"] == []
 
 
@@ -94,8 +108,12 @@ def test_statement_requires_subject_digest() -> None:
 
 def test_envelope_verifies_with_securesystemslib(keypair: tuple[Path, Path]) -> None:
     """Interop: an independent DSSE implementation accepts our envelope, so our PAE is exact."""
-    st = {"_type": STATEMENT_TYPE, "subject": [{"name": "m", "digest": {"sha256": "0" * 64}}],
-          "predicateType": PREDICATE_TYPE, "predicate": {"x": 1}}
+    st = {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": "m", "digest": {"sha256": "0" * 64}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {"x": 1},
+    }
     env_dict = sign_statement(st, keypair[0])
     assert env_dict["payloadType"] == PAYLOAD_TYPE
     assert base64.b64decode(env_dict["payload"]) == canonical_json(st)

@@ -36,8 +36,9 @@ def test_valid_bundle_verifies(signed_bundle: Path, keypair: tuple[Path, Path]) 
     assert verify_bundle(signed_bundle / ATTESTATION_FILE, keypair[1]).keyid == report.keyid
 
 
-def test_cli_success_prints_one_line_and_exits_0(signed_bundle: Path, keypair: tuple[Path, Path],
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_success_prints_one_line_and_exits_0(
+    signed_bundle: Path, keypair: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["verify", str(signed_bundle), "--key", str(keypair[1])]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and out.startswith("verified: ")
@@ -47,10 +48,17 @@ def test_cli_success_prints_one_line_and_exits_0(signed_bundle: Path, keypair: t
 POSITIONS = [0.0, 0.013, 0.29, 0.5, 0.77, 0.999, 1.0]
 
 
-@pytest.mark.parametrize("name", [ATTESTATION_FILE, "report.html", "predictions.jsonl", "results.json"])
+@pytest.mark.parametrize(
+    "name", [ATTESTATION_FILE, "report.html", "predictions.jsonl", "results.json"]
+)
 @pytest.mark.parametrize("position", POSITIONS)
-def test_one_flipped_byte_fails(signed_bundle: Path, keypair: tuple[Path, Path], name: str, position: float,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_flipped_byte_fails(
+    signed_bundle: Path,
+    keypair: tuple[Path, Path],
+    name: str,
+    position: float,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     flip(signed_bundle / name, position)
     with pytest.raises(VerificationError):
         verify_bundle(signed_bundle, keypair[1])
@@ -59,7 +67,9 @@ def test_one_flipped_byte_fails(signed_bundle: Path, keypair: tuple[Path, Path],
     assert err.count("\n") == 1 and "verified" not in err
 
 
-def test_every_byte_of_the_envelope_matters(signed_bundle: Path, keypair: tuple[Path, Path]) -> None:
+def test_every_byte_of_the_envelope_matters(
+    signed_bundle: Path, keypair: tuple[Path, Path]
+) -> None:
     """Exhaustive over the envelope: no byte is outside the signature's protection."""
     path = signed_bundle / ATTESTATION_FILE
     original = path.read_bytes()
@@ -74,7 +84,9 @@ def test_every_byte_of_the_envelope_matters(signed_bundle: Path, keypair: tuple[
     verify_bundle(signed_bundle, keypair[1])
 
 
-def test_whitespace_only_change_in_results_fails(signed_bundle: Path, keypair: tuple[Path, Path]) -> None:
+def test_whitespace_only_change_in_results_fails(
+    signed_bundle: Path, keypair: tuple[Path, Path]
+) -> None:
     path = signed_bundle / "results.json"
     path.write_text(path.read_text(encoding="utf-8").replace("\n", "\r\n", 1), encoding="utf-8")
     with pytest.raises(VerificationError, match="results.json"):
@@ -86,8 +98,9 @@ def test_wrong_key_fails(signed_bundle: Path, other_keypair: tuple[Path, Path]) 
         verify_bundle(signed_bundle, other_keypair[1])
 
 
-def test_wrong_key_with_forged_keyid_fails(signed_bundle: Path, keypair: tuple[Path, Path],
-                                           other_keypair: tuple[Path, Path]) -> None:
+def test_wrong_key_with_forged_keyid_fails(
+    signed_bundle: Path, keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]
+) -> None:
     """keyid is only a hint: relabelling the signature with the verifier's keyid does not help."""
     from reports.signing import envelope_bytes, keyid_of, load_public_key
 
@@ -99,8 +112,9 @@ def test_wrong_key_with_forged_keyid_fails(signed_bundle: Path, keypair: tuple[P
         verify_bundle(signed_bundle, other_keypair[1])
 
 
-def test_tampered_and_resigned_by_another_key_fails(signed_bundle: Path, keypair: tuple[Path, Path],
-                                                    other_keypair: tuple[Path, Path]) -> None:
+def test_tampered_and_resigned_by_another_key_fails(
+    signed_bundle: Path, keypair: tuple[Path, Path], other_keypair: tuple[Path, Path]
+) -> None:
     write_attestation(signed_bundle, key_path=other_keypair[0])
     with pytest.raises(VerificationError):
         verify_bundle(signed_bundle, keypair[1])
@@ -111,10 +125,14 @@ def _resign(bundle: Path, key: Path, **kw) -> None:
     write_attestation(bundle, key_path=key)
 
 
-def test_missing_criterion_fails_even_when_resigned(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+def test_missing_criterion_fails_even_when_resigned(
+    tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
     crit = synthetic.criteria()
     ids = [c.id for c in crit]
-    synthetic.write_bundle(tmp_path, crit=crit[:-1], standard_ids=ids)  # the standard still lists all
+    synthetic.write_bundle(
+        tmp_path, crit=crit[:-1], standard_ids=ids
+    )  # the standard still lists all
     _resign(tmp_path, keypair[0])
     with pytest.raises(VerificationError, match=f"incomplete: criterion {ids[-1]}"):
         verify_bundle(tmp_path, keypair[1])
@@ -130,13 +148,18 @@ def test_duplicated_criterion_fails(tmp_path: Path, keypair: tuple[Path, Path]) 
 
 def test_swapped_standard_file_fails(signed_bundle: Path, keypair: tuple[Path, Path]) -> None:
     std = signed_bundle / "standard.yaml"
-    std.write_text(std.read_text(encoding="utf-8").replace("version: 0.1.0", "version: 0.1.1"), encoding="utf-8")
+    std.write_text(
+        std.read_text(encoding="utf-8").replace("version: 0.1.0", "version: 0.1.1"),
+        encoding="utf-8",
+    )
     with pytest.raises(VerificationError, match="standard.yaml: sha256 differs"):
         verify_bundle(signed_bundle, keypair[1])
 
 
 def test_standard_expired_before_the_run_fails(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
-    synthetic.write_bundle(tmp_path, effective="2020-01-01", expires="2026-06-30")  # run finished 2026-11-27
+    synthetic.write_bundle(
+        tmp_path, effective="2020-01-01", expires="2026-06-30"
+    )  # run finished 2026-11-27
     _resign(tmp_path, keypair[0])
     with pytest.raises(VerificationError, match="not in force"):
         verify_bundle(tmp_path, keypair[1])
@@ -149,7 +172,9 @@ def test_standard_not_yet_effective_fails(tmp_path: Path, keypair: tuple[Path, P
         verify_bundle(tmp_path, keypair[1])
 
 
-def test_certificate_expires_with_its_standard(signed_bundle: Path, keypair: tuple[Path, Path]) -> None:
+def test_certificate_expires_with_its_standard(
+    signed_bundle: Path, keypair: tuple[Path, Path]
+) -> None:
     verify_bundle(signed_bundle, keypair[1], today=dt.date(2098, 12, 31))
     with pytest.raises(VerificationError, match="expired on 2099-01-01"):
         verify_bundle(signed_bundle, keypair[1], today=dt.date(2099, 1, 1))
@@ -192,35 +217,64 @@ def _recompute_from_results(bundle: Path, cases: Path, change: dict | None = Non
     return out
 
 
-def test_recomputation_that_agrees_passes(signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path) -> None:
-    report = verify_bundle(signed_bundle, keypair[1], cases_dir=tmp_path, recompute=_recompute_from_results)
+def test_recomputation_that_agrees_passes(
+    signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    report = verify_bundle(
+        signed_bundle, keypair[1], cases_dir=tmp_path, recompute=_recompute_from_results
+    )
     assert report.recomputed == len(synthetic.criteria())
 
 
-def test_recomputation_accepts_criterion_results(signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path) -> None:
+def test_recomputation_accepts_criterion_results(
+    signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path
+) -> None:
     """The engine returns CriterionResult objects; tuples for ci must compare equal to JSON lists."""
     crit = synthetic.criteria()
-    report = verify_bundle(signed_bundle, keypair[1], cases_dir=tmp_path, recompute=lambda b, c: crit)
+    report = verify_bundle(
+        signed_bundle, keypair[1], cases_dir=tmp_path, recompute=lambda b, c: crit
+    )
     assert report.recomputed == len(crit)
 
 
-@pytest.mark.parametrize("change", [{"value": 0.9121}, {"ci": [0.874, 0.951]}, {"n": 399}, {"outcome": "failed"},
-                                    {"id": "DK-NOPE-99"}])
-def test_recomputation_mismatch_fails(signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path,
-                                      change: dict) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"value": 0.9121},
+        {"ci": [0.874, 0.951]},
+        {"n": 399},
+        {"outcome": "failed"},
+        {"id": "DK-NOPE-99"},
+    ],
+)
+def test_recomputation_mismatch_fails(
+    signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path, change: dict
+) -> None:
     with pytest.raises(VerificationError, match="recompute"):
-        verify_bundle(signed_bundle, keypair[1], cases_dir=tmp_path,
-                      recompute=lambda b, c: _recompute_from_results(b, c, change))
+        verify_bundle(
+            signed_bundle,
+            keypair[1],
+            cases_dir=tmp_path,
+            recompute=lambda b, c: _recompute_from_results(b, c, change),
+        )
 
 
-def test_recomputation_gets_the_bundle_and_cases(signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path) -> None:
+def test_recomputation_gets_the_bundle_and_cases(
+    signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path
+) -> None:
     seen = []
-    verify_bundle(signed_bundle, keypair[1], cases_dir=tmp_path, recompute=lambda b, c: seen.append((b, c)) or [])
+    verify_bundle(
+        signed_bundle,
+        keypair[1],
+        cases_dir=tmp_path,
+        recompute=lambda b, c: seen.append((b, c)) or [],
+    )
     assert seen == [(signed_bundle, tmp_path)]
 
 
-def test_cases_without_engine_is_a_harness_fault(signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cases_without_engine_is_a_harness_fault(
+    signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import reports.verify as verify_module
 
     monkeypatch.setattr(verify_module, "RECOMPUTE_MODULES", ("conformance.no_such_engine",))
@@ -263,9 +317,13 @@ def test_subject_must_match_model_digest(tmp_path: Path, keypair: tuple[Path, Pa
     synthetic.write_bundle(tmp_path)
     render_report(tmp_path)
     results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
-    st = build_statement(results, [{"name": "model.onnx", "digest": {"sha256": "0" * 64}}],
-                         sha256_file(tmp_path / "report.html"), sha256_file(tmp_path / "predictions.jsonl"),
-                         sha256_file(tmp_path / "results.json"))
+    st = build_statement(
+        results,
+        [{"name": "model.onnx", "digest": {"sha256": "0" * 64}}],
+        sha256_file(tmp_path / "report.html"),
+        sha256_file(tmp_path / "predictions.jsonl"),
+        sha256_file(tmp_path / "results.json"),
+    )
     (tmp_path / ATTESTATION_FILE).write_bytes(envelope_bytes(sign_statement(st, keypair[0])))
     with pytest.raises(VerificationError, match="subjects"):
         verify_bundle(tmp_path, keypair[1])

@@ -11,7 +11,9 @@ from harness.errors import UsageError
 from harness.stats import bootstrap as bs
 from harness.stats.roc import auc, delong, sensitivity_at_specificity
 
-data_sets = st.tuples(st.integers(1, 25), st.integers(1, 40), st.booleans(), st.integers(0, 2**32 - 1))
+data_sets = st.tuples(
+    st.integers(1, 25), st.integers(1, 40), st.booleans(), st.integers(0, 2**32 - 1)
+)
 
 
 def make(m: int, n: int, ties: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -23,16 +25,21 @@ def make(m: int, n: int, ties: bool, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 @settings(max_examples=60, deadline=None)
 @given(data_sets, st.sampled_from([0.0, 0.5, 0.8, 0.9, 0.95, 1.0, 0.3333]))
-def test_vectorised_equals_loop_on_same_index_draws(ds: tuple[int, int, bool, int], sp: float) -> None:
+def test_vectorised_equals_loop_on_same_index_draws(
+    ds: tuple[int, int, bool, int], sp: float
+) -> None:
     m, n, ties, seed = ds
     cases, controls = make(m, n, ties, seed)
     rng = np.random.default_rng(seed + 1)
     ci, cj = rng.integers(0, m, (30, m)), rng.integers(0, n, (30, n))
     b = bs._bin(cases, controls)
     # bit-for-bit: the same exact count arithmetic and the same pROC interpolation expression
-    np.testing.assert_array_equal(bs._vectorised_auc_from_indices(b, ci, cj), bs._loop_auc(cases, controls, ci, cj))
     np.testing.assert_array_equal(
-        bs._vectorised_sens_at_spec_from_indices(b, ci, cj, sp), bs._loop_sens_at_spec(cases, controls, ci, cj, sp)
+        bs._vectorised_auc_from_indices(b, ci, cj), bs._loop_auc(cases, controls, ci, cj)
+    )
+    np.testing.assert_array_equal(
+        bs._vectorised_sens_at_spec_from_indices(b, ci, cj, sp),
+        bs._loop_sens_at_spec(cases, controls, ci, cj, sp),
     )
 
 
@@ -58,7 +65,9 @@ def test_multinomial_control_draws_have_index_draw_distribution() -> None:
     cases, controls = make(9, 40, True, 5)
     b = bs._bin(cases, controls)
     idx = np.arange(b.n)
-    np.testing.assert_array_equal(np.bincount(b.control_cat[idx], minlength=2 * b.k + 1), b.cat_sizes)
+    np.testing.assert_array_equal(
+        np.bincount(b.control_cat[idx], minlength=2 * b.k + 1), b.cat_sizes
+    )
     _, counts = bs._draw(np.random.default_rng(0), b, 7)
     assert counts.shape == (7, 2 * b.k + 1) and np.all(counts.sum(axis=1) == b.n)
     assert np.all(counts[:, b.cat_sizes == 0] == 0)
@@ -98,7 +107,9 @@ def test_sens_statistics() -> None:
 
 def test_cluster_bootstrap_drops_undefined_replicates() -> None:
     # two women: one with only a case, one with only a control -> half the replicates undefined
-    r = bs.cluster_bootstrap_auc([0.9, 0.1], [1, 0], ["w1", "w2"], np.random.default_rng(0), n_boot=200)
+    r = bs.cluster_bootstrap_auc(
+        [0.9, 0.1], [1, 0], ["w1", "w2"], np.random.default_rng(0), n_boot=200
+    )
     assert 0 < r.n_valid < 200 and np.all(r.replicates == 1.0)
 
 

@@ -16,7 +16,13 @@ BOX = (100.0, 200.0, 140.0, 230.0)  # 40 x 30 px, centre (120, 215), half diagon
     [
         (100.0, 200.0, 0.1, 0.0, True),  # corner, inside (edges included)
         (120.0, 215.0, 0.1, 0.0, True),  # centre
-        (120.0, 239.9, 0.1, 0.0, True),  # outside the box, 24.9 px from the centre < half diagonal 25
+        (
+            120.0,
+            239.9,
+            0.1,
+            0.0,
+            True,
+        ),  # outside the box, 24.9 px from the centre < half diagonal 25
         (120.0, 240.1, 0.1, 0.0, False),  # 25.1 px > 25 px
         (120.0, 255.0, 0.1, 4.0, True),  # 40 px = 4.0 mm: within r_min
         (120.0, 255.1, 0.1, 4.0, False),

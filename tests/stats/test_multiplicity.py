@@ -44,10 +44,16 @@ def test_live_r(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     p = np.concatenate([rng.random(25) ** 3, [0.01, 0.01, 0.2, 1.0, 0.0]])
     np.savetxt(tmp_path / "p.txt", p, fmt="%.17g")
-    code = ("p <- scan(commandArgs(TRUE)[1], quiet=TRUE); "
-            "writeLines(sprintf('%.17g', p.adjust(p, method='holm')), commandArgs(TRUE)[2])")
-    proc = subprocess.run([rscript, "-e", code, str(tmp_path / "p.txt"), str(tmp_path / "o.txt")],
-                          capture_output=True, text=True, timeout=60)
+    code = (
+        "p <- scan(commandArgs(TRUE)[1], quiet=TRUE); "
+        "writeLines(sprintf('%.17g', p.adjust(p, method='holm')), commandArgs(TRUE)[2])"
+    )
+    proc = subprocess.run(
+        [rscript, "-e", code, str(tmp_path / "p.txt"), str(tmp_path / "o.txt")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     want = np.loadtxt(tmp_path / "o.txt")
     np.testing.assert_allclose(holm(p), want, rtol=1e-12, atol=0)

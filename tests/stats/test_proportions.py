@@ -39,11 +39,17 @@ def close(got: float, want: float, rtol: float = RTOL) -> bool:
     return got == want or abs(got - want) <= rtol * abs(want)
 
 
-@pytest.mark.parametrize("row", rows("binom_ci_R.csv"), ids=lambda r: f"{int(r['x'])}/{int(r['n'])}")
+@pytest.mark.parametrize(
+    "row", rows("binom_ci_R.csv"), ids=lambda r: f"{int(r['x'])}/{int(r['n'])}"
+)
 def test_binomial_cis_against_stored_r(row: dict[str, float]) -> None:
     x, n = int(row["x"]), int(row["n"])
     # R printed 15 significant digits here, so compare at that resolution
-    for (lo, hi), prefix in [(clopper_pearson(x, n), "cp"), (wilson(x, n), "wilson"), (wilson(x, n, correct=True), "wilsoncc")]:
+    for (lo, hi), prefix in [
+        (clopper_pearson(x, n), "cp"),
+        (wilson(x, n), "wilson"),
+        (wilson(x, n, correct=True), "wilsoncc"),
+    ]:
         assert abs(lo - row[f"{prefix}_lo"]) <= 1e-14 + RTOL * row[f"{prefix}_lo"], prefix
         assert abs(hi - row[f"{prefix}_hi"]) <= 1e-14 + RTOL * row[f"{prefix}_hi"], prefix
 
@@ -63,8 +69,12 @@ def test_tango_against_stored_propcis(row: dict[str, float]) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 400).flatmap(lambda n: st.tuples(st.integers(0, n), st.integers(0, n), st.just(n))).filter(lambda t: t[0] + t[1] <= t[2]),
-       st.sampled_from([0.8, 0.9, 0.95, 0.99]))
+@given(
+    st.integers(1, 400)
+    .flatmap(lambda n: st.tuples(st.integers(0, n), st.integers(0, n), st.just(n)))
+    .filter(lambda t: t[0] + t[1] <= t[2]),
+    st.sampled_from([0.8, 0.9, 0.95, 0.99]),
+)
 def test_tango_interval_solves_its_equation(bcn: tuple[int, int, int], level: float) -> None:
     b, c, n = bcn
     z = norm.ppf((1 + level) / 2)
@@ -95,11 +105,22 @@ def test_mn_restricted_mle_is_the_likelihood_maximum() -> None:
     # the closed-form restricted MLE inside _mn_score must maximise the binomial likelihood under p1 = theta p2
     x1, n1, x2, n2 = 7, 120, 19, 150
     for theta in [0.2, 0.5, 1.0, 2.3]:
+
         def nll(p2: float, theta: float = theta) -> float:
             p1 = theta * p2
-            return -(x1 * math.log(p1) + (n1 - x1) * math.log1p(-p1) + x2 * math.log(p2) + (n2 - x2) * math.log1p(-p2))
-        opt = minimize_scalar(nll, bounds=(1e-12, min(1.0, 1.0 / theta) - 1e-12), method="bounded",
-                              options={"xatol": 1e-14})
+            return -(
+                x1 * math.log(p1)
+                + (n1 - x1) * math.log1p(-p1)
+                + x2 * math.log(p2)
+                + (n2 - x2) * math.log1p(-p2)
+            )
+
+        opt = minimize_scalar(
+            nll,
+            bounds=(1e-12, min(1.0, 1.0 / theta) - 1e-12),
+            method="bounded",
+            options={"xatol": 1e-14},
+        )
         p2, p1 = opt.x, theta * opt.x
         big_n = n1 + n2
         var = (p1 * (1 - p1) / n1 + theta**2 * p2 * (1 - p2) / n2) * big_n / (big_n - 1)
@@ -195,21 +216,41 @@ def test_live_r_binomial_and_tango(tmp_path: Path) -> None:
         tb = int(rng.integers(0, tn // 3 + 1))
         tc = int(rng.integers(0, tn - tb + 1)) if rng.random() < 0.5 else int(rng.integers(0, 4))
         cases.append((x, n, float(rng.choice([0.9, 0.95, 0.99])), tb, tc, tn))
-    cases += [(0, 20, 0.95, 0, 0, 30), (20, 20, 0.95, 0, 5, 100), (10, 20, 0.95, 40, 0, 100), (7, 7, 0.9, 3, 3, 6)]
+    cases += [
+        (0, 20, 0.95, 0, 0, 30),
+        (20, 20, 0.95, 0, 5, 100),
+        (10, 20, 0.95, 40, 0, 100),
+        (7, 7, 0.9, 3, 3, 6),
+    ]
     with open(tmp_path / "in.csv", "w") as fh:
         fh.write("x,n,level,tb,tc,tn\n")
         for row in cases:
             fh.write(",".join(map(str, row)) + "\n")
     (tmp_path / "p.R").write_text(R_PROPS)
-    proc = subprocess.run([rscript, str(tmp_path / "p.R"), str(tmp_path / "in.csv"), str(tmp_path / "out.csv")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [rscript, str(tmp_path / "p.R"), str(tmp_path / "in.csv"), str(tmp_path / "out.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "out.csv", newline="") as fh:
         ref = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
     assert len(ref) == len(cases)
     for (x, n, lv, tb, tc, tn), r in zip(cases, ref, strict=True):
-        for (lo, hi), key in [(clopper_pearson(x, n, lv), "cp"), (wilson(x, n, lv), "w"), (wilson(x, n, lv, correct=True), "wc")]:
-            assert close(lo, r[f"{key}_lo"]) or abs(lo - r[f"{key}_lo"]) < 1e-15, (key, x, n, lv, lo, r[f"{key}_lo"])
+        for (lo, hi), key in [
+            (clopper_pearson(x, n, lv), "cp"),
+            (wilson(x, n, lv), "w"),
+            (wilson(x, n, lv, correct=True), "wc"),
+        ]:
+            assert close(lo, r[f"{key}_lo"]) or abs(lo - r[f"{key}_lo"]) < 1e-15, (
+                key,
+                x,
+                n,
+                lv,
+                lo,
+                r[f"{key}_lo"],
+            )
             assert close(hi, r[f"{key}_hi"]), (key, x, n, lv, hi, r[f"{key}_hi"])
         # R's Tango is in the paper's orientation (p_second - p_first): mirror it
         lo, hi = tango_paired_ci(tc, tb, tn, lv)

@@ -11,9 +11,16 @@ from harness.errors import UsageError
 from harness.stats.proportions import wilson
 from harness.stats.reweight import reweighted_programme, screening_weights
 
-flags_labels = st.integers(2, 200).flatmap(
-    lambda n: st.tuples(st.lists(st.integers(0, 1), min_size=n, max_size=n), st.lists(st.integers(0, 1), min_size=n, max_size=n))
-).filter(lambda fl: 0 < sum(fl[1]) < len(fl[1]))
+flags_labels = (
+    st.integers(2, 200)
+    .flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(0, 1), min_size=n, max_size=n),
+            st.lists(st.integers(0, 1), min_size=n, max_size=n),
+        )
+    )
+    .filter(lambda fl: 0 < sum(fl[1]) < len(fl[1]))
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -32,13 +39,17 @@ def test_identity_at_natural_prevalence(fl: tuple[list[int], list[int]]) -> None
 
 @settings(max_examples=100, deadline=None)
 @given(flags_labels, st.floats(0.5, 900))
-def test_closed_forms_equal_weighted_proportions(fl: tuple[list[int], list[int]], prev: float) -> None:
+def test_closed_forms_equal_weighted_proportions(
+    fl: tuple[list[int], list[int]], prev: float
+) -> None:
     f, y = np.asarray(fl[0], float), np.asarray(fl[1])
     w = screening_weights(y, prev)
     r = reweighted_programme(f, y, prev)
     assert (w * (y == 1)).sum() / w.sum() == pytest.approx(prev / 1000.0, rel=1e-12)
     assert r.recall_rate.value == pytest.approx((w * f).sum() / w.sum(), rel=1e-12, abs=1e-15)
-    assert r.cdr_per_1000.value == pytest.approx(1000.0 * (w * f * (y == 1)).sum() / w.sum(), rel=1e-12, abs=1e-12)
+    assert r.cdr_per_1000.value == pytest.approx(
+        1000.0 * (w * f * (y == 1)).sum() / w.sum(), rel=1e-12, abs=1e-12
+    )
     for est in (r.recall_rate, r.cdr_per_1000, r.sensitivity, r.specificity):
         assert est.ci_low <= est.value <= est.ci_high
     if not np.isnan(r.ppv.value):
@@ -55,7 +66,9 @@ def test_screening_example() -> None:
     assert r.recall_rate.value == pytest.approx(0.006 * 0.85 + 0.994 * 0.05)
     assert r.ppv.value == pytest.approx(0.006 * 0.85 / (0.006 * 0.85 + 0.994 * 0.05))
     lo, hi = wilson(170, 200)
-    assert (r.cdr_per_1000.ci_low, r.cdr_per_1000.ci_high) == pytest.approx((6 * lo, 6 * hi), rel=1e-15)
+    assert (r.cdr_per_1000.ci_low, r.cdr_per_1000.ci_high) == pytest.approx(
+        (6 * lo, 6 * hi), rel=1e-15
+    )
     # recall rate is dominated by the controls: its CI is close to 0.994 x the FPR Wilson CI
     flo, fhi = wilson(40, 800)
     assert r.recall_rate.ci_low == pytest.approx(0.006 * 0.85 + 0.994 * flo, abs=5e-4)

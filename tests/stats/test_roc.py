@@ -45,8 +45,10 @@ def close(got: float, want: float) -> bool:
     return abs(got - want) <= RTOL * max(abs(want), 1e-300) or got == want
 
 
-@pytest.mark.parametrize("name", ["ds_ties.csv", "ds_cont.csv", "ds_screen.csv", "proc_results.csv",
-                                  "ds_ties_placements_a.csv"])
+@pytest.mark.parametrize(
+    "name",
+    ["ds_ties.csv", "ds_cont.csv", "ds_screen.csv", "proc_results.csv", "ds_ties_placements_a.csv"],
+)
 def test_vectors_match_shared(name: str) -> None:
     original = SHARED / "proc_reference" / name
     if not original.exists():
@@ -62,11 +64,16 @@ def test_against_stored_proc_results(ds: str) -> None:
     paired = delong_paired(d["a"], d["b"], d["label"])
     unpaired = delong_unpaired(d["a"], d["label"], d["b"], d["label"])
     got = {
-        "n_cases": a.n_cases, "n_controls": a.n_controls,
-        "auc_a": auc(d["a"], d["label"]), "auc_b": b.auc,
-        "var_a_delong": a.var, "var_b_delong": b.var,
-        "ci_a_delong_lo": a.ci_low, "ci_a_delong_hi": a.ci_high,
-        "ci_b_delong_lo": b.ci_low, "ci_b_delong_hi": b.ci_high,
+        "n_cases": a.n_cases,
+        "n_controls": a.n_controls,
+        "auc_a": auc(d["a"], d["label"]),
+        "auc_b": b.auc,
+        "var_a_delong": a.var,
+        "var_b_delong": b.var,
+        "ci_a_delong_lo": a.ci_low,
+        "ci_a_delong_hi": a.ci_high,
+        "ci_b_delong_lo": b.ci_low,
+        "ci_b_delong_hi": b.ci_high,
         "roctest_delong_paired_z": paired.z,
         "roctest_delong_paired_p_two_sided": paired.p_two_sided,
         "roctest_delong_paired_diff_ci_lo": paired.ci_low,
@@ -81,7 +88,9 @@ def test_against_stored_proc_results(ds: str) -> None:
     got["cov_ab_delong"] = (a.var + b.var - paired.se**2) / 2.0
     for key, value in got.items():
         want = ref[(ds, key)]
-        tol = 1e-12 if key == "cov_ab_delong" else None  # derived through a difference: absolute check
+        tol = (
+            1e-12 if key == "cov_ab_delong" else None
+        )  # derived through a difference: absolute check
         ok = abs(value - want) <= tol if tol else close(value, want)
         assert ok, f"{ds} {key}: got {value!r}, pROC {want!r}"
     assert paired.p_less == pytest.approx(1.0 - paired.p_greater, rel=1e-12)
@@ -171,8 +180,12 @@ def test_live_proc(tmp_path: Path) -> None:
             for y, a, b in zip(d["label"], d["a"], d["b"], strict=True):
                 fh.write(f"{int(y)},{float(a)!r},{float(b)!r}\n")
     (tmp_path / "run.R").write_text(R_SCRIPT)
-    proc = subprocess.run([rscript, str(tmp_path / "run.R"), str(tmp_path), ",".join(sets)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [rscript, str(tmp_path / "run.R"), str(tmp_path), ",".join(sets)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "out.csv", newline="") as fh:
         ref = {(r["ds"], r["key"]): float(r["value"]) for r in csv.DictReader(fh)}
@@ -180,8 +193,17 @@ def test_live_proc(tmp_path: Path) -> None:
     for name, d in sets.items():
         a = delong(d["a"], d["label"], level=0.9)
         p = delong_paired(d["a"], d["b"], d["label"])
-        got = {"auc": a.auc, "var": a.var, "ci_lo": a.ci_low, "ci_hi": a.ci_high, "z": p.z,
-               "p": p.p_two_sided, "dlo": p.ci_low, "dhi": p.ci_high, "p_less": p.p_less}
+        got = {
+            "auc": a.auc,
+            "var": a.var,
+            "ci_lo": a.ci_low,
+            "ci_hi": a.ci_high,
+            "z": p.z,
+            "p": p.p_two_sided,
+            "dlo": p.ci_low,
+            "dhi": p.ci_high,
+            "p_less": p.p_less,
+        }
         for (ds, key), want in ref.items():
             if ds != name:
                 continue
@@ -207,7 +229,11 @@ def test_live_proc(tmp_path: Path) -> None:
 scores_labels = st.integers(1, 30).flatmap(
     lambda m: st.integers(1, 30).flatmap(
         lambda n: st.tuples(
-            st.lists(st.integers(-5, 5) | st.floats(-10, 10, allow_nan=False), min_size=m + n, max_size=m + n),
+            st.lists(
+                st.integers(-5, 5) | st.floats(-10, 10, allow_nan=False),
+                min_size=m + n,
+                max_size=m + n,
+            ),
             st.just(np.r_[np.ones(m, int), np.zeros(n, int)]),
         )
     )
@@ -229,7 +255,9 @@ def test_auc_bounds_and_antisymmetry(data: tuple[list[float], np.ndarray]) -> No
 
 @settings(max_examples=100, deadline=None)
 @given(scores_labels, st.lists(st.floats(-12, 12, allow_nan=False), min_size=2, max_size=6))
-def test_sensitivity_monotone_in_threshold(data: tuple[list[float], np.ndarray], thresholds: list[float]) -> None:
+def test_sensitivity_monotone_in_threshold(
+    data: tuple[list[float], np.ndarray], thresholds: list[float]
+) -> None:
     s, y = np.asarray(data[0], float), data[1]
     sens = [operating_point(s, y, t).sens for t in sorted(thresholds)]
     spec = [operating_point(s, y, t).spec for t in sorted(thresholds)]

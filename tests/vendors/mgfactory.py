@@ -22,14 +22,30 @@ from harness.jsonutil import sha256_file
 
 DM_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 CR = "1.2.840.10008.5.1.4.1.1.1"
-ORIENT = {("L", "CC"): ["A", "R"], ("R", "CC"): ["P", "L"], ("L", "MLO"): ["A", "FR"], ("R", "MLO"): ["P", "FL"]}
+ORIENT = {
+    ("L", "CC"): ["A", "R"],
+    ("R", "CC"): ["P", "L"],
+    ("L", "MLO"): ["A", "FR"],
+    ("R", "MLO"): ["P", "FL"],
+}
 
 
-def make_mg(pixels: np.ndarray, laterality: str | None = "L", view: str | None = "CC", *, bits: int = 12,
-            photometric: str = "MONOCHROME2", window: tuple[float, float] | None = None,
-            voi_function: str | None = None, voi_lut: list[int] | None = None, lut_bits: int | None = None,
-            rescale: tuple[float, float] | None = None, sop_class: str = DM_PRESENTATION, modality: str = "MG",
-            orientation: list[str] | None | bool = True) -> Dataset:
+def make_mg(
+    pixels: np.ndarray,
+    laterality: str | None = "L",
+    view: str | None = "CC",
+    *,
+    bits: int = 12,
+    photometric: str = "MONOCHROME2",
+    window: tuple[float, float] | None = None,
+    voi_function: str | None = None,
+    voi_lut: list[int] | None = None,
+    lut_bits: int | None = None,
+    rescale: tuple[float, float] | None = None,
+    sop_class: str = DM_PRESENTATION,
+    modality: str = "MG",
+    orientation: list[str] | None | bool = True,
+) -> Dataset:
     """A single-frame MG dataset with exactly these stored pixels (uint16, rows x cols)."""
     arr = np.asarray(pixels, dtype=np.uint16)
     ds = Dataset()
@@ -37,7 +53,10 @@ def make_mg(pixels: np.ndarray, laterality: str | None = "L", view: str | None =
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = generate_uid(prefix=None, entropy_srcs=[str(arr.tobytes()[:64]), str(laterality), str(view), str(arr.sum())])
+    ds.SOPInstanceUID = generate_uid(
+        prefix=None,
+        entropy_srcs=[str(arr.tobytes()[:64]), str(laterality), str(view), str(arr.sum())],
+    )
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.Modality = modality
     ds.PatientID = "TEST"
@@ -74,19 +93,31 @@ def make_mg(pixels: np.ndarray, laterality: str | None = "L", view: str | None =
     return ds
 
 
-def tiny_score_model(path: Path, height: int = 64, width: int = 48, heatmap: bool = True,
-                     slow_matmuls: int = 0, input_name: str = "image", domain: str = "", channels: int = 1,
-                     multiply: float | None = None) -> None:
+def tiny_score_model(
+    path: Path,
+    height: int = 64,
+    width: int = 48,
+    heatmap: bool = True,
+    slow_matmuls: int = 0,
+    input_name: str = "image",
+    domain: str = "",
+    channels: int = 1,
+    multiply: float | None = None,
+) -> None:
     """A small real ONNX model: score = mean of the brightest 8x8 block average, heatmap = 8x8 means.
 
     ``slow_matmuls`` appends that many 512x512 MatMuls (a deliberately slow but honest model);
     ``channels`` > 1 takes the max over channels; ``multiply`` scales the score (NaN: a broken model).
     """
     x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", channels, height, width])
-    nodes = [helper.make_node("AveragePool", [input_name], ["heat"], kernel_shape=[8, 8], strides=[8, 8]),
-             helper.make_node("GlobalMaxPool", ["heat"], ["gmp"]),
-             helper.make_node("ReduceMax", ["gmp"], ["gmp1"], axes=[1], keepdims=1),
-             helper.make_node("Flatten", ["gmp1"], ["score_pre"], axis=1)]
+    nodes = [
+        helper.make_node(
+            "AveragePool", [input_name], ["heat"], kernel_shape=[8, 8], strides=[8, 8]
+        ),
+        helper.make_node("GlobalMaxPool", ["heat"], ["gmp"]),
+        helper.make_node("ReduceMax", ["gmp"], ["gmp1"], axes=[1], keepdims=1),
+        helper.make_node("Flatten", ["gmp1"], ["score_pre"], axis=1),
+    ]
     inits = []
     last = "score_pre"
     if multiply is not None:
@@ -94,18 +125,33 @@ def tiny_score_model(path: Path, height: int = 64, width: int = 48, heatmap: boo
         nodes.append(helper.make_node("Mul", ["score_pre", "factor"], ["score_mul"]))
         last = "score_mul"
     if slow_matmuls:
-        inits.append(helper.make_tensor("big", TensorProto.FLOAT, [512, 512], np.full(512 * 512, 1.0 / 512, np.float32)))
-        inits.append(helper.make_tensor("ones", TensorProto.FLOAT, [1, 512], np.ones(512, np.float32)))
+        inits.append(
+            helper.make_tensor(
+                "big", TensorProto.FLOAT, [512, 512], np.full(512 * 512, 1.0 / 512, np.float32)
+            )
+        )
+        inits.append(
+            helper.make_tensor("ones", TensorProto.FLOAT, [1, 512], np.ones(512, np.float32))
+        )
         nodes.append(helper.make_node("MatMul", ["score_pre", "ones"], ["wide0"]))
         for k in range(slow_matmuls):
             nodes.append(helper.make_node("MatMul", [f"wide{k}", "big"], [f"wide{k + 1}"]))
-        nodes.append(helper.make_node("ReduceMean", [f"wide{slow_matmuls}"], ["score_slow"], keepdims=1))
+        nodes.append(
+            helper.make_node("ReduceMean", [f"wide{slow_matmuls}"], ["score_slow"], keepdims=1)
+        )
         last = "score_slow"
-    nodes.append(helper.make_node("Identity", [last], ["score"], domain=domain) if domain else
-                 helper.make_node("Identity", [last], ["score"]))
+    nodes.append(
+        helper.make_node("Identity", [last], ["score"], domain=domain)
+        if domain
+        else helper.make_node("Identity", [last], ["score"])
+    )
     outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1])]
     if heatmap:
-        outputs.append(helper.make_tensor_value_info("heat", TensorProto.FLOAT, ["N", channels, height // 8, width // 8]))
+        outputs.append(
+            helper.make_tensor_value_info(
+                "heat", TensorProto.FLOAT, ["N", channels, height // 8, width // 8]
+            )
+        )
     graph = helper.make_graph(nodes, "tiny", [x], outputs, initializer=inits)
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
     model = helper.make_model(graph, opset_imports=opsets)
@@ -113,27 +159,57 @@ def tiny_score_model(path: Path, height: int = 64, width: int = 48, heatmap: boo
     onnx.save(model, str(path))
 
 
-def write_package(root: Path, *, unit: str = "image", height: int = 64, width: int = 48, heatmap: bool = True,
-                  extra: dict | None = None, model_kwargs: dict | None = None, input_name: str = "image") -> Path:
+def write_package(
+    root: Path,
+    *,
+    unit: str = "image",
+    height: int = 64,
+    width: int = 48,
+    heatmap: bool = True,
+    extra: dict | None = None,
+    model_kwargs: dict | None = None,
+    input_name: str = "image",
+) -> Path:
     """A directory vendor package around :func:`tiny_score_model`."""
     root.mkdir(parents=True, exist_ok=True)
     tiny_score_model(root / "model.onnx", height, width, heatmap, **(model_kwargs or {}))
-    spec = {"schema": "mammocert/vendor/v1", "vendor": "Test ApS", "product": "Tiny", "version": "1.0",
-            "interface": "onnx", "operating_point": 0.5, "score_range": [0.0, 1.0],
-            "onnx": {"model": "model.onnx",
-                     "input": {"unit": unit, "name": input_name, "height": height, "width": width,
-                               "orientation": "chest_wall_left", "pixels": "presentation",
-                               "scale": [0.0, 1.0], "resize": "fit"},
-                     "output": {"score": "score", **({"heatmap": "heat"} if heatmap else {})},
-                     "aggregate": "max"}}
+    spec = {
+        "schema": "mammocert/vendor/v1",
+        "vendor": "Test ApS",
+        "product": "Tiny",
+        "version": "1.0",
+        "interface": "onnx",
+        "operating_point": 0.5,
+        "score_range": [0.0, 1.0],
+        "onnx": {
+            "model": "model.onnx",
+            "input": {
+                "unit": unit,
+                "name": input_name,
+                "height": height,
+                "width": width,
+                "orientation": "chest_wall_left",
+                "pixels": "presentation",
+                "scale": [0.0, 1.0],
+                "resize": "fit",
+            },
+            "output": {"score": "score", **({"heatmap": "heat"} if heatmap else {})},
+            "aggregate": "max",
+        },
+    }
     for k, v in (extra or {}).items():
         spec[k] = v
     (root / "vendor.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return root
 
 
-def breast_image(rows: int, cols: int, lesion: tuple[int, int] | None, rng: np.random.Generator,
-                 chest_right: bool) -> np.ndarray:
+def breast_image(
+    rows: int,
+    cols: int,
+    lesion: tuple[int, int] | None,
+    rng: np.random.Generator,
+    chest_right: bool,
+) -> np.ndarray:
     """A breast-like half-disc from the chest wall with noise; a bright disc where the lesion is."""
     yy, xx = np.mgrid[0:rows, 0:cols]
     cx = cols - 1 if chest_right else 0
@@ -163,13 +239,31 @@ def write_set(out: Path, n: int = 8, rows: int = 96, cols: int = 72, seed: int =
             ds.PatientID = eid
             f = f"{eid}/{lat}{view}.dcm"
             ds.save_as(out / f, enforce_file_format=True)
-            images.append({"file": f, "laterality": lat, "view": view, "sha256": sha256_file(out / f)})
+            images.append(
+                {"file": f, "laterality": lat, "view": view, "sha256": sha256_file(out / f)}
+            )
             if lesion is not None:
                 r, c = lesion
                 marks.append({"file": f, "box": [c - 8, r - 8, c + 8, r + 8]})
-        exams.append({"exam_id": eid, "label": int(cancer), "truth": "screen_detected" if cancer else "normal",
-                      "attributes": {}, "readers": {}, "images": images,
-                      "lesions": [{"laterality": "L", "type": "mass", "marks": marks}] if cancer else []})
-    write_manifest(out, {"schema": "mammocert/reference-set/v1", "id": "test", "version": "1",
-                         "description": "hand-made test set", "exams": exams})
+        exams.append(
+            {
+                "exam_id": eid,
+                "label": int(cancer),
+                "truth": "screen_detected" if cancer else "normal",
+                "attributes": {},
+                "readers": {},
+                "images": images,
+                "lesions": [{"laterality": "L", "type": "mass", "marks": marks}] if cancer else [],
+            }
+        )
+    write_manifest(
+        out,
+        {
+            "schema": "mammocert/reference-set/v1",
+            "id": "test",
+            "version": "1",
+            "description": "hand-made test set",
+            "exams": exams,
+        },
+    )
     return out

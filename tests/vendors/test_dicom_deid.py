@@ -15,7 +15,9 @@ def test_identifiable_data_is_named(tmp_path):
     assert any("PatientName" in p for p in problems)
     assert any("civil registration" in p for p in problems)
     assert any("PatientBirthDate" in p for p in problems)
-    assert all("Jensen" not in p and "010203" not in p for p in problems)  # the refusal never echoes identity
+    assert all(
+        "Jensen" not in p and "010203" not in p for p in problems
+    )  # the refusal never echoes identity
 
 
 def test_deidentified_data_passes_and_each_attribute_counts(tmp_path):
@@ -37,19 +39,21 @@ def _encoded(ds) -> bytes:
 def test_uids_are_rerandomised_per_send_and_mapped_back(tmp_path):
     exam = make_exam(tmp_path, "E1")
     items = [(ref.file, ds) for ref, ds in exam.images]
-    originals = {str(ds.SOPInstanceUID) for _, ds in items} | {str(items[0][1].StudyInstanceUID),
-                                                                  str(items[0][1].SeriesInstanceUID)}
+    originals = {str(ds.SOPInstanceUID) for _, ds in items} | {
+        str(items[0][1].StudyInstanceUID),
+        str(items[0][1].SeriesInstanceUID),
+    }
     a, b = pseudonymise_exam("E1", items), pseudonymise_exam("E1", items)
     assert a.study_uid != b.study_uid and a.study_uid not in originals
     assert {str(d.StudyInstanceUID) for d in a.datasets} == {a.study_uid}
-    assert len({str(d.SeriesInstanceUID) for d in a.datasets}) == 1      # one series stays one series
+    assert len({str(d.SeriesInstanceUID) for d in a.datasets}) == 1  # one series stays one series
     assert sorted(a.sop_to_file.values()) == sorted(f for f, _ in items)
     for sent_uid, file in a.sop_to_file.items():
         assert a.original_uid[sent_uid] == str(dict(items)[file].SOPInstanceUID)
     for ds in a.datasets:
         raw = _encoded(ds)
         assert not any(uid.encode() in raw for uid in originals)
-        assert b"E1" not in raw.replace(b"E1/", b"")   # the exam id does not travel either
-        assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.1.2"   # DICOM-defined UIDs are kept
+        assert b"E1" not in raw.replace(b"E1/", b"")  # the exam id does not travel either
+        assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.1.2"  # DICOM-defined UIDs are kept
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
-    assert str(items[0][1].StudyInstanceUID) in originals          # the inputs were not modified
+    assert str(items[0][1].StudyInstanceUID) in originals  # the inputs were not modified

@@ -27,9 +27,14 @@ def images(tmp_path):
 
 def _content(images):
     lcc, rcc = str(images[0].SOPInstanceUID), str(images[2].SOPInstanceUID)
-    return ReportContent(87.5, {"L": 87.5, "R": 12.0},
-                         {"L": [MarkOut(lcc, 10.25, 20.5, 87.5), MarkOut(lcc, 30.0, 40.0, 20.0)],
-                          "R": [MarkOut(rcc, 5.0, 6.0, 12.0)]})
+    return ReportContent(
+        87.5,
+        {"L": 87.5, "R": 12.0},
+        {
+            "L": [MarkOut(lcc, 10.25, 20.5, 87.5), MarkOut(lcc, 30.0, 40.0, 20.0)],
+            "R": [MarkOut(rcc, 5.0, 6.0, 12.0)],
+        },
+    )
 
 
 def test_tid4000_round_trip(images):
@@ -39,7 +44,11 @@ def test_tid4000_round_trip(images):
     composites = [les for les in rep.lesions if les.kind == "composite"]
     assert sorted((c.laterality, c.score) for c in composites) == [("L", 87.5), ("R", 12.0)]
     singles = [les for les in rep.lesions if les.kind == "single"]
-    assert sorted((m.x, m.y, s.score) for s in singles for m in s.marks) == [(5.0, 6.0, 12.0), (10.25, 20.5, 87.5), (30.0, 40.0, 20.0)]
+    assert sorted((m.x, m.y, s.score) for s in singles for m in s.marks) == [
+        (5.0, 6.0, 12.0),
+        (10.25, 20.5, 87.5),
+        (30.0, 40.0, 20.0),
+    ]
     assert all(rep.lesions[s.parent].kind == "composite" for s in singles)
     assert set(rep.image_laterality.values()) == {"L", "R"}
 
@@ -49,7 +58,10 @@ def test_scoord_by_reference_to_the_image_library(images):
     by_value = parse_report(ds)
     # Rewrite every SELECTED FROM IMAGE as a reference to the Image Library entry (1, 1, k).
     library = ds.ContentSequence[0].ContentSequence
-    index = {str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID): k for k, item in enumerate(library, 1)}
+    index = {
+        str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID): k
+        for k, item in enumerate(library, 1)
+    }
 
     def rewrite(item):
         for child in item.get("ContentSequence", []):
@@ -59,6 +71,7 @@ def test_scoord_by_reference_to_the_image_library(images):
                     del child[kw]
                 child.ReferencedContentItemIdentifier = [1, 1, k]
             rewrite(child)
+
     rewrite(ds)
     by_ref = parse_report(ds)
     assert by_ref.lesions == by_value.lesions
@@ -83,11 +96,15 @@ def test_score_code_is_configurable(images):
 
 def test_partial_summary_is_flagged(images):
     c = _content(images)
-    rep = parse_report(write_mammo_cad_sr(images, ReportContent(c.exam_score, c.breasts, c.marks, complete=False)))
+    rep = parse_report(
+        write_mammo_cad_sr(images, ReportContent(c.exam_score, c.breasts, c.marks, complete=False))
+    )
     assert not rep.complete and rep.summary.startswith("111244")
 
 
-@pytest.mark.parametrize("breakage", ["not-sr", "no-content", "foreign-root", "scoord-without-image", "two-summaries"])
+@pytest.mark.parametrize(
+    "breakage", ["not-sr", "no-content", "foreign-root", "scoord-without-image", "two-summaries"]
+)
 def test_unusable_reports_are_rejected(images, breakage):
     ds = write_mammo_cad_sr(images, _content(images))
     if breakage == "not-sr":

@@ -21,14 +21,26 @@ VIEWS = (("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))
 
 
 def exam_input(datasets, views=VIEWS) -> ExamInput:
-    return ExamInput("E1", tuple((ImageRef(f"E1/{lat}{v}.dcm", lat, v, "0" * 64), ds)
-                                 for (lat, v), ds in zip(views, datasets, strict=True)))
+    return ExamInput(
+        "E1",
+        tuple(
+            (ImageRef(f"E1/{lat}{v}.dcm", lat, v, "0" * 64), ds)
+            for (lat, v), ds in zip(views, datasets, strict=True)
+        ),
+    )
 
 
 def four_views(seed=0, lesion_left=None):
     rng = np.random.default_rng(seed)
-    return [make_mg(breast_image(96, 72, lesion_left if lat == "L" else None, rng, lat == "R"), lat, v, window=(2000, 4000))
-            for lat, v in VIEWS]
+    return [
+        make_mg(
+            breast_image(96, 72, lesion_left if lat == "L" else None, rng, lat == "R"),
+            lat,
+            v,
+            window=(2000, 4000),
+        )
+        for lat, v in VIEWS
+    ]
 
 
 @pytest.fixture
@@ -54,7 +66,9 @@ def test_prepare_builds_the_contract_tensor(adapter):
 @pytest.mark.parametrize("syntax", [JPEG2000Lossless, RLELossless])
 def test_compressed_input_gives_the_same_tensor(adapter, tmp_path, syntax):
     dss = four_views()
-    plain = adapter.prepare(exam_input([roundtrip(d, tmp_path, f"p{k}.dcm") for k, d in enumerate(dss)]))
+    plain = adapter.prepare(
+        exam_input([roundtrip(d, tmp_path, f"p{k}.dcm") for k, d in enumerate(dss)])
+    )
     packed = []
     for k, d in enumerate(dss):
         d.compress(syntax)
@@ -99,7 +113,12 @@ def test_corrupt_pixel_data_is_an_error(adapter, tmp_path):
 
 
 def _unit_adapter(tmp_path, unit):
-    pkg = write_package(tmp_path / unit, unit=unit, heatmap=False, model_kwargs={"channels": {"breast": 2, "exam": 4}[unit]})
+    pkg = write_package(
+        tmp_path / unit,
+        unit=unit,
+        heatmap=False,
+        model_kwargs={"channels": {"breast": 2, "exam": 4}[unit]},
+    )
     return open_adapter(load_vendor_package(pkg))
 
 
@@ -132,7 +151,9 @@ def test_findings_point_at_the_lesion_in_stored_pixels(adapter):
     assert out.breasts["L"] > out.breasts["R"] and out.score == out.breasts["L"]
     top = out.findings[0]
     assert top.laterality == "L" and top.file.startswith("E1/L")
-    assert abs(top.x - 20) <= 10 and abs(top.y - 60) <= 10  # heatmap cells are 12 stored pixels wide
+    assert (
+        abs(top.x - 20) <= 10 and abs(top.y - 60) <= 10
+    )  # heatmap cells are 12 stored pixels wide
 
 
 def test_score_range_mapping_is_not_clipped(tmp_path):
@@ -146,7 +167,11 @@ def test_score_range_mapping_is_not_clipped(tmp_path):
 
 
 def test_nan_score_is_an_error(tmp_path):
-    a = open_adapter(load_vendor_package(write_package(tmp_path / "pkg", model_kwargs={"multiply": float("nan")})))
+    a = open_adapter(
+        load_vendor_package(
+            write_package(tmp_path / "pkg", model_kwargs={"multiply": float("nan")})
+        )
+    )
     with pytest.raises(VendorFault, match="NaN") as info:
         a.infer(a.prepare(exam_input(four_views())))
     assert info.value.status == "error"

@@ -27,8 +27,23 @@ def small_set(tmp_path_factory) -> Path:
 
 
 def predict(pkg: Path, cases: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "predict", "--vendor", str(pkg), "--cases", str(cases),
-                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "predict",
+            "--vendor",
+            str(pkg),
+            "--cases",
+            str(cases),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def edit_yaml(pkg: Path, fn) -> None:
@@ -52,8 +67,15 @@ def test_directory_and_zip_load_with_the_same_digests(tmp_path):
     a = load_vendor_package(pkg)
     b = load_vendor_package(zip_dir(pkg, tmp_path / "pkg.zip"))
     assert a.package_digest == b.package_digest and a.package_digest.startswith("sha256:")
-    assert a.model_digests == b.model_digests and set(a.model_digests) == {"model.onnx", "vendor.yaml"}
-    assert a.onnx.input.unit == "image" and a.onnx.graph.batch_dynamic and a.onnx.heatmap_output == "heat"
+    assert a.model_digests == b.model_digests and set(a.model_digests) == {
+        "model.onnx",
+        "vendor.yaml",
+    }
+    assert (
+        a.onnx.input.unit == "image"
+        and a.onnx.graph.batch_dynamic
+        and a.onnx.heatmap_output == "heat"
+    )
     assert a.map_score(0.25) == 0.25
     assert open_adapter(a).info.execution_provider == "CPUExecutionProvider"
 
@@ -120,17 +142,20 @@ def _bad_missing_section(pkg: Path) -> None:
     edit_yaml(pkg, lambda d: d.pop("onnx"))
 
 
-@pytest.mark.parametrize(("breaker", "needle"), [
-    (_bad_unknown_key, "onnx.input.colour: unknown key"),
-    (_bad_unknown_value, "onnx.input.unit: 'patch' is not allowed"),
-    (_bad_input_name, "onnx.input.name 'pixels' does not match"),
-    (_bad_height, "onnx.input.height is 64 but the model input has 99"),
-    (_bad_custom_domain, "custom operator domain 'com.vendor.secret'"),
-    (_bad_model_path, "must be a relative path inside the package"),
-    (_bad_symlink_out, "symlink"),
-    (_bad_external_data, "outside the package"),
-    (_bad_missing_section, "missing key 'onnx'"),
-])
+@pytest.mark.parametrize(
+    ("breaker", "needle"),
+    [
+        (_bad_unknown_key, "onnx.input.colour: unknown key"),
+        (_bad_unknown_value, "onnx.input.unit: 'patch' is not allowed"),
+        (_bad_input_name, "onnx.input.name 'pixels' does not match"),
+        (_bad_height, "onnx.input.height is 64 but the model input has 99"),
+        (_bad_custom_domain, "custom operator domain 'com.vendor.secret'"),
+        (_bad_model_path, "must be a relative path inside the package"),
+        (_bad_symlink_out, "symlink"),
+        (_bad_external_data, "outside the package"),
+        (_bad_missing_section, "missing key 'onnx'"),
+    ],
+)
 def test_bad_packages_exit_2_with_one_line(tmp_path, small_set, breaker, needle):
     pkg = write_package(tmp_path / "pkg")
     breaker(pkg)
@@ -141,16 +166,21 @@ def test_bad_packages_exit_2_with_one_line(tmp_path, small_set, breaker, needle)
     assert not (tmp_path / "p.jsonl").exists()
 
 
-@pytest.mark.parametrize(("name", "mode", "needle"), [
-    ("../evil.txt", 0o100644, "leaves the package"),
-    ("/etc/evil.txt", 0o100644, "absolute path"),
-    ("link", 0o120777, "is a symlink"),
-])
+@pytest.mark.parametrize(
+    ("name", "mode", "needle"),
+    [
+        ("../evil.txt", 0o100644, "leaves the package"),
+        ("/etc/evil.txt", 0o100644, "absolute path"),
+        ("link", 0o120777, "is a symlink"),
+    ],
+)
 def test_malicious_zips_exit_2(tmp_path, small_set, name, mode, needle):
     pkg = write_package(tmp_path / "pkg")
     info = zipfile.ZipInfo(name)
     info.external_attr = mode << 16
-    z = zip_dir(pkg, tmp_path / "evil.zip", [(info, b"/etc/passwd" if stat.S_ISLNK(mode) else b"x")])
+    z = zip_dir(
+        pkg, tmp_path / "evil.zip", [(info, b"/etc/passwd" if stat.S_ISLNK(mode) else b"x")]
+    )
     r = predict(z, small_set, tmp_path / "p.jsonl")
     assert r.returncode == 2 and needle in r.stderr, r.stderr
     assert not (tmp_path / "evil.txt").exists()
@@ -178,13 +208,28 @@ def test_dicom_section_with_pacs_results_parses(tmp_path):
     def to_dicom(d):
         d["interface"] = "dicom"
         d.pop("onnx")
-        d["dicom"] = {"ae_title": "VENDOR_AI", "host": "127.0.0.1", "port": 11112, "calling_ae_title": "MAMMOCERT",
-                      "results": {"from": "pacs", "format": "tid1500-sr", "pacs": {"ae_title": "PACS", "host": "127.0.0.1", "port": 4242},
-                                  "score": {"code": "111047", "scheme": "DCM"}}, "timeout_s": 60}
+        d["dicom"] = {
+            "ae_title": "VENDOR_AI",
+            "host": "127.0.0.1",
+            "port": 11112,
+            "calling_ae_title": "MAMMOCERT",
+            "results": {
+                "from": "pacs",
+                "format": "tid1500-sr",
+                "pacs": {"ae_title": "PACS", "host": "127.0.0.1", "port": 4242},
+                "score": {"code": "111047", "scheme": "DCM"},
+            },
+            "timeout_s": 60,
+        }
+
     pkg = write_package(tmp_path / "pkg")
     edit_yaml(pkg, to_dicom)
     p = load_vendor_package(pkg)
-    assert p.dicom.results.source == "pacs" and p.dicom.results.pacs.port == 4242 and p.dicom.timeout_s == 60
+    assert (
+        p.dicom.results.source == "pacs"
+        and p.dicom.results.pacs.port == 4242
+        and p.dicom.timeout_s == 60
+    )
     edit_yaml(pkg, lambda d: d["dicom"]["results"].pop("pacs"))
     with pytest.raises(VendorPackageError, match="missing key 'pacs'"):
         load_vendor_package(pkg)
@@ -194,6 +239,7 @@ def test_rest_is_not_supported_yet(tmp_path):
     def to_rest(d):
         d["interface"] = "rest"
         d["rest"] = {"url": "http://127.0.0.1:8080/v1/analyses", "protocol": "mammocert-rest-v1"}
+
     pkg = write_package(tmp_path / "pkg")
     edit_yaml(pkg, to_rest)
     with pytest.raises(VendorPackageError, match="not supported yet"):

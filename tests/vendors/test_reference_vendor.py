@@ -25,7 +25,9 @@ def test_committed_package_is_valid_small_and_runs(tmp_path):
     # exam unit (bilateral model): one score per exam, findings per view from the 4-channel heatmap
     assert pkg.onnx.input.unit == "exam"
     assert all(0.0 <= p.score <= 1.0 for p in preds)
-    assert all(f.laterality in ("L", "R") and f.view in ("CC", "MLO") for p in preds for f in p.findings)
+    assert all(
+        f.laterality in ("L", "R") and f.view in ("CC", "MLO") for p in preds for f in p.findings
+    )
 
 
 def test_build_is_deterministic(tmp_path):
@@ -33,4 +35,6 @@ def test_build_is_deterministic(tmp_path):
     build(train, tmp_path / "a")
     build(train, tmp_path / "b")
     assert sha256_file(tmp_path / "a" / "model.onnx") == sha256_file(tmp_path / "b" / "model.onnx")
-    assert load_vendor_package(tmp_path / "a").model_digests["model.onnx"] == sha256_file(tmp_path / "a" / "model.onnx")
+    assert load_vendor_package(tmp_path / "a").model_digests["model.onnx"] == sha256_file(
+        tmp_path / "a" / "model.onnx"
+    )
