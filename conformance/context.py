@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,6 @@ class EvaluationContext:
     live: Any = None
     hypothesis_database: bool = False
     _tables: dict[str, ExamTable] = field(default_factory=dict)
-    extra_predictions: list[Prediction] = field(default_factory=list)
 
     def rng(self, criterion_id: str) -> np.random.Generator:
         """A generator for one criterion, derived from the standard's seed and the criterion id only,
@@ -53,6 +52,3 @@ class EvaluationContext:
                 f"{what} needs the running model; run with --vendor (a predictions file alone is not enough)"
             )
         return self.live
-
-
-Evaluator = Callable[..., Any]

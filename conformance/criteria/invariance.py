@@ -20,6 +20,7 @@ import numpy as np
 from conformance.context import EvaluationContext
 from conformance.outcome import NotEvaluable, result
 from conformance.registry import evaluator
+from conformance.table import build_table
 from harness import stats
 from harness.results import CriterionResult
 from harness.standard import CriterionSpec
@@ -179,8 +180,7 @@ def robustness_sweep(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionRe
     levels: list[dict[str, Any]] = []
     for level in spec.params["levels"]:
         cond, transform = rel.condition(rel.at_level(float(level)))
-        live.run(cond, transform, progress=True)
-        t = _table_for(ctx, live, cond)
+        t = build_table(ctx.manifest, live.run(cond, transform, progress=True).values(), cond)
         r = stats.delong(t.scores, t.labels)
         sens = float(t.flags(ctx.operating_point)[t.labels == 1].mean())
         levels.append(
@@ -209,9 +209,3 @@ def robustness_sweep(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionRe
         "method": "every reference exam re-run at each severity level; DeLong AUC per level",
     }
     return result(spec, measured, base.n * len(levels), summary, evidence)
-
-
-def _table_for(ctx: EvaluationContext, live: Any, condition: str) -> Any:
-    from conformance.table import build_table
-
-    return build_table(ctx.manifest, live.extra_predictions(), condition)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
+from harness import yamlio
 from harness.cases.devices import MANUFACTURERS
 from harness.errors import RecipeError
 
@@ -248,12 +248,5 @@ def load_recipe(path: Path | str) -> Recipe:
         raise RecipeError(
             f"{p}: recipe not found; pass an existing YAML file (e.g. reference_cases/default.yaml)"
         )
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise RecipeError(
-            f"{p}{line}: invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
-        ) from None
+    data = yamlio.safe_load(p.read_text(encoding="utf-8"), str(p), RecipeError)
     return parse_recipe(data, str(p))

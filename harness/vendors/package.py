@@ -38,8 +38,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
-import yaml
 
+from harness import yamlio
 from harness.errors import VendorPackageError
 from harness.jsonutil import canonical_json, sha256_bytes, sha256_file
 
@@ -535,13 +535,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
             f"{source}: no vendor.yaml at the package's top level; add one (DESIGN.md §3.2)"
         )
     try:
-        data = yaml.safe_load(yml.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise VendorPackageError(
-            f"{source}{line}: invalid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
-        ) from None
+        data = yamlio.safe_load(yml.read_text(encoding="utf-8"), source, VendorPackageError)
     except UnicodeDecodeError:
         raise VendorPackageError(f"{source}: not UTF-8 text; save vendor.yaml as UTF-8") from None
     if not isinstance(data, dict):
