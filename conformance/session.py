@@ -162,6 +162,8 @@ class SuiteState:
         mode = opt("--mode")
         manifest = verify_set(cases) if mode in ("certify", "demo") else load_manifest(cases)
         vendor, preds = opt("--vendor"), opt("--predictions")
+        if preds:
+            _require_file(preds)
         if not vendor and not preds:
             raise UsageError(
                 "pass --vendor PKG (run the model) or --predictions FILE (evaluate a predictions file)"
@@ -474,6 +476,26 @@ def _pytest_args(args: Any, out: Path, extra: Sequence[str]) -> list[str]:
     return argv + list(extra)
 
 
+def _require_file(predictions: str) -> None:
+    if not Path(predictions).is_file():
+        raise UsageError(
+            f"{predictions}: predictions file not found; write one with `mammocert predict`"
+        )
+
+
+def _preflight(args: Any) -> None:
+    """Check the inputs before pytest starts, so a bad file is one line from us (exit 2) rather
+    than pytest's usage report; the plugin checks them again (and certify's locks) in its session."""
+    load_standard(args.standard)
+    load_manifest(args.cases)
+    if getattr(args, "predictions", None):
+        _require_file(args.predictions)
+    if getattr(args, "vendor", None):
+        from harness.vendors.package import load_vendor_package
+
+        load_vendor_package(args.vendor)
+
+
 def _run_suite(argv: list[str], out: Path) -> RunResults:
     import pytest
 
@@ -537,6 +559,7 @@ def run_cli(args: Any) -> int:
         extra += ["--key", str(args.key)]
     if args.keyword:
         extra += ["-k", args.keyword]
+    _preflight(args)
     results = _run_suite(_pytest_args(args, out, extra), out)
     print_verdict(results, out)
     return 0 if results.verdict == "CONFORMANT" else 1
@@ -549,6 +572,7 @@ def evaluate_cli(args: Any) -> int:
         extra += ["--vendor", str(args.vendor)]
     if getattr(args, "operating_point", None) is not None:
         extra += ["--operating-point", str(args.operating_point)]
+    _preflight(args)
     results = _run_suite(_pytest_args(args, out, extra), out)
     print_verdict(results, out)
     return 0 if results.verdict == "CONFORMANT" else 1
