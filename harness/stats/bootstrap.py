@@ -11,11 +11,23 @@ a fixed specificity depend on the resampled controls only through how many of th
 each of 2K+1 categories around the K distinct case scores (below case level 0, tied with it,
 between levels 0 and 1, ...). Resampling n controls uniformly with replacement gives category
 counts that are Multinomial(n, category sizes / n), so the controls are drawn directly as those
-counts (a few thousand binomials instead of n index draws); the cases are drawn as indices, as
-pROC's ``sample()`` does. Each replicate's statistic is then computed from the counts with
-cumulative sums. :func:`_loop_auc` and :func:`_loop_sens_at_spec` are the plain per-replicate
-references (materialise the resample, call :mod:`harness.stats.roc`); given the same index
-draws, the vectorised core returns the same numbers (the tests check it draw for draw).
+counts; the cases are drawn as indices, as pROC's ``sample()`` does. Each replicate's statistic
+is then computed from the counts with cumulative sums. :func:`_loop_auc` and
+:func:`_loop_sens_at_spec` are the plain per-replicate references (materialise the resample,
+call :mod:`harness.stats.roc`); given the same index draws, the vectorised core returns the same
+numbers (the tests check it draw for draw).
+
+How the control counts are drawn (:class:`_ControlSampler`): numpy's ``multinomial`` is a chain
+of binomials whose cost grows with n, so it dominated at 10 % prevalence. Instead, Poissonisation
+with an exact completion: draw independent X_c ~ Poisson(lam * size_c / n) with
+lam = n - 5 sqrt(n); given their total N, X is Multinomial(N, sizes / n). A row with N > n
+(probability ~3e-7) is redrawn; the remaining n - N controls are drawn as plain indices and
+added. Given any N <= n the result is Multinomial(n, sizes / n), so it is that exactly. The
+Poisson variates come from one uniform each by table inversion: per-category CDF from
+``scipy.special.pdtr`` over mean +- 10 SD (+10 above; the mass outside is < 1e-20), cut after
+the first value that rounds to 1.0, and a guide table with a power-of-two number of buckets so
+every comparison is exact in floating point. Every probability is thus right to float64
+resolution (numpy's uniforms are multiples of 2^-53), as with numpy's own samplers.
 
 Cluster bootstrap (:func:`cluster_bootstrap_auc`): resample the independent unit (the woman)
 with replacement and carry all her exams/breasts/images; the statistic is the AUC with each unit
@@ -26,10 +38,12 @@ weighted by how often its cluster was drawn. Replicates without a case or a cont
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
+from scipy.special import pdtr
 
 from harness.errors import UsageError
 from harness.stats.roc import (
@@ -52,6 +66,11 @@ DEFAULT_N_BOOT = 2000
 # replicates per chunk are derived from the data size only, never from the machine, so a seed
 # gives the same draws everywhere; ~4M cells per chunk keeps memory under ~100 MB
 _CELLS_PER_CHUNK = 1 << 22
+# control sampler: Poisson total mean n - _HEADROOM_SD sqrt(n) (a row over n, redrawn, has
+# probability ~3e-7); CDF tables span mean +- _TABLE_SD SD (+10 above): mass outside < 1e-20.
+# Both are fixed numbers, never tuned to the machine: they decide the draws for a seed.
+_HEADROOM_SD = 5.0
+_TABLE_SD = 10.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,112 @@ class _Binned:
     def k(self) -> int:
         return int(self.levels.size)
 
+    @cached_property
+    def control_sampler(self) -> _ControlSampler:
+        return _ControlSampler.build(self.cat_sizes, self.control_cat)
+
+
+@dataclass(frozen=True)
+class _ControlSampler:
+    """Control category counts ~ Multinomial(n, sizes / n), by Poissonisation (module docstring).
+
+    Works on the non-empty categories ``cats``. Poisson variates: one uniform u each, inverted
+    through the category's CDF table, variate = ``lo_c + #{table entries <= u}``. ``cdf`` holds
+    the tables back to back, each ending in exactly 1.0 (u < 1 never runs past it); ``guide``
+    gives, for bucket j = floor(u * buckets_c), the first entry > j / buckets_c, from which a
+    few exact comparisons step forward. buckets_c is a power of two, so u * buckets_c and the
+    bucket edges are exact in floating point.
+    """
+
+    n: int
+    width: int  # all categories, 2K+1
+    lam: float  # Poisson total mean
+    cats: NDArray[np.intp]  # non-empty categories, ascending
+    control_cat: NDArray[np.intp]  # per control: its index into ``cats``
+    cdf: NDArray[np.float64]
+    buckets: NDArray[np.float64]  # per category: a power of two >= its table length
+    guide_offset: NDArray[np.intp]  # per category: where its buckets start in ``guide``
+    guide: NDArray[np.intp]  # per bucket: index into ``cdf`` of the first entry > bucket edge
+    start: NDArray[np.intp]  # per category: where its table starts in ``cdf``
+    lo: NDArray[np.intp]  # per category: the value of its first table entry
+    base: NDArray[np.intp]  # start - lo, so variate = index into ``cdf`` - base
+
+    @classmethod
+    def build(cls, sizes: NDArray[np.int64], control_cat: NDArray[np.intp]) -> _ControlSampler:
+        n = int(sizes.sum())
+        lam = max(0.0, n - _HEADROOM_SD * np.sqrt(n))
+        cats = np.flatnonzero(sizes)
+        mu = lam * sizes[cats] / n
+        sd = np.sqrt(mu)
+        lo = np.floor(np.maximum(mu - _TABLE_SD * sd, 0.0)).astype(np.intp)
+        hi = np.ceil(mu + _TABLE_SD * sd + 10.0).astype(np.intp)
+        owner = np.repeat(np.arange(cats.size), hi - lo + 1)
+        first = np.cumsum(hi - lo + 1) - (hi - lo + 1)
+        cdf = pdtr(np.arange(owner.size) - first[owner] + lo[owner], mu[owner])
+        # drop the entries after a category's first exact 1.0 (unreachable: u < 1)
+        same = np.r_[False, owner[1:] == owner[:-1]]
+        keep = ~(same & np.r_[False, cdf[:-1] == 1.0])
+        cdf, owner = cdf[keep], owner[keep]
+        length = np.bincount(owner, minlength=cats.size)
+        start = np.cumsum(length) - length
+        cdf[start + length - 1] = 1.0  # the tail beyond the table (< 2^-53) joins the last entry
+        falls = (owner[1:] == owner[:-1]) & (np.diff(cdf) < 0)
+        for c in np.unique(owner[1:][falls]):  # keep every table monotone (rounding)
+            seg = slice(start[c], start[c] + length[c])
+            cdf[seg] = np.maximum.accumulate(cdf[seg])
+        buckets = np.left_shift(1, np.frexp(length - 1)[1]).astype(np.intp)  # 2^ceil(log2 L)
+        guide_offset = np.cumsum(buckets + 1) - (buckets + 1)
+        # entry i of category c is <= edge j / buckets_c iff ceil(cdf_i * buckets_c) <= j; the
+        # entries of earlier categories all have smaller keys, so the running count is the index
+        key = guide_offset[owner] + np.ceil(cdf * buckets[owner]).astype(np.intp)
+        guide = np.cumsum(np.bincount(key, minlength=int((buckets + 1).sum())))
+        return cls(
+            n=n,
+            width=int(sizes.size),
+            lam=float(lam),
+            cats=cats,
+            control_cat=np.searchsorted(cats, control_cat).astype(np.intp),
+            cdf=cdf,
+            buckets=buckets.astype(np.float64),
+            guide_offset=guide_offset,
+            guide=guide.astype(np.intp),
+            start=start,
+            lo=lo,
+            base=start - lo,
+        )
+
+    def invert(self, u: NDArray[np.float64]) -> NDArray[np.intp]:
+        """Poisson variates from uniforms u in [0, 1), one column per category in ``cats``."""
+        pos = self.guide[self.guide_offset + (u * self.buckets).astype(np.intp)]
+        flat, uf = pos.reshape(-1), u.reshape(-1)
+        step = np.flatnonzero(self.cdf[flat] <= uf)
+        while step.size:
+            flat[step] += 1
+            step = step[self.cdf[flat[step]] <= uf[step]]
+        return pos - self.base
+
+    def counts(self, rng: np.random.Generator, reps: int) -> NDArray[np.int64]:
+        """(reps, width) category counts, each row Multinomial(n, sizes / n).
+
+        Draw order: reps x len(cats) uniforms; the uniforms of rows whose total exceeds n,
+        redrawn until none does; the completion draws (control indices) of all rows in order.
+        """
+        x = self.invert(rng.random((reps, self.cats.size)))
+        total = x.sum(axis=1)
+        over = np.flatnonzero(total > self.n)
+        while over.size:
+            x[over] = self.invert(rng.random((over.size, self.cats.size)))
+            total[over] = x[over].sum(axis=1)
+            over = over[total[over] > self.n]
+        short = self.n - total
+        rows = np.repeat(np.arange(reps, dtype=np.intp) * self.cats.size, short)
+        extra = self.control_cat[rng.integers(0, self.n, size=int(short.sum()))]
+        x += np.bincount(rows + extra, minlength=x.size).reshape(x.shape)
+        out = np.zeros((reps, self.width), dtype=np.int64)
+        at = self.cats + (np.arange(reps, dtype=np.intp) * self.width)[:, None]
+        out.reshape(-1)[at.reshape(-1)] = x.reshape(-1)
+        return out
+
 
 def _bin(cases: NDArray[np.float64], controls: NDArray[np.float64]) -> _Binned:
     levels, case_level = np.unique(cases, return_inverse=True)
@@ -164,11 +289,15 @@ def _chunks(n_boot: int, width: int) -> list[int]:
 
 def _draw(
     rng: np.random.Generator, b: _Binned, reps: int
-) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
-    """One chunk of stratified draws: case indices (reps, m) and control category counts (reps, 2K+1)."""
-    case_idx = rng.integers(0, b.m, size=(reps, b.m))
-    control_counts = rng.multinomial(b.n, b.cat_sizes / b.n, size=reps)
-    return case_idx, control_counts
+) -> tuple[NDArray[np.integer], NDArray[np.int64]]:
+    """One chunk of stratified draws: case indices (reps, m) and control category counts (reps, 2K+1).
+
+    Case indices as uniform integers (numpy draws the same values as int32 as it does as int64
+    for a range below 2^32, only faster); control counts from :meth:`_ControlSampler.counts`,
+    after the case indices.
+    """
+    case_idx = rng.integers(0, b.m, size=(reps, b.m), dtype=np.int32 if b.m < 2**31 else np.int64)
+    return case_idx, b.control_sampler.counts(rng, reps)
 
 
 # --------------------------------------------------------------------------- vectorised cores

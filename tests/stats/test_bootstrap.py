@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
 from harness.errors import UsageError
 from harness.stats import bootstrap as bs
@@ -71,6 +72,84 @@ def test_multinomial_control_draws_have_index_draw_distribution() -> None:
     _, counts = bs._draw(np.random.default_rng(0), b, 7)
     assert counts.shape == (7, 2 * b.k + 1) and np.all(counts.sum(axis=1) == b.n)
     assert np.all(counts[:, b.cat_sizes == 0] == 0)
+
+
+def _sampler(sizes: list[int]) -> bs._ControlSampler:
+    sizes_arr = np.asarray(sizes, dtype=np.int64)
+    return bs._ControlSampler.build(sizes_arr, np.repeat(np.arange(sizes_arr.size), sizes_arr))
+
+
+def test_poisson_tables_are_the_poisson_cdf_and_inversion_is_exact() -> None:
+    # category means from ~1e-4 to ~9e4 (0.7 %- and 10 %-prevalence-like), plus empty categories
+    sizes = [0, 1, 2, 0, 7, 40, 1, 300, 0, 5000, 90000, 3]
+    smp = _sampler(sizes)
+    assert smp.n == sum(sizes) and smp.width == len(sizes)
+    np.testing.assert_array_equal(smp.cats, np.flatnonzero(sizes))
+    ends = np.r_[smp.start[1:], smp.cdf.size]
+    mu = smp.lam * np.asarray(sizes)[smp.cats] / smp.n
+    probes = [np.array([0.0, np.nextafter(1.0, 0.0), 0.5]), np.random.default_rng(0).random(2000)]
+    for c in range(smp.cats.size):
+        table = smp.cdf[smp.start[c] : ends[c]]
+        x = smp.lo[c] + np.arange(table.size)
+        assert table[-1] == 1.0 and np.all(np.diff(table) >= 0)
+        np.testing.assert_allclose(table[:-1], stats.poisson.cdf(x[:-1], mu[c]), rtol=1e-12)
+        # what the table leaves out, below and above, is negligible
+        assert stats.poisson.cdf(x[0] - 1, mu[c]) < 1e-18 and stats.poisson.sf(x[-1], mu[c]) < 1e-15
+        # the exact edge cases: every table value, its neighbours, every guide bucket edge
+        edges = np.arange(int(smp.buckets[c])) / smp.buckets[c]
+        probes += [table, np.nextafter(table, 0.0), np.nextafter(table, 1.0), edges]
+    u = np.concatenate(probes)
+    u = u[u < 1.0]
+    got = smp.invert(np.repeat(u[:, None], smp.cats.size, axis=1))
+    for c in range(smp.cats.size):
+        table = smp.cdf[smp.start[c] : ends[c]]
+        want = smp.lo[c] + np.searchsorted(table, u, side="right")  # min{x : u < F(x)}
+        np.testing.assert_array_equal(got[:, c], want)
+
+
+@pytest.mark.parametrize("headroom", [bs._HEADROOM_SD, 0.0])
+def test_control_counts_are_exactly_multinomial(
+    headroom: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # headroom 0: Poisson total mean = n, so about half the rows exceed n and are redrawn
+    monkeypatch.setattr(bs, "_HEADROOM_SD", headroom)
+    sizes = [0, 12, 0, 3, 15, 0]
+    smp = _sampler(sizes)
+    reps = 60_000
+    counts = smp.counts(np.random.default_rng(7), reps)
+    assert counts.shape == (reps, len(sizes)) and np.all(counts.sum(axis=1) == 30)
+    assert np.all(counts[:, [0, 2, 5]] == 0)
+    # goodness of fit of the joint counts against Multinomial(30, sizes / 30)
+    outcomes, seen = np.unique(counts[:, [1, 3]], axis=0, return_counts=True)
+    grid = [(a, b) for a in range(31) for b in range(31 - a)]
+    p = stats.multinomial.pmf([[a, b, 30 - a - b] for a, b in grid], 30, np.array([12, 3, 15]) / 30)
+    observed = dict(zip(map(tuple, outcomes.tolist()), seen.tolist(), strict=True))
+    obs = np.array([observed.get(g, 0) for g in grid], dtype=float)
+    exp = p * reps
+    big = exp >= 5  # pool the sparse tail into one cell
+    obs_c = np.r_[obs[big], obs[~big].sum()]
+    exp_c = np.r_[exp[big], exp[~big].sum()]
+    assert sum(observed.values()) == reps and obs.sum() == reps
+    assert stats.chisquare(obs_c, exp_c * reps / exp_c.sum()).pvalue > 1e-3
+
+
+def test_control_counts_moments_at_scale() -> None:
+    # n = 5000 over 40 categories: Poisson part dominant; means and variances are multinomial
+    sizes = np.random.default_rng(3).integers(1, 250, 40)
+    sizes[[4, 9]] = 0
+    smp = _sampler(sizes.tolist())
+    n, reps = int(sizes.sum()), 20_000
+    counts = smp.counts(np.random.default_rng(11), reps)
+    assert np.all(counts.sum(axis=1) == n)
+    p = sizes / n
+    se_mean = np.sqrt(n * p * (1 - p) / reps)
+    nz = p > 0
+    assert np.all(np.abs(counts.mean(axis=0) - n * p)[nz] < 5 * se_mean[nz])
+    ratio = counts.var(axis=0, ddof=1)[nz] / (n * p * (1 - p))[nz]
+    assert np.all(np.abs(ratio - 1) < 5 * np.sqrt(2 / reps))
+    # covariance of two categories: -n p_i p_j
+    cov = np.cov(counts[:, 0], counts[:, 1])[0, 1]
+    assert cov == pytest.approx(-n * p[0] * p[1], abs=5 * np.sqrt(n * p[0] * n * p[1] / reps))
 
 
 def test_deterministic_and_percentile_convention() -> None:
