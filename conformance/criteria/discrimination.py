@@ -16,19 +16,6 @@ from harness.results import CriterionResult
 from harness.standard import CriterionSpec
 
 
-def threshold_for_specificity(
-    scores: np.ndarray, labels: np.ndarray, target: float
-) -> float | None:
-    """The lowest score threshold whose specificity reaches ``target`` (score >= t is positive),
-    i.e. the most sensitive operating point that keeps the specificity; None if none does."""
-    controls = np.sort(scores[labels == 0])
-    candidates = np.unique(np.concatenate([scores, [np.inf]]))
-    # specificity(t) = share of controls with score < t, non-decreasing in t
-    spec = np.searchsorted(controls, candidates, side="left") / len(controls)
-    ok = np.nonzero(spec >= target)[0]
-    return float(candidates[ok[0]]) if len(ok) and np.isfinite(candidates[ok[0]]) else None
-
-
 def _roc_evidence(
     scores: np.ndarray, labels: np.ndarray, max_points: int = 200
 ) -> dict[str, list[float]]:
@@ -156,7 +143,7 @@ def sensitivity_at_specificity(spec: CriterionSpec, ctx: EvaluationContext) -> C
     )
     lo, hi = boot.ci_low, boot.ci_high
     measured: dict[str, Any] = {"value": value, "ci": (lo, hi), "ci_lower": lo, "ci_upper": hi}
-    threshold = threshold_for_specificity(t.scores, t.labels, target)
+    threshold = stats.threshold_for_specificity(t.scores, t.labels, target)
     evidence: dict[str, Any] = {
         "target_specificity": target,
         "threshold_at_target": threshold,

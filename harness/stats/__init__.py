@@ -42,6 +42,7 @@ from harness.stats.roc import (
     operating_point,
     roc_curve,
     sensitivity_at_specificity,
+    threshold_for_specificity,
 )
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "cluster_bootstrap_auc",
     "delong",
     "delong_paired",
+    "threshold_for_specificity",
     "delong_unpaired",
     "froc_curve",
     "holm",

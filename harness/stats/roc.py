@@ -443,3 +443,16 @@ def operating_point(scores: ArrayLike, labels: ArrayLike, threshold: float) -> O
     fp = int(np.count_nonzero(pos & ~is_case))
     m, n = int(is_case.sum()), int((~is_case).sum())
     return OperatingPoint(sens=tp / m, spec=(n - fp) / n, tp=tp, fn=m - tp, tn=n - fp, fp=fp)
+
+
+def threshold_for_specificity(
+    scores: np.ndarray, labels: np.ndarray, target: float
+) -> float | None:
+    """The lowest score threshold whose specificity reaches ``target`` (score >= t is positive),
+    i.e. the most sensitive operating point that keeps the specificity; None if none does."""
+    controls = np.sort(scores[labels == 0])
+    candidates = np.unique(np.concatenate([scores, [np.inf]]))
+    # specificity(t) = share of controls with score < t, non-decreasing in t
+    spec = np.searchsorted(controls, candidates, side="left") / len(controls)
+    ok = np.nonzero(spec >= target)[0]
+    return float(candidates[ok[0]]) if len(ok) and np.isfinite(candidates[ok[0]]) else None
