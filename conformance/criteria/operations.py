@@ -11,6 +11,7 @@ from conformance.context import EvaluationContext
 from conformance.outcome import NotEvaluable, result
 from conformance.registry import evaluator
 from harness import stats
+from harness.perturb.relation import largest_change
 from harness.results import CriterionResult
 from harness.standard import CriterionSpec
 
@@ -86,16 +87,6 @@ def _sample(
     return sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist())
 
 
-def _diff(a: Any, b: Any) -> float:
-    """Largest absolute change of exam or breast score; inf when either side has no score."""
-    if a.score is None or b.score is None:
-        return float("inf")
-    d = abs(a.score - b.score)
-    for side in set(a.breasts) & set(b.breasts):
-        d = max(d, abs(a.breasts[side] - b.breasts[side]))
-    return d
-
-
 def _identity(exam: Any) -> Any:
     return exam
 
@@ -125,7 +116,7 @@ def determinism(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
                 {
                     "exam_id": exam_id,
                     "repeat": r,
-                    "diff": _diff(live.original(exam_id), again[exam_id]),
+                    "diff": largest_change(live.original(exam_id), again[exam_id])[0],
                 }
             )
     worst = max(rows, key=lambda x: x["diff"])
@@ -167,7 +158,7 @@ def caching(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
                 "test": "fresh UIDs",
                 "expected": live.original(exam_id).score,
                 "got": after.score,
-                "diff": _diff(live.original(exam_id), after),
+                "diff": largest_change(live.original(exam_id), after)[0],
             }
         )
         donor = ids[(i + 1) % len(ids)]
@@ -181,7 +172,7 @@ def caching(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
                 "test": f"pixels of {donor} under these UIDs",
                 "expected": live.original(donor).score,
                 "got": after.score,
-                "diff": _diff(live.original(donor), after),
+                "diff": largest_change(live.original(donor), after)[0],
             }
         )
     worst = max(rows, key=lambda x: x["diff"])

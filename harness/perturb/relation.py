@@ -84,45 +84,45 @@ def _missing(before: Scores, after: Scores) -> str | None:
     return None
 
 
-def check_unchanged(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
-    """Exam score (and every breast score both report) within ``tolerance``."""
-    missing = _missing(before, after)
-    if missing:
-        return False, missing
-    assert before.score is not None and after.score is not None
+def largest_change(before: Scores, after: Scores, swapped: bool = False) -> tuple[float, str]:
+    """Largest absolute change of the exam score and of every breast score both report, and
+    which it was; ``swapped`` compares breast L before with R after and vice versa (mirror).
+    Infinite when either side has no exam score."""
+    if before.score is None or after.score is None:
+        return math.inf, "no exam score"
     worst = abs(after.score - before.score)
     what = f"exam score {before.score:.6g} -> {after.score:.6g}"
-    for side in sorted(set(before.breasts) & set(after.breasts)):
-        d = abs(after.breasts[side] - before.breasts[side])
-        if d > worst:
-            worst = d
-            what = f"breast {side} score {before.breasts[side]:.6g} -> {after.breasts[side]:.6g}"
-    ok = worst <= tolerance
-    return (
-        ok,
-        f"{what} (largest change {worst:.3g} {'<=' if ok else '>'} tolerance {tolerance:.3g})",
-    )
-
-
-def check_swapped(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
-    """Mirror: exam score unchanged, breast scores swapped L<->R, all within ``tolerance``."""
-    missing = _missing(before, after)
-    if missing:
-        return False, missing
-    assert before.score is not None and after.score is not None
-    worst = abs(after.score - before.score)
-    what = f"exam score {before.score:.6g} -> {after.score:.6g}"
-    for side, other in (("L", "R"), ("R", "L")):
+    sides = sorted(set(before.breasts) & set(after.breasts))
+    for side, other in (("L", "R"), ("R", "L")) if swapped else ((s, s) for s in sides):
         if side in before.breasts and other in after.breasts:
             d = abs(after.breasts[other] - before.breasts[side])
             if d > worst:
                 worst = d
-                what = f"breast {side} score {before.breasts[side]:.6g} became {other} {after.breasts[other]:.6g}"
+                moved = f"became {other}" if swapped else "->"
+                what = f"breast {side} score {before.breasts[side]:.6g} {moved} {after.breasts[other]:.6g}"
+    return worst, what
+
+
+def _within(before: Scores, after: Scores, tolerance: float, swapped: bool) -> tuple[bool, str]:
+    missing = _missing(before, after)
+    if missing:
+        return False, missing
+    worst, what = largest_change(before, after, swapped)
     ok = worst <= tolerance
     return (
         ok,
         f"{what} (largest change {worst:.3g} {'<=' if ok else '>'} tolerance {tolerance:.3g})",
     )
+
+
+def check_unchanged(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
+    """Exam score (and every breast score both report) within ``tolerance``."""
+    return _within(before, after, tolerance, swapped=False)
+
+
+def check_swapped(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
+    """Mirror: exam score unchanged, breast scores swapped L<->R, all within ``tolerance``."""
+    return _within(before, after, tolerance, swapped=True)
 
 
 def check_raised(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
