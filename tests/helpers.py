@@ -24,3 +24,16 @@ def require_tool(name: str, install_hint: str = "") -> str:
             pytest.fail(msg + " (MAMMOCERT_REQUIRE_TOOLS=1: CI must have every tool)")
         pytest.skip(msg)
     return path
+
+
+def require_module(name: str, install_hint: str = ""):
+    """Import and return a Python module, or skip (fail in CI) with the reason."""
+    try:
+        return __import__(name)
+    except ImportError:
+        msg = f"Python module {name!r} not installed" + (
+            f"; install it with {install_hint}" if install_hint else ""
+        )
+        if os.environ.get("MAMMOCERT_REQUIRE_TOOLS") == "1":
+            pytest.fail(msg + " (MAMMOCERT_REQUIRE_TOOLS=1: CI must have every tool)")
+        pytest.skip(msg)

@@ -91,7 +91,7 @@ def ignores_photometric(inner, exam):
 
 
 def sleeper(inner, prepared):
-    time.sleep(0.6)
+    time.sleep(1.5)
     return inner.infer(prepared[1])
 
 

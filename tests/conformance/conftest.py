@@ -32,7 +32,7 @@ def certify_setup(tmp_path_factory):
         elif c["kind"] == "robustness_sweep":
             continue  # a whole-set sweep adds nothing to what the mutants test
         elif c["kind"] == "latency":
-            c["pass_if"] = {"p50_lte_s": 0.4, "p95_lte_s": 3.0}
+            c["pass_if"] = {"p50_lte_s": 1.0, "p95_lte_s": 4.0}
         elif c["kind"] == "subgroup":
             c["min_n"] = 2
         elif c["kind"] == "technical_failure_rate":
@@ -41,7 +41,7 @@ def certify_setup(tmp_path_factory):
             c["pass_if"] = {"value_gte": 0.6}  # 6 cancers: a CI bound would say nothing
         elif c.get("relation") == "intensity":
             c["tolerance"] = (
-                0.2  # the reference detector moves up to ~0.11 under clinical window changes
+                0.1  # the reference model moves up to ~0.06 under clinical window changes (tolerance 0.05)
             )
         keep.append(c)
     std["criteria"] = keep

@@ -1,14 +1,14 @@
-"""The committed reference vendor package loads and runs; its builder is deterministic."""
+"""The committed reference vendor package loads and runs; its training is deterministic."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from helpers import require_module
 from vendors.mgfactory import write_set
 
 from harness.cases.manifest import load_manifest
 from harness.jsonutil import sha256_file
-from harness.reference.build_model import build
 from harness.runner import run_predictions
 from harness.vendors import load_vendor_package, open_adapter
 
@@ -30,11 +30,16 @@ def test_committed_package_is_valid_small_and_runs(tmp_path):
     )
 
 
-def test_build_is_deterministic(tmp_path):
-    train = write_set(tmp_path / "train", n=4, rows=256, cols=208, seed=3)
-    build(train, tmp_path / "a")
-    build(train, tmp_path / "b")
+def test_training_is_deterministic_and_exports_the_contract(tmp_path):
+    require_module("torch", "pip install -e '.[train]'")
+    from harness.reference.train_model import build
+
+    train = write_set(tmp_path / "train", n=4, rows=512, cols=416, seed=3)
+    reports = [build(train, tmp_path / d, steps=2, batch=2, log=lambda _m: None) for d in "ab"]
+    assert reports[0] == reports[1]
     assert sha256_file(tmp_path / "a" / "model.onnx") == sha256_file(tmp_path / "b" / "model.onnx")
-    assert load_vendor_package(tmp_path / "a").model_digests["model.onnx"] == sha256_file(
-        tmp_path / "a" / "model.onnx"
-    )
+    pkg = load_vendor_package(tmp_path / "a")  # the exported graph matches its own vendor.yaml
+    assert pkg.model_digests["model.onnx"] == sha256_file(tmp_path / "a" / "model.onnx")
+    preds = run_predictions(open_adapter(pkg), load_manifest(train), progress=False)
+    assert all(p.status == "ok" and 0.0 <= p.score <= 1.0 for p in preds)
+    assert all(set(p.breasts) == {"L", "R"} for p in preds)

@@ -1,0 +1,493 @@
+"""Train the reference vendor's model: a small fully convolutional lesion detector, exported to ONNX.
+
+Training needs PyTorch (CPU is enough; ``pip install -e .[train]``); running the exported model
+needs only onnxruntime, like any vendor package. The network sees each view together with the
+same view of the other breast (after the adapter's mirroring both have the chest wall on the
+left, so the two breasts roughly overlap): a radiologist's first cue is an asymmetry, and the
+phantom's two breasts share most of their texture, so the pair separates lesions from tissue
+far better than one view alone::
+
+    input (N,4,H,W) = [LCC, LMLO, RCC, RMLO] (exam unit), presentation pixels in [0,1]
+    pairs  (4N,2,H,W) = (view, same view of the other breast)
+    logit  (4N,1,H/4,W/4) = net(pairs), -30 outside the breast (pixels <= 0.05)
+    view   = logsumexp(logit)                 soft maximum: every local response counts, so a
+    breast = logsumexp(view CC, view MLO)       lesion added anywhere raises the score
+    exam   = logsumexp(breast L, breast R)
+    score, breast_scores = sigmoid(a * exam + b), sigmoid(a * breast + b)   (Platt, training split)
+    heatmap (N,4,H/4,W/4) = sigmoid(logit)    one channel per view; the adapter finds its peaks
+
+Training: random 256x256 crops (lesion-centred, around benign findings, anywhere in the breast)
+of a training reference set built from ``reference_cases/train.yaml`` (never the evaluation set),
+each augmented with the perturbations a certified model must tolerate (lower-dose noise, display
+gamma/window, detector pitch, vertical flip); loss = per-pixel BCE against lesion ellipses + BCE
+of the crop's soft maximum against "contains a cancer". Seeds are fixed and PyTorch runs with
+deterministic algorithms on one process, so a rebuild on the same machine gives the same model.
+
+Run: ``python -m harness.reference.train_model --train-cases DIR --out harness/reference/vendor``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import yaml
+
+from harness.cases.manifest import load_manifest
+from harness.pixels import image_to_model, to_model_plane
+
+HEIGHT, WIDTH = 512, 416
+STRIDE = 4  # heatmap cell = 4x4 model pixels
+INPUT, SCORE, HEATMAP, BREASTS = "image", "score", "heatmap", "breast_scores"
+VIEWS = (("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))  # exam-unit channel order
+PARTNER = (2, 3, 0, 1)  # the same view of the other breast
+BREAST_LEVEL = 0.05  # presentation value above which a pixel is breast (air and padding are 0)
+OUTSIDE = -30.0  # logit outside the breast: nothing there counts in the soft maximum
+CROP = 256
+TAU = 0.1  # soft-maximum temperature (logit units): practically the maximum
+SEED = 20261127
+OPERATING_SPECIFICITY = 0.98  # Danish first reader: 97.8 % (Elhakim 2023)
+THREADS = 2  # fixed, so a rebuild elsewhere sums in the same order
+FULL_DOSE_NOISE = 0.015  # = harness.perturb.noise.FULL_DOSE_NOISE (presentation units)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A reference set in model space: planes (E,4,H,W) float16, per view the malignant and benign
+    boxes (x0, y0, x1, y1 in model pixels), exam labels and ids."""
+
+    planes: np.ndarray
+    malignant: list[list[list[tuple[float, float, float, float]]]]
+    benign: list[list[list[tuple[float, float, float, float]]]]
+    labels: np.ndarray
+    exam_ids: list[str]
+
+
+def _model_box(box, geom) -> tuple[float, float, float, float]:
+    ax, ay = image_to_model(box[0], box[1], geom)
+    bx, by = image_to_model(box[2], box[3], geom)
+    return (min(ax, bx), min(ay, by), max(ax, bx), max(ay, by))
+
+
+def load_split(cases: Path) -> Split:
+    """Every complete exam of a reference set, preprocessed exactly as the adapter does."""
+    manifest = load_manifest(cases)
+    # benign findings are the generator's extension of the manifest (hard negatives for training)
+    raw = json.loads((Path(cases) / "manifest.json").read_text(encoding="utf-8"))
+    benign_marks = {
+        (ex_id, mark["file"]): mark["box"]
+        for ex_id, findings in raw.get("benign_findings", {}).items()
+        for finding in findings
+        for mark in finding["marks"]
+    }
+    planes, malignant, benign, labels, ids = [], [], [], [], []
+    for exam in sorted(manifest.exams, key=lambda e: e.exam_id):
+        by_view = {}
+        for ref in exam.images:
+            ds = pydicom.dcmread(manifest.path(ref))
+            key = (
+                str(ds.get("ImageLaterality", "")).upper(),
+                str(ds.get("ViewPosition", "")).upper(),
+            )
+            if key in VIEWS and key not in by_view:
+                plane, geom = to_model_plane(ds, HEIGHT, WIDTH)
+                by_view[key] = (ref, plane, geom)
+        if len(by_view) != len(VIEWS):
+            continue
+        mal_views, ben_views, view_planes = [], [], []
+        for key in VIEWS:
+            ref, plane, geom = by_view[key]
+            view_planes.append(plane)
+            mal_views.append(
+                [
+                    _model_box(m.box, geom)
+                    for les in exam.lesions
+                    for m in les.marks
+                    if m.file == ref.file and exam.label == 1
+                ]
+            )
+            box = benign_marks.get((exam.exam_id, ref.file))
+            ben_views.append([_model_box(box, geom)] if box is not None else [])
+        planes.append(np.stack(view_planes).astype(np.float16))
+        malignant.append(mal_views)
+        benign.append(ben_views)
+        labels.append(exam.label)
+        ids.append(exam.exam_id)
+    return Split(np.stack(planes), malignant, benign, np.asarray(labels), ids)
+
+
+def target_map(boxes, rows: int, cols: int, oy: float = 0.0, ox: float = 0.0) -> np.ndarray:
+    """1 inside the ellipse inscribed in each box (heatmap cells, box in model px, crop offset)."""
+    t = np.zeros((rows, cols), np.float32)
+    yy = (np.arange(rows) + 0.5) * STRIDE + oy
+    xx = (np.arange(cols) + 0.5) * STRIDE + ox
+    for x0, y0, x1, y1 in boxes:
+        cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+        rx, ry = max(0.5 * (x1 - x0), STRIDE), max(0.5 * (y1 - y0), STRIDE)
+        inside = ((xx[None, :] - cx) / rx) ** 2 + ((yy[:, None] - cy) / ry) ** 2 <= 1.0
+        t[inside] = 1.0
+    return t
+
+
+# --- augmentation: the perturbations of harness/perturb, in model space -------------------------
+
+
+def augment(x, rng: np.random.Generator):
+    """Per crop, each with probability 1/2: another detector pitch, display gamma/window, a lower
+    dose, an up-down flip; both planes of a pair alike (the harness perturbs whole exams).
+    ``x``: (B,2,h,w) torch tensor; returns the augmented batch and which crops were flipped."""
+    torch = _torch()
+    F = torch.nn.functional
+    out, flips = [], []
+    for p in x:
+        breast = (p > 0.0).float()
+        if rng.random() < 0.5:  # resample to another pitch and back to the model grid
+            f = float(rng.uniform(0.65, 1.45))
+            size = [max(8, round(n * f)) for n in p.shape[1:]]
+            q = F.interpolate(p[None], size=size, mode="bilinear", antialias=f < 1)
+            p = (
+                F.interpolate(q, size=list(p.shape[1:]), mode="bilinear", antialias=f > 1)[0]
+                * breast
+            )
+        if rng.random() < 0.5:  # display gamma (either polarity), window width and centre
+            g = float(np.exp(rng.uniform(math.log(0.75), math.log(1.33))))
+            p = p.clamp(0, 1)
+            p = p**g if rng.random() < 0.5 else 1.0 - (1.0 - p) ** g
+            s, d = float(rng.uniform(0.85, 1.15)), float(rng.uniform(-0.1, 0.1))
+            p = ((p - 0.5 - d) / s + 0.5).clamp(0, 1) * breast
+        if rng.random() < 0.5:  # dose 30-100 %: added quantum noise
+            sigma = FULL_DOSE_NOISE * math.sqrt(1.0 / float(rng.uniform(0.3, 1.0)) - 1.0)
+            noise = torch.from_numpy(rng.normal(0.0, sigma, tuple(p.shape)).astype(np.float32))
+            p = (p + noise).clamp(0, 1) * breast
+        flip = bool(rng.random() < 0.5)
+        out.append(p.flip(1) if flip else p)
+        flips.append(flip)
+    return torch.stack(out), flips
+
+
+# --- the network ------------------------------------------------------------------------------
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # training only; the package runs without it
+        raise SystemExit(
+            "training the reference model needs PyTorch: pip install -e '.[train]' "
+            "(CPU build is enough)"
+        ) from exc
+    return torch
+
+
+def make_net():
+    torch = _torch()
+    nn = torch.nn
+
+    def block(cin: int, cout: int, stride: int = 1, dilation: int = 1):
+        return [
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+        ]
+
+    class Detector(nn.Module):
+        """U-shaped: full-resolution edge/speck filters, encoder to 1/16 (~30 mm context at the CI
+        pixel size), decoder back to the 1/4 heatmap grid."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.e1 = nn.Sequential(*block(2, 16), *block(16, 24, 2), *block(24, 24))  # 1/2
+            self.e2 = nn.Sequential(*block(24, 32, 2), *block(32, 32))  # 1/4
+            self.e3 = nn.Sequential(*block(32, 48, 2), *block(48, 48))  # 1/8
+            self.e4 = nn.Sequential(*block(48, 64, 2), *block(64, 64, dilation=2))  # 1/16
+            self.up = nn.Upsample(scale_factor=2, mode="nearest")
+            self.d3 = nn.Sequential(*block(64 + 48, 48))
+            self.d2 = nn.Sequential(*block(48 + 32, 32), nn.Conv2d(32, 1, 1))
+
+        def forward(self, x):
+            x = x - 0.5
+            a = self.e2(self.e1(x))
+            b = self.e3(a)
+            c = self.e4(b)
+            d = self.d3(torch.cat([self.up(c), b], 1))
+            return self.d2(torch.cat([self.up(d), a], 1))
+
+    return Detector()
+
+
+def breast_cells(x):
+    """Heatmap cells that are breast: mean of the 4x4 block of the view channel above the level."""
+    torch = _torch()
+    return (torch.nn.functional.avg_pool2d(x[:, :1], STRIDE) > BREAST_LEVEL).float()
+
+
+def masked_logit(net, x):
+    m = breast_cells(x)
+    return net(x) * m + OUTSIDE * (1.0 - m)
+
+
+def soft_max(logit, dim: int = 1):
+    """Soft maximum TAU * logsumexp(x / TAU): close to the maximum, yet it rises with every cell;
+    over the heatmap cells of (B,1,h,w) -> (B,) by default."""
+    if dim == 1:
+        logit = logit.flatten(1)
+    return TAU * (logit / TAU).logsumexp(dim)
+
+
+def sample_crops(split: Split, rng: np.random.Generator, n: int):
+    """n training crops: 40 % centred on a malignant lesion, 15 % on a benign finding, 45 % anywhere
+    in the breast of any view; returns (n,2,CROP,CROP) inputs, (n,1,h,w) targets, (n,) labels."""
+    mal = [(e, v) for e in range(len(split.labels)) for v in range(4) if split.malignant[e][v]]
+    ben = [(e, v) for e in range(len(split.labels)) for v in range(4) if split.benign[e][v]]
+    xs, ts, ys = [], [], []
+    h = CROP // STRIDE
+    for _ in range(n):
+        u = rng.random()
+        pool, kind = (mal, split.malignant) if u < 0.40 else (ben, split.benign)
+        if u < 0.55 and pool:
+            e, v = pool[int(rng.integers(len(pool)))]
+            boxes = kind[e][v]
+            x0, y0, x1, y1 = boxes[int(rng.integers(len(boxes)))]
+            cy = 0.5 * (y0 + y1) + rng.uniform(-0.35, 0.35) * CROP
+            cx = 0.5 * (x0 + x1) + rng.uniform(-0.35, 0.35) * CROP
+        else:
+            e, v = int(rng.integers(len(split.labels))), int(rng.integers(4))
+            rows, cols = np.nonzero(split.planes[e, v, ::8, ::8] > BREAST_LEVEL)
+            k = int(rng.integers(len(rows)))
+            cy, cx = rows[k] * 8.0, cols[k] * 8.0
+        oy = int(np.clip(round((cy - CROP / 2) / STRIDE), 0, (HEIGHT - CROP) // STRIDE)) * STRIDE
+        ox = int(np.clip(round((cx - CROP / 2) / STRIDE), 0, (WIDTH - CROP) // STRIDE)) * STRIDE
+        xs.append(split.planes[e, [v, PARTNER[v]], oy : oy + CROP, ox : ox + CROP])
+        t = target_map(split.malignant[e][v], h, h, oy, ox)
+        ts.append(t)
+        ys.append(float(t.any()))
+    return np.stack(xs).astype(np.float32), np.stack(ts)[:, None], np.asarray(ys, np.float32)
+
+
+# --- training, calibration, export -------------------------------------------------------------
+
+
+def train(split: Split, steps: int, batch: int, log=print):
+    """Adam on augmented crops; returns the trained network (eval mode)."""
+    torch = _torch()
+    F = torch.nn.functional
+    torch.manual_seed(SEED)
+    torch.use_deterministic_algorithms(True)
+    rng = np.random.default_rng(SEED)
+    net = make_net()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    t0 = time.time()
+    run = []
+    for step in range(steps):
+        x, t, y = (torch.from_numpy(a) for a in sample_crops(split, rng, batch))
+        x, flips = augment(x, rng)
+        t = torch.stack([ti.flip(1) if f else ti for ti, f in zip(t, flips, strict=True)])
+        net.train()
+        logit = masked_logit(net, x)
+        m = breast_cells(x)
+        # lesion cells and background cells weigh the same in total (lesions are ~0.5 % of cells)
+        bce = F.binary_cross_entropy_with_logits(logit, t, reduction="none")
+        pos, neg = m * t, m * (1.0 - t)
+        pix = (bce * pos).sum() / pos.sum().clamp(min=1.0) + (bce * neg).sum() / neg.sum()
+        img = F.binary_cross_entropy_with_logits(soft_max(logit), y)
+        loss = pix + img
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        run.append((float(pix.detach()), float(img.detach())))
+        if (step + 1) % 50 == 0:
+            p, i = np.mean(run[-50:], axis=0)
+            log(f"step {step + 1}/{steps}  pixel {p:.4f}  image {i:.4f}  {time.time() - t0:.0f} s")
+    return net.eval()
+
+
+def exam_logits(net, planes: np.ndarray, batch: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Uncalibrated (exam, breast L/R) soft maxima for (E,4,H,W) planes."""
+    torch = _torch()
+    module = ExamModel(net, 1.0, 0.0)
+    exams, breasts = [], []
+    with torch.no_grad():
+        for i in range(0, len(planes), batch):
+            x = torch.from_numpy(planes[i : i + batch].astype(np.float32))
+            e, b = module.logits(x)
+            exams.append(e.numpy())
+            breasts.append(b.numpy())
+    return np.concatenate(exams), np.concatenate(breasts)
+
+
+def platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Logistic fit P(cancer) = sigmoid(a z + b) (Newton, a few iterations)."""
+    X = np.stack([z, np.ones_like(z)], 1).astype(np.float64)
+    beta = np.zeros(2)
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(X @ beta)))
+        g = X.T @ (y - p)
+        H = (X * (p * (1 - p))[:, None]).T @ X + 1e-6 * np.eye(2)
+        step = np.linalg.solve(H, g)
+        beta += step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(beta[0]), float(beta[1])
+
+
+def ExamModel(net, a: float, b: float):  # noqa: N802 - a torch Module factory
+    torch = _torch()
+
+    class _Exam(torch.nn.Module):
+        """The exported graph: exam unit in, calibrated exam/breast scores and the heatmap out."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            self.a, self.b = float(a), float(b)
+
+        def logits(self, image):
+            n = image.shape[0]
+            pairs = torch.stack([image, image[:, list(PARTNER)]], 2)  # (N,4,2,H,W)
+            x = pairs.reshape(n * 4, 2, HEIGHT, WIDTH)
+            logit = masked_logit(self.net, x)
+            self._logit = logit.reshape(n, 4, HEIGHT // STRIDE, WIDTH // STRIDE)
+            view = soft_max(logit).reshape(n, 2, 2)  # (N, breast L/R, view CC/MLO)
+            breast = soft_max(view, 2)
+            return soft_max(breast, 1), breast
+
+        def forward(self, image):
+            exam, breast = self.logits(image)
+            heat = torch.sigmoid(self._logit)
+            return (
+                torch.sigmoid(self.a * exam + self.b).reshape(-1, 1),
+                heat,
+                torch.sigmoid(self.a * breast + self.b),
+            )
+
+    return _Exam()
+
+
+def export(net, a: float, b: float, path: Path) -> None:
+    torch = _torch()
+    module = ExamModel(net, a, b).eval()
+    dummy = torch.zeros(1, 4, HEIGHT, WIDTH)
+    torch.onnx.export(
+        module,
+        (dummy,),
+        str(path),
+        input_names=[INPUT],
+        output_names=[SCORE, HEATMAP, BREASTS],
+        dynamic_axes={INPUT: {0: "N"}, SCORE: {0: "N"}, HEATMAP: {0: "N"}, BREASTS: {0: "N"}},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def operating_point(scores: np.ndarray, labels: np.ndarray, specificity: float) -> float:
+    """The lowest threshold (4 decimals) whose training-split specificity is >= ``specificity``."""
+    neg = np.sort(scores[labels == 0])
+    k = int(math.ceil(specificity * len(neg))) - 1
+    t = round(float(neg[k]) + 5e-5, 4)
+    while np.mean(neg < t) < specificity:
+        t += 1e-4
+    return round(t, 4)
+
+
+VENDOR_YAML = {
+    "schema": "mammocert/vendor/v1",
+    "vendor": "mammocert reference",
+    "product": "RefDetect",
+    "version": "2.0.0",
+    "interface": "onnx",
+    "operating_point": 0.5,
+    "score_range": [0.0, 1.0],
+    "onnx": {
+        "model": "model.onnx",
+        "input": {
+            "unit": "exam",
+            "name": INPUT,
+            "height": HEIGHT,
+            "width": WIDTH,
+            "orientation": "chest_wall_left",
+            "pixels": "presentation",
+            "scale": [0.0, 1.0],
+            "resize": "fit",
+        },
+        "output": {"score": SCORE, "heatmap": HEATMAP, "breast_scores": BREASTS},
+        "aggregate": "max",
+    },
+}
+
+
+def build(train_cases: Path, out: Path, steps: int, batch: int, log=print) -> dict:
+    """Train on ``train_cases``; write ``out/model.onnx``, ``out/vendor.yaml``, ``out/training.json``."""
+    torch = _torch()
+    torch.set_num_threads(THREADS)  # float reductions depend on the thread count
+    split = load_split(train_cases)
+    log(f"training split: {len(split.labels)} exams, {int(split.labels.sum())} cancers")
+    net = train(split, steps, batch, log)
+    z, _ = exam_logits(net, split.planes)
+    a, b = platt(z, split.labels.astype(np.float64))
+    scores = 1 / (1 + np.exp(-(a * z + b)))
+    op = operating_point(scores, split.labels, OPERATING_SPECIFICITY)
+    flagged = scores >= op
+    report = {
+        "train_cases": load_manifest(train_cases).digest,
+        "train_exams": len(split.labels),
+        "steps": steps,
+        "batch": batch,
+        "crop": CROP,
+        "seed": SEED,
+        "platt": [round(a, 6), round(b, 6)],
+        "operating_point": op,
+        "train_specificity": round(float((~flagged[split.labels == 0]).mean()), 4),
+        "train_sensitivity": round(float(flagged[split.labels == 1].mean()), 4),
+        "torch": torch.__version__,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    export(net, a, b, out / "model.onnx")
+    vy = dict(VENDOR_YAML, operating_point=op)
+    (out / "vendor.yaml").write_text(
+        "# mammocert reference vendor (generated by python -m harness.reference.train_model; "
+        "see README.md)\n"
+        f"# operating_point: training-split specificity {report['train_specificity']}, "
+        f"sensitivity {report['train_sensitivity']}\n" + yaml.safe_dump(vy, sort_keys=False),
+        encoding="utf-8",
+    )
+    (out / "training.json").write_text(
+        json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m harness.reference.train_model", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument(
+        "--train-cases", required=True, help="training reference set (never the evaluation set)"
+    )
+    ap.add_argument(
+        "--out", default=str(Path(__file__).with_name("vendor")), help="package directory to write"
+    )
+    ap.add_argument("--steps", type=int, default=2400, help="optimizer steps")
+    ap.add_argument("--batch", type=int, default=16, help="crops per step")
+    args = ap.parse_args(argv)
+    report = build(
+        Path(args.train_cases),
+        Path(args.out),
+        args.steps,
+        args.batch,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
+    print(json.dumps(report, indent=1, sort_keys=True), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
