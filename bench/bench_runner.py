@@ -40,9 +40,10 @@ def _child(mode: str, cases: str, vendor: str, n: int) -> dict:
     spec = pkg.onnx.input
     t0 = time.perf_counter()
     if mode == "baseline":
+        order = {("L", "CC"): 0, ("L", "MLO"): 1, ("R", "CC"): 2, ("R", "MLO"): 3}
         for exam in exams:
             planes = []
-            for ref in exam.images:
+            for ref in sorted(exam.images, key=lambda r: order.get((r.laterality, r.view), 9)):
                 ds = pydicom.dcmread(manifest.path(ref))
                 plane, _ = to_model_plane(
                     ds,
@@ -54,7 +55,9 @@ def _child(mode: str, cases: str, vendor: str, n: int) -> dict:
                     scale=spec.scale,
                 )
                 planes.append(plane)
-            adapter.session.run(None, {spec.name: np.stack(planes)[:, None]})
+            # image unit: one (1, H, W) item per view; exam unit: one (4, H, W) item per exam
+            batch = np.stack(planes)[None] if spec.unit == "exam" else np.stack(planes)[:, None]
+            adapter.session.run(None, {spec.name: batch})
     else:
         run_predictions(
             adapter, manifest, progress=False, exam_ids=[e.exam_id for e in exams], timeout_s=None
