@@ -310,18 +310,17 @@ def train(split: Split, steps: int, batch: int, log=print):
     return net.eval()
 
 
-def exam_logits(net, planes: np.ndarray, batch: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Uncalibrated (exam, breast L/R) soft maxima for (E,4,H,W) planes."""
+def exam_logits(net, planes: np.ndarray, batch: int = 4) -> np.ndarray:
+    """Uncalibrated exam soft maxima for (E,4,H,W) planes."""
     torch = _torch()
     module = ExamModel(net, 1.0, 0.0)
-    exams, breasts = [], []
     with torch.no_grad():
-        for i in range(0, len(planes), batch):
-            x = torch.from_numpy(planes[i : i + batch].astype(np.float32))
-            e, b = module.logits(x)
-            exams.append(e.numpy())
-            breasts.append(b.numpy())
-    return np.concatenate(exams), np.concatenate(breasts)
+        return np.concatenate(
+            [
+                module.logits(torch.from_numpy(planes[i : i + batch].astype(np.float32)))[0].numpy()
+                for i in range(0, len(planes), batch)
+            ]
+        )
 
 
 def platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -351,18 +350,19 @@ def ExamModel(net, a: float, b: float):  # noqa: N802 - a torch Module factory
             self.a, self.b = float(a), float(b)
 
         def logits(self, image):
+            """(exam (N,), breast (N,2), cell logits (N,4,h,w)), all uncalibrated."""
             n = image.shape[0]
             pairs = torch.stack([image, image[:, list(PARTNER)]], 2)  # (N,4,2,H,W)
             x = pairs.reshape(n * 4, 2, HEIGHT, WIDTH)
             logit = masked_logit(self.net, x)
-            self._logit = logit.reshape(n, 4, HEIGHT // STRIDE, WIDTH // STRIDE)
+            cells = logit.reshape(n, 4, HEIGHT // STRIDE, WIDTH // STRIDE)
             view = soft_max(logit).reshape(n, 2, 2)  # (N, breast L/R, view CC/MLO)
             breast = soft_max(view, 2)
-            return soft_max(breast, 1), breast
+            return soft_max(breast, 1), breast, cells
 
         def forward(self, image):
-            exam, breast = self.logits(image)
-            heat = torch.sigmoid(self._logit)
+            exam, breast, cells = self.logits(image)
+            heat = torch.sigmoid(cells)
             return (
                 torch.sigmoid(self.a * exam + self.b).reshape(-1, 1),
                 heat,
@@ -431,7 +431,7 @@ def build(train_cases: Path, out: Path, steps: int, batch: int, log=print) -> di
     split = load_split(train_cases)
     log(f"training split: {len(split.labels)} exams, {int(split.labels.sum())} cancers")
     net = train(split, steps, batch, log)
-    z, _ = exam_logits(net, split.planes)
+    z = exam_logits(net, split.planes)
     a, b = platt(z, split.labels.astype(np.float64))
     scores = 1 / (1 + np.exp(-(a * z + b)))
     op = operating_point(scores, split.labels, OPERATING_SPECIFICITY)
