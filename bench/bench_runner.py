@@ -25,39 +25,19 @@ REFERENCE_VENDOR = Path(__file__).resolve().parents[1] / "harness" / "reference"
 
 
 def _child(mode: str, cases: str, vendor: str, n: int) -> dict:
-    import numpy as np
-    import pydicom
-
     from harness.cases.manifest import load_manifest
-    from harness.pixels import to_model_plane
-    from harness.runner import run_predictions
+    from harness.runner import load_exam, run_predictions
     from harness.vendors import load_vendor_package, open_adapter
 
     manifest = load_manifest(cases)
     exams = sorted(manifest.exams, key=lambda e: e.exam_id)[:n]
     pkg = load_vendor_package(vendor)
     adapter = open_adapter(pkg)
-    spec = pkg.onnx.input
     t0 = time.perf_counter()
     if mode == "baseline":
-        order = {("L", "CC"): 0, ("L", "MLO"): 1, ("R", "CC"): 2, ("R", "MLO"): 3}
+        # the same per-exam work as the runner (read, preprocess, infer), one exam after another
         for exam in exams:
-            planes = []
-            for ref in sorted(exam.images, key=lambda r: order.get((r.laterality, r.view), 9)):
-                ds = pydicom.dcmread(manifest.path(ref))
-                plane, _ = to_model_plane(
-                    ds,
-                    spec.height,
-                    spec.width,
-                    pixels=spec.pixels,
-                    orientation=spec.orientation,
-                    resize=spec.resize,
-                    scale=spec.scale,
-                )
-                planes.append(plane)
-            # image unit: one (1, H, W) item per view; exam unit: one (4, H, W) item per exam
-            batch = np.stack(planes)[None] if spec.unit == "exam" else np.stack(planes)[:, None]
-            adapter.session.run(None, {spec.name: batch})
+            adapter.infer(adapter.prepare(load_exam(manifest, exam)))
     else:
         run_predictions(
             adapter, manifest, progress=False, exam_ids=[e.exam_id for e in exams], timeout_s=None

@@ -17,12 +17,7 @@ def require_tool(name: str, install_hint: str = "") -> str:
     """Return the tool's path, or skip (fail in CI) with the reason."""
     path = shutil.which(name)
     if path is None:
-        msg = f"external tool {name!r} not found" + (
-            f"; install it with {install_hint}" if install_hint else ""
-        )
-        if os.environ.get("MAMMOCERT_REQUIRE_TOOLS") == "1":
-            pytest.fail(msg + " (MAMMOCERT_REQUIRE_TOOLS=1: CI must have every tool)")
-        pytest.skip(msg)
+        _missing(f"external tool {name!r} not found", install_hint)
     return path
 
 
@@ -31,9 +26,13 @@ def require_module(name: str, install_hint: str = ""):
     try:
         return __import__(name)
     except ImportError:
-        msg = f"Python module {name!r} not installed" + (
-            f"; install it with {install_hint}" if install_hint else ""
-        )
-        if os.environ.get("MAMMOCERT_REQUIRE_TOOLS") == "1":
-            pytest.fail(msg + " (MAMMOCERT_REQUIRE_TOOLS=1: CI must have every tool)")
-        pytest.skip(msg)
+        _missing(f"Python module {name!r} not installed", install_hint)
+
+
+def _missing(msg: str, install_hint: str) -> None:
+    """Skip with the reason, or fail when CI demands every tool (MAMMOCERT_REQUIRE_TOOLS=1)."""
+    if install_hint:
+        msg += f"; install it with {install_hint}"
+    if os.environ.get("MAMMOCERT_REQUIRE_TOOLS") == "1":
+        pytest.fail(msg + " (MAMMOCERT_REQUIRE_TOOLS=1: CI must have every tool)")
+    pytest.skip(msg)
