@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydicom import dcmread
@@ -222,18 +222,7 @@ class DicomAdapter:
             return
         dest = self._record(obj, waiter.exam_id, "received")
         with waiter.cond:
-            waiter.objects.append(
-                ReceivedObject(
-                    dest,
-                    obj.sop_class_uid,
-                    obj.sop_instance_uid,
-                    obj.study_uid,
-                    obj.series_uid,
-                    obj.modality,
-                    obj.calling_ae,
-                    obj.peer_host,
-                )
-            )
+            waiter.objects.append(replace(obj, path=dest))
             waiter.cond.notify_all()
 
     def evidence(self, exam_id: str) -> list[dict]:
@@ -350,18 +339,7 @@ class DicomAdapter:
                     fetched.update(new)
                     for obj in got:
                         dest = self._record(obj, prepared.exam_id, "received")
-                        objects.append(
-                            ReceivedObject(
-                                dest,
-                                obj.sop_class_uid,
-                                obj.sop_instance_uid,
-                                obj.study_uid,
-                                obj.series_uid,
-                                obj.modality,
-                                obj.calling_ae,
-                                obj.peer_host,
-                            )
-                        )
+                        objects.append(replace(obj, path=dest))
             except scu.AssociationFailure as exc:
                 raise VendorFault(
                     f"retrieving results from the PACS failed: {exc.reason}"
