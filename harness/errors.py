@@ -18,6 +18,9 @@ Messages are one line: what is wrong, where (file, line, key), and how to fix it
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class MammocertError(Exception):
     """Root of every error mammocert raises on purpose."""
@@ -70,3 +73,12 @@ class VendorFault(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+def run_script(prog: str, body: Callable[[], int]) -> int:
+    """Run a script's main body; a MammocertError becomes one line on stderr and its exit code."""
+    try:
+        return body()
+    except MammocertError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code

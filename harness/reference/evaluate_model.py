@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from harness.cases.manifest import Manifest, load_manifest
+from harness.errors import run_script
 from harness.predictions import Prediction
 from harness.runner import run_predictions
 from harness.vendors import load_vendor_package, open_adapter
@@ -134,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         help="vendor package (default: the reference vendor)",
     )
     args = ap.parse_args(argv)
-    print(json.dumps(evaluate(Path(args.cases), Path(args.vendor), progress=True), indent=1))
-    return 0
+
+    def body() -> int:
+        print(json.dumps(evaluate(Path(args.cases), Path(args.vendor), progress=True), indent=1))
+        return 0
+
+    return run_script(ap.prog, body)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ import pydicom
 import yaml
 
 from harness.cases.manifest import load_manifest
+from harness.errors import UsageError, run_script
 from harness.pixels import image_to_model, to_model_plane
 
 HEIGHT, WIDTH = 512, 416
@@ -178,11 +179,11 @@ def augment(x, rng: np.random.Generator):
 def _torch():
     try:
         import torch
-    except ImportError as exc:  # training only; the package runs without it
-        raise SystemExit(
+    except ImportError:  # training only; the package runs without it
+        raise UsageError(
             "training the reference model needs PyTorch: pip install -e '.[train]' "
             "(CPU build is enough)"
-        ) from exc
+        ) from None
     return torch
 
 
@@ -478,15 +479,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=2400, help="optimizer steps")
     ap.add_argument("--batch", type=int, default=16, help="crops per step")
     args = ap.parse_args(argv)
-    report = build(
-        Path(args.train_cases),
-        Path(args.out),
-        args.steps,
-        args.batch,
-        log=lambda m: print(m, file=sys.stderr, flush=True),
-    )
-    print(json.dumps(report, indent=1, sort_keys=True), file=sys.stderr)
-    return 0
+
+    def body() -> int:
+        report = build(
+            Path(args.train_cases),
+            Path(args.out),
+            args.steps,
+            args.batch,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+        print(json.dumps(report, indent=1, sort_keys=True), file=sys.stderr)
+        return 0
+
+    return run_script(ap.prog, body)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,18 @@ def test_training_is_deterministic_and_exports_the_contract(tmp_path):
     preds = run_predictions(open_adapter(pkg), load_manifest(train), progress=False)
     assert all(p.status == "ok" and 0.0 <= p.score <= 1.0 for p in preds)
     assert all(set(p.breasts) == {"L", "R"} for p in preds)
+
+
+def test_reference_scripts_refuse_a_missing_set_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    for script, flag in (("evaluate_model", "--cases"), ("train_model", "--train-cases")):
+        run = subprocess.run(
+            [sys.executable, "-m", f"harness.reference.{script}", flag, str(tmp_path / "none")],
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 2, run.stderr
+        assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+        assert "manifest.json" in run.stderr or "PyTorch" in run.stderr  # train: torch first
