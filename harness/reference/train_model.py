@@ -242,33 +242,48 @@ def soft_max(logit, dim: int = 1):
     return TAU * (logit / TAU).logsumexp(dim)
 
 
+def crop_at(split: Split, e: int, v: int, cy: float, cx: float):
+    """The CROP x CROP pair of exam ``e``'s view ``v`` around (cy, cx) model px, shifted inside the
+    image on the heatmap grid: (2,CROP,CROP) input, (h,w) target, label "contains a cancer"."""
+    oy = int(np.clip(round((cy - CROP / 2) / STRIDE), 0, (HEIGHT - CROP) // STRIDE)) * STRIDE
+    ox = int(np.clip(round((cx - CROP / 2) / STRIDE), 0, (WIDTH - CROP) // STRIDE)) * STRIDE
+    t = target_map(split.malignant[e][v], CROP // STRIDE, CROP // STRIDE, oy, ox)
+    return split.planes[e, [v, PARTNER[v]], oy : oy + CROP, ox : ox + CROP], t, float(t.any())
+
+
+def jitter(rng: np.random.Generator, box) -> tuple[float, float]:
+    """A crop centre near the box centre (the lesion anywhere in the middle 70 % of the crop)."""
+    x0, y0, x1, y1 = box
+    return (
+        0.5 * (y0 + y1) + rng.uniform(-0.35, 0.35) * CROP,
+        0.5 * (x0 + x1) + rng.uniform(-0.35, 0.35) * CROP,
+    )
+
+
 def sample_crops(split: Split, rng: np.random.Generator, n: int):
     """n training crops: 40 % centred on a malignant lesion, 15 % on a benign finding, 45 % anywhere
     in the breast of any view; returns (n,2,CROP,CROP) inputs, (n,1,h,w) targets, (n,) labels."""
     mal = [(e, v) for e in range(len(split.labels)) for v in range(4) if split.malignant[e][v]]
     ben = [(e, v) for e in range(len(split.labels)) for v in range(4) if split.benign[e][v]]
-    xs, ts, ys = [], [], []
-    h = CROP // STRIDE
+    crops = []
     for _ in range(n):
         u = rng.random()
         pool, kind = (mal, split.malignant) if u < 0.40 else (ben, split.benign)
         if u < 0.55 and pool:
             e, v = pool[int(rng.integers(len(pool)))]
             boxes = kind[e][v]
-            x0, y0, x1, y1 = boxes[int(rng.integers(len(boxes)))]
-            cy = 0.5 * (y0 + y1) + rng.uniform(-0.35, 0.35) * CROP
-            cx = 0.5 * (x0 + x1) + rng.uniform(-0.35, 0.35) * CROP
+            cy, cx = jitter(rng, boxes[int(rng.integers(len(boxes)))])
         else:
             e, v = int(rng.integers(len(split.labels))), int(rng.integers(4))
             rows, cols = np.nonzero(split.planes[e, v, ::8, ::8] > BREAST_LEVEL)
             k = int(rng.integers(len(rows)))
             cy, cx = rows[k] * 8.0, cols[k] * 8.0
-        oy = int(np.clip(round((cy - CROP / 2) / STRIDE), 0, (HEIGHT - CROP) // STRIDE)) * STRIDE
-        ox = int(np.clip(round((cx - CROP / 2) / STRIDE), 0, (WIDTH - CROP) // STRIDE)) * STRIDE
-        xs.append(split.planes[e, [v, PARTNER[v]], oy : oy + CROP, ox : ox + CROP])
-        t = target_map(split.malignant[e][v], h, h, oy, ox)
-        ts.append(t)
-        ys.append(float(t.any()))
+        crops.append(crop_at(split, e, v, cy, cx))
+    return stack_crops(crops)
+
+
+def stack_crops(crops):
+    xs, ts, ys = zip(*crops, strict=True)
     return np.stack(xs).astype(np.float32), np.stack(ts)[:, None], np.asarray(ys, np.float32)
 
 
@@ -278,30 +293,25 @@ def sample_crops(split: Split, rng: np.random.Generator, n: int):
 def train(split: Split, steps: int, batch: int, log=print):
     """Adam on augmented crops; returns the trained network (eval mode)."""
     torch = _torch()
-    F = torch.nn.functional
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     rng = np.random.default_rng(SEED)
     net = make_net()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
-    t0 = time.time()
-    run = []
+    return fit(net, opt, sched, steps, lambda _step: sample_crops(split, rng, batch), rng, log)
+
+
+def fit(net, opt, sched, steps: int, crops_for, rng: np.random.Generator, log, batchnorm=True):
+    """The optimisation loop of both stages: ``crops_for(step)`` gives each step's crops; BatchNorm
+    statistics are updated only when ``batchnorm``. Returns the network in eval mode."""
+    t0, run = time.time(), []
     for step in range(steps):
-        x, t, y = (torch.from_numpy(a) for a in sample_crops(split, rng, batch))
-        x, flips = augment(x, rng)
-        t = torch.stack([ti.flip(1) if f else ti for ti, f in zip(t, flips, strict=True)])
-        net.train()
-        logit = masked_logit(net, x)
-        m = breast_cells(x)
-        # lesion cells and background cells weigh the same in total (lesions are ~0.5 % of cells)
-        bce = F.binary_cross_entropy_with_logits(logit, t, reduction="none")
-        pos, neg = m * t, m * (1.0 - t)
-        pix = (bce * pos).sum() / pos.sum().clamp(min=1.0) + (bce * neg).sum() / neg.sum()
-        img = F.binary_cross_entropy_with_logits(soft_max(logit), y)
-        loss = pix + img
+        crops = crops_for(step)
+        net.train(batchnorm)
+        pix, img = crop_loss(net, crops, rng)
         opt.zero_grad()
-        loss.backward()
+        (pix + img).backward()
         opt.step()
         sched.step()
         run.append((float(pix.detach()), float(img.detach())))
@@ -309,6 +319,22 @@ def train(split: Split, steps: int, batch: int, log=print):
             p, i = np.mean(run[-50:], axis=0)
             log(f"step {step + 1}/{steps}  pixel {p:.4f}  image {i:.4f}  {time.time() - t0:.0f} s")
     return net.eval()
+
+
+def crop_loss(net, crops, rng: np.random.Generator):
+    """(pixel loss, crop loss) of a batch of crops after augmentation."""
+    torch = _torch()
+    F = torch.nn.functional
+    x, t, y = (torch.from_numpy(a) for a in crops)
+    x, flips = augment(x, rng)
+    t = torch.stack([ti.flip(1) if f else ti for ti, f in zip(t, flips, strict=True)])
+    logit = masked_logit(net, x)
+    m = breast_cells(x)
+    # lesion cells and background cells weigh the same in total (lesions are ~0.5 % of cells)
+    bce = F.binary_cross_entropy_with_logits(logit, t, reduction="none")
+    pos, neg = m * t, m * (1.0 - t)
+    pix = (bce * pos).sum() / pos.sum().clamp(min=1.0) + (bce * neg).sum() / neg.sum()
+    return pix, F.binary_cross_entropy_with_logits(soft_max(logit), y)
 
 
 def exam_logits(net, planes: np.ndarray, batch: int = 4) -> np.ndarray:
@@ -432,11 +458,6 @@ def build(train_cases: Path, out: Path, steps: int, batch: int, log=print) -> di
     split = load_split(train_cases)
     log(f"training split: {len(split.labels)} exams, {int(split.labels.sum())} cancers")
     net = train(split, steps, batch, log)
-    z = exam_logits(net, split.planes)
-    a, b = platt(z, split.labels.astype(np.float64))
-    scores = 1 / (1 + np.exp(-(a * z + b)))
-    op = operating_point(scores, split.labels, OPERATING_SPECIFICITY)
-    flagged = scores >= op
     report = {
         "train_cases": load_manifest(train_cases).digest,
         "train_exams": len(split.labels),
@@ -444,17 +465,32 @@ def build(train_cases: Path, out: Path, steps: int, batch: int, log=print) -> di
         "batch": batch,
         "crop": CROP,
         "seed": SEED,
+    }
+    return write_package(net, split, out, report, VENDOR_YAML["version"])
+
+
+def write_package(net, calibration: Split, out: Path, report: dict, version: str) -> dict:
+    """Calibrate ``net`` on ``calibration`` (Platt, operating point), export ``out/model.onnx`` and
+    write ``vendor.yaml`` and ``training.json`` (``report`` plus what calibration fitted)."""
+    torch = _torch()
+    z = exam_logits(net, calibration.planes)
+    a, b = platt(z, calibration.labels.astype(np.float64))
+    scores = 1 / (1 + np.exp(-(a * z + b)))
+    op = operating_point(scores, calibration.labels, OPERATING_SPECIFICITY)
+    flagged = scores >= op
+    report = {
+        **report,
         "platt": [round(a, 6), round(b, 6)],
         "operating_point": op,
-        "train_specificity": round(float((~flagged[split.labels == 0]).mean()), 4),
-        "train_sensitivity": round(float(flagged[split.labels == 1].mean()), 4),
+        "train_specificity": round(float((~flagged[calibration.labels == 0]).mean()), 4),
+        "train_sensitivity": round(float(flagged[calibration.labels == 1].mean()), 4),
         "torch": torch.__version__,
     }
     out.mkdir(parents=True, exist_ok=True)
     export(net, a, b, out / "model.onnx")
-    vy = dict(VENDOR_YAML, operating_point=op)
+    vy = dict(VENDOR_YAML, version=version, operating_point=op)
     (out / "vendor.yaml").write_text(
-        "# mammocert reference vendor (generated by python -m harness.reference.train_model; "
+        "# mammocert reference vendor (generated by harness/reference: train_model, refine_model; "
         "see README.md)\n"
         f"# operating_point: training-split specificity {report['train_specificity']}, "
         f"sensitivity {report['train_sensitivity']}\n" + yaml.safe_dump(vy, sort_keys=False),
@@ -480,18 +516,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16, help="crops per step")
     args = ap.parse_args(argv)
 
+    return run_build(
+        ap.prog,
+        lambda log: build(Path(args.train_cases), Path(args.out), args.steps, args.batch, log),
+    )
+
+
+def run_build(prog: str, make_package) -> int:
+    """A build as a script: progress and the final report (JSON) on stderr, a bad input as one
+    line with exit 2 (``harness.errors.run_script``)."""
+
     def body() -> int:
-        report = build(
-            Path(args.train_cases),
-            Path(args.out),
-            args.steps,
-            args.batch,
-            log=lambda m: print(m, file=sys.stderr, flush=True),
-        )
+        report = make_package(lambda m: print(m, file=sys.stderr, flush=True))
         print(json.dumps(report, indent=1, sort_keys=True), file=sys.stderr)
         return 0
 
-    return run_script(ap.prog, body)
+    return run_script(prog, body)
 
 
 if __name__ == "__main__":

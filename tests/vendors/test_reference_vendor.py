@@ -45,16 +45,59 @@ def test_training_is_deterministic_and_exports_the_contract(tmp_path):
     assert all(set(p.breasts) == {"L", "R"} for p in preds)
 
 
+def test_refinement_starts_from_the_exported_model_and_is_deterministic(tmp_path):
+    require_module("torch", "pip install -e '.[train]'")
+    import numpy as np
+    import onnxruntime as ort
+
+    from harness.reference import refine_model, train_model
+
+    train = write_set(tmp_path / "train", n=4, rows=512, cols=416, seed=3)
+    train_model.build(train, tmp_path / "stage1", steps=2, batch=2, log=lambda _m: None)
+    # the rebuilt network (BatchNorm folded into the exported weights) computes the same heatmap
+    net = train_model.make_net()
+    refine_model.load_onnx_weights(net, tmp_path / "stage1" / "model.onnx")
+    train_model.export(net.eval(), 1.0, 0.0, tmp_path / "rebuilt.onnx")
+    x = train_model.load_split(train).planes[:2].astype(np.float32)
+    heat = [
+        ort.InferenceSession(str(m), providers=["CPUExecutionProvider"]).run(
+            ["heatmap"], {"image": x}
+        )[0]
+        for m in (tmp_path / "stage1" / "model.onnx", tmp_path / "rebuilt.onnx")
+    ]
+    np.testing.assert_allclose(heat[0], heat[1], atol=1e-5)
+
+    reports = [
+        refine_model.build(tmp_path / "stage1", train, tmp_path / d, steps=2, log=lambda _m: None)
+        for d in "ab"
+    ]
+    assert reports[0] == reports[1]
+    assert sha256_file(tmp_path / "a" / "model.onnx") == sha256_file(tmp_path / "b" / "model.onnx")
+    assert reports[0]["stage1"]["model"] == "sha256:" + sha256_file(
+        tmp_path / "stage1" / "model.onnx"
+    )
+    pkg = load_vendor_package(tmp_path / "a")
+    assert pkg.version == refine_model.VERSION and not (tmp_path / "a" / ".refine").exists()
+    preds = run_predictions(open_adapter(pkg), load_manifest(train), progress=False)
+    assert all(p.status == "ok" and 0.0 <= p.score <= 1.0 for p in preds)
+
+
 def test_reference_scripts_refuse_a_missing_set_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    for script, flag in (("evaluate_model", "--cases"), ("train_model", "--train-cases")):
+    none = str(tmp_path / "none")
+    for script, args in (
+        ("evaluate_model", ["--cases", none]),
+        ("train_model", ["--train-cases", none]),
+        ("refine_model", ["--init", none, "--train-cases", none, "--out", none]),
+    ):
         run = subprocess.run(
-            [sys.executable, "-m", f"harness.reference.{script}", flag, str(tmp_path / "none")],
+            [sys.executable, "-m", f"harness.reference.{script}", *args],
             capture_output=True,
             text=True,
         )
         assert run.returncode == 2, run.stderr
         assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
-        assert "manifest.json" in run.stderr or "PyTorch" in run.stderr  # train: torch first
+        # evaluate: the set; train: PyTorch is checked first; refine: the package
+        assert any(w in run.stderr for w in ("manifest.json", "PyTorch", "model.onnx")), run.stderr
