@@ -114,10 +114,8 @@ def sample(split: tm.Split, rng: np.random.Generator, n: int, hot) -> tuple:
     """Stage 1's crop mix with ``HARD_SHARE`` of it replaced by crops around mined hot spots."""
     x, t, y = tm.sample_crops(split, rng, n)
     for i in range(round(HARD_SHARE * n)):
-        e, v, cy, cx = hot[int(rng.integers(len(hot)))]
-        cy += rng.uniform(-0.35, 0.35) * tm.CROP
-        cx += rng.uniform(-0.35, 0.35) * tm.CROP
-        x[i], t[i, 0], y[i] = tm.crop_at(split, e, v, cy, cx)
+        e, v, r, c = hot[int(rng.integers(len(hot)))]
+        x[i], t[i, 0], y[i] = tm.crop_at(split, e, v, *tm.jitter(rng, (c, r, c, r)))
     return x, t, y
 
 
@@ -150,8 +148,9 @@ def build(init: Path, train_cases: Path, out: Path, steps: int = STEPS, log=prin
     model = Path(init) / "model.onnx"
     if not model.is_file():
         raise UsageError(f"{model}: not found; --init takes a package written by train_model")
-    stage1 = json.loads((Path(init) / "training.json").read_text(encoding="utf-8"))
-    stage1 = {"model": f"sha256:{sha256_file(model)}", **stage1.get("stage1", stage1)}
+    trained = Path(init) / "training.json"  # what the starting package says of itself, if anything
+    stage1 = json.loads(trained.read_text(encoding="utf-8")) if trained.is_file() else {}
+    stage1 = {"model": f"sha256:{sha256_file(model)}", **stage1}
     net = tm.make_net()
     load_onnx_weights(net, model)
     split = tm.load_split(train_cases)
