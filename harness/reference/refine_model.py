@@ -45,9 +45,10 @@ HOT_KEEP = 3000  # the hottest peaks over the whole split are the crop centres
 VERSION = "2.1.0"
 
 
-def load_onnx_weights(net, model: Path) -> None:
-    """Copy an exported model's (BatchNorm-folded) convolution weights into ``net``; each BatchNorm
-    becomes the identity plus the folded bias, in eval mode its output equals the exported graph's."""
+def net_from_onnx(model: Path):
+    """The reference network rebuilt from an exported model: its fixed prewhitening filter (if the
+    graph has one) and its (BatchNorm-folded) convolution weights; each BatchNorm becomes the
+    identity plus the folded bias, so in eval mode the network computes the exported graph."""
     torch = tm._torch()
     import onnx
     from onnx import numpy_helper
@@ -55,7 +56,12 @@ def load_onnx_weights(net, model: Path) -> None:
     graph = onnx.load(str(model)).graph
     init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    layers = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    pw = None
+    if convs and init.get(convs[0].input[1], np.zeros(0)).shape == (1, 1, tm.PW_SIZE, tm.PW_SIZE):
+        pw = init[convs[0].input[1]][0, 0]
+        convs = convs[1:]
+    net = tm.make_net(pw)
+    layers = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m is not net.pw]
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     if len(convs) != len(layers) or len(norms) != len(layers) - 1:
         raise UsageError(
@@ -79,6 +85,7 @@ def load_onnx_weights(net, model: Path) -> None:
                 bn.bias.copy_(torch.from_numpy(bias.copy()))
             else:
                 layer.bias.copy_(torch.from_numpy(bias.copy()))
+    return net
 
 
 def hot_spots(model: Path, split: tm.Split) -> list[tuple[int, int, float, float]]:
@@ -151,8 +158,7 @@ def build(init: Path, train_cases: Path, out: Path, steps: int = STEPS, log=prin
     trained = Path(init) / "training.json"  # what the starting package says of itself, if anything
     stage1 = json.loads(trained.read_text(encoding="utf-8")) if trained.is_file() else {}
     stage1 = {"model": f"sha256:{sha256_file(model)}", **stage1}
-    net = tm.make_net()
-    load_onnx_weights(net, model)
+    net = net_from_onnx(model)
     split = tm.load_split(train_cases)
     log(f"refining on {len(split.labels)} exams, {int(split.labels.sum())} cancers")
     work = Path(out) / ".refine"

@@ -56,6 +56,9 @@ TAU = 0.1  # soft-maximum temperature (logit units): practically the maximum
 SEED = 20261127
 OPERATING_SPECIFICITY = 0.98  # Danish first reader: 97.8 % (Elhakim 2023)
 THREADS = 2  # fixed, so a rebuild elsewhere sums in the same order
+PW_RADIUS = 6.0  # model pixels (~3.5 mm): the classical detector's best radius on the dev split
+PW_SIZE = 33  # its kernel (model pixels)
+NPS_PATCH = 64
 FULL_DOSE_NOISE = 0.015  # = harness.perturb.noise.FULL_DOSE_NOISE (presentation units)
 
 
@@ -187,7 +190,9 @@ def _torch():
     return torch
 
 
-def make_net():
+def make_net(prewhiten: np.ndarray | None = None):
+    """The detector; with ``prewhiten`` (a (K,K) kernel) each input plane also goes through that
+    fixed, untrained prewhitened matched filter and the network sees both (4 input channels)."""
     torch = _torch()
     nn = torch.nn
 
@@ -204,7 +209,14 @@ def make_net():
 
         def __init__(self) -> None:
             super().__init__()
-            self.e1 = nn.Sequential(*block(2, 16), *block(16, 24, 2), *block(24, 24))  # 1/2
+            self.pw = None
+            if prewhiten is not None:
+                k = prewhiten.shape[-1]
+                self.pw = nn.Conv2d(1, 1, k, padding=k // 2, padding_mode="reflect", bias=False)
+                self.pw.weight.data.copy_(torch.from_numpy(prewhiten.reshape(1, 1, k, k).copy()))
+                self.pw.weight.requires_grad_(False)
+            cin = 2 if self.pw is None else 4
+            self.e1 = nn.Sequential(*block(cin, 16), *block(16, 24, 2), *block(24, 24))  # 1/2
             self.e2 = nn.Sequential(*block(24, 32, 2), *block(32, 32))  # 1/4
             self.e3 = nn.Sequential(*block(32, 48, 2), *block(48, 48))  # 1/8
             self.e4 = nn.Sequential(*block(48, 64, 2), *block(64, 64, dilation=2))  # 1/16
@@ -213,7 +225,12 @@ def make_net():
             self.d2 = nn.Sequential(*block(48 + 32, 32), nn.Conv2d(32, 1, 1))
 
         def forward(self, x):
-            x = x - 0.5
+            if self.pw is not None:
+                n, c, h, w = x.shape
+                f = self.pw(x.reshape(n * c, 1, h, w)).reshape(n, c, h, w)
+                x = torch.cat([x - 0.5, f], 1)
+            else:
+                x = x - 0.5
             a = self.e2(self.e1(x))
             b = self.e3(a)
             c = self.e4(b)
@@ -221,6 +238,62 @@ def make_net():
             return self.d2(torch.cat([self.up(d), a], 1))
 
     return Detector()
+
+
+def prewhitening_kernel(split: Split, rng: np.random.Generator) -> np.ndarray:
+    """A prewhitened matched filter for a small mass: the template of a projected sphere of radius
+    PW_RADIUS model pixels divided by the noise power spectrum of normal breast tissue (radially
+    averaged over Hann-windowed NPS_PATCH^2 patches at seeded random positions inside the breasts of
+    the split's normal exams), cropped to PW_SIZE, zero mean, scaled so that its response over those
+    patches has unit standard deviation. The phantom's tissue has a power-law spectrum (beta ~ 3), for
+    which this is the ideal linear observer of a known signal; learning it from ~1000 exams is hard."""
+    from scipy import ndimage
+
+    P = NPS_PATCH
+    win = np.outer(np.hanning(P), np.hanning(P))
+    fr = np.hypot(np.fft.fftfreq(P)[:, None], np.fft.fftfreq(P)[None, :])
+    rb = np.minimum((fr * P).round().astype(int), P // 2)
+    acc, patches = np.zeros((P, P)), []
+    for e in np.flatnonzero(split.labels == 0)[:200]:
+        for plane in split.planes[e].astype(np.float64):
+            ok = (
+                ndimage.minimum_filter(
+                    (plane > BREAST_LEVEL).astype(np.uint8), size=P + 8, mode="constant"
+                )
+                > 0
+            )
+            rows, cols = np.nonzero(ok[::4, ::4])
+            if not rows.size:
+                continue
+            k = int(rng.integers(rows.size))
+            r, c = rows[k] * 4, cols[k] * 4
+            patch = plane[r - P // 2 : r + P // 2, c - P // 2 : c + P // 2]
+            patches.append(patch)
+            acc += np.abs(np.fft.fft2((patch - patch.mean()) * win)) ** 2
+    if patches:
+        nps = np.bincount(rb.ravel(), acc.ravel(), minlength=P // 2 + 1) / np.bincount(
+            rb.ravel(), minlength=P // 2 + 1
+        )
+    else:  # no normal tissue patch (tiny test sets): a power law, beta = 3, with a white floor
+        nps = 1.0 / (np.arange(P // 2 + 1) + 1.0) ** 3 + 1e-4
+    S = nps[np.minimum((fr * P).round().astype(int), P // 2)]
+    y, x = np.mgrid[-P // 2 : P // 2, -P // 2 : P // 2].astype(np.float64)
+    t = np.sqrt(np.maximum(1 - (x * x + y * y) / PW_RADIUS**2, 0))
+    h = np.real(np.fft.fftshift(np.fft.ifft2(np.fft.fft2(np.fft.ifftshift(t - t.mean())) / S)))
+    h = h[
+        P // 2 - PW_SIZE // 2 : P // 2 + PW_SIZE // 2 + 1,
+        P // 2 - PW_SIZE // 2 : P // 2 + PW_SIZE // 2 + 1,
+    ]
+    h -= h.mean()
+    if not patches:
+        return (h / np.sqrt((h * h).sum())).astype(np.float32)
+    resp = [
+        ndimage.correlate(p, h, mode="reflect")[
+            PW_SIZE // 2 : -(PW_SIZE // 2), PW_SIZE // 2 : -(PW_SIZE // 2)
+        ]
+        for p in patches[:64]
+    ]
+    return (h / np.std(resp)).astype(np.float32)
 
 
 def breast_cells(x):
@@ -290,14 +363,16 @@ def stack_crops(crops):
 # --- training, calibration, export -------------------------------------------------------------
 
 
-def train(split: Split, steps: int, batch: int, log=print):
-    """Adam on augmented crops; returns the trained network (eval mode)."""
+def train(split: Split, steps: int, batch: int, log=print, prewhiten: bool = False):
+    """Adam on augmented crops; returns the trained network (eval mode). With ``prewhiten`` the
+    network also sees each plane through a fixed prewhitened matched filter (measured, not shipped:
+    see README.md)."""
     torch = _torch()
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     rng = np.random.default_rng(SEED)
-    net = make_net()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net = make_net(prewhitening_kernel(split, np.random.default_rng(SEED)) if prewhiten else None)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     return fit(net, opt, sched, steps, lambda _step: sample_crops(split, rng, batch), rng, log)
 
@@ -451,13 +526,15 @@ VENDOR_YAML = {
 }
 
 
-def build(train_cases: Path, out: Path, steps: int, batch: int, log=print) -> dict:
+def build(
+    train_cases: Path, out: Path, steps: int, batch: int, log=print, prewhiten: bool = False
+) -> dict:
     """Train on ``train_cases``; write ``out/model.onnx``, ``out/vendor.yaml``, ``out/training.json``."""
     torch = _torch()
     torch.set_num_threads(THREADS)  # float reductions depend on the thread count
     split = load_split(train_cases)
     log(f"training split: {len(split.labels)} exams, {int(split.labels.sum())} cancers")
-    net = train(split, steps, batch, log)
+    net = train(split, steps, batch, log, prewhiten)
     report = {
         "train_cases": load_manifest(train_cases).digest,
         "train_exams": len(split.labels),
@@ -465,6 +542,7 @@ def build(train_cases: Path, out: Path, steps: int, batch: int, log=print) -> di
         "batch": batch,
         "crop": CROP,
         "seed": SEED,
+        **({"prewhiten": {"radius_px": PW_RADIUS, "size_px": PW_SIZE}} if prewhiten else {}),
     }
     return write_package(net, split, out, report, VENDOR_YAML["version"])
 
@@ -514,11 +592,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--steps", type=int, default=2400, help="optimizer steps")
     ap.add_argument("--batch", type=int, default=16, help="crops per step")
+    ap.add_argument(
+        "--prewhiten",
+        action="store_true",
+        help="add a fixed prewhitened matched-filter input (experimental; not the shipped model)",
+    )
     args = ap.parse_args(argv)
 
     return run_build(
         ap.prog,
-        lambda log: build(Path(args.train_cases), Path(args.out), args.steps, args.batch, log),
+        lambda log: build(
+            Path(args.train_cases), Path(args.out), args.steps, args.batch, log, args.prewhiten
+        ),
     )
 
 

@@ -53,10 +53,12 @@ def test_refinement_starts_from_the_exported_model_and_is_deterministic(tmp_path
     from harness.reference import refine_model, train_model
 
     train = write_set(tmp_path / "train", n=4, rows=512, cols=416, seed=3)
-    train_model.build(train, tmp_path / "stage1", steps=2, batch=2, log=lambda _m: None)
+    train_model.build(
+        train, tmp_path / "stage1", steps=2, batch=2, log=lambda _m: None, prewhiten=True
+    )
     # the rebuilt network (BatchNorm folded into the exported weights) computes the same heatmap
-    net = train_model.make_net()
-    refine_model.load_onnx_weights(net, tmp_path / "stage1" / "model.onnx")
+    net = refine_model.net_from_onnx(tmp_path / "stage1" / "model.onnx")
+    assert net.pw is not None  # the fixed prewhitening filter travels in the graph
     train_model.export(net.eval(), 1.0, 0.0, tmp_path / "rebuilt.onnx")
     x = train_model.load_split(train).planes[:2].astype(np.float32)
     heat = [
