@@ -110,7 +110,7 @@ def invariance(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
         cond, transform = rel.condition(params)
         after = live.run(cond, transform, [exam_id])[exam_id]
         before = live.original(exam_id)
-        ok, detail = rel.check(before, after, tol)
+        ok, detail = rel.check(before, after, tol, params)
         row = {
             "exam_id": exam_id,
             "condition": cond,

@@ -1,9 +1,10 @@
-"""``lesion_insertion`` (directional): a synthetic lesion put into a normal exam must raise its score.
+"""``lesion_insertion`` (directional): a synthetic lesion put into a normal breast must raise its score.
 
 The relation is applied by the conformance suite to exams whose truth is ``normal``; inserting
-a lesion adds evidence of cancer, so the exam score must rise (Relation.check = rise >
-tolerance). Hypothesis shrinks towards the smallest, faintest lesion, so a failure reports the
-most subtle insertion the model still misses.
+a lesion adds evidence of cancer, so the score of the breast that received it must rise
+(Relation.check = rise > tolerance) and the exam score must not fall. Hypothesis shrinks
+towards the smallest, faintest lesion, so a failure reports the most subtle insertion the model
+still misses.
 
 Lesion model (in presentation space, where for-presentation mammograms are roughly
 logarithmic in transmitted exposure, so a denser structure *adds* brightness):

@@ -98,7 +98,7 @@ RELATIONS: dict[str, Relation[Any]] = {
         Relation(
             "lesion_insertion",
             "directional",
-            "a synthetic mass or calcification cluster inserted into a normal exam: exam score rises",
+            "a synthetic mass or calcification cluster inserted into one breast of a normal exam: that breast's score rises, the exam score does not fall",
             LesionParams,
             apply_lesion,
             strategies.lesion_params(),

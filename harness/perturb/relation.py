@@ -8,8 +8,14 @@ before and after (the idea of MLPerf's compliance tests, applied to a screening 
   noise (the ``tolerance`` passed to ``check``);
 * ``tolerance``  - a clinically plausible acquisition change (dose, spacing, display curve);
   the exam score may move, but by at most ``tolerance``;
-* ``directional`` - the perturbation adds evidence of cancer (an inserted lesion); the exam
-  score must rise by more than ``tolerance`` (0 = any strict rise).
+* ``directional`` - the perturbation adds evidence of cancer (an inserted lesion); the score of
+  the breast that received it must rise by more than ``tolerance`` (0 = any strict rise) and the
+  exam score must not fall. Judging the exam score alone would be wrong: with the usual
+  max-of-breasts aggregation, a lesion in the breast that does not hold the exam's maximum
+  cannot move the exam score however well the model sees it.
+
+``check(before, after, tolerance, params)`` gets the relation's parameters, so a directional check
+knows which breast was changed.
 
 A condition id is ``relation`` or ``relation:k=v,k=v`` with the parameter names sorted, so the
 same parameters always give the same id (it keys the journal and the predictions file).
@@ -115,28 +121,41 @@ def _within(before: Scores, after: Scores, tolerance: float, swapped: bool) -> t
     )
 
 
-def check_unchanged(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
+def check_unchanged(
+    before: Scores, after: Scores, tolerance: float, params: Any = None
+) -> tuple[bool, str]:
     """Exam score (and every breast score both report) within ``tolerance``."""
     return _within(before, after, tolerance, swapped=False)
 
 
-def check_swapped(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
+def check_swapped(
+    before: Scores, after: Scores, tolerance: float, params: Any = None
+) -> tuple[bool, str]:
     """Mirror: exam score unchanged, breast scores swapped L<->R, all within ``tolerance``."""
     return _within(before, after, tolerance, swapped=True)
 
 
-def check_raised(before: Scores, after: Scores, tolerance: float) -> tuple[bool, str]:
-    """Directional: the exam score must rise by more than ``tolerance`` (0 = any rise)."""
+def check_raised(
+    before: Scores, after: Scores, tolerance: float, params: Any = None
+) -> tuple[bool, str]:
+    """Directional: the score of the breast named by ``params.laterality`` must rise by more than
+    ``tolerance`` (0 = any rise) and the exam score must not fall. A model that reports no score
+    for that breast is judged on its exam score, which must then rise."""
     missing = _missing(before, after)
     if missing:
         return False, missing
     assert before.score is not None and after.score is not None
-    rise = after.score - before.score
+    exam = f"exam score {before.score:.6g} -> {after.score:.6g}"
+    side = getattr(params, "laterality", None)
+    if side in before.breasts and side in after.breasts:
+        b, a = before.breasts[side], after.breasts[side]
+        what, rise = f"breast {side} score {b:.6g} -> {a:.6g}", a - b
+        if after.score < before.score:
+            return False, f"{what}, but {exam}: the exam score fell"
+    else:
+        what, rise = exam, after.score - before.score
     ok = rise > tolerance
-    return ok, (
-        f"exam score {before.score:.6g} -> {after.score:.6g} (rise {rise:.3g} "
-        f"{'>' if ok else '<='} required {tolerance:.3g})"
-    )
+    return ok, f"{what} (rise {rise:.3g} {'>' if ok else '<='} required {tolerance:.3g})"
 
 
 @dataclass(frozen=True)
@@ -149,7 +168,7 @@ class Relation(Generic[P]):
     params_type: type
     apply: Callable[[ExamInput, P], ExamInput]
     strategy: SearchStrategy[P]
-    check: Callable[[Scores, Scores, float], tuple[bool, str]]
+    check: Callable[[Scores, Scores, float, Any], tuple[bool, str]]
     # Severity level -> parameters, for robustness sweeps (None: the relation has no severity).
     at_level: Callable[[float], P] | None = None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.perturb import RELATIONS, apply_condition
+from harness.perturb import RELATIONS, apply_condition, parse_condition
 from harness.predictions import ExamOutput
 from harness.vendors.adapter import ExamInput
 
@@ -60,13 +60,10 @@ def test_invariants_catch_a_shortcut_model(condition, exam):
 
 
 def test_lesion_insertion_raises_a_presentation_model_score(exam, present):
+    condition = "lesion_insertion:contrast=0.3,kind=mass,laterality=L,seed=0,size_mm=8.0"
+    relation, params = parse_condition(condition)
     before = presentation_model(exam, present)
-    after = presentation_model(
-        apply_condition(
-            exam, "lesion_insertion:contrast=0.3,kind=mass,laterality=L,seed=0,size_mm=8.0"
-        ),
-        present,
-    )
-    ok, detail = RELATIONS["lesion_insertion"].check(before, after, 0.0)
+    after = presentation_model(apply_condition(exam, condition), present)
+    ok, detail = relation.check(before, after, 0.0, params)
     assert ok, detail
     assert after.breasts["R"] == before.breasts["R"]

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from harness.errors import UsageError
 from harness.perturb import RELATIONS, apply_condition, condition_id, parse_condition
 from harness.perturb.intensity import IntensityParams
+from harness.perturb.lesion import LesionParams
 from harness.perturb.mirror import MirrorParams
 from harness.perturb.relation import check_raised, check_swapped, check_unchanged
 from harness.predictions import ExamOutput, Prediction
@@ -99,10 +100,23 @@ def test_check_swapped():
     assert not check_swapped(out(0.8), out(0.7), 0.05)[0]
 
 
-def test_check_raised():
+def test_check_raised_on_the_exam_score_without_breast_scores():
     assert check_raised(out(0.2), out(0.6), 0.0)[0]
     assert not check_raised(out(0.2), out(0.2), 0.0)[0]
     assert not check_raised(out(0.2), out(0.25), 0.1)[0]
+
+
+def test_check_raised_judges_the_breast_that_received_the_lesion():
+    left = LesionParams(laterality="L")
+    # R holds the exam maximum: a lesion seen in L cannot move a max-of-breasts exam score
+    ok, detail = check_raised(out(0.5, 0.06, 0.5), out(0.5, 0.3, 0.5), 0.0, left)
+    assert ok and "breast L" in detail
+    ok, detail = check_raised(out(0.5, 0.06, 0.5), out(0.5, 0.06, 0.5), 0.0, left)
+    assert not ok and "breast L" in detail
+    # a rise in the other breast is not the lesion being seen
+    assert not check_raised(out(0.5, 0.06, 0.5), out(0.7, 0.06, 0.7), 0.0, left)[0]
+    ok, detail = check_raised(out(0.5, 0.06, 0.5), out(0.4, 0.3, 0.4), 0.0, left)
+    assert not ok and "exam score fell" in detail
 
 
 def test_checks_fail_without_a_score():
