@@ -55,6 +55,10 @@ def net_from_onnx(model: Path):
 
     graph = onnx.load(str(model)).graph
     init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    # the exporter shares equal constants through Identity nodes
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in init:
+            init[node.output[0]] = init[node.input[0]]
     convs = [n for n in graph.node if n.op_type == "Conv"]
     pw = None
     if convs and init.get(convs[0].input[1], np.zeros(0)).shape == (1, 1, tm.PW_SIZE, tm.PW_SIZE):

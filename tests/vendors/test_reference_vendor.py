@@ -53,21 +53,28 @@ def test_refinement_starts_from_the_exported_model_and_is_deterministic(tmp_path
     from harness.reference import refine_model, train_model
 
     train = write_set(tmp_path / "train", n=4, rows=512, cols=416, seed=3)
-    train_model.build(
-        train, tmp_path / "stage1", steps=2, batch=2, log=lambda _m: None, prewhiten=True
+    report = train_model.build(
+        train, tmp_path / "stage1", steps=2, batch=2, log=lambda _m: None, prewhiten=True, flip=True
     )
+    assert report["test_time_flip"] is True
     # the rebuilt network (BatchNorm folded into the exported weights) computes the same heatmap
     net = refine_model.net_from_onnx(tmp_path / "stage1" / "model.onnx")
     assert net.pw is not None  # the fixed prewhitening filter travels in the graph
-    train_model.export(net.eval(), 1.0, 0.0, tmp_path / "rebuilt.onnx")
+    train_model.export(net.eval(), 1.0, 0.0, tmp_path / "rebuilt.onnx", flip=True)
     x = train_model.load_split(train).planes[:2].astype(np.float32)
-    heat = [
-        ort.InferenceSession(str(m), providers=["CPUExecutionProvider"]).run(
-            ["heatmap"], {"image": x}
-        )[0]
-        for m in (tmp_path / "stage1" / "model.onnx", tmp_path / "rebuilt.onnx")
-    ]
-    np.testing.assert_allclose(heat[0], heat[1], atol=1e-5)
+
+    def heatmap(model: Path, image: np.ndarray) -> np.ndarray:
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        return session.run(["heatmap"], {"image": image})[0]
+
+    stage1 = tmp_path / "stage1" / "model.onnx"
+    np.testing.assert_allclose(heatmap(stage1, x), heatmap(tmp_path / "rebuilt.onnx", x), atol=1e-5)
+    # with the flip mean, an up-down mirrored exam gets the mirrored heatmap (same scores)
+    np.testing.assert_allclose(
+        heatmap(stage1, np.ascontiguousarray(x[:, :, ::-1])),
+        heatmap(stage1, x)[:, :, ::-1],
+        atol=1e-6,
+    )
 
     reports = [
         refine_model.build(tmp_path / "stage1", train, tmp_path / d, steps=2, log=lambda _m: None)
