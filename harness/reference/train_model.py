@@ -59,9 +59,6 @@ THREADS = 2  # fixed, so a rebuild elsewhere sums in the same order
 PW_RADIUS = 6.0  # model pixels (~3.5 mm): the classical detector's best radius on the dev split
 PW_SIZE = 33  # its kernel (model pixels)
 NPS_PATCH = 64
-PW_BAND = (
-    0.15  # cycles/px: Gaussian low-pass of the template (keeps the 6 px sphere's first two lobes)
-)
 FULL_DOSE_NOISE = 0.015  # = harness.perturb.noise.FULL_DOSE_NOISE (presentation units)
 
 
@@ -282,13 +279,7 @@ def prewhitening_kernel(split: Split, rng: np.random.Generator) -> np.ndarray:
     S = nps[np.minimum((fr * P).round().astype(int), P // 2)]
     y, x = np.mgrid[-P // 2 : P // 2, -P // 2 : P // 2].astype(np.float64)
     t = np.sqrt(np.maximum(1 - (x * x + y * y) / PW_RADIUS**2, 0))
-    # Band-limited: the unlimited filter is dominated by the sphere's rim at the Nyquist frequency,
-    # where tissue has least power and lower-dose quantum noise most: at half dose the filter's exam
-    # maximum moved by a median 0.55 tissue-response SDs (0.11 with this band, 0.04 with 0.08, which
-    # also lost the AUC gain).
-    band = np.exp(-0.5 * (fr / PW_BAND) ** 2)
-    h = np.fft.fftshift(np.fft.ifft2(np.fft.fft2(np.fft.ifftshift(t - t.mean())) * band / S))
-    h = np.real(h)
+    h = np.real(np.fft.fftshift(np.fft.ifft2(np.fft.fft2(np.fft.ifftshift(t - t.mean())) / S)))
     h = h[
         P // 2 - PW_SIZE // 2 : P // 2 + PW_SIZE // 2 + 1,
         P // 2 - PW_SIZE // 2 : P // 2 + PW_SIZE // 2 + 1,
@@ -451,9 +442,9 @@ def platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def ExamModel(net, a: float, b: float, flip: bool = False):  # noqa: N802 - a torch Module factory
     """With ``flip`` each view's cell logits are the mean of the view's and of its up-down mirror
-    image's (flipped back): the network is not exactly flip-equivariant (padding, the crop-wise
-    training), and the mean is steadier than either; it runs the two as one batch, so the graph
-    keeps one copy of each convolution."""
+    image's (flipped back), which makes the heatmap exactly flip-equivariant (the network alone is
+    not: padding, crop-wise training); the two run as one batch, so the graph keeps one copy of
+    each convolution. Measured, not shipped (README.md)."""
     torch = _torch()
 
     class _Exam(torch.nn.Module):
@@ -628,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--flip-tta",
         action="store_true",
-        help="export the mean of each view's and its up-down mirror's heatmap (2x inference cost)",
+        help="export the mean of each view's and its up-down mirror's heatmap (2x inference cost; experimental, not the shipped model)",
     )
     args = ap.parse_args(argv)
 
