@@ -150,7 +150,8 @@ def check_raised(
     if side in before.breasts and side in after.breasts:
         b, a = before.breasts[side], after.breasts[side]
         what, rise = f"breast {side} score {b:.6g} -> {a:.6g}", a - b
-        if after.score < before.score:
+        # the breast not seeing the lesion is the primary finding; a falling exam score the second
+        if rise > tolerance and after.score < before.score:
             return False, f"{what}, but {exam}: the exam score fell"
     else:
         what, rise = exam, after.score - before.score

@@ -117,6 +117,9 @@ def test_check_raised_judges_the_breast_that_received_the_lesion():
     assert not check_raised(out(0.5, 0.06, 0.5), out(0.7, 0.06, 0.7), 0.0, left)[0]
     ok, detail = check_raised(out(0.5, 0.06, 0.5), out(0.4, 0.3, 0.4), 0.0, left)
     assert not ok and "exam score fell" in detail
+    # when the breast does not rise, that is what the evidence says (not the exam score's fall)
+    ok, detail = check_raised(out(0.5, 0.06, 0.5), out(0.4, 0.05, 0.4), 0.0, left)
+    assert not ok and "rise -0.01 <= required 0" in detail, detail
 
 
 def test_checks_fail_without_a_score():
