@@ -181,7 +181,9 @@ def build(init: Path, train_cases: Path, out: Path, steps: int = STEPS, log=prin
         "hard_share": HARD_SHARE,
         "seed": SEED,
     }
-    return tm.write_package(net, split, Path(out), report, VERSION)
+    # a package exported with the flip mean stays one
+    flip = bool(stage1.get("test_time_flip"))
+    return tm.write_package(net, split, Path(out), report, VERSION, flip)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -619,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--flip-tta",
         action="store_true",
-        help="export the mean of each view's and its up-down mirror's heatmap (2x inference cost; experimental, not the shipped model)",
+        help="export the mean of each view's and its up-down mirror's heatmap "
+        "(2x inference cost; experimental, not the shipped model)",
     )
     args = ap.parse_args(argv)
 

@@ -80,7 +80,7 @@ def test_refinement_starts_from_the_exported_model_and_is_deterministic(tmp_path
         refine_model.build(tmp_path / "stage1", train, tmp_path / d, steps=2, log=lambda _m: None)
         for d in "ab"
     ]
-    assert reports[0] == reports[1]
+    assert reports[0] == reports[1] and reports[0]["test_time_flip"] is True
     assert sha256_file(tmp_path / "a" / "model.onnx") == sha256_file(tmp_path / "b" / "model.onnx")
     assert reports[0]["stage1"]["model"] == "sha256:" + sha256_file(
         tmp_path / "stage1" / "model.onnx"
