@@ -59,6 +59,7 @@ THREADS = 2  # fixed, so a rebuild elsewhere sums in the same order
 PW_RADIUS = 6.0  # model pixels (~3.5 mm): the classical detector's best radius on the dev split
 PW_SIZE = 33  # its kernel (model pixels)
 NPS_PATCH = 64
+PW_PRIOR = 1024.0  # pixels of unit filter response in filter_scale (a 32x32 patch)
 FULL_DOSE_NOISE = 0.015  # = harness.perturb.noise.FULL_DOSE_NOISE (presentation units)
 
 
@@ -228,7 +229,7 @@ def make_net(prewhiten: np.ndarray | None = None):
             if self.pw is not None:
                 n, c, h, w = x.shape
                 f = self.pw(x.reshape(n * c, 1, h, w)).reshape(n, c, h, w)
-                x = torch.cat([x - 0.5, f], 1)
+                x = torch.cat([x - 0.5, f / filter_scale(x, f)], 1)
             else:
                 x = x - 0.5
             a = self.e2(self.e1(x))
@@ -238,6 +239,24 @@ def make_net(prewhiten: np.ndarray | None = None):
             return self.d2(torch.cat([self.up(d), a], 1))
 
     return Detector()
+
+
+def filter_scale(x, f):
+    """Per plane, the RMS of the prewhitened response ``f`` over the breast away from its edge
+    (pixels above BREAST_LEVEL eroded by half the kernel, image borders counting as edge), with
+    PW_PRIOR pixels of unit response added so that a plane with little interior stays near 1.
+    Dividing by it keeps the filter channel in units of the plane's own texture-plus-noise level:
+    a lower dose raises the response everywhere (the quantum noise the filter amplifies), and the
+    strongest normal-tissue responses - what an exam maximum picks - rise with it; in these units
+    they stay put (a constant-false-alarm-rate detector). (N,C,H,W) -> (N,C,1,1)."""
+    torch = _torch()
+    F = torch.nn.functional
+    r = PW_SIZE // 2
+    out = F.pad((x <= BREAST_LEVEL).float(), (r, r, r, r), value=1.0)
+    out = F.max_pool2d(F.max_pool2d(out, (1, 2 * r + 1), 1), (2 * r + 1, 1), 1)
+    inside = 1.0 - out
+    num = (inside * f * f).sum((2, 3), keepdim=True) + PW_PRIOR
+    return (num / (inside.sum((2, 3), keepdim=True) + PW_PRIOR)).sqrt()
 
 
 def prewhitening_kernel(split: Split, rng: np.random.Generator) -> np.ndarray:

@@ -110,3 +110,27 @@ def test_reference_scripts_refuse_a_missing_set_in_one_line(tmp_path):
         assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
         # evaluate: the set; train: PyTorch is checked first; refine: the package
         assert any(w in run.stderr for w in ("manifest.json", "PyTorch", "model.onnx")), run.stderr
+
+
+def test_prewhitened_channel_is_in_units_of_the_planes_own_response_level():
+    """``filter_scale`` (the CFAR normalisation of the --prewhiten channel): more noise in the
+    breast raises the scale by the same factor, the edge and the air do not count, and a plane
+    with no interior stays at 1."""
+    require_module("torch", "pip install -e '.[train]'")
+    import numpy as np
+    import torch
+
+    from harness.reference.train_model import filter_scale
+
+    rng = np.random.default_rng(0)
+    x = torch.zeros(1, 1, 256, 256)
+    x[..., :, :200] = 0.5  # breast on the left, air on the right
+    f = torch.from_numpy(rng.normal(0, 3.0, (1, 1, 256, 256)).astype(np.float32))
+    s1 = float(filter_scale(x, f))
+    s2 = float(filter_scale(x, 2.0 * f))
+    assert 2.8 < s1 < 3.0  # prior of 1024 unit pixels among ~37 000 interior ones: pulls slightly
+    assert abs(s2 / s1 - 2.0) < 0.03
+    f_edge = f.clone()
+    f_edge[..., :, 185:] = 1000.0  # the skin line (within half a kernel of the edge) and air
+    assert float(filter_scale(x, f_edge)) == s1
+    assert float(filter_scale(torch.zeros(1, 1, 64, 64), f[..., :64, :64])) == 1.0
