@@ -252,9 +252,9 @@ def filter_scale(x, f):
     torch = _torch()
     F = torch.nn.functional
     r = PW_SIZE // 2
-    out = F.pad((x <= BREAST_LEVEL).float(), (r, r, r, r), value=1.0)
-    out = F.max_pool2d(F.max_pool2d(out, (1, 2 * r + 1), 1), (2 * r + 1, 1), 1)
-    inside = 1.0 - out
+    edge = F.pad((x <= BREAST_LEVEL).float(), (r, r, r, r), value=1.0)
+    edge = F.max_pool2d(F.max_pool2d(edge, (1, 2 * r + 1), 1), (2 * r + 1, 1), 1)  # dilated
+    inside = 1.0 - edge
     num = (inside * f * f).sum((2, 3), keepdim=True) + PW_PRIOR
     return (num / (inside.sum((2, 3), keepdim=True) + PW_PRIOR)).sqrt()
 
