@@ -134,3 +134,44 @@ def test_prewhitened_channel_is_in_units_of_the_planes_own_response_level():
     f_edge[..., :, 185:] = 1000.0  # the skin line (within half a kernel of the edge) and air
     assert float(filter_scale(x, f_edge)) == s1
     assert float(filter_scale(torch.zeros(1, 1, 64, 64), f[..., :64, :64])) == 1.0
+
+
+def test_inserted_crop_adds_one_labelled_lesion_to_the_view_only():
+    """``--insert-lesions`` crops: the synthetic lesion is in the view (never in the partner, the
+    other breast), inside the breast, inside its target cells, and the crop counts as a cancer."""
+    require_module("torch", "pip install -e '.[train]'")
+    import numpy as np
+
+    from harness.reference import train_model as tm
+
+    rng = np.random.default_rng(0)
+    planes = np.zeros((2, 4, tm.HEIGHT, tm.WIDTH), np.float16)
+    planes[..., :, :300] = (0.4 + 0.05 * rng.standard_normal((2, 4, tm.HEIGHT, 300))).clip(0.1, 1)
+    split = tm.Split(planes, [[[]] * 4] * 2, [[[]] * 4] * 2, np.zeros(2, int), ["A", "B"])
+    for seed in range(6):
+        pair, target, label = tm.inserted_crop(split, np.random.default_rng(seed))
+        again = tm.inserted_crop(split, np.random.default_rng(seed))
+        assert np.array_equal(pair, again[0]) and np.array_equal(target, again[1])
+        assert label == 1.0 and target.any()
+        # locate the crop in its source plane: the partner channel is an unmodified crop
+        (e, v, oy, ox), *_ = [
+            (e, v, oy, ox)
+            for e in range(2)
+            for v in range(4)
+            for oy in range(0, tm.HEIGHT - tm.CROP + 1, tm.STRIDE)
+            for ox in range(0, tm.WIDTH - tm.CROP + 1, tm.STRIDE)
+            if pair[1][0, 0] == planes[e, tm.PARTNER[v], oy, ox]  # cheap first
+            and np.array_equal(
+                pair[1], planes[e, tm.PARTNER[v], oy : oy + tm.CROP, ox : ox + tm.CROP]
+            )
+            and np.abs(pair[0] - planes[e, v, oy : oy + tm.CROP, ox : ox + tm.CROP]).max() < 0.5
+        ]
+        added = pair[0] - planes[e, v, oy : oy + tm.CROP, ox : ox + tm.CROP].astype(np.float32)
+        assert added.min() >= -1e-3 and added.max() > 0.02
+        assert not pair[0][planes[e, v, oy : oy + tm.CROP, ox : ox + tm.CROP] == 0].any()
+        cells = np.kron(target, np.ones((tm.STRIDE, tm.STRIDE))) > 0
+        core = added > 0.5 * added.max()
+        cy, cx = (int(c.mean()) for c in np.nonzero(core))
+        # the target is the ellipse inscribed in the lesion's box: it holds the lesion's centre and
+        # most of its core (a sparse cluster's outer specks can fall in the box corners)
+        assert cells[cy, cx] and cells[core].mean() > 0.5
