@@ -42,8 +42,6 @@ import yaml
 
 from harness.cases.manifest import load_manifest
 from harness.errors import UsageError, run_script
-from harness.perturb.lesion import KINDS as LESION_KINDS
-from harness.perturb.lesion import choose_center, insert_lesion
 from harness.pixels import image_to_model, to_model_plane
 
 HEIGHT, WIDTH = 512, 416
@@ -63,9 +61,6 @@ PW_SIZE = 33  # its kernel (model pixels)
 NPS_PATCH = 64
 PW_PRIOR = 1024.0  # pixels of unit filter response in filter_scale (a 32x32 patch)
 FULL_DOSE_NOISE = 0.015  # = harness.perturb.noise.FULL_DOSE_NOISE (presentation units)
-MODEL_PIXEL_MM = 0.58  # the phantom's detectors store 0.56-0.6 mm pixels, which `fit` keeps
-INSERT_SIZE_MM = (6.0, 20.0)  # inserted lesions (--insert-lesions): diameter
-INSERT_CONTRAST = (0.1, 0.35)  # and peak presentation contrast (natural masses: median 0.24)
 
 
 @dataclass(frozen=True)
@@ -339,42 +334,13 @@ def soft_max(logit, dim: int = 1):
     return TAU * (logit / TAU).logsumexp(dim)
 
 
-def crop_origin(cy: float, cx: float) -> tuple[int, int]:
-    """Top-left (row, column) of the CROP x CROP window around (cy, cx) model px, shifted inside
-    the image on the heatmap grid."""
+def crop_at(split: Split, e: int, v: int, cy: float, cx: float):
+    """The CROP x CROP pair of exam ``e``'s view ``v`` around (cy, cx) model px, shifted inside the
+    image on the heatmap grid: (2,CROP,CROP) input, (h,w) target, label "contains a cancer"."""
     oy = int(np.clip(round((cy - CROP / 2) / STRIDE), 0, (HEIGHT - CROP) // STRIDE)) * STRIDE
     ox = int(np.clip(round((cx - CROP / 2) / STRIDE), 0, (WIDTH - CROP) // STRIDE)) * STRIDE
-    return oy, ox
-
-
-def crop_at(split: Split, e: int, v: int, cy: float, cx: float):
-    """The CROP x CROP pair of exam ``e``'s view ``v`` around (cy, cx) model px: (2,CROP,CROP)
-    input, (h,w) target, label "contains a cancer"."""
-    oy, ox = crop_origin(cy, cx)
     t = target_map(split.malignant[e][v], CROP // STRIDE, CROP // STRIDE, oy, ox)
     return split.planes[e, [v, PARTNER[v]], oy : oy + CROP, ox : ox + CROP], t, float(t.any())
-
-
-def inserted_crop(split: Split, rng: np.random.Generator):
-    """A crop of any view with a synthetic lesion added to the view (not to its partner, the other
-    breast): a mass or calcification cluster of INSERT_SIZE_MM and peak INSERT_CONTRAST drawn by
-    ``harness.perturb.lesion`` at a point at least its radius inside the breast, labelled like a
-    cancer. Natural subtle cancers are few (~90 in a 1000-exam split); these teach the network that
-    added density anywhere, dense tissue included, is suspicious."""
-    e, v = int(rng.integers(len(split.labels))), int(rng.integers(4))
-    plane = split.planes[e, v].astype(np.float64)
-    kind = LESION_KINDS[int(rng.integers(len(LESION_KINDS)))]
-    size = float(rng.uniform(*INSERT_SIZE_MM))
-    x, y = choose_center(plane, size / 2 / MODEL_PIXEL_MM, rng)
-    cy, cx = jitter(rng, (x, y, x, y))
-    oy, ox = crop_origin(cy, cx)
-    pair = split.planes[e, [v, PARTNER[v]], oy : oy + CROP, ox : ox + CROP].astype(np.float32)
-    view, box = insert_lesion(
-        pair[0], MODEL_PIXEL_MM, (x - ox, y - oy), kind, size, rng, rng.uniform(*INSERT_CONTRAST)
-    )
-    pair[0] = view * (pair[0] > 0)  # the skin line stays where it was
-    boxes = [*split.malignant[e][v], (box[0] + ox, box[1] + oy, box[2] + ox, box[3] + oy)]
-    return pair, target_map(boxes, CROP // STRIDE, CROP // STRIDE, oy, ox), 1.0
 
 
 def jitter(rng: np.random.Generator, box) -> tuple[float, float]:
@@ -386,19 +352,15 @@ def jitter(rng: np.random.Generator, box) -> tuple[float, float]:
     )
 
 
-def sample_crops(split: Split, rng: np.random.Generator, n: int, insert: float = 0.0):
-    """n training crops: 40 % centred on a malignant lesion, 15 % on a benign finding, ``insert``
-    with a synthetic lesion (``inserted_crop``), the rest anywhere in the breast of any view;
-    returns (n,2,CROP,CROP) inputs, (n,1,h,w) targets, (n,) labels."""
+def sample_crops(split: Split, rng: np.random.Generator, n: int):
+    """n training crops: 40 % centred on a malignant lesion, 15 % on a benign finding, 45 % anywhere
+    in the breast of any view; returns (n,2,CROP,CROP) inputs, (n,1,h,w) targets, (n,) labels."""
     mal = [(e, v) for e in range(len(split.labels)) for v in range(4) if split.malignant[e][v]]
     ben = [(e, v) for e in range(len(split.labels)) for v in range(4) if split.benign[e][v]]
     crops = []
     for _ in range(n):
         u = rng.random()
         pool, kind = (mal, split.malignant) if u < 0.40 else (ben, split.benign)
-        if 0.55 <= u < 0.55 + insert:
-            crops.append(inserted_crop(split, rng))
-            continue
         if u < 0.55 and pool:
             e, v = pool[int(rng.integers(len(pool)))]
             boxes = kind[e][v]
@@ -420,12 +382,10 @@ def stack_crops(crops):
 # --- training, calibration, export -------------------------------------------------------------
 
 
-def train(
-    split: Split, steps: int, batch: int, log=print, prewhiten: bool = False, insert: float = 0.0
-):
+def train(split: Split, steps: int, batch: int, log=print, prewhiten: bool = False):
     """Adam on augmented crops; returns the trained network (eval mode). With ``prewhiten`` the
     network also sees each plane through a fixed prewhitened matched filter (measured, not shipped:
-    see README.md); ``insert`` is the share of crops with a synthetic lesion."""
+    see README.md)."""
     torch = _torch()
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
@@ -433,9 +393,7 @@ def train(
     net = make_net(prewhitening_kernel(split, np.random.default_rng(SEED)) if prewhiten else None)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
-    return fit(
-        net, opt, sched, steps, lambda _step: sample_crops(split, rng, batch, insert), rng, log
-    )
+    return fit(net, opt, sched, steps, lambda _step: sample_crops(split, rng, batch), rng, log)
 
 
 def fit(net, opt, sched, steps: int, crops_for, rng: np.random.Generator, log, batchnorm=True):
@@ -604,14 +562,13 @@ def build(
     log=print,
     prewhiten: bool = False,
     flip: bool = False,
-    insert: float = 0.0,
 ) -> dict:
     """Train on ``train_cases``; write ``out/model.onnx``, ``out/vendor.yaml``, ``out/training.json``."""
     torch = _torch()
     torch.set_num_threads(THREADS)  # float reductions depend on the thread count
     split = load_split(train_cases)
     log(f"training split: {len(split.labels)} exams, {int(split.labels.sum())} cancers")
-    net = train(split, steps, batch, log, prewhiten, insert)
+    net = train(split, steps, batch, log, prewhiten)
     report = {
         "train_cases": load_manifest(train_cases).digest,
         "train_exams": len(split.labels),
@@ -620,17 +577,6 @@ def build(
         "crop": CROP,
         "seed": SEED,
         **({"prewhiten": {"radius_px": PW_RADIUS, "size_px": PW_SIZE}} if prewhiten else {}),
-        **(
-            {
-                "inserted_lesions": {
-                    "share": insert,
-                    "size_mm": list(INSERT_SIZE_MM),
-                    "contrast": list(INSERT_CONTRAST),
-                }
-            }
-            if insert
-            else {}
-        ),
     }
     return write_package(net, split, out, report, VENDOR_YAML["version"], flip)
 
@@ -695,16 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         help="export the mean of each view's and its up-down mirror's heatmap "
         "(2x inference cost; experimental, not the shipped model)",
     )
-    ap.add_argument(
-        "--insert-lesions",
-        type=float,
-        default=0.0,
-        metavar="SHARE",
-        help="share of training crops (0-0.45) with a synthetic lesion added (inserted_crop)",
-    )
     args = ap.parse_args(argv)
-    if not 0.0 <= args.insert_lesions <= 0.45:
-        ap.error("--insert-lesions must be within 0-0.45 (it takes from the random-crop share)")
 
     return run_build(
         ap.prog,
@@ -716,7 +653,6 @@ def main(argv: list[str] | None = None) -> int:
             log,
             args.prewhiten,
             args.flip_tta,
-            args.insert_lesions,
         ),
     )
 
