@@ -39,6 +39,7 @@ SCOORD) back to stored-image columns/rows, undoing resize, padding and mirroring
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -49,6 +50,22 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 PIXEL_MODES = ("presentation", "raw")
 ORIENTATIONS = ("chest_wall_left", "as_stored")
 RESIZE_MODES = ("fit", "stretch")
+
+
+# OpenJPEG (pylibjpeg-openjpeg) is not thread-safe: JPEG 2000 encodes and decodes in the runner's
+# prefetch threads at once crash the process (a fixed grid with a JPEG 2000 condition: 10 of 15
+# runs). Every compressed encode or decode goes through this one lock; native pixel data needs none.
+CODEC_LOCK = threading.RLock()
+
+
+def decoded(ds: Dataset) -> np.ndarray:
+    """``ds.pixel_array``, decoded under CODEC_LOCK when the pixel data is compressed."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if syntax is not None and syntax.is_compressed:
+        with CODEC_LOCK:
+            return ds.pixel_array
+    return ds.pixel_array
 
 
 class PixelError(ValueError):
@@ -128,7 +145,7 @@ def _first(value: object) -> float:
 
 def presentation_pixels(ds: Dataset, stored: np.ndarray | None = None) -> np.ndarray:
     """Presentation values in [0, 1] (float32) of a single-frame grayscale image, per §3.2."""
-    arr = ds.pixel_array if stored is None else stored
+    arr = decoded(ds) if stored is None else stored
     if arr.ndim != 2:
         raise PixelError(f"pixel data has shape {arr.shape}; expected one grayscale frame")
     photometric = str(ds.get("PhotometricInterpretation", ""))
@@ -157,7 +174,7 @@ def presentation_pixels(ds: Dataset, stored: np.ndarray | None = None) -> np.nda
 
 def raw_pixels(ds: Dataset, stored: np.ndarray | None = None) -> np.ndarray:
     """Stored values divided by 2^BitsStored - 1 (float32); no LUT, no inversion."""
-    arr = ds.pixel_array if stored is None else stored
+    arr = decoded(ds) if stored is None else stored
     if arr.ndim != 2:
         raise PixelError(f"pixel data has shape {arr.shape}; expected one grayscale frame")
     return (arr.astype(np.float64) / float(2 ** _bits_stored(ds) - 1)).astype(np.float32)

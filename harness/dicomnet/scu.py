@@ -29,6 +29,8 @@ from pydicom.uid import (
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
+from harness.pixels import CODEC_LOCK
+
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
 
@@ -168,7 +170,8 @@ def send_study(
                 )
             if ts.is_compressed and str(ts) not in ok:
                 # Peer refused this compression: send the same pixels uncompressed.
-                ds.decompress()
+                with CODEC_LOCK:
+                    ds.decompress()
                 decompressed += 1
                 ts = ExplicitVRLittleEndian
             t0 = time.monotonic()

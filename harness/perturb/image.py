@@ -69,7 +69,7 @@ def stored_pixels(ds: Dataset) -> np.ndarray:
         raise UsageError(
             f"image {ds.get('SOPInstanceUID', '?')}: signed pixel data; mammography images are unsigned"
         )
-    return np.array(ds.pixel_array, dtype=np.int64)
+    return np.array(pixels.decoded(ds), dtype=np.int64)
 
 
 def presentation_pixels(ds: Dataset) -> np.ndarray:
@@ -89,11 +89,13 @@ def set_transfer_syntax(ds: Dataset, syntax: UID) -> None:
     if current == syntax:
         return
     if current.is_compressed:
-        ds.decompress(generate_instance_uid=False)
+        with pixels.CODEC_LOCK:
+            ds.decompress(generate_instance_uid=False)
     if syntax.is_compressed:
-        ds.compress(
-            syntax, encoding_plugin=ENCODER_PLUGIN.get(syntax, ""), generate_instance_uid=False
-        )
+        with pixels.CODEC_LOCK:
+            ds.compress(
+                syntax, encoding_plugin=ENCODER_PLUGIN.get(syntax, ""), generate_instance_uid=False
+            )
     else:
         ds.file_meta.TransferSyntaxUID = syntax
     # Every syntax reached here is lossless, so LossyImageCompression is rightly left alone.

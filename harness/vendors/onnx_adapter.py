@@ -39,7 +39,7 @@ from pydicom.dataset import Dataset
 from scipy.ndimage import maximum_filter
 
 from harness.errors import VendorFault, VendorPackageError
-from harness.pixels import Geometry, PixelError, model_to_image, to_model_plane
+from harness.pixels import Geometry, PixelError, decoded, model_to_image, to_model_plane
 from harness.predictions import ExamOutput, Finding
 from harness.vendors.adapter import AdapterInfo, ExamInput
 from harness.vendors.package import VendorPackage
@@ -164,7 +164,7 @@ class OnnxAdapter:
     def _plane(self, ds: Dataset, file: str) -> tuple[np.ndarray, Geometry]:
         i = self.spec.input
         try:
-            stored = ds.pixel_array
+            stored = decoded(ds)
         except Exception as exc:  # pydicom/pylibjpeg raise many types for broken data
             raise VendorFault(
                 f"{file}: cannot decode pixel data ({type(exc).__name__}: {str(exc)[:160]})",

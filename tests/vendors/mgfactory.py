@@ -221,8 +221,17 @@ def breast_image(
     return np.clip(img, 0, 4095).astype(np.uint16)
 
 
-def write_set(out: Path, n: int = 8, rows: int = 96, cols: int = 72, seed: int = 1) -> Path:
-    """A tiny reference set: 4 views per exam, every other exam a cancer in the left breast."""
+def write_set(
+    out: Path,
+    n: int = 8,
+    rows: int = 96,
+    cols: int = 72,
+    seed: int = 1,
+    spacing_mm: float | None = None,
+) -> Path:
+    """A tiny reference set: 4 views per exam, every other exam a cancer in the left breast;
+    with ``spacing_mm`` the images carry ImagerPixelSpacing (resampling and lesion insertion
+    need it)."""
     if out.exists():
         shutil.rmtree(out)
     rng = np.random.default_rng(seed)
@@ -237,6 +246,8 @@ def write_set(out: Path, n: int = 8, rows: int = 96, cols: int = 72, seed: int =
             img = breast_image(rows, cols, lesion, rng, chest_right=lat == "R")
             ds = make_mg(img, lat, view, window=(2000, 4000))
             ds.PatientID = eid
+            if spacing_mm is not None:
+                ds.ImagerPixelSpacing = [spacing_mm, spacing_mm]
             f = f"{eid}/{lat}{view}.dcm"
             ds.save_as(out / f, enforce_file_format=True)
             images.append(

@@ -1,0 +1,317 @@
+"""A fixed perturbation grid: every chosen exam under every condition, judged as the standard judges.
+
+An ``invariance`` criterion lets Hypothesis draw 12-15 (exam, perturbation) pairs. That finds a
+model that breaks on many exams, but one that breaks on 5 % of them passes 15 draws 46 % of the
+time (0.95^15). Before a model is submitted (or a criterion's example count is set), one wants
+the rate itself: this runs a fixed set of exams, evenly spread over the sorted exam ids, under
+fixed conditions at the ends of each relation's clinical range, through the same journaled
+runner, and judges each pair with the relation's own ``check`` and the standard's tolerance.
+
+``python -m harness.perturb.grid --vendor PKG --cases DIR [--standard STD] [--exams N]
+[--condition ID ...] [--journal J] [--out grid.json]`` prints one line per condition and per
+relation, writes every pair to ``--out`` (JSON), and exits 0 when nothing failed, 1 when
+something did, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.cases.manifest import Manifest, load_manifest
+from harness.errors import UsageError, run_script
+from harness.journal import Journal, model_digest
+from harness.perturb.encoding import EncodingParams
+from harness.perturb.intensity import IntensityParams
+from harness.perturb.lesion import LesionParams
+from harness.perturb.metadata import MetadataParams
+from harness.perturb.mirror import MirrorParams
+from harness.perturb.noise import NoiseParams
+from harness.perturb.order import OrderParams
+from harness.perturb.registry import apply_condition, parse_condition
+from harness.perturb.relation import condition_id
+from harness.perturb.resample import DETECTOR_RANGE_MM, ResampleParams
+from harness.predictions import ORIGINAL, Prediction
+from harness.standard import Standard, load_standard
+
+DEFAULT_STANDARD = Path(__file__).resolve().parents[2] / "standards" / "demo.yaml"
+DEFAULT_EXAMS = 60
+
+# The ends of each relation's range as harness.perturb.strategies draws it, one parameter at a
+# time, plus the mildest inserted lesions (the ones that must still raise the score).
+DEFAULT_GRID: tuple[Any, ...] = (
+    MirrorParams(),
+    MetadataParams(seed=1, date_shift_days=3650),
+    EncodingParams(syntax="jpeg2000_lossless", invert=True),
+    OrderParams(rank=23),
+    IntensityParams(gamma=0.8),
+    IntensityParams(gamma=1.25),
+    IntensityParams(width_scale=0.85),
+    IntensityParams(width_scale=1.15),
+    IntensityParams(center_shift=-0.1),
+    IntensityParams(center_shift=0.1),
+    NoiseParams(dose=0.5, seed=1),
+    NoiseParams(dose=0.75, seed=2),
+    *(ResampleParams(spacing_mm=s) for s in DETECTOR_RANGE_MM),
+    *(
+        LesionParams(kind=kind, size_mm=8.0, contrast=0.15, laterality=side, seed=1)
+        for kind in ("mass", "calcification")
+        for side in ("L", "R")
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One exam under one condition, judged."""
+
+    exam_id: str
+    condition: str
+    ok: bool
+    change: float  # largest exam/breast score change (inf when a score is missing)
+    detail: str
+
+
+@dataclass(frozen=True)
+class RelationSummary:
+    """All pairs of one relation, against the criterion that tests it."""
+
+    relation: str
+    criterion: str
+    tolerance: float
+    examples: int  # the criterion's Hypothesis example count
+    pairs: int
+    failed: int
+    upper95: float  # Clopper-Pearson upper bound of the failure rate
+    miss: float  # chance that ``examples`` independent draws at the observed rate find no failure
+
+
+def sample_exams(manifest: Manifest, n: int) -> list[str]:
+    """``n`` exam ids evenly spread over the sorted ids (all when ``n`` >= the set)."""
+    ids = sorted(e.exam_id for e in manifest.exams)
+    if n <= 0:
+        raise UsageError(f"--exams {n}: must be at least 1")
+    if n >= len(ids):
+        return ids
+    return [ids[(i * len(ids)) // n] for i in range(n)]
+
+
+def criteria_by_relation(standard: Standard) -> dict[str, tuple[str, float, int]]:
+    """relation -> (criterion id, tolerance, examples) of the standard's invariance criteria."""
+    out: dict[str, tuple[str, float, int]] = {}
+    for c in standard.criteria:
+        if c.kind == "invariance":
+            rel = str(c.params["relation"])
+            out.setdefault(
+                rel, (c.id, float(c.params.get("tolerance", 0.0)), int(c.params["examples"]))
+            )
+    return out
+
+
+def grid_conditions(conditions: Sequence[str] | None, tested: Mapping[str, Any]) -> list[str]:
+    """Validated condition ids: the given ones, else the default grid; only relations the
+    standard has an invariance criterion for (nothing to judge them against otherwise)."""
+    if conditions:
+        ids = []
+        for text in conditions:
+            rel, params = parse_condition(text)
+            if rel.name not in tested:
+                raise UsageError(
+                    f"--condition {text}: the standard has no invariance criterion for {rel.name}; "
+                    f"use one of {', '.join(sorted(tested)) or '(none)'}"
+                )
+            ids.append(condition_id(params))
+    else:
+        ids = [condition_id(p) for p in DEFAULT_GRID if p.relation in tested]
+    if not ids:
+        raise UsageError("the standard has no invariance criteria; pass --standard with some")
+    return list(dict.fromkeys(ids))
+
+
+def judge(
+    preds: Sequence[Prediction], labels: Mapping[str, int], tested: Mapping[str, Any]
+) -> list[Pair]:
+    """Each perturbed prediction against the exam's original, with its relation's check.
+    Directional relations (an inserted lesion) are judged on normal exams only, as the criterion
+    does."""
+    from harness.perturb.relation import largest_change
+
+    before = {p.exam_id: p for p in preds if p.condition == ORIGINAL}
+    pairs = []
+    for p in preds:
+        if p.condition == ORIGINAL or p.exam_id not in before:
+            continue
+        rel, params = parse_condition(p.condition)
+        if rel.kind == "directional" and labels.get(p.exam_id) != 0:
+            continue
+        b = before[p.exam_id]
+        ok, detail = rel.check(b, p, tested[rel.name][1], params)
+        change, _ = largest_change(b, p, swapped=rel.name == "mirror")
+        pairs.append(Pair(p.exam_id, p.condition, ok, change, detail))
+    return pairs
+
+
+def summarise(
+    pairs: Sequence[Pair], tested: Mapping[str, tuple[str, float, int]]
+) -> list[RelationSummary]:
+    from harness.stats.proportions import clopper_pearson
+
+    out = []
+    for rel in sorted({parse_condition(p.condition)[0].name for p in pairs}):
+        mine = [p for p in pairs if p.condition.partition(":")[0] == rel]
+        failed = sum(not p.ok for p in mine)
+        cid, tol, examples = tested[rel]
+        rate = failed / len(mine)
+        out.append(
+            RelationSummary(
+                rel,
+                cid,
+                tol,
+                examples,
+                len(mine),
+                failed,
+                clopper_pearson(failed, len(mine))[1],
+                (1.0 - rate) ** examples,
+            )
+        )
+    return out
+
+
+def examples_to_catch(rate: float, power: float = 0.95) -> int | None:
+    """Independent draws needed to hit at least one failure with probability ``power``."""
+    if rate <= 0.0:
+        return None
+    if rate >= 1.0:
+        return 1
+    return math.ceil(math.log(1.0 - power) / math.log(1.0 - rate))
+
+
+def report_lines(pairs: Sequence[Pair], summaries: Sequence[RelationSummary]) -> list[str]:
+    """The printed table: per condition, then per relation."""
+    conds = list(dict.fromkeys(p.condition for p in pairs))
+    w = max([len("condition"), *map(len, conds)])
+    lines = [f"{'condition':{w}} {'pairs':>5} {'failed':>6} {'largest change':>14}  worst exam"]
+    for cond in conds:
+        mine = [p for p in pairs if p.condition == cond]
+        worst = max(mine, key=lambda p: (not p.ok, p.change))
+        lines.append(
+            f"{cond:{w}} {len(mine):>5} {sum(not p.ok for p in mine):>6} "
+            f"{max(p.change for p in mine):>14.4g}  {worst.exam_id}: {worst.detail}"
+        )
+    for s in summaries:
+        line = (
+            f"{s.relation} ({s.criterion}, tolerance {s.tolerance:g}): {s.failed}/{s.pairs} failed "
+            f"({100 * s.failed / s.pairs:.1f} %, 95 % upper bound {100 * s.upper95:.1f} %)"
+        )
+        if s.failed:
+            need = examples_to_catch(s.failed / s.pairs)
+            line += (
+                f"; at that rate its {s.examples} examples all miss with probability "
+                f"{s.miss:.2f}, and {need} catch it 95 % of the time"
+            )
+        lines.append(line)
+    return lines
+
+
+def run_grid(
+    vendor: Path,
+    cases: Path,
+    standard: Path = DEFAULT_STANDARD,
+    exams: int = DEFAULT_EXAMS,
+    conditions: Sequence[str] | None = None,
+    journal: Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> tuple[list[Pair], list[RelationSummary]]:
+    from harness.runner import run_predictions
+    from harness.vendors import load_vendor_package, open_adapter
+
+    std = load_standard(standard)
+    tested = criteria_by_relation(std)
+    conds = grid_conditions(conditions, tested)
+    manifest = load_manifest(cases)
+    ids = sample_exams(manifest, exams)
+    pkg = load_vendor_package(vendor)
+    adapter = open_adapter(pkg, device)
+    try:
+        run = dict(
+            conditions=[ORIGINAL, *conds],
+            transform=apply_condition,
+            exam_ids=ids,
+            progress=progress,
+        )
+        if journal is None:
+            preds = run_predictions(adapter, manifest, **run)
+        else:
+            with Journal(journal, model_digest(adapter.info.model_digests)) as j:
+                preds = run_predictions(adapter, manifest, journal=j, **run)
+    finally:
+        adapter.close()
+    pairs = judge(preds, {e.exam_id: e.label for e in manifest.exams}, tested)
+    return pairs, summarise(pairs, tested)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m harness.perturb.grid", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument("--vendor", required=True, help="vendor package directory or .zip")
+    ap.add_argument("--cases", required=True, help="reference-set directory")
+    ap.add_argument(
+        "--standard",
+        default=str(DEFAULT_STANDARD),
+        help="standard whose invariance criteria give the tolerances (default: standards/demo.yaml)",
+    )
+    ap.add_argument(
+        "--exams", type=int, default=DEFAULT_EXAMS, help=f"exams to use (default {DEFAULT_EXAMS})"
+    )
+    ap.add_argument(
+        "--condition",
+        action="append",
+        default=None,
+        help="a condition id, e.g. noise:dose=0.5,seed=1 (repeatable; default: the built-in grid)",
+    )
+    ap.add_argument("--journal", default=None, help="SQLite journal, reused on a rerun")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--out", default=None, help="write every judged pair here (JSON)")
+    args = ap.parse_args(argv)
+
+    def body() -> int:
+        out = Path(args.out) if args.out else None
+        if out is not None and out.is_dir():
+            raise UsageError(f"--out {out}: is a directory; give a file name such as grid.json")
+        pairs, summaries = run_grid(
+            Path(args.vendor),
+            Path(args.cases),
+            Path(args.standard),
+            args.exams,
+            args.condition,
+            Path(args.journal) if args.journal else None,
+            args.device,
+        )
+        print("\n".join(report_lines(pairs, summaries)))
+        if out is not None:
+            doc = {
+                "vendor": args.vendor,
+                "cases": args.cases,
+                "standard": args.standard,
+                "relations": [asdict(s) for s in summaries],
+                "pairs": [
+                    {**asdict(p), "change": p.change if math.isfinite(p.change) else None}
+                    for p in pairs
+                ],
+            }
+            out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        return 0 if all(p.ok for p in pairs) else 1
+
+    return run_script(ap.prog, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
