@@ -35,10 +35,11 @@ from harness.perturb.mirror import MirrorParams
 from harness.perturb.noise import NoiseParams
 from harness.perturb.order import OrderParams
 from harness.perturb.registry import apply_condition, parse_condition
-from harness.perturb.relation import condition_id
+from harness.perturb.relation import condition_id, largest_change
 from harness.perturb.resample import DETECTOR_RANGE_MM, ResampleParams
 from harness.predictions import ORIGINAL, Prediction
 from harness.standard import Standard, load_standard
+from harness.stats.proportions import clopper_pearson
 
 DEFAULT_STANDARD = Path(__file__).resolve().parents[2] / "standards" / "demo.yaml"
 DEFAULT_EXAMS = 60
@@ -65,6 +66,15 @@ DEFAULT_GRID: tuple[Any, ...] = (
         for side in ("L", "R")
     ),
 )
+
+
+@dataclass(frozen=True)
+class Tested:
+    """The standard's invariance criterion for one relation."""
+
+    criterion: str
+    tolerance: float
+    examples: int  # its Hypothesis example count
 
 
 @dataclass(frozen=True)
@@ -102,19 +112,23 @@ def sample_exams(manifest: Manifest, n: int) -> list[str]:
     return [ids[(i * len(ids)) // n] for i in range(n)]
 
 
-def criteria_by_relation(standard: Standard) -> dict[str, tuple[str, float, int]]:
-    """relation -> (criterion id, tolerance, examples) of the standard's invariance criteria."""
-    out: dict[str, tuple[str, float, int]] = {}
+def criteria_by_relation(standard: Standard) -> dict[str, Tested]:
+    """relation -> the standard's (first) invariance criterion for it."""
+    out: dict[str, Tested] = {}
     for c in standard.criteria:
         if c.kind == "invariance":
-            rel = str(c.params["relation"])
             out.setdefault(
-                rel, (c.id, float(c.params.get("tolerance", 0.0)), int(c.params["examples"]))
+                str(c.params["relation"]),
+                Tested(c.id, float(c.params.get("tolerance", 0.0)), int(c.params["examples"])),
             )
     return out
 
 
-def grid_conditions(conditions: Sequence[str] | None, tested: Mapping[str, Any]) -> list[str]:
+def relation_of(condition: str) -> str:
+    return condition.partition(":")[0]
+
+
+def grid_conditions(conditions: Sequence[str] | None, tested: Mapping[str, Tested]) -> list[str]:
     """Validated condition ids: the given ones, else the default grid; only relations the
     standard has an invariance criterion for (nothing to judge them against otherwise)."""
     if conditions:
@@ -135,13 +149,11 @@ def grid_conditions(conditions: Sequence[str] | None, tested: Mapping[str, Any])
 
 
 def judge(
-    preds: Sequence[Prediction], labels: Mapping[str, int], tested: Mapping[str, Any]
+    preds: Sequence[Prediction], labels: Mapping[str, int], tested: Mapping[str, Tested]
 ) -> list[Pair]:
     """Each perturbed prediction against the exam's original, with its relation's check.
     Directional relations (an inserted lesion) are judged on normal exams only, as the criterion
     does."""
-    from harness.perturb.relation import largest_change
-
     before = {p.exam_id: p for p in preds if p.condition == ORIGINAL}
     pairs = []
     for p in preds:
@@ -151,33 +163,28 @@ def judge(
         if rel.kind == "directional" and labels.get(p.exam_id) != 0:
             continue
         b = before[p.exam_id]
-        ok, detail = rel.check(b, p, tested[rel.name][1], params)
+        ok, detail = rel.check(b, p, tested[rel.name].tolerance, params)
         change, _ = largest_change(b, p, swapped=rel.name == "mirror")
         pairs.append(Pair(p.exam_id, p.condition, ok, change, detail))
     return pairs
 
 
-def summarise(
-    pairs: Sequence[Pair], tested: Mapping[str, tuple[str, float, int]]
-) -> list[RelationSummary]:
-    from harness.stats.proportions import clopper_pearson
-
+def summarise(pairs: Sequence[Pair], tested: Mapping[str, Tested]) -> list[RelationSummary]:
     out = []
-    for rel in sorted({parse_condition(p.condition)[0].name for p in pairs}):
-        mine = [p for p in pairs if p.condition.partition(":")[0] == rel]
+    for rel in sorted({relation_of(p.condition) for p in pairs}):
+        mine = [p for p in pairs if relation_of(p.condition) == rel]
         failed = sum(not p.ok for p in mine)
-        cid, tol, examples = tested[rel]
-        rate = failed / len(mine)
+        t = tested[rel]
         out.append(
             RelationSummary(
                 rel,
-                cid,
-                tol,
-                examples,
+                t.criterion,
+                t.tolerance,
+                t.examples,
                 len(mine),
                 failed,
                 clopper_pearson(failed, len(mine))[1],
-                (1.0 - rate) ** examples,
+                (1.0 - failed / len(mine)) ** t.examples,
             )
         )
     return out
