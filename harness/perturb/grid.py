@@ -69,7 +69,7 @@ DEFAULT_GRID: tuple[Any, ...] = (
 
 
 @dataclass(frozen=True)
-class Tested:
+class InvarianceCriterion:
     """The standard's invariance criterion for one relation."""
 
     criterion: str
@@ -112,14 +112,16 @@ def sample_exams(manifest: Manifest, n: int) -> list[str]:
     return [ids[(i * len(ids)) // n] for i in range(n)]
 
 
-def criteria_by_relation(standard: Standard) -> dict[str, Tested]:
+def criteria_by_relation(standard: Standard) -> dict[str, InvarianceCriterion]:
     """relation -> the standard's (first) invariance criterion for it."""
-    out: dict[str, Tested] = {}
+    out: dict[str, InvarianceCriterion] = {}
     for c in standard.criteria:
         if c.kind == "invariance":
             out.setdefault(
                 str(c.params["relation"]),
-                Tested(c.id, float(c.params.get("tolerance", 0.0)), int(c.params["examples"])),
+                InvarianceCriterion(
+                    c.id, float(c.params.get("tolerance", 0.0)), int(c.params["examples"])
+                ),
             )
     return out
 
@@ -128,7 +130,9 @@ def relation_of(condition: str) -> str:
     return condition.partition(":")[0]
 
 
-def grid_conditions(conditions: Sequence[str] | None, tested: Mapping[str, Tested]) -> list[str]:
+def grid_conditions(
+    conditions: Sequence[str] | None, tested: Mapping[str, InvarianceCriterion]
+) -> list[str]:
     """Validated condition ids: the given ones, else the default grid; only relations the
     standard has an invariance criterion for (nothing to judge them against otherwise)."""
     if conditions:
@@ -149,7 +153,9 @@ def grid_conditions(conditions: Sequence[str] | None, tested: Mapping[str, Teste
 
 
 def judge(
-    preds: Sequence[Prediction], labels: Mapping[str, int], tested: Mapping[str, Tested]
+    preds: Sequence[Prediction],
+    labels: Mapping[str, int],
+    tested: Mapping[str, InvarianceCriterion],
 ) -> list[Pair]:
     """Each perturbed prediction against the exam's original, with its relation's check.
     Directional relations (an inserted lesion) are judged on normal exams only, as the criterion
@@ -169,7 +175,9 @@ def judge(
     return pairs
 
 
-def summarise(pairs: Sequence[Pair], tested: Mapping[str, Tested]) -> list[RelationSummary]:
+def summarise(
+    pairs: Sequence[Pair], tested: Mapping[str, InvarianceCriterion]
+) -> list[RelationSummary]:
     out = []
     for rel in sorted({relation_of(p.condition) for p in pairs}):
         mine = [p for p in pairs if relation_of(p.condition) == rel]

@@ -13,7 +13,7 @@ from vendors.mgfactory import write_package, write_set
 from harness.cases.manifest import load_manifest
 from harness.perturb.grid import (
     DEFAULT_GRID,
-    Tested,
+    InvarianceCriterion,
     criteria_by_relation,
     examples_to_catch,
     judge,
@@ -34,7 +34,7 @@ def _ok(exam: str, cond: str, score: float, left: float, right: float) -> Predic
 
 def test_pairs_are_judged_by_the_relations_check_and_the_standards_tolerance():
     tested = criteria_by_relation(load_standard(DEMO))
-    assert tested["noise"] == Tested("DK-INV-NOISE", 0.05, 15)
+    assert tested["noise"] == InvarianceCriterion("DK-INV-NOISE", 0.05, 15)
     noise = "noise:dose=0.5,seed=1"
     preds = [
         _ok("N1", ORIGINAL, 0.30, 0.30, 0.20),
