@@ -136,3 +136,24 @@ def test_bad_input_is_one_line_and_exit_2(tiny, args, where):
     assert run.returncode == 2
     assert where in run.stderr and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_reference_vendor_is_exactly_invariant_on_every_exam_of_a_phantom_set(tmp_path):
+    """Mirror, image order, metadata and JPEG 2000 with the photometric flip, on all exams (not
+    Hypothesis' sample) of a small default-recipe set, through the real ONNX adapter and the
+    runner's threads."""
+    from harness.cases import DEFAULT_RECIPE
+    from harness.cases.build import build_reference_set
+
+    build_reference_set(DEFAULT_RECIPE, tmp_path / "cases", exams=8, workers=2)
+    vendor = Path(__file__).resolve().parents[2] / "harness" / "reference" / "vendor"
+    conds = ["mirror", "order:rank=23", "metadata:date_shift_days=-3650,seed=7"]
+    conds.append("encoding:invert=1,syntax=jpeg2000_lossless")
+    args = ["--vendor", str(vendor), "--cases", str(tmp_path / "cases"), "--exams", "8"]
+    run = _grid(
+        *args, *(a for c in conds for a in ("--condition", c)), "--out", str(tmp_path / "g.json")
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    pairs = json.loads((tmp_path / "g.json").read_text())["pairs"]
+    assert len(pairs) == 32 and all(p["ok"] for p in pairs)
