@@ -9,9 +9,10 @@ Pipeline (bounded, so memory does not grow with the set)::
     infer worker (one daemon thread):  adapter.infer, timed -> latency_s
     main thread:  journal.put(prediction)  (committed)  -> progress
 
-``prepare`` of the next exams overlaps with ``infer`` of the current one; onnxruntime, numpy
-and the JPEG 2000 decoder release the GIL, so threads give real overlap without pickling
-sessions or datasets between processes.
+``prepare`` of the next exams overlaps with ``infer`` of the current one; onnxruntime and numpy
+release the GIL, so threads give real overlap without pickling sessions or datasets between
+processes. OpenJPEG is not thread-safe: JPEG 2000 encoding and decoding take
+``harness.pixels.CODEC_LOCK`` (one at a time; without it two threads crash the process).
 
 Timeouts: ``infer`` runs in a dedicated daemon thread and the main thread waits at most
 ``timeout_s``. A Python thread stuck inside a native call (a hung ONNX kernel, a socket read)
