@@ -255,8 +255,8 @@ def filter_scale(x, f):
     plane's own texture-plus-noise level: a lower dose raises the response everywhere (the quantum
     noise the filter amplifies), and the strongest normal-tissue responses - what an exam maximum
     picks - rise with it; in these units they stay put (a constant-false-alarm-rate detector).
-    The mask is eroded on the 1/STRIDE cell grid: at full resolution the 33-px max pools made the
-    exported graph ~17x slower in onnxruntime. (N,C,H,W) -> (N,C,1,1); H, W multiples of STRIDE."""
+    The mask is eroded on the 1/STRIDE cell grid: at full resolution its 33-px max pools were much
+    of the exported graph's onnxruntime time. (N,C,H,W) -> (N,C,1,1); H, W multiples of STRIDE."""
     torch = _torch()
     F = torch.nn.functional
     r = -(-(PW_SIZE // 2) // STRIDE)  # cells

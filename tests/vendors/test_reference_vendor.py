@@ -134,3 +134,26 @@ def test_prewhitened_channel_is_in_units_of_the_planes_own_response_level():
     f_edge[..., :, 185:] = 1000.0  # the skin line (within half a kernel of the edge) and air
     assert float(filter_scale(x, f_edge)) == s1
     assert float(filter_scale(torch.zeros(1, 1, 64, 64), f[..., :64, :64])) == 1.0
+
+
+def test_exam_graph_filters_each_view_once_and_computes_what_the_network_does_per_pair():
+    """The exported --prewhiten graph filters each view once and reuses the flipped response for
+    the flipped view; that must equal running the network on every (view, partner) pair and on
+    its up-down mirror, as in training."""
+    require_module("torch", "pip install -e '.[train]'")
+    import numpy as np
+    import torch
+
+    from harness.reference import train_model as tm
+
+    torch.manual_seed(0)
+    k = np.random.default_rng(0).normal(size=(tm.PW_SIZE, tm.PW_SIZE))
+    k = k + k[::-1] + k[:, ::-1] + k[::-1, ::-1]
+    net = tm.make_net((0.125 * (k + k.T)).astype(np.float32)).eval()
+    image = torch.from_numpy(np.random.default_rng(1).random((1, 4, 512, 416)).astype(np.float32))
+    image[..., :, 300:] = 0.0  # air, so the mask and the CFAR scale matter
+    with torch.no_grad():
+        _, _, cells = tm.ExamModel(net, 1.0, 0.0, flip=True).logits(image)
+        x = tm.pair_up(image)
+        naive = 0.5 * (tm.masked_logit(net, x) + tm.masked_logit(net, x.flip(2)).flip(2))
+    assert torch.allclose(cells.reshape(naive.shape), naive, atol=1e-4)
