@@ -46,6 +46,7 @@ from functools import lru_cache
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 PIXEL_MODES = ("presentation", "raw")
 ORIENTATIONS = ("chest_wall_left", "as_stored")
@@ -58,11 +59,16 @@ RESIZE_MODES = ("fit", "stretch")
 CODEC_LOCK = threading.RLock()
 
 
+def transfer_syntax(ds: Dataset) -> UID:
+    """The dataset's transfer syntax (Explicit VR LE when it has no file meta)."""
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    return UID(ts) if ts else ExplicitVRLittleEndian
+
+
 def decoded(ds: Dataset) -> np.ndarray:
     """``ds.pixel_array``, decoded under CODEC_LOCK when the pixel data is compressed."""
-    meta = getattr(ds, "file_meta", None)
-    syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-    if syntax is not None and syntax.is_compressed:
+    if transfer_syntax(ds).is_compressed:
         with CODEC_LOCK:
             return ds.pixel_array
     return ds.pixel_array

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
-    UID,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -29,7 +28,7 @@ from pydicom.uid import (
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from harness.pixels import CODEC_LOCK
+from harness.pixels import CODEC_LOCK, transfer_syntax
 
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
@@ -119,13 +118,6 @@ def _status_text(status: Dataset | None) -> str:
     return f"status 0x{int(status.Status):04X}"
 
 
-def _transfer_syntax(ds: Dataset) -> UID:
-    meta = getattr(ds, "file_meta", None)
-    if meta is not None and "TransferSyntaxUID" in meta:
-        return UID(meta.TransferSyntaxUID)
-    return ExplicitVRLittleEndian
-
-
 def send_study(
     peer: Peer,
     calling_ae: str,
@@ -162,7 +154,7 @@ def send_study(
     try:
         for n, ds in enumerate(datasets, 1):
             sop = str(ds.SOPClassUID)
-            ts = _transfer_syntax(ds)
+            ts = transfer_syntax(ds)
             ok = accepted.get(sop, set())
             if not ok:
                 raise AssociationFailure(

@@ -20,7 +20,6 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     UID,
-    ExplicitVRLittleEndian,
     JPEG2000Lossless,
     RLELossless,
 )
@@ -28,6 +27,7 @@ from pydicom.uid import (
 from harness import pixels
 from harness.cases.manifest import ImageRef
 from harness.errors import UsageError
+from harness.pixels import transfer_syntax
 from harness.vendors.adapter import ExamInput
 
 # Syntaxes we can re-encode bit-exactly; anything else (lossy JPEG, JPEG-LS, big endian) is
@@ -49,13 +49,6 @@ def map_images(exam: ExamInput, fn: Callable[[int, ImageRef, Dataset], Image]) -
     """Apply ``fn(index, ref, copied_dataset)`` to every image; the input is left untouched."""
     images = tuple(fn(i, ref, copy_dataset(ds)) for i, (ref, ds) in enumerate(exam.images))
     return ExamInput(exam.exam_id, images)
-
-
-def transfer_syntax(ds: Dataset) -> UID:
-    """The dataset's transfer syntax (Explicit VR LE when it has no file meta)."""
-    meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
-    return UID(ts) if ts else ExplicitVRLittleEndian
 
 
 def max_value(ds: Dataset) -> int:
