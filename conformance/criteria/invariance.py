@@ -13,7 +13,7 @@ import base64
 import dataclasses
 import io
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from conformance.table import build_table
 from harness import stats
 from harness.results import CriterionResult
 from harness.standard import CriterionSpec
+
+if TYPE_CHECKING:
+    from harness.perturb.relation import Relation
 
 
 def _relations() -> dict[str, Any]:
@@ -67,13 +70,13 @@ def _thumbnails(ctx: EvaluationContext, exam_id: str, transform: Any) -> dict[st
         return {"error": f"thumbnail unavailable: {type(exc).__name__}: {exc}"}
 
 
-def _eligible(ctx: EvaluationContext, relation: str) -> list[str]:
+def _eligible(ctx: EvaluationContext, relation: Relation[Any]) -> list[str]:
     t = ctx.table()
-    ids = [e.exam_id for e, ok in zip(t.exams, t.readable, strict=True) if ok]
-    if relation == "lesion_insertion":  # directional: only normal exams can gain a lesion
-        labels = {e.exam_id: e.label for e in t.exams}
-        ids = [i for i in ids if labels[i] == 0]
-    return ids
+    return [
+        e.exam_id
+        for e, ok in zip(t.exams, t.readable, strict=True)
+        if ok and relation.eligible(e.label)
+    ]
 
 
 @evaluator("invariance")
@@ -86,7 +89,7 @@ def invariance(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     rel = _relations()[spec.params["relation"]]
     tol = float(spec.params.get("tolerance", 0.0))
     examples = int(spec.params["examples"])
-    eligible = _eligible(ctx, rel.name)
+    eligible = _eligible(ctx, rel)
     if not eligible:
         raise NotEvaluable("no exam the model read successfully is eligible for this relation")
     tried: list[dict[str, Any]] = []

@@ -157,16 +157,15 @@ def judge(
     labels: Mapping[str, int],
     tested: Mapping[str, InvarianceCriterion],
 ) -> list[Pair]:
-    """Each perturbed prediction against the exam's original, with its relation's check.
-    Directional relations (an inserted lesion) are judged on normal exams only, as the criterion
-    does."""
+    """Each perturbed prediction against the exam's original, with its relation's check, on the
+    exams the relation judges (``Relation.eligible``, as the criterion)."""
     before = {p.exam_id: p for p in preds if p.condition == ORIGINAL}
     pairs = []
     for p in preds:
         if p.condition == ORIGINAL or p.exam_id not in before:
             continue
         rel, params = parse_condition(p.condition)
-        if rel.kind == "directional" and labels.get(p.exam_id) != 0:
+        if not rel.eligible(labels[p.exam_id]):
             continue
         b = before[p.exam_id]
         ok, detail = rel.check(b, p, tested[rel.name].tolerance, params)

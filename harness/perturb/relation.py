@@ -179,6 +179,11 @@ class Relation(Generic[P]):
                 f"relation {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}"
             )
 
+    def eligible(self, label: int) -> bool:
+        """Whether an exam with this label is judged: a directional relation adds evidence of
+        cancer, so only normal exams (label 0) can show the rise it demands."""
+        return self.kind != "directional" or label == 0
+
     def transform(self, params: P) -> Transform:
         """The transform for one parameter set, as the runner takes it per condition."""
         if not isinstance(params, self.params_type):
