@@ -20,6 +20,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,9 +94,7 @@ class RelationSummary:
     """All pairs of one relation, against the criterion that tests it."""
 
     relation: str
-    criterion: str
-    tolerance: float
-    examples: int  # the criterion's Hypothesis example count
+    criterion: InvarianceCriterion
     pairs: int
     failed: int
     upper95: float  # Clopper-Pearson upper bound of the failure rate
@@ -181,17 +180,15 @@ def summarise(
     for rel in sorted({relation_of(p.condition) for p in pairs}):
         mine = [p for p in pairs if relation_of(p.condition) == rel]
         failed = sum(not p.ok for p in mine)
-        t = tested[rel]
+        c = tested[rel]
         out.append(
             RelationSummary(
                 rel,
-                t.criterion,
-                t.tolerance,
-                t.examples,
+                c,
                 len(mine),
                 failed,
                 clopper_pearson(failed, len(mine))[1],
-                (1.0 - failed / len(mine)) ** t.examples,
+                (1.0 - failed / len(mine)) ** c.examples,
             )
         )
     return out
@@ -219,14 +216,15 @@ def report_lines(pairs: Sequence[Pair], summaries: Sequence[RelationSummary]) ->
             f"{max(p.change for p in mine):>14.4g}  {worst.exam_id}: {worst.detail}"
         )
     for s in summaries:
+        c = s.criterion
         line = (
-            f"{s.relation} ({s.criterion}, tolerance {s.tolerance:g}): {s.failed}/{s.pairs} failed "
+            f"{s.relation} ({c.criterion}, tolerance {c.tolerance:g}): {s.failed}/{s.pairs} failed "
             f"({100 * s.failed / s.pairs:.1f} %, 95 % upper bound {100 * s.upper95:.1f} %)"
         )
         if s.failed:
             need = examples_to_catch(s.failed / s.pairs)
             line += (
-                f"; at that rate its {s.examples} examples all miss with probability "
+                f"; at that rate its {c.examples} examples all miss with probability "
                 f"{s.miss:.2f}, and {need} catch it 95 % of the time"
             )
         lines.append(line)
@@ -254,17 +252,21 @@ def run_grid(
     pkg = load_vendor_package(vendor)
     adapter = open_adapter(pkg, device)
     try:
-        run = dict(
-            conditions=[ORIGINAL, *conds],
-            transform=apply_condition,
-            exam_ids=ids,
-            progress=progress,
+        opened = (
+            nullcontext()
+            if journal is None
+            else Journal(journal, model_digest(adapter.info.model_digests))
         )
-        if journal is None:
-            preds = run_predictions(adapter, manifest, **run)
-        else:
-            with Journal(journal, model_digest(adapter.info.model_digests)) as j:
-                preds = run_predictions(adapter, manifest, journal=j, **run)
+        with opened as j:
+            preds = run_predictions(
+                adapter,
+                manifest,
+                [ORIGINAL, *conds],
+                journal=j,
+                transform=apply_condition,
+                exam_ids=ids,
+                progress=progress,
+            )
     finally:
         adapter.close()
     pairs = judge(preds, {e.exam_id: e.label for e in manifest.exams}, tested)
