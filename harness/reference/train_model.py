@@ -269,6 +269,13 @@ def filter_scale(x, f):
     return (num / (area * inside.sum((2, 3), keepdim=True) + PW_PRIOR)).sqrt()
 
 
+def symmetrise(h: np.ndarray) -> np.ndarray:
+    """The mean of a square kernel over its flips and transposition: the response of a flipped
+    view is then the flipped response, so the exam graph filters each view once."""
+    h = h + h[::-1] + h[:, ::-1] + h[::-1, ::-1]
+    return 0.125 * (h + h.T)
+
+
 def prewhitening_kernel(split: Split, rng: np.random.Generator) -> np.ndarray:
     """A prewhitened matched filter for a small mass: the template of a projected sphere of radius
     PW_RADIUS model pixels divided by the noise power spectrum of normal breast tissue (radially
@@ -313,10 +320,7 @@ def prewhitening_kernel(split: Split, rng: np.random.Generator) -> np.ndarray:
         P // 2 - PW_SIZE // 2 : P // 2 + PW_SIZE // 2 + 1,
         P // 2 - PW_SIZE // 2 : P // 2 + PW_SIZE // 2 + 1,
     ]
-    # exactly symmetric under flips and transposition (it is, up to the grid's Nyquist row), so
-    # the response of a flipped view is the flipped response and the exam graph filters once
-    h = h + h[::-1] + h[:, ::-1] + h[::-1, ::-1]
-    h = 0.125 * (h + h.T)
+    h = symmetrise(h)  # it is, up to the grid's Nyquist row
     h -= h.mean()
     if not patches:
         return (h / np.sqrt((h * h).sum())).astype(np.float32)

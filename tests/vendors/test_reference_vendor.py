@@ -147,9 +147,8 @@ def test_exam_graph_filters_each_view_once_and_computes_what_the_network_does_pe
     from harness.reference import train_model as tm
 
     torch.manual_seed(0)
-    k = np.random.default_rng(0).normal(size=(tm.PW_SIZE, tm.PW_SIZE))
-    k = k + k[::-1] + k[:, ::-1] + k[::-1, ::-1]
-    net = tm.make_net((0.125 * (k + k.T)).astype(np.float32)).eval()
+    k = tm.symmetrise(np.random.default_rng(0).normal(size=(tm.PW_SIZE, tm.PW_SIZE)))
+    net = tm.make_net(k.astype(np.float32)).eval()
     image = torch.from_numpy(np.random.default_rng(1).random((1, 4, 512, 416)).astype(np.float32))
     image[..., :, 300:] = 0.0  # air, so the mask and the CFAR scale matter
     with torch.no_grad():
