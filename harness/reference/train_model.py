@@ -441,12 +441,17 @@ def crop_loss(net, crops, rng: np.random.Generator):
     x, flips = augment(x, rng)
     t = torch.stack([ti.flip(1) if f else ti for ti, f in zip(t, flips, strict=True)])
     logit = masked_logit(net, x)
-    m = breast_cells(x)
-    # lesion cells and background cells weigh the same in total (lesions are ~0.5 % of cells)
-    bce = F.binary_cross_entropy_with_logits(logit, t, reduction="none")
-    pos, neg = m * t, m * (1.0 - t)
-    pix = (bce * pos).sum() / pos.sum().clamp(min=1.0) + (bce * neg).sum() / neg.sum()
+    pix = pixel_loss(logit, t, breast_cells(x))
     return pix, F.binary_cross_entropy_with_logits(soft_max(logit), y)
+
+
+def pixel_loss(logit, target, breast):
+    """Per-cell BCE over the breast cells of (B,1,h,w), lesion cells and background cells
+    weighing the same in total (lesions are ~0.5 % of cells)."""
+    torch = _torch()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, target, reduction="none")
+    pos, neg = breast * target, breast * (1.0 - target)
+    return (bce * pos).sum() / pos.sum().clamp(min=1.0) + (bce * neg).sum() / neg.sum()
 
 
 def exam_logits(net, planes: np.ndarray, batch: int = 4, flip: bool = False) -> np.ndarray:

@@ -45,7 +45,9 @@ def test_training_is_deterministic_and_exports_the_contract(tmp_path):
     assert all(set(p.breasts) == {"L", "R"} for p in preds)
 
 
-def test_refinement_starts_from_the_exported_model_and_is_deterministic(tmp_path):
+def test_refinement_and_stabilisation_start_from_the_exported_model_and_are_deterministic(
+    tmp_path,
+):
     require_module("torch", "pip install -e '.[train]'")
     import numpy as np
     import onnxruntime as ort
@@ -90,6 +92,24 @@ def test_refinement_starts_from_the_exported_model_and_is_deterministic(tmp_path
     preds = run_predictions(open_adapter(pkg), load_manifest(train), progress=False)
     assert all(p.status == "ok" and 0.0 <= p.score <= 1.0 for p in preds)
 
+    # stage 3 too: deterministic, from the exported weights, keeping the flip mean
+    from harness.reference import stabilise_model
+
+    reports = [
+        stabilise_model.build(stage1.parent, train, tmp_path / d, steps=2, log=lambda _m: None)
+        for d in ("s1", "s2")
+    ]
+    assert reports[0] == reports[1] and reports[0]["test_time_flip"] is True
+    assert sha256_file(tmp_path / "s1" / "model.onnx") == sha256_file(
+        tmp_path / "s2" / "model.onnx"
+    )
+    assert sha256_file(tmp_path / "s1" / "model.onnx") != sha256_file(stage1)  # it did train
+    assert reports[0]["init"]["model"] == "sha256:" + sha256_file(stage1)
+    pkg = load_vendor_package(tmp_path / "s1")
+    assert pkg.version == stabilise_model.VERSION
+    preds = run_predictions(open_adapter(pkg), load_manifest(train), progress=False)
+    assert all(p.status == "ok" and 0.0 <= p.score <= 1.0 for p in preds)
+
 
 def test_reference_scripts_refuse_a_missing_set_in_one_line(tmp_path):
     import subprocess
@@ -100,6 +120,7 @@ def test_reference_scripts_refuse_a_missing_set_in_one_line(tmp_path):
         ("evaluate_model", ["--cases", none]),
         ("train_model", ["--train-cases", none]),
         ("refine_model", ["--init", none, "--train-cases", none, "--out", none]),
+        ("stabilise_model", ["--init", none, "--train-cases", none, "--out", none]),
     ):
         run = subprocess.run(
             [sys.executable, "-m", f"harness.reference.{script}", *args],
@@ -108,7 +129,7 @@ def test_reference_scripts_refuse_a_missing_set_in_one_line(tmp_path):
         )
         assert run.returncode == 2, run.stderr
         assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
-        # evaluate: the set; train: PyTorch is checked first; refine: the package
+        # evaluate: the set; train: PyTorch is checked first; refine, stabilise: the package
         assert any(w in run.stderr for w in ("manifest.json", "PyTorch", "model.onnx")), run.stderr
 
 
@@ -156,3 +177,68 @@ def test_exam_graph_filters_each_view_once_and_computes_what_the_network_does_pe
         x = tm.pair_up(image)
         naive = 0.5 * (tm.masked_logit(net, x) + tm.masked_logit(net, x.flip(2)).flip(2))
     assert torch.allclose(cells.reshape(naive.shape), naive, atol=1e-4)
+
+
+def test_stabilisation_models_the_tolerance_relations_as_the_harness_applies_them(tmp_path):
+    """stabilise_model perturbs model planes; each model must match what the relation does to the
+    DICOM images of each synthetic device (GE: MONOCHROME1 through a SIGMOID window), once the
+    adapter has preprocessed them."""
+    require_module("torch", "pip install -e '.[train]'")
+    import dataclasses
+
+    import numpy as np
+    import pydicom
+    import torch
+
+    from harness.cases import DEFAULT_RECIPE
+    from harness.cases.build import render_and_write
+    from harness.cases.devices import PROFILES
+    from harness.cases.manifest import ImageRef
+    from harness.cases.population import plan_exams
+    from harness.cases.recipe import load_recipe
+    from harness.perturb.intensity import IntensityParams, apply_intensity
+    from harness.perturb.noise import NoiseParams, apply_noise
+    from harness.perturb.resample import ResampleParams, apply_resample
+    from harness.pixels import to_model_plane
+    from harness.reference import stabilise_model as sm
+    from harness.reference import train_model as tm
+    from harness.vendors.adapter import ExamInput
+
+    def plane(e: ExamInput) -> torch.Tensor:
+        return torch.from_numpy(to_model_plane(e.images[0][1], tm.HEIGHT, tm.WIDTH)[0])[None]
+
+    def error(real: torch.Tensor, model: torch.Tensor, x: torch.Tensor, inner) -> float:
+        """The model's error in units of the relation's change, over the breast interior."""
+        return float((real - model)[0][inner].std() / (real - x)[0][inner].std())
+
+    recipe = load_recipe(DEFAULT_RECIPE)
+    plan = plan_exams(recipe.with_overrides(exams=1))[0]
+    for maker in PROFILES:
+        rec = render_and_write(
+            recipe, dataclasses.replace(plan, manufacturer=maker), tmp_path / maker
+        )
+        im = rec["record"]["images"][0]
+        ds = pydicom.dcmread(tmp_path / maker / im["file"])
+        exam = ExamInput("E", ((ImageRef(im["file"], im["laterality"], im["view"], ""), ds),))
+        display = sm.Display.of(maker)
+        assert display == sm.Display(maker == "GE", maker == "GE")
+        x = plane(exam)
+        inner = torch.zeros_like(x[0], dtype=torch.bool)
+        inner[4:-4, 4:-4] = x[0, 4:-4, 4:-4] > 0.1
+        for pitch in (0.05, 0.1):
+            real = plane(apply_resample(exam, ResampleParams(spacing_mm=pitch)))
+            assert error(real, sm.resampled(x, display), x, inner) < 0.1, (maker, pitch)
+        for gamma, width, centre in ((0.8, 1.0, 0.0), (1.25, 0.85, 0.1), (1.0, 1.15, -0.1)):
+            p = IntensityParams(gamma=gamma, width_scale=width, center_shift=centre)
+            real = plane(apply_intensity(exam, p))
+            model = sm.redisplayed(x, display, gamma, width, centre)
+            assert error(real, model, x, inner) < 0.02, (maker, p)
+            # the wrong device's display is a different change: the test tells them apart
+            wrong = sm.Display(not display.inverted, not display.sigmoid)
+            model = sm.redisplayed(x, wrong, gamma, width, centre)
+            assert error(real, model, x, inner) > 0.1, (maker, p)
+        # noise: the same spread of added noise, per presentation level
+        real = plane(apply_noise(exam, NoiseParams(dose=0.5, seed=1)))
+        model = sm.lower_dose(x, display, 0.5, np.random.default_rng(1))
+        spread = [float((y - x)[0][inner].std()) for y in (real, model)]
+        assert np.isclose(*spread, rtol=0.1), (maker, spread)
