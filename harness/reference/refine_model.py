@@ -152,17 +152,34 @@ def refine(net, split: tm.Split, steps: int, work: Path, log=print):
     return tm.fit(net, opt, sched, steps, crops_for, rng, log, batchnorm=False)
 
 
-def build(init: Path, train_cases: Path, out: Path, steps: int = STEPS, log=print) -> dict:
-    """Refine the package ``init`` on ``train_cases`` and write it to ``out`` (may be ``init``)."""
+def starting_package(init: Path) -> tuple:
+    """The network of a package a later stage starts from (``net_from_onnx``), with its torch
+    threads fixed, and what the package says of itself: ``training.json`` (if any) plus its
+    model's digest."""
     torch = tm._torch()
     torch.set_num_threads(tm.THREADS)
     model = Path(init) / "model.onnx"
     if not model.is_file():
         raise UsageError(f"{model}: not found; --init takes a package written by train_model")
-    trained = Path(init) / "training.json"  # what the starting package says of itself, if anything
-    stage1 = json.loads(trained.read_text(encoding="utf-8")) if trained.is_file() else {}
-    stage1 = {"model": f"sha256:{sha256_file(model)}", **stage1}
-    net = net_from_onnx(model)
+    trained = Path(init) / "training.json"
+    report = json.loads(trained.read_text(encoding="utf-8")) if trained.is_file() else {}
+    return net_from_onnx(model), {"model": f"sha256:{sha256_file(model)}", **report}
+
+
+def stage_arguments(ap: argparse.ArgumentParser, init_from: str, out_note: str, steps: int) -> None:
+    """The arguments every later stage takes: its starting package, the training set, where to
+    write, how many steps."""
+    ap.add_argument("--init", required=True, help=f"package written by {init_from}")
+    ap.add_argument(
+        "--train-cases", required=True, help="training reference set (never the evaluation set)"
+    )
+    ap.add_argument("--out", required=True, help=f"package directory to write {out_note}".strip())
+    ap.add_argument("--steps", type=int, default=steps, help="optimizer steps")
+
+
+def build(init: Path, train_cases: Path, out: Path, steps: int = STEPS, log=print) -> dict:
+    """Refine the package ``init`` on ``train_cases`` and write it to ``out`` (may be ``init``)."""
+    net, stage1 = starting_package(init)
     split = tm.load_split(train_cases)
     log(f"refining on {len(split.labels)} exams, {int(split.labels.sum())} cancers")
     work = Path(out) / ".refine"
@@ -190,12 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m harness.reference.refine_model", description=__doc__.splitlines()[0]
     )
-    ap.add_argument("--init", required=True, help="package written by train_model (stage 1)")
-    ap.add_argument(
-        "--train-cases", required=True, help="training reference set (never the evaluation set)"
-    )
-    ap.add_argument("--out", required=True, help="package directory to write (may be --init)")
-    ap.add_argument("--steps", type=int, default=STEPS, help="optimizer steps")
+    stage_arguments(ap, "train_model (stage 1)", "(may be --init)", STEPS)
     args = ap.parse_args(argv)
 
     return tm.run_build(

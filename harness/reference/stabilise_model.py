@@ -38,7 +38,6 @@ Run: ``python -m harness.reference.stabilise_model --init PKG --train-cases DIR 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -49,10 +48,8 @@ import numpy as np
 
 from harness.cases.devices import PROFILES
 from harness.cases.manifest import load_manifest
-from harness.errors import UsageError
-from harness.jsonutil import sha256_file
 from harness.reference import train_model as tm
-from harness.reference.refine_model import net_from_onnx
+from harness.reference.refine_model import stage_arguments, starting_package
 
 SEED = 20261129
 STEPS = 300
@@ -196,25 +193,17 @@ def build(
     init: Path, train_cases: Path, out: Path, steps: int = STEPS, lam: float = LAMBDA, log=print
 ) -> dict:
     """Stabilise the package ``init`` on ``train_cases`` and write it to ``out``."""
-    torch = tm._torch()
-    torch.set_num_threads(tm.THREADS)
-    model = Path(init) / "model.onnx"
-    if not model.is_file():
-        raise UsageError(f"{model}: not found; --init takes a package written by train_model")
-    trained = Path(init) / "training.json"
-    before = json.loads(trained.read_text(encoding="utf-8")) if trained.is_file() else {}
-    platt = tuple(before.get("platt", (1.0, 0.0)))
-    net = net_from_onnx(model)
+    net, before = starting_package(init)
+    a, b = before.get("platt", (1.0, 0.0))
     split = tm.load_split(train_cases)
-    makers = {
-        e.exam_id: e.attributes.get("manufacturer", "") for e in load_manifest(train_cases).exams
-    }
-    displays = [Display.of(str(makers.get(eid, ""))) for eid in split.exam_ids]
+    manifest = load_manifest(train_cases)
+    makers = {e.exam_id: str(e.attributes.get("manufacturer", "")) for e in manifest.exams}
+    displays = [Display.of(makers.get(eid, "")) for eid in split.exam_ids]
     log(f"stabilising on {len(split.labels)} exams, {int(split.labels.sum())} cancers")
-    net = stabilise(net, split, displays, (float(platt[0]), float(platt[1])), steps, lam, log)
+    net = stabilise(net, split, displays, (float(a), float(b)), steps, lam, log)
     report = {
-        "init": {"model": f"sha256:{sha256_file(model)}", **before},
-        "train_cases": load_manifest(train_cases).digest,
+        "init": before,
+        "train_cases": manifest.digest,
         "train_exams": len(split.labels),
         "steps": steps,
         "exams_per_step": EXAMS,
@@ -229,12 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m harness.reference.stabilise_model", description=__doc__.splitlines()[0]
     )
-    ap.add_argument("--init", required=True, help="package written by train_model/refine_model")
-    ap.add_argument(
-        "--train-cases", required=True, help="training reference set (never the evaluation set)"
-    )
-    ap.add_argument("--out", required=True, help="package directory to write")
-    ap.add_argument("--steps", type=int, default=STEPS, help="optimizer steps")
+    stage_arguments(ap, "train_model or refine_model", "", STEPS)
     ap.add_argument("--weight", type=float, default=LAMBDA, help="weight of the score-change term")
     args = ap.parse_args(argv)
     return tm.run_build(
