@@ -121,6 +121,7 @@ def test_reference_scripts_refuse_a_missing_set_in_one_line(tmp_path):
         ("train_model", ["--train-cases", none]),
         ("refine_model", ["--init", none, "--train-cases", none, "--out", none]),
         ("stabilise_model", ["--init", none, "--train-cases", none, "--out", none]),
+        ("cascade_model", ["--init", none, "--train-cases", none, "--out", none]),
     ):
         run = subprocess.run(
             [sys.executable, "-m", f"harness.reference.{script}", *args],
@@ -129,7 +130,7 @@ def test_reference_scripts_refuse_a_missing_set_in_one_line(tmp_path):
         )
         assert run.returncode == 2, run.stderr
         assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
-        # evaluate: the set; train: PyTorch is checked first; refine, stabilise: the package
+        # evaluate: the set; train: PyTorch is checked first; refine, stabilise, cascade: the package
         assert any(w in run.stderr for w in ("manifest.json", "PyTorch", "model.onnx")), run.stderr
 
 
@@ -242,3 +243,89 @@ def test_stabilisation_models_the_tolerance_relations_as_the_harness_applies_the
         model = sm.lower_dose(x, display, 0.5, np.random.default_rng(1))
         spread = [float((y - x)[0][inner].std()) for y in (real, model)]
         assert np.isclose(*spread, rtol=0.1), (maker, spread)
+
+
+def test_cascade_selects_separated_candidates_and_cuts_their_patches():
+    require_module("torch", "pip install -e '.[train]'")
+    import numpy as np
+    import torch
+
+    from harness.reference import cascade_model as cm
+    from harness.reference import train_model as tm
+
+    h, w = 20, 30
+    cells = torch.full((1, h, w), -5.0)
+    cells[0, 10, 10], cells[0, 10, 12], cells[0, 3, 25], cells[0, 18, 1] = 9.0, 8.0, 7.0, 6.0
+    idx, logit = cm.select(cells, 3)
+    # (10, 12) lies inside the square suppressed around (10, 10); the next two are outside it
+    assert idx[0].tolist() == [10 * w + 10, 3 * w + 25, 18 * w + 1]
+    assert logit[0].tolist() == [9.0, 7.0, 6.0]
+
+    pairs = torch.arange(2 * 80 * 120, dtype=torch.float32).reshape(1, 2, 80, 120)
+    got = cm.patches(pairs, torch.tensor([[0, 5 * w + 7]]), w, 8)
+    assert got.shape == (1, 2, 2, 8, 8)
+    # a patch is centred on its cell centre (cell * STRIDE + STRIDE / 2), zero off the image
+    cy, cx = 5 * tm.STRIDE + tm.STRIDE // 2, 7 * tm.STRIDE + tm.STRIDE // 2
+    np.testing.assert_array_equal(got[0, 1].numpy(), pairs[0, :, cy - 4 : cy + 4, cx - 4 : cx + 4])
+    corner = got[0, 0].numpy()
+    assert (corner[:, :2] == 0).all() and (corner[:, :, :2] == 0).all()
+    np.testing.assert_array_equal(corner[:, 2:, 2:], pairs[0, :, :6, :6])
+
+
+def test_cascade_is_deterministic_and_exports_what_it_computes(tmp_path):
+    require_module("torch", "pip install -e '.[train]'")
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from harness.reference import cascade_model as cm
+    from harness.reference import refine_model, train_model
+
+    train = write_set(tmp_path / "train", n=10, rows=512, cols=416, seed=3)
+    train_model.build(train, tmp_path / "stage1", steps=2, batch=2, log=lambda _m: None)
+    reports = [
+        cm.build(tmp_path / "stage1", train, tmp_path / d, steps=3, log=lambda _m: None)
+        for d in "ab"
+    ]
+    assert reports[0] == reports[1]
+    assert sha256_file(tmp_path / "a" / "model.onnx") == sha256_file(tmp_path / "b" / "model.onnx")
+    # calibrated on the held-out exams (every fifth), not on those the classifier saw
+    assert reports[0]["calibration_exams"] == 2 and reports[0]["classifier_exams"] == 8
+    assert reports[0]["stage1"]["model"] == "sha256:" + sha256_file(
+        tmp_path / "stage1" / "model.onnx"
+    )
+
+    pkg = load_vendor_package(tmp_path / "a")
+    assert pkg.version == cm.VERSION and pkg.operating_point == reports[0]["operating_point"]
+    preds = run_predictions(open_adapter(pkg), load_manifest(train), progress=False)
+    assert all(p.status == "ok" and 0.0 <= p.score <= 1.0 for p in preds)
+
+    # the exported graph computes what the torch cascade computes
+    split = train_model.load_split(train)
+    net, _ = refine_model.starting_package(tmp_path / "stage1")
+    module, _, _ = cm.train_cascade(net.eval(), split, 3, log=lambda _m: None)
+    train_model.export_module(module, tmp_path / "cascade.onnx")
+    x = split.planes[:3].astype(np.float32)
+    session = ort.InferenceSession(
+        str(tmp_path / "cascade.onnx"), providers=["CPUExecutionProvider"]
+    )
+    score, heat, breasts = session.run(["score", "heatmap", "breast_scores"], {"image": x})
+    with torch.no_grad():
+        expected = [t.numpy() for t in module(torch.from_numpy(x))]
+    for got, want in zip((score, heat, breasts), expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    # the heatmap is the candidates: zero but at each view's K separated candidate cells, where it
+    # is the calibrated candidate score; a breast's score is at least each of its candidates'
+    # (soft maximum), the exam's at least each breast's
+    with torch.no_grad():
+        _, _, z, idx = module.logits(torch.from_numpy(x))
+    a, b = module.a, module.b
+    cells = heat.reshape(3, 4, -1)
+    at = np.take_along_axis(cells, idx.numpy(), 2)
+    np.testing.assert_allclose(at, 1 / (1 + np.exp(-(a * z.numpy() + b))), rtol=1e-5, atol=1e-7)
+    np.put_along_axis(cells, idx.numpy(), 0.0, 2)
+    assert (cells == 0).all()
+    for n in range(3):
+        for side, views in ((0, [0, 1]), (1, [2, 3])):
+            assert breasts[n, side] >= at[n, views].max() - 1e-6
+        assert score[n, 0] >= breasts[n].max() - 1e-6
