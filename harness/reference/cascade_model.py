@@ -47,8 +47,8 @@ VERSION = "3.0.0"
 
 
 def make_classifier():
-    """The patch classifier: (B, 2, PATCH, PATCH) -> (B,) logits; conv blocks to 1/16, mean and
-    max pooled."""
+    """The patch classifier: (B, 2, PATCH, PATCH) -> (B,) logits; the patch standardised by the
+    view's breast pixels in it, conv blocks to 1/16, mean and max pooled."""
     torch = tm._torch()
     nn = torch.nn
 
@@ -67,6 +67,13 @@ def make_classifier():
             self.head = nn.Linear(128, 1)
 
         def forward(self, x):
+            # in units of the view's own breast tissue in the patch (mean and spread): a window
+            # shift or width change, and locally a gamma, leave the input as it was
+            breast = (x[:, :1] > tm.BREAST_LEVEL).float()
+            n = breast.sum((2, 3), keepdim=True).clamp(min=1.0)
+            mean = (x[:, :1] * breast).sum((2, 3), keepdim=True) / n
+            var = (((x[:, :1] - mean) * breast) ** 2).sum((2, 3), keepdim=True) / n
+            x = (x - mean) / (var + 1e-4).sqrt() * (x > tm.BREAST_LEVEL).float()
             z = self.features(x)
             return self.head(self.drop(torch.cat([z.mean((2, 3)), z.amax((2, 3))], 1)))[:, 0]
 

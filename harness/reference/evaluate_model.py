@@ -5,7 +5,11 @@
 exam-level AUC with its 95 % DeLong CI (``harness.stats.roc.delong``), counts, the fraction of
 cancers whose top finding falls inside a lesion box (localisation), sensitivity and specificity at
 the package's ``operating_point``, and, for the cancers flagged there, the fraction whose top
-finding on a marked image hits the lesion (``harness.stats.is_hit``, r_min 10 mm).
+finding on a marked image hits the lesion (``harness.stats.is_hit``, r_min 10 mm); the
+sensitivity at the Danish first reader's specificity (0.978, pROC's interpolation), and per group
+of exams (cancers by lesion type, subtle or not; benign findings by type) the exam AUC of that
+group against the normal exams: which lesions a model misses, and which benign findings it takes
+for cancers, decide the high-specificity end that the reader comparisons judge.
 """
 
 from __future__ import annotations
@@ -81,8 +85,42 @@ def flagged_localisation(
     return hits, total
 
 
+READER_SPECIFICITY = 0.978  # Danish first reader (Elhakim 2023), as standards/demo.yaml
+
+
+def group_of(exam) -> str:
+    """``cancer:<lesion type>[:subtle]``, ``benign:<finding>`` or ``normal``."""
+    a = exam.attributes
+    if exam.label == 1:
+        return f"cancer:{a.get('lesion_type')}" + (":subtle" if a.get("subtle") else "")
+    if exam.truth == "benign":
+        return f"benign:{a.get('benign_finding')}"
+    return "normal"
+
+
+def by_group(manifest: Manifest, preds: list[Prediction]) -> dict:
+    """Per group of exams: how many, and the AUC of its scores against the normal exams'."""
+    from harness.stats.roc import auc
+
+    scores = {p.exam_id: p.score for p in preds if p.status == "ok"}
+    groups: dict[str, list[float]] = {}
+    for exam in manifest.exams:
+        if exam.exam_id in scores:
+            groups.setdefault(group_of(exam), []).append(scores[exam.exam_id])
+    normal = groups.get("normal", [])
+    return {
+        name: {
+            "n": len(s),
+            "auc_vs_normal": round(auc(s + normal, [1] * len(s) + [0] * len(normal)), 4)
+            if normal and name != "normal"
+            else None,
+        }
+        for name, s in sorted(groups.items())
+    }
+
+
 def evaluate(cases: Path, vendor: Path = DEFAULT_VENDOR, progress: bool = False) -> dict:
-    from harness.stats.roc import delong
+    from harness.stats.roc import delong, sensitivity_at_specificity
 
     manifest = load_manifest(cases)
     pkg = load_vendor_package(vendor)
@@ -119,6 +157,13 @@ def evaluate(cases: Path, vendor: Path = DEFAULT_VENDOR, progress: bool = False)
         "flagged_cancers": ftotal,
         "flagged_localised": fhits,
         "flagged_localised_fraction": round(fhits / ftotal, 4) if ftotal else None,
+        "sensitivity_at_reader_specificity": round(
+            sensitivity_at_specificity(
+                [p.score for p in ok], [labels[p.exam_id] for p in ok], READER_SPECIFICITY
+            ),
+            4,
+        ),
+        "by_group": by_group(manifest, preds),
     }
 
 
