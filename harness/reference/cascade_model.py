@@ -23,7 +23,6 @@ Run: ``python -m harness.reference.cascade_model --init PKG --train-cases DIR --
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -308,15 +307,10 @@ def build(init: Path, train_cases: Path, out: Path, steps: int = STEPS, log=prin
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m harness.reference.cascade_model", description=__doc__.splitlines()[0]
-    )
-    rm.stage_arguments(ap, "train_model (stage 1)", "", STEPS)
-    args = ap.parse_args(argv)
-    return tm.run_build(
-        ap.prog,
-        lambda log: build(Path(args.init), Path(args.train_cases), Path(args.out), args.steps, log),
-    )
+    return rm.stage_main(
+        argv, "python -m harness.reference.cascade_model", __doc__, "train_model (stage 1)", "",
+        STEPS, build,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -203,16 +203,27 @@ def build(init: Path, train_cases: Path, out: Path, steps: int = STEPS, log=prin
     return tm.write_package(net, split, Path(out), report, VERSION, flip)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m harness.reference.refine_model", description=__doc__.splitlines()[0]
-    )
-    stage_arguments(ap, "train_model (stage 1)", "(may be --init)", STEPS)
+def stage_main(argv, prog: str, doc: str, init_from: str, out_note: str, steps: int, build) -> int:
+    """A later stage as a script: ``stage_arguments``, then ``build(init, train_cases, out, steps,
+    log)`` through ``train_model.run_build``."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    stage_arguments(ap, init_from, out_note, steps)
     args = ap.parse_args(argv)
-
     return tm.run_build(
         ap.prog,
         lambda log: build(Path(args.init), Path(args.train_cases), Path(args.out), args.steps, log),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main(
+        argv,
+        "python -m harness.reference.refine_model",
+        __doc__,
+        "train_model (stage 1)",
+        "(may be --init)",
+        STEPS,
+        build,
     )
 
 
