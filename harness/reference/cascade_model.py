@@ -43,6 +43,7 @@ PATCH = 64  # classifier input (model px, ~36 mm)
 MARGIN = 8
 HOLD_OUT = 5  # every fifth training exam calibrates instead of training the classifier
 VERSION = "3.0.0"
+GRID = (tm.HEIGHT // tm.STRIDE, tm.WIDTH // tm.STRIDE)  # heatmap cells (rows, columns)
 
 
 def make_classifier():
@@ -133,8 +134,8 @@ def Cascade(net, classifier, a: float, b: float):  # noqa: N802 - a torch Module
         def logits(self, image):
             """(exam (N,), breast (N,2), candidate logits (N,4,K), candidate cells (N,4,K))."""
             n = image.shape[0]
-            h, w = tm.HEIGHT // tm.STRIDE, tm.WIDTH // tm.STRIDE
-            cells = self.detector.logits(image)[2].reshape(n * 4, h, w)
+            w = GRID[1]
+            cells = self.detector.logits(image)[2].reshape(n * 4, *GRID)
             idx, det = select(cells, K)
             x = patches(tm.pair_up(image), idx, w, PATCH).reshape(n * 4 * K, 2, PATCH, PATCH)
             z = self.classifier(x).reshape(n * 4, K)
@@ -146,12 +147,11 @@ def Cascade(net, classifier, a: float, b: float):  # noqa: N802 - a torch Module
 
         def forward(self, image):
             exam, breast, z, idx = self.logits(image)
-            h, w = tm.HEIGHT // tm.STRIDE, tm.WIDTH // tm.STRIDE
             value = torch.sigmoid(self.a * z + self.b)
             # candidates are separated, so each cell holds at most one (a max, not a scatter:
             # ONNX leaves the order of duplicate scatter writes open)
-            hit = (torch.arange(h * w)[None, None, None, :] == idx[..., None]).float()
-            heat = (hit * value[..., None]).amax(2).reshape(-1, 4, h, w)
+            hit = (torch.arange(GRID[0] * GRID[1])[None, None, None, :] == idx[..., None]).float()
+            heat = (hit * value[..., None]).amax(2).reshape(-1, 4, *GRID)
             return (
                 torch.sigmoid(self.a * exam + self.b).reshape(-1, 1),
                 heat,
@@ -162,13 +162,13 @@ def Cascade(net, classifier, a: float, b: float):  # noqa: N802 - a torch Module
 
 
 def mine(net, split: tm.Split, exams: np.ndarray, k: int, size: int, lesions: bool):
-    """Candidates of the detector on ``exams``: (patches (C,2,size,size) float16, exam index (C,),
-    label "on a cancer" (C,), benign box (C,)); with ``lesions`` also a patch centred on every
+    """Candidates of the detector on ``exams``: (patches (C,2,size,size) float16, label "on a
+    cancer" (C,), on a benign finding (C,)); with ``lesions`` also a patch centred on every
     lesion box (cancers and benign findings), so the classifier sees each lesion at least once."""
     torch = tm._torch()
-    h, w = tm.HEIGHT // tm.STRIDE, tm.WIDTH // tm.STRIDE
+    h, w = GRID
     detector = tm.ExamModel(net, 1.0, 0.0).eval()
-    xs, ex, ys, bs = [], [], [], []
+    xs, ys, bs = [], [], []
     for start in range(0, len(exams), 4):
         batch = exams[start : start + 4]
         image = torch.from_numpy(split.planes[batch].astype(np.float32))
@@ -189,12 +189,10 @@ def mine(net, split: tm.Split, exams: np.ndarray, k: int, size: int, lesions: bo
                 ]
                 cells = torch.tensor([list(cand) + at])
                 xs.append(patches(pairs[j * 4 + v : j * 4 + v + 1], cells, w, size)[0].numpy())
-                ex += [e] * cells.shape[1]
                 ys += list(mal) + [m for _, m in boxes]
                 bs += list(ben) + [1.0 - m for _, m in boxes]
     return (
         np.concatenate(xs).astype(np.float16),
-        np.asarray(ex),
         np.asarray(ys, np.float32),
         np.asarray(bs, np.float32),
     )
@@ -243,18 +241,6 @@ def train_classifier(x: np.ndarray, y: np.ndarray, benign: np.ndarray, steps: in
     return net.eval()
 
 
-def exam_logits(cascade, planes: np.ndarray, batch: int = 4) -> np.ndarray:
-    """Uncalibrated exam logits of (E,4,H,W) planes."""
-    torch = tm._torch()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(planes), batch):
-            out.append(
-                cascade.logits(torch.from_numpy(planes[i : i + batch].astype(np.float32)))[0]
-            )
-    return torch.cat(out).numpy()
-
-
 def train_cascade(net, split: tm.Split, steps: int, log=print):
     """The calibrated cascade on top of the detector ``net``: the classifier trained on the
     candidates of four in five training exams, Platt and the operating point fitted on the fifth.
@@ -262,23 +248,17 @@ def train_cascade(net, split: tm.Split, steps: int, log=print):
     every = np.arange(len(split.labels))
     train_exams, calib = every[every % HOLD_OUT != 0], every[every % HOLD_OUT == 0]
     log(f"mining {MINE_K} candidates per view on {len(train_exams)} exams")
-    x, _, y, benign = mine(net, split, train_exams, MINE_K, PATCH + 2 * MARGIN, lesions=True)
+    x, y, benign = mine(net, split, train_exams, MINE_K, PATCH + 2 * MARGIN, lesions=True)
     log(f"{len(y)} patches: {int(y.sum())} on cancers, {int(benign.sum())} on benign findings")
     classifier = train_classifier(x, y, benign, steps, log)
-    z = exam_logits(Cascade(net, classifier, 1.0, 0.0).eval(), split.planes[calib])
-    labels = split.labels[calib]
-    a, b = tm.platt(z, labels.astype(np.float64))
-    scores = 1 / (1 + np.exp(-(a * z + b)))
-    op = tm.operating_point(scores, labels, tm.OPERATING_SPECIFICITY)
-    flagged = scores >= op
+    uncalibrated = Cascade(net, classifier, 1.0, 0.0).eval()
+    z = tm.module_exam_logits(uncalibrated, split.planes[calib])
+    a, b, op, fitted = tm.calibrate(z, split.labels[calib], "calibration")
     fitted = {
         "classifier_exams": len(train_exams),
         "calibration_exams": len(calib),
         "patches": len(y),
-        "platt": [round(a, 6), round(b, 6)],
-        "operating_point": op,
-        "calibration_specificity": round(float((~flagged[labels == 0]).mean()), 4),
-        "calibration_sensitivity": round(float(flagged[labels == 1].mean()), 4),
+        **fitted,
     }
     return Cascade(net, classifier, a, b).eval(), op, fitted
 

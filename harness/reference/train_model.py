@@ -456,8 +456,12 @@ def pixel_loss(logit, target, breast):
 
 def exam_logits(net, planes: np.ndarray, batch: int = 4, flip: bool = False) -> np.ndarray:
     """Uncalibrated exam soft maxima for (E,4,H,W) planes."""
+    return module_exam_logits(ExamModel(net, 1.0, 0.0, flip), planes, batch)
+
+
+def module_exam_logits(module, planes: np.ndarray, batch: int = 4) -> np.ndarray:
+    """The uncalibrated exam logits (first of ``module.logits``) of (E,4,H,W) planes, in batches."""
     torch = _torch()
-    module = ExamModel(net, 1.0, 0.0, flip)
     with torch.no_grad():
         return np.concatenate(
             [
@@ -465,6 +469,27 @@ def exam_logits(net, planes: np.ndarray, batch: int = 4, flip: bool = False) -> 
                 for i in range(0, len(planes), batch)
             ]
         )
+
+
+def calibrate(z: np.ndarray, labels: np.ndarray, split: str) -> tuple[float, float, float, dict]:
+    """Platt on exam logits ``z`` and the operating point at ``OPERATING_SPECIFICITY``: (a, b,
+    operating point, the report's ``platt``, ``operating_point``, ``{split}_specificity`` and
+    ``{split}_sensitivity``)."""
+    a, b = platt(z, labels.astype(np.float64))
+    scores = 1 / (1 + np.exp(-(a * z + b)))
+    op = operating_point(scores, labels, OPERATING_SPECIFICITY)
+    flagged = scores >= op
+    return (
+        a,
+        b,
+        op,
+        {
+            "platt": [round(a, 6), round(b, 6)],
+            "operating_point": op,
+            f"{split}_specificity": round(float((~flagged[labels == 0]).mean()), 4),
+            f"{split}_sensitivity": round(float(flagged[labels == 1].mean()), 4),
+        },
+    )
 
 
 def platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -629,16 +654,10 @@ def write_package(
     plus what calibration fitted)."""
     torch = _torch()
     z = exam_logits(net, calibration.planes, flip=flip)
-    a, b = platt(z, calibration.labels.astype(np.float64))
-    scores = 1 / (1 + np.exp(-(a * z + b)))
-    op = operating_point(scores, calibration.labels, OPERATING_SPECIFICITY)
-    flagged = scores >= op
+    a, b, op, fitted = calibrate(z, calibration.labels, "train")
     report = {
         **report,
-        "platt": [round(a, 6), round(b, 6)],
-        "operating_point": op,
-        "train_specificity": round(float((~flagged[calibration.labels == 0]).mean()), 4),
-        "train_sensitivity": round(float(flagged[calibration.labels == 1].mean()), 4),
+        **fitted,
         "torch": torch.__version__,
         **({"test_time_flip": True} if flip else {}),
     }
