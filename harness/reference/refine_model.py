@@ -166,15 +166,18 @@ def starting_package(init: Path) -> tuple:
     return net_from_onnx(model), {"model": f"sha256:{sha256_file(model)}", **report}
 
 
-def stage_arguments(ap: argparse.ArgumentParser, init_from: str, out_note: str, steps: int) -> None:
+def stage_arguments(
+    ap: argparse.ArgumentParser, init_from: str, out_note: str, steps: int | None
+) -> None:
     """The arguments every later stage takes: its starting package, the training set, where to
-    write, how many steps."""
+    write, how many steps (none for a stage that does not train)."""
     ap.add_argument("--init", required=True, help=f"package written by {init_from}")
     ap.add_argument(
         "--train-cases", required=True, help="training reference set (never the evaluation set)"
     )
     ap.add_argument("--out", required=True, help=f"package directory to write {out_note}".strip())
-    ap.add_argument("--steps", type=int, default=steps, help="optimizer steps")
+    if steps is not None:
+        ap.add_argument("--steps", type=int, default=steps, help="optimizer steps")
 
 
 def build(init: Path, train_cases: Path, out: Path, steps: int = STEPS, log=print) -> dict:

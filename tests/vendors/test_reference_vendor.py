@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from helpers import require_module
 from vendors.mgfactory import write_set
 
 from harness.cases.manifest import load_manifest
+from harness.errors import UsageError
 from harness.jsonutil import sha256_file
 from harness.runner import run_predictions
 from harness.vendors import load_vendor_package, open_adapter
@@ -122,6 +125,7 @@ def test_reference_scripts_refuse_a_missing_set_in_one_line(tmp_path):
         ("refine_model", ["--init", none, "--train-cases", none, "--out", none]),
         ("stabilise_model", ["--init", none, "--train-cases", none, "--out", none]),
         ("cascade_model", ["--init", none, "--train-cases", none, "--out", none]),
+        ("ensemble_model", ["--init", none, "--with", none, "--train-cases", none, "--out", none]),
     ):
         run = subprocess.run(
             [sys.executable, "-m", f"harness.reference.{script}", *args],
@@ -330,3 +334,45 @@ def test_cascade_is_deterministic_and_exports_what_it_computes(tmp_path):
         for side, views in ((0, [0, 1]), (1, [2, 3])):
             assert breast[n, side] >= z[n, views].max() - 1e-6
         assert exam[n] >= breast[n].max() - 1e-6
+
+
+def test_ensemble_sums_its_detectors_cell_logits_and_exports_what_it_computes(tmp_path):
+    require_module("torch", "pip install -e '.[train]'")
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from harness.reference import ensemble_model as em
+    from harness.reference import refine_model, train_model
+
+    train = write_set(tmp_path / "train", n=4, rows=512, cols=416, seed=3)
+    quiet = {"log": lambda _m: None}
+    train_model.build(train, tmp_path / "plain", steps=2, batch=2, **quiet)
+    train_model.build(train, tmp_path / "cfar", steps=2, batch=2, prewhiten=True, flip=True, **quiet)
+    reports = [
+        em.build(tmp_path / "plain", tmp_path / "cfar", train, tmp_path / d, 0.3, **quiet)
+        for d in "ab"
+    ]
+    assert reports[0] == reports[1]
+    assert sha256_file(tmp_path / "a" / "model.onnx") == sha256_file(tmp_path / "b" / "model.onnx")
+    shares = [m["share"] for m in reports[0]["members"]]
+    assert shares == [0.3, 0.7] and reports[0]["members"][1]["test_time_flip"] is True
+    pkg = load_vendor_package(tmp_path / "a")
+    assert pkg.version == em.VERSION and pkg.operating_point == reports[0]["operating_point"]
+    preds = run_predictions(open_adapter(pkg), load_manifest(train), progress=False)
+    assert all(p.status == "ok" and 0.0 <= p.score <= 1.0 for p in preds)
+
+    # the heatmap logit is each member's cell logit over its normal-exam spread, times its share
+    x = train_model.load_split(train).planes[:2].astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "a" / "model.onnx"), providers=["CPUExecutionProvider"])
+    heat = session.run(["heatmap"], {"image": x})[0]
+    expected = 0.0
+    for name, member in zip(("plain", "cfar"), reports[0]["members"], strict=True):
+        net, _ = refine_model.starting_package(tmp_path / name)
+        exam = train_model.ExamModel(net.eval(), 1.0, 0.0, name == "cfar")
+        with torch.no_grad():
+            cells = exam.logits(torch.from_numpy(x))[2].numpy()
+        expected = expected + member["share"] / member["normal_spread"] * cells
+    np.testing.assert_allclose(heat, 1 / (1 + np.exp(-expected)), atol=1e-5)
+    with pytest.raises(UsageError, match="share"):
+        em.build(tmp_path / "plain", tmp_path / "cfar", train, tmp_path / "c", 1.0, **quiet)
