@@ -46,11 +46,8 @@ def Ensemble(members, a: float, b: float):  # noqa: N802 - a torch Module factor
 
         def logits(self, image):
             """(exam (N,), breast (N,2), cell logits (N,4,h,w)), all uncalibrated."""
-            n = image.shape[0]
             cells = sum(w * m.logits(image)[2] for m, w in zip(self.members, self.weights))
-            view = tm.soft_max(cells.reshape(n * 4, 1, *cells.shape[2:])).reshape(n, 2, 2)
-            breast = tm.soft_max(view, 2)
-            return tm.soft_max(breast, 1), breast, cells
+            return (*aggregate(cells), cells)
 
         def forward(self, image):
             exam, breast, cells = self.logits(image)
@@ -63,10 +60,32 @@ def Ensemble(members, a: float, b: float):  # noqa: N802 - a torch Module factor
     return _Ensemble()
 
 
-def normal_spread(net, flip: bool, split: tm.Split) -> float:
-    """SD of the detector's exam logits over the split's normal (label 0) exams."""
-    z = tm.exam_logits(net, split.planes[split.labels == 0], flip=flip)
-    return float(np.std(z))
+def aggregate(cells):
+    """Cell logits (N,4,h,w) -> (exam (N,), breast (N,2)) soft maxima, as stage 1 aggregates."""
+    n = cells.shape[0]
+    view = tm.soft_max(cells.reshape(n * 4, 1, *cells.shape[2:])).reshape(n, 2, 2)
+    breast = tm.soft_max(view, 2)
+    return tm.soft_max(breast, 1), breast
+
+
+def member_cells(net, flip: bool, planes: np.ndarray, batch: int = 4) -> np.ndarray:
+    """A detector's uncalibrated cell logits (E,4,h,w) for (E,4,H,W) planes, in batches (one pass
+    over the split per member: the exam logits of any weighting follow from them)."""
+    torch = tm._torch()
+    exam = tm.ExamModel(net, 1.0, 0.0, flip).eval()
+    with torch.no_grad():
+        return np.concatenate(
+            [
+                exam.logits(torch.from_numpy(planes[i : i + batch].astype(np.float32)))[2].numpy()
+                for i in range(0, len(planes), batch)
+            ]
+        )
+
+
+def exam_logits(cells: np.ndarray) -> np.ndarray:
+    torch = tm._torch()
+    with torch.no_grad():
+        return aggregate(torch.from_numpy(cells))[0].numpy()
 
 
 def build(
@@ -77,11 +96,12 @@ def build(
     if not 0.0 < weight < 1.0:
         raise tm.UsageError(f"--weight {weight}: the first detector's share must be within (0, 1)")
     split = tm.load_split(train_cases)
-    members, stages = [], []
+    members, stages, combined = [], [], 0.0
     for pkg, share in ((first, weight), (second, 1.0 - weight)):
         net, report = rm.starting_package(pkg)
         flip = bool(report.get("test_time_flip"))
-        spread = normal_spread(net.eval(), flip, split)
+        cells = member_cells(net.eval(), flip, split.planes)
+        spread = float(np.std(exam_logits(cells)[split.labels == 0]))
         if not spread > 1e-9:
             raise tm.UsageError(
                 f"{pkg}: its exam logits do not vary over the normal training exams; "
@@ -90,7 +110,9 @@ def build(
         log(f"{pkg}: normal-exam logit SD {spread:.4f}, share {share}")
         members.append((net, flip, share / spread))
         stages.append({**report, "normal_spread": spread, "share": share})
-    z = tm.module_exam_logits(Ensemble(members, 1.0, 0.0).eval(), split.planes)
+        combined = combined + (share / spread) * cells
+        del cells
+    z = exam_logits(combined)
     a, b, op, fitted = tm.calibrate(z, split.labels, "train")
     report = {
         "members": stages,
