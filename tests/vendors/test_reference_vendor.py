@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers import require_module
 from vendors.mgfactory import write_set
 
@@ -348,7 +347,9 @@ def test_ensemble_sums_its_detectors_cell_logits_and_exports_what_it_computes(tm
     train = write_set(tmp_path / "train", n=4, rows=512, cols=416, seed=3)
     quiet = {"log": lambda _m: None}
     train_model.build(train, tmp_path / "plain", steps=2, batch=2, **quiet)
-    train_model.build(train, tmp_path / "cfar", steps=2, batch=2, prewhiten=True, flip=True, **quiet)
+    train_model.build(
+        train, tmp_path / "cfar", steps=2, batch=2, prewhiten=True, flip=True, **quiet
+    )
     reports = [
         em.build(tmp_path / "plain", tmp_path / "cfar", train, tmp_path / d, 0.3, **quiet)
         for d in "ab"
@@ -364,7 +365,9 @@ def test_ensemble_sums_its_detectors_cell_logits_and_exports_what_it_computes(tm
 
     # the heatmap logit is each member's cell logit over its normal-exam spread, times its share
     x = train_model.load_split(train).planes[:2].astype(np.float32)
-    session = ort.InferenceSession(str(tmp_path / "a" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(tmp_path / "a" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     heat = session.run(["heatmap"], {"image": x})[0]
     expected = 0.0
     for name, member in zip(("plain", "cfar"), reports[0]["members"], strict=True):
