@@ -46,7 +46,9 @@ def Ensemble(members, a: float, b: float):  # noqa: N802 - a torch Module factor
 
         def logits(self, image):
             """(exam (N,), breast (N,2), cell logits (N,4,h,w)), all uncalibrated."""
-            cells = sum(w * m.logits(image)[2] for m, w in zip(self.members, self.weights, strict=True))
+            cells = sum(
+                w * m.logits(image)[2] for m, w in zip(self.members, self.weights, strict=True)
+            )
             return (*aggregate(cells), cells)
 
         def forward(self, image):
