@@ -49,7 +49,7 @@ def Ensemble(members, a: float, b: float):  # noqa: N802 - a torch Module factor
             cells = sum(
                 w * m.logits(image)[2] for m, w in zip(self.members, self.weights, strict=True)
             )
-            return (*aggregate(cells), cells)
+            return (*tm.aggregate(cells), cells)
 
         def forward(self, image):
             exam, breast, cells = self.logits(image)
@@ -62,32 +62,16 @@ def Ensemble(members, a: float, b: float):  # noqa: N802 - a torch Module factor
     return _Ensemble()
 
 
-def aggregate(cells):
-    """Cell logits (N,4,h,w) -> (exam (N,), breast (N,2)) soft maxima, as stage 1 aggregates."""
-    n = cells.shape[0]
-    view = tm.soft_max(cells.reshape(n * 4, 1, *cells.shape[2:])).reshape(n, 2, 2)
-    breast = tm.soft_max(view, 2)
-    return tm.soft_max(breast, 1), breast
-
-
-def member_cells(net, flip: bool, planes: np.ndarray, batch: int = 4) -> np.ndarray:
-    """A detector's uncalibrated cell logits (E,4,h,w) for (E,4,H,W) planes, in batches (one pass
-    over the split per member: the exam logits of any weighting follow from them)."""
-    torch = tm._torch()
-    exam = tm.ExamModel(net, 1.0, 0.0, flip).eval()
-    with torch.no_grad():
-        return np.concatenate(
-            [
-                exam.logits(torch.from_numpy(planes[i : i + batch].astype(np.float32)))[2].numpy()
-                for i in range(0, len(planes), batch)
-            ]
-        )
+def member_cells(net, flip: bool, planes: np.ndarray) -> np.ndarray:
+    """A detector's uncalibrated cell logits (E,4,h,w) for (E,4,H,W) planes (one pass over the
+    split per member: the exam logits of any weighting follow from them)."""
+    return tm.module_logits(tm.ExamModel(net, 1.0, 0.0, flip).eval(), planes, 2)
 
 
 def exam_logits(cells: np.ndarray) -> np.ndarray:
     torch = tm._torch()
     with torch.no_grad():
-        return aggregate(torch.from_numpy(cells))[0].numpy()
+        return tm.aggregate(torch.from_numpy(cells))[0].numpy()
 
 
 def build(

@@ -461,11 +461,18 @@ def exam_logits(net, planes: np.ndarray, batch: int = 4, flip: bool = False) -> 
 
 def module_exam_logits(module, planes: np.ndarray, batch: int = 4) -> np.ndarray:
     """The uncalibrated exam logits (first of ``module.logits``) of (E,4,H,W) planes, in batches."""
+    return module_logits(module, planes, 0, batch)
+
+
+def module_logits(module, planes: np.ndarray, which: int, batch: int = 4) -> np.ndarray:
+    """Output ``which`` of ``module.logits`` for (E,4,H,W) planes, computed in batches."""
     torch = _torch()
     with torch.no_grad():
         return np.concatenate(
             [
-                module.logits(torch.from_numpy(planes[i : i + batch].astype(np.float32)))[0].numpy()
+                module.logits(torch.from_numpy(planes[i : i + batch].astype(np.float32)))[
+                    which
+                ].numpy()
                 for i in range(0, len(planes), batch)
             ]
         )
@@ -505,6 +512,15 @@ def platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         if np.abs(step).max() < 1e-10:
             break
     return float(beta[0]), float(beta[1])
+
+
+def aggregate(cells):
+    """Cell logits (N,4,h,w) -> (exam (N,), breast (N,2)): soft maxima over each view's cells, a
+    breast's two views, the exam's two breasts."""
+    n = cells.shape[0]
+    view = soft_max(cells.reshape(n * 4, 1, *cells.shape[2:])).reshape(n, 2, 2)  # (N, L/R, CC/MLO)
+    breast = soft_max(view, 2)
+    return soft_max(breast, 1), breast
 
 
 def pair_up(planes):
@@ -547,9 +563,7 @@ def ExamModel(net, a: float, b: float, flip: bool = False):  # noqa: N802 - a to
             else:
                 logit = masked_logit(self.net, x, f)
             cells = logit.reshape(n, 4, HEIGHT // STRIDE, WIDTH // STRIDE)
-            view = soft_max(logit).reshape(n, 2, 2)  # (N, breast L/R, view CC/MLO)
-            breast = soft_max(view, 2)
-            return soft_max(breast, 1), breast, cells
+            return (*aggregate(cells), cells)
 
         def forward(self, image):
             exam, breast, cells = self.logits(image)
