@@ -13,6 +13,9 @@ not depend on how sharp each network happens to be; the sum is one heatmap, and 
 exam take its soft maximum as stage 1 does, so the findings are exactly what makes the scores.
 Platt calibration and the operating point are fitted on the training split, as stage 1's are.
 
+Measured (session 14, README.md): at share 0.3 the default-set AUC is 0.873, but 20-27 % of exams
+break the noise and resampling tolerances (2.0.0: 5-7 %); shares >= 0.5 fall below AUC 0.85. Not shipped.
+
 Run: ``python -m harness.reference.ensemble_model --init PKG --with PKG2 --train-cases DIR --out DIR``
 """
 
