@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
+
+# The mutant matrix's and certify tests' known-good base: reference model 2.0.0, kept here
+# unchanged so those tests measure the harness, not whichever reference model ships (see
+# tests/assets/README.md).
+KNOWN_GOOD_VENDOR = Path(__file__).resolve().parent / "assets" / "reference-2.0.0"
 
 
 def require_tool(name: str, install_hint: str = "") -> str:

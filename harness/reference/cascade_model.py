@@ -42,7 +42,7 @@ PATCH = 64  # classifier input (model px, ~36 mm)
 # mined patches are PATCH + 2 * MARGIN wide and cropped at random: a candidate's position jitters
 MARGIN = 8
 HOLD_OUT = 5  # every fifth training exam calibrates instead of training the classifier
-VERSION = "3.0.0"
+VERSION = "4.0.0"
 GRID = (tm.HEIGHT // tm.STRIDE, tm.WIDTH // tm.STRIDE)  # heatmap cells (rows, columns)
 
 

@@ -1,7 +1,8 @@
 """Combine two reference detectors into one (stage 5, an ensemble of heatmaps).
 
-The shipped detector (2.0.0) is robust to the tolerance relations but ranks exams at AUC ~0.77; the
-CFAR-prewhitened one (``train_model --prewhiten --flip-tta``) reaches ~0.87 but its strongest
+The plain detector (2.0.0, ``tests/assets/reference-2.0.0``) is robust to the tolerance relations
+but ranks exams at AUC ~0.77; the CFAR-prewhitened one (``train_model --prewhiten --flip-tta``,
+shipped as 3.0.0) reaches ~0.86 but its strongest
 cells move with lower-dose noise and a blur (README.md, sessions 8-11). Their errors are only
 partly shared (exam scores correlate ~0.5), so a weighted sum of their cell logits keeps much of
 the second one's ranking while each detector's perturbation-driven changes are damped by the
@@ -31,7 +32,7 @@ from harness.cases.manifest import load_manifest
 from harness.reference import refine_model as rm
 from harness.reference import train_model as tm
 
-VERSION = "4.0.0"
+VERSION = "5.0.0"
 WEIGHT = 0.5
 
 

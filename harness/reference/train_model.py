@@ -23,7 +23,13 @@ gamma/window, detector pitch, vertical flip); loss = per-pixel BCE against lesio
 of the crop's soft maximum against "contains a cancer". Seeds are fixed and PyTorch runs with
 deterministic algorithms on one process, so a rebuild on the same machine gives the same model.
 
-Run: ``python -m harness.reference.train_model --train-cases DIR --out harness/reference/vendor``
+With ``--prewhiten`` each plane also goes through a fixed prewhitened matched filter for a small
+mass, normalised by the plane's own response level (CFAR), and ``--flip-tta`` exports the mean of
+each view's and its up-down mirror's heatmap. That is the shipped model, 3.0.0; without them the
+build is 2.0.0, kept as the tests' known-good base (``tests/assets/reference-2.0.0``).
+
+Run: ``python -m harness.reference.train_model --train-cases DIR --out harness/reference/vendor
+--prewhiten --flip-tta``
 """
 
 from __future__ import annotations
@@ -402,7 +408,7 @@ def stack_crops(crops):
 
 def train(split: Split, steps: int, batch: int, log=print, prewhiten: bool = False):
     """Adam on augmented crops; returns the trained network (eval mode). With ``prewhiten`` the
-    network also sees each plane through a fixed prewhitened matched filter (measured, not shipped:
+    network also sees each plane through a fixed prewhitened matched filter (the shipped 3.0.0:
     see README.md)."""
     torch = _torch()
     torch.manual_seed(SEED)
@@ -607,6 +613,8 @@ def operating_point(scores: np.ndarray, labels: np.ndarray, specificity: float) 
     return round(t, 4)
 
 
+# 2.0.0 is the plain detector (VENDOR_YAML); the prewhitened one is a different model
+VERSION_PREWHITENED = "3.0.0"
 VENDOR_YAML = {
     "schema": "mammocert/vendor/v1",
     "vendor": "mammocert reference",
@@ -657,7 +665,8 @@ def build(
         "seed": SEED,
         **({"prewhiten": {"radius_px": PW_RADIUS, "size_px": PW_SIZE}} if prewhiten else {}),
     }
-    return write_package(net, split, out, report, VENDOR_YAML["version"], flip)
+    version = VERSION_PREWHITENED if prewhiten else VENDOR_YAML["version"]
+    return write_package(net, split, out, report, version, flip)
 
 
 def write_package(
@@ -713,13 +722,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--prewhiten",
         action="store_true",
-        help="add a fixed prewhitened matched-filter input (experimental; not the shipped model)",
+        help="add a fixed, CFAR-normalised prewhitened matched-filter input (the shipped 3.0.0; "
+        "without it the build is 2.0.0)",
     )
     ap.add_argument(
         "--flip-tta",
         action="store_true",
         help="export the mean of each view's and its up-down mirror's heatmap "
-        "(2x inference cost; experimental, not the shipped model)",
+        "(2x inference cost; the shipped 3.0.0 uses it with --prewhiten)",
     )
     args = ap.parse_args(argv)
 

@@ -40,9 +40,8 @@ def certify_setup(tmp_path_factory):
         elif c["kind"] == "auc":
             c["pass_if"] = {"value_gte": 0.6}  # 6 cancers: a CI bound would say nothing
         elif c.get("relation") == "intensity":
-            c["tolerance"] = (
-                0.1  # the reference model moves up to ~0.06 under clinical window changes (tolerance 0.05)
-            )
+            # the known-good base (2.0.0) moves up to ~0.06 under clinical window changes
+            c["tolerance"] = 0.1
         keep.append(c)
     std["criteria"] = keep
     (d / "standard.yaml").write_text(yaml.safe_dump(std, sort_keys=False))

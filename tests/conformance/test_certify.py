@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = ROOT / "harness" / "reference" / "vendor"
+from helpers import KNOWN_GOOD_VENDOR
 
 
 def run(
@@ -25,7 +23,7 @@ def run(
             "harness.cli",
             "run",
             "--vendor",
-            str(REFERENCE),
+            str(KNOWN_GOOD_VENDOR),
             "--standard",
             standard,
             "--cases",

@@ -61,6 +61,8 @@ def test_refinement_and_stabilisation_start_from_the_exported_model_and_are_dete
         train, tmp_path / "stage1", steps=2, batch=2, log=lambda _m: None, prewhiten=True, flip=True
     )
     assert report["test_time_flip"] is True
+    # the prewhitened model is a different model from the plain 2.0.0, and says so
+    assert load_vendor_package(tmp_path / "stage1").version == train_model.VERSION_PREWHITENED
     # the rebuilt network (BatchNorm folded into the exported weights) computes the same heatmap
     net = refine_model.net_from_onnx(tmp_path / "stage1" / "model.onnx")
     assert net.pw is not None  # the fixed prewhitening filter travels in the graph
