@@ -111,6 +111,22 @@ def _bits_stored(ds: Dataset) -> int:
     return bits
 
 
+def _affine(x: np.ndarray, center: float, width: float, y_max: float) -> np.ndarray:
+    """((x - center) / width + 0.5) * y_max in one new array: the same IEEE operations in the same
+    order as the expression, without its three full-size temporaries (upsampled images are large)."""
+    out = x - center
+    out /= width
+    out += 0.5
+    out *= y_max
+    return out
+
+
+def _saturate(out: np.ndarray, x: np.ndarray, lo: float, hi: float, y_max: float) -> None:
+    """In place: 0 where x <= lo, y_max where x > hi (disjoint, since lo <= hi)."""
+    np.putmask(out, x <= lo, 0.0)
+    np.putmask(out, x > hi, y_max)
+
+
 def _window(
     values: np.ndarray, center: float, width: float, function: str, y_max: float
 ) -> np.ndarray:
@@ -120,19 +136,27 @@ def _window(
         if width < 1:
             raise PixelError(f"WindowWidth (0028,1051) is {width}; LINEAR windowing needs >= 1")
         c, w = center - 0.5, width - 1.0
-        out = ((x - c) / w + 0.5) * y_max if w > 0 else np.where(x > c, y_max, 0.0)
-        out = np.where(x <= c - w / 2, 0.0, np.where(x > c + w / 2, y_max, out))
+        if w > 0:
+            out = _affine(x, c, w, y_max)
+        else:
+            out = np.where(x > c, y_max, 0.0)
+        _saturate(out, x, c - w / 2, c + w / 2, y_max)
     elif function == "LINEAR_EXACT":
         if width <= 0:
             raise PixelError(
                 f"WindowWidth (0028,1051) is {width}; LINEAR_EXACT windowing needs > 0"
             )
-        out = ((x - center) / width + 0.5) * y_max
-        out = np.where(x <= center - width / 2, 0.0, np.where(x > center + width / 2, y_max, out))
+        out = _affine(x, center, width, y_max)
+        _saturate(out, x, center - width / 2, center + width / 2, y_max)
     elif function == "SIGMOID":
         if width <= 0:
             raise PixelError(f"WindowWidth (0028,1051) is {width}; SIGMOID windowing needs > 0")
-        out = y_max / (1.0 + np.exp(-4.0 * (x - center) / width))
+        out = x - center
+        out *= -4.0
+        out /= width
+        np.exp(out, out=out)
+        out += 1.0
+        np.divide(y_max, out, out=out)
     else:
         raise PixelError(
             f"VOILUTFunction (0028,1056) {function!r} is not LINEAR, LINEAR_EXACT or SIGMOID"
@@ -172,10 +196,12 @@ def presentation_pixels(ds: Dataset, stored: np.ndarray | None = None) -> np.nda
         values = _window(values, _first(ds.WindowCenter), _first(ds.WindowWidth), function, y_max)
     else:
         values = values.astype(np.float64)
-    values = np.clip(values, 0.0, y_max)
+    # every branch above made a new array, so the rest works in place (same operations, no copies)
+    np.clip(values, 0.0, y_max, out=values)
     if photometric == "MONOCHROME1":
-        values = y_max - values
-    return (values / y_max).astype(np.float32)
+        np.subtract(y_max, values, out=values)
+    values /= y_max
+    return values.astype(np.float32)
 
 
 def raw_pixels(ds: Dataset, stored: np.ndarray | None = None) -> np.ndarray:

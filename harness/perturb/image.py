@@ -102,9 +102,9 @@ def replace_pixels(ds: Dataset, values: np.ndarray) -> None:
     """
     original = transfer_syntax(ds)
     top = max_value(ds)
-    arr = np.clip(np.rint(values), 0, top).astype(
-        np.uint16 if int(ds.BitsAllocated) == 16 else np.uint8
-    )
+    arr = np.rint(values)
+    np.clip(arr, 0, top, out=arr)  # in place: upsampled images make every copy count
+    arr = arr.astype(np.uint16 if int(ds.BitsAllocated) == 16 else np.uint8)
     _ensure_meta(ds)
     ds.set_pixel_data(
         arr, str(ds.PhotometricInterpretation), int(ds.BitsStored), generate_instance_uid=False
