@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import random
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -90,9 +91,19 @@ def ignores_photometric(inner, exam):
     return exam, inner.prepare(ExamInput(exam.exam_id, tuple(images)))
 
 
+_first_reads: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def sleeper(inner, prepared):
-    time.sleep(1.5)
-    return inner.infer(prepared[1])
+    """Slow on the first read of each exam (a cold start per study): every exam of the session's
+    own predictions, which is what DK-LAT-01 times, waits 1.5 s. Later reads of the same exam (the
+    relations, determinism) are fast only to keep the matrix cheap."""
+    exam, p = prepared
+    seen = _first_reads.setdefault(inner, set())
+    if exam.exam_id not in seen:
+        seen.add(exam.exam_id)
+        time.sleep(1.5)
+    return inner.infer(p)
 
 
 def crasher(inner, prepared):
