@@ -28,6 +28,7 @@ from reports.render import render_report
 websocket = pytest.importorskip("websocket", reason="pip install websocket-client")
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CALL_TIMEOUT_S = 60  # a hang guard, not a performance limit
 pytestmark = pytest.mark.external
 
 
@@ -49,13 +50,16 @@ class DevTools:
     """A minimal DevTools-protocol client over one page target."""
 
     def __init__(self, ws_url: str) -> None:
-        self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
+        self.ws = websocket.create_connection(ws_url, timeout=CALL_TIMEOUT_S, suppress_origin=True)
         self.next_id = 0
         self.events: list[dict[str, Any]] = []
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         self.next_id += 1
         mid = self.next_id
+        # wait_for and drain shorten the socket timeout; a call gets the full one back (a
+        # screenshot taken after drain() once timed out after its last 0.05 s)
+        self.ws.settimeout(CALL_TIMEOUT_S)
         self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
         while True:
             msg = json.loads(self.ws.recv())
