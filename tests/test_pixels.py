@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydicom.pixels import apply_voi_lut
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from vendors.mgfactory import make_mg
 
 from harness.pixels import (
     Geometry,
+    _window,
     chest_wall_on_right,
     image_to_model,
     model_to_image,
@@ -58,6 +59,45 @@ def test_windows_match_pydicom_for_identity_rescale(function):
     np.testing.assert_allclose(
         presentation_pixels(ds), expect.astype(np.float32), rtol=0, atol=1e-6
     )
+
+
+def _ps33_window(x: np.ndarray, c: float, w: float, function: str) -> np.ndarray:
+    """PS3.3 C.11.2.1.2 / C.11.2.1.3 written as plain numpy expressions (float64, 12 bits)."""
+    y = 4095.0
+    if function == "LINEAR":
+        c, w = c - 0.5, w - 1.0
+        out = ((x - c) / w + 0.5) * y if w > 0 else np.where(x > c, y, 0.0)
+        out = np.where(x <= c - w / 2, 0.0, np.where(x > c + w / 2, y, out))
+    elif function == "LINEAR_EXACT":
+        out = ((x - c) / w + 0.5) * y
+        out = np.where(x <= c - w / 2, 0.0, np.where(x > c + w / 2, y, out))
+    else:
+        out = y / (1.0 + np.exp(-4.0 * (x - c) / w))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    center=st.floats(-200, 4300),
+    width=st.floats(1, 6000),
+    function=st.sampled_from(["LINEAR", "LINEAR_EXACT", "SIGMOID"]),
+    photometric=st.sampled_from(["MONOCHROME1", "MONOCHROME2"]),
+)
+def test_windowing_is_bit_identical_to_the_plain_expressions(center, width, function, photometric):
+    """The in-place windowing (no full-size temporaries) must stay bit for bit what the
+    expressions give: presentation values feed the model, and a changed bit changes a score."""
+    arr = np.arange(0, 4096, dtype=np.uint16).reshape(16, 256)
+    ds = make_mg(arr, window=(center, width), voi_function=function, photometric=photometric)
+    x = apply_modality_lut(arr, ds).astype(np.float64)
+    with np.errstate(over="ignore"):
+        window = _ps33_window(x, center, width, function)
+        assert np.array_equal(  # float64: the last bit shows, before float32 would hide it
+            _window(x, center, width, function, 4095.0).view(np.uint64), window.view(np.uint64)
+        )
+        got = presentation_pixels(ds)
+    out = np.clip(window, 0.0, 4095.0)
+    out = 4095.0 - out if photometric == "MONOCHROME1" else out
+    assert np.array_equal(got.view(np.uint32), (out / 4095.0).astype(np.float32).view(np.uint32))
 
 
 def test_modality_rescale_before_window_and_output_in_bits_stored_range():
