@@ -18,6 +18,8 @@ PASS_KEYS: dict[str, tuple[str, str]] = {
     "noninferior": ("noninferior", "is"),
     "ratio_ci_upper_lte": ("ratio_ci_upper", "<="),
     "ratio_ci_lower_gte": ("ratio_ci_lower", ">="),
+    "ratio_lte": ("ratio", "<="),
+    "ratio_gte": ("ratio", ">="),
     "value_per_1000_gt": ("value_per_1000", ">"),
     "max_gap": ("significant_gap", "<="),
     "localised_fraction_gte": ("localised_fraction", ">="),

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="directory for signing-key.pem and signing-key.pub.pem"
     )
 
-    std = sub.add_parser("standard", help="lint and diff standards").add_subparsers(
+    std = sub.add_parser("standard", help="lint, diff and bar standards").add_subparsers(
         dest="standard_command", required=True, metavar="ACTION"
     )
     p = _add(
@@ -183,6 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("a")
     p.add_argument("b")
+    p = _add(
+        std,
+        "bar",
+        "conformance.bar:bar_cli",
+        "the fewest cancers a model must find, per false-positive count, to pass a standard's "
+        "reader and programme criteria on a set",
+    )
+    p.add_argument("--standard", required=True, help="standard YAML")
+    p.add_argument("--cases", default=None, help="a built reference set")
+    p.add_argument("--recipe", default=None, help="a recipe, planned without rendering")
+    p.add_argument(
+        "--false-positives",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3, 4, 5, 6],
+        help="false-positive counts to tabulate",
+    )
 
     serve = sub.add_parser("serve-reference", help="run a reference AI node").add_subparsers(
         dest="serve_command", required=True, metavar="INTERFACE"

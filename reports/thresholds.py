@@ -21,6 +21,7 @@ _METRICS = {
     "ci_upper": "CI upper",
     "ratio_ci_lower": "ratio to readers, CI lower",
     "ratio_ci_upper": "ratio to readers, CI upper",
+    "ratio": "ratio to readers",
     "value": "value",
     "value_per_1000": "per 1,000 screens",
     "p50": "median (p50)",

@@ -16,8 +16,16 @@ from typing import Any
 
 from harness.cases.devices import PROFILES
 from harness.cases.dicomio import MammogramMeta, uid, write_mammogram
-from harness.cases.exam import render_exam
-from harness.cases.manifest import SCHEMA_ID, Manifest, load_manifest, verify_set, write_manifest
+from harness.cases.exam import VIEW_ORDER, render_exam
+from harness.cases.manifest import (
+    SCHEMA_ID,
+    Manifest,
+    load_manifest,
+    parse_manifest,
+    seal,
+    verify_set,
+    write_manifest,
+)
 from harness.cases.population import ExamPlan, plan_exams, reader_model
 from harness.cases.readers import describe
 from harness.cases.recipe import Recipe, load_recipe
@@ -82,6 +90,13 @@ def render_and_write(recipe: Recipe, plan: ExamPlan, out: Path) -> dict[str, Any
         )
         if v.box is not None:
             marks.append({"file": rel, "box": [round(b, 2) for b in v.box]})
+    return exam_record(plan, images, marks)
+
+
+def exam_record(
+    plan: ExamPlan, images: list[dict[str, Any]], marks: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """An exam's manifest record (+ benign marks) from its plan, written images and lesion marks."""
     les = plan.lesion
     record = {
         "exam_id": plan.exam_id,
@@ -221,6 +236,34 @@ def build_reference_set(
     }
     write_manifest(out, manifest)
     return load_manifest(out)
+
+
+def planned_manifest(recipe: Path | str | Recipe, exams: int | None = None) -> Manifest:
+    """The set's truths, attributes and reads without rendering it, for criteria that never open an
+    image: the files are named, not written (hashes zero), and there are no lesion marks. Every
+    other field equals what ``build_reference_set`` writes, because both come from the same plans."""
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    rec = rec.with_overrides(exams=exams)
+    records = []
+    for plan in plan_exams(rec):
+        images = [
+            {
+                "file": f"{plan.exam_id}/{lat}{view}.dcm",
+                "laterality": lat,
+                "view": view,
+                "sha256": "0" * 64,
+            }
+            for lat, view in VIEW_ORDER
+        ]
+        records.append(exam_record(plan, images, [])["record"])
+    manifest = {
+        "schema": SCHEMA_ID,
+        "id": rec.id,
+        "version": rec.version,
+        "description": rec.description,
+        "exams": records,
+    }
+    return parse_manifest(seal(manifest), Path("."))
 
 
 def summary_table(manifest: Manifest):

@@ -10,7 +10,7 @@ import pytest
 from helpers import require_tool
 
 from harness.cases import DEFAULT_RECIPE
-from harness.cases.build import build_reference_set, render_and_write
+from harness.cases.build import build_reference_set, planned_manifest, render_and_write
 from harness.cases.devices import MANUFACTURERS
 from harness.cases.population import plan_exams
 from harness.cases.recipe import load_recipe
@@ -97,3 +97,18 @@ def test_dciodvfy_full_size(tmp_path):
     assert (ds.Rows, ds.Columns) == (3062, 2394)
     for im in rec["record"]["images"]:
         assert _errors(tmp_path / im["file"]) == []
+
+
+def test_planned_manifest_equals_the_built_one_but_pixels(small_set):
+    planned = planned_manifest(DEFAULT_RECIPE, exams=4)
+    for p, b in zip(planned.exams, small_set.exams, strict=True):
+        assert (p.exam_id, p.label, p.truth, p.attributes, p.readers) == (
+            b.exam_id,
+            b.label,
+            b.truth,
+            b.attributes,
+            b.readers,
+        )
+        assert [(i.file, i.laterality, i.view) for i in p.images] == [
+            (i.file, i.laterality, i.view) for i in b.images
+        ]

@@ -214,6 +214,7 @@ def test_results_are_not_modified_by_rendering(bundle: Path) -> None:
         ({"value_gte": 0.9}, "value ≥ 0.9"),
         ({"p50_lte_s": 1.0, "p95_lte_s": 2.5}, "median (p50) ≤ 1 s and p95 ≤ 2.5 s"),
         ({"ratio_ci_upper_lte": 1.1}, "ratio to readers, CI upper ≤ 1.1"),
+        ({"ratio_gte": 0.9}, "ratio to readers ≥ 0.9"),
         ({"value_per_1000_gt": 5}, "per 1,000 screens > 5"),
         ({"max_gap": 0.05}, "largest subgroup gap ≤ 0.05"),
         ({"min_distinct_scores": 10}, "distinct scores ≥ 10"),
