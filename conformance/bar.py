@@ -90,7 +90,11 @@ def outcomes(
 
 
 def bar(standard: Standard, manifest: Manifest, false_positives: Sequence[int]) -> list[BarRow]:
-    """One row per false-positive count: the fewest cancers with which every criterion passes."""
+    """One row per false-positive count: the fewest cancers with which every criterion passes.
+
+    Bisection over the number of cancers, on the criteria that pass when every cancer is
+    recalled: recalling one more cancer never hurts them (sensitivity, CDR, PPV, non-inferiority).
+    Recall rate is the exception (it rises with every recall), so the answer is checked whole."""
     if not any(c.kind in KINDS for c in standard.criteria):
         raise UsageError(
             f"{standard.path}: no criterion of the kinds {', '.join(KINDS)}; nothing to bar"
@@ -99,21 +103,23 @@ def bar(standard: Standard, manifest: Manifest, false_positives: Sequence[int]) 
     n_neg = len(manifest.exams) - n_pos
     rows = []
     for f in false_positives:
-        prev: dict[str, str] = {}
-        found = None
-        for k in range(n_pos + 1):
-            got = outcomes(standard, manifest, k, f)
-            if all(v == "passed" for v in got.values()):
-                found = k
-                break
-            prev = got
+        at_all = outcomes(standard, manifest, n_pos, f)
+        rising = {cid for cid, v in at_all.items() if v == "passed"}
+        lo, hi = 0, n_pos  # the rising criteria all pass at hi
+        while lo < hi:
+            mid = (lo + hi) // 2
+            got = outcomes(standard, manifest, mid, f)
+            lo, hi = (lo, mid) if all(got[c] == "passed" for c in rising) else (mid + 1, hi)
+        got = outcomes(standard, manifest, hi, f)
+        ok = all(v == "passed" for v in got.values())
+        below = outcomes(standard, manifest, hi - 1, f) if ok and hi > 0 else at_all
         rows.append(
             BarRow(
                 f,
                 (n_neg - f) / n_neg,
-                found,
-                None if found is None else found / n_pos,
-                tuple(cid for cid, v in prev.items() if v != "passed"),
+                hi if ok else None,
+                hi / n_pos if ok else None,
+                tuple(cid for cid, v in below.items() if v != "passed"),
             )
         )
     return rows
@@ -128,7 +134,13 @@ def bar_cli(args: Any) -> int:
     standard = load_standard(args.standard)
     if (args.cases is None) == (args.recipe is None):
         raise UsageError("give exactly one of --cases DIR (a built set) or --recipe FILE (planned)")
-    manifest = load_manifest(args.cases) if args.cases else planned_manifest(Path(args.recipe))
+    if args.exams is not None and args.recipe is None:
+        raise UsageError("--exams plans a recipe; use it with --recipe, not --cases")
+    manifest = (
+        load_manifest(args.cases)
+        if args.cases
+        else planned_manifest(Path(args.recipe), exams=args.exams)
+    )
     n_pos = sum(e.label for e in manifest.exams)
     print(
         f"{standard.id} {standard.version} on {manifest.id} ({len(manifest.exams)} exams, "

@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", default=None, help="a built reference set")
     p.add_argument("--recipe", default=None, help="a recipe, planned without rendering")
     p.add_argument(
+        "--exams", type=int, default=None, help="with --recipe: plan this many exams instead"
+    )
+    p.add_argument(
         "--false-positives",
         type=int,
         nargs="+",
