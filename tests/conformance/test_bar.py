@@ -62,43 +62,21 @@ def test_demo_bar_on_the_default_set(default_set):
     assert rows[5].min_cancers is None and rows[5].failing_below == ("DK-RECALL-01",)
 
 
-def test_bar_cli(default_set):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness.cli",
-            "standard",
-            "bar",
-            "--standard",
-            str(ROOT / "standards" / "demo.yaml"),
-            "--recipe",
-            str(DEFAULT_RECIPE),
-            "--false-positives",
-            "4",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def bar_cli(*args: str) -> subprocess.CompletedProcess:
+    demo = str(ROOT / "standards" / "demo.yaml")
+    cmd = [sys.executable, "-m", "harness.cli", "standard", "bar", "--standard", demo, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_bar_cli():
+    r = bar_cli("--recipe", str(DEFAULT_RECIPE), "--false-positives", "4", "5")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[-2].split() == ["4", "0.973", "34", "0.68", "DK-CDR-01"]
     assert lines[-1].split() == ["5", "0.967", "none", "-", "DK-RECALL-01"]
-    both = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness.cli",
-            "standard",
-            "bar",
-            "--standard",
-            str(ROOT / "standards" / "demo.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert both.returncode == 2 and "give exactly one of --cases" in both.stderr
-    assert "Traceback" not in both.stderr
+    for bad, says in (
+        ((), "give exactly one of --cases"),
+        (("--cases", ".", "--exams", "9"), "--exams plans a recipe"),
+    ):
+        r = bar_cli(*bad)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
