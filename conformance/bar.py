@@ -6,10 +6,10 @@ rate and PPV against a reader) judge a model only by which exams it recalls. For
 false positives ``f``, this finds the fewest cancers ``k`` a model must recall for all of them to
 pass, with the suite's own evaluators, on an idealised model: it recalls the ``k`` most
 conspicuous cancers (attribute ``conspicuity`` where the set has it, else manifest order), which
-the simulated readers also find most often, so a paired comparison with a reader is as
-favourable as it can be; it recalls ``f`` negatives; every other exam scores below all of them.
-A real model needs at least this. It is how a standard's author checks that the criteria can be
-met on the set they pin, before any vendor runs.
+the simulated readers also tend to find, so a paired comparison with a reader is favourable to
+it; it recalls ``f`` negatives; every other exam scores below all of them. A real model needs
+about this much or more. It is how a standard's author checks that the criteria can be met on
+the set they pin, before any vendor runs.
 """
 
 from __future__ import annotations
