@@ -102,17 +102,21 @@ def bar(standard: Standard, manifest: Manifest, false_positives: Sequence[int]) 
     n_pos = sum(e.label for e in manifest.exams)
     n_neg = len(manifest.exams) - n_pos
     rows = []
+    seen: dict[tuple[int, int], dict[str, str]] = {}  # each (cancers, false positives) once
+
+    def at(k: int, f: int) -> dict[str, str]:
+        if (k, f) not in seen:
+            seen[k, f] = outcomes(standard, manifest, k, f)
+        return seen[k, f]
+
     for f in false_positives:
-        at_all = outcomes(standard, manifest, n_pos, f)
-        rising = {cid for cid, v in at_all.items() if v == "passed"}
+        rising = {cid for cid, v in at(n_pos, f).items() if v == "passed"}
         lo, hi = 0, n_pos  # the rising criteria all pass at hi
         while lo < hi:
             mid = (lo + hi) // 2
-            got = outcomes(standard, manifest, mid, f)
-            lo, hi = (lo, mid) if all(got[c] == "passed" for c in rising) else (mid + 1, hi)
-        got = outcomes(standard, manifest, hi, f)
-        ok = all(v == "passed" for v in got.values())
-        below = outcomes(standard, manifest, hi - 1, f) if ok and hi > 0 else at_all
+            lo, hi = (lo, mid) if all(at(mid, f)[c] == "passed" for c in rising) else (mid + 1, hi)
+        ok = all(v == "passed" for v in at(hi, f).values())
+        below = at(hi - 1, f) if ok and hi > 0 else at(n_pos, f)
         rows.append(
             BarRow(
                 f,
