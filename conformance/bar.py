@@ -146,6 +146,12 @@ def bar_cli(args: Any) -> int:
         else planned_manifest(Path(args.recipe), exams=args.exams)
     )
     n_pos = sum(e.label for e in manifest.exams)
+    n_neg = len(manifest.exams) - n_pos
+    bad = [f for f in args.false_positives if not 0 <= f <= n_neg]
+    if bad:
+        raise UsageError(
+            f"--false-positives {bad[0]}: the set has {n_neg} negatives; give counts from 0 to {n_neg}"
+        )
     print(
         f"{standard.id} {standard.version} on {manifest.id} ({len(manifest.exams)} exams, "
         f"{n_pos} cancers): the fewest cancers an idealised model must recall"

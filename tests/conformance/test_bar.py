@@ -77,6 +77,10 @@ def test_bar_cli():
     for bad, says in (
         ((), "give exactly one of --cases"),
         (("--cases", ".", "--exams", "9"), "--exams plans a recipe"),
+        (
+            ("--recipe", str(DEFAULT_RECIPE), "--false-positives", "151"),
+            "give counts from 0 to 150",
+        ),
     ):
         r = bar_cli(*bad)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
