@@ -9,7 +9,9 @@ finding on a marked image hits the lesion (``harness.stats.is_hit``, r_min 10 mm
 sensitivity at the Danish first reader's specificity (0.978, pROC's interpolation), and per group
 of exams (cancers by lesion type, subtle or not; benign findings by type) the exam AUC of that
 group against the normal exams: which lesions a model misses, and which benign findings it takes
-for cancers, decide the high-specificity end that the reader comparisons judge.
+for cancers, decide the high-specificity end that the reader comparisons judge;
+``cancers_above_normals[f]`` counts the cancers above all but f normal exams (benign findings
+left out), to set against ``mammocert standard bar``'s figures.
 """
 
 from __future__ import annotations
@@ -119,6 +121,25 @@ def by_group(manifest: Manifest, preds: list[Prediction]) -> dict:
     }
 
 
+def cancers_above_normals(
+    manifest: Manifest, preds: list[Prediction], max_false_positives: int = 5
+) -> list[int]:
+    """Entry f: the cancers scoring above all but f of the *normal* exams, benign findings left
+    out. Set against what the model does with every negative, this is the share of its
+    high-specificity losses that benign findings cause (reader and programme criteria judge
+    that end)."""
+    scores = {p.exam_id: p.score for p in preds if p.status == "ok"}
+    normal = sorted(
+        (scores[e.exam_id] for e in manifest.exams if e.truth == "normal" and e.exam_id in scores),
+        reverse=True,
+    )
+    cancers = [scores[e.exam_id] for e in manifest.exams if e.label == 1 and e.exam_id in scores]
+    return [
+        sum(s > normal[f] for s in cancers) if f < len(normal) else len(cancers)
+        for f in range(max_false_positives + 1)
+    ]
+
+
 def evaluate(cases: Path, vendor: Path = DEFAULT_VENDOR, progress: bool = False) -> dict:
     from harness.stats.roc import delong, sensitivity_at_specificity
 
@@ -164,6 +185,7 @@ def evaluate(cases: Path, vendor: Path = DEFAULT_VENDOR, progress: bool = False)
             4,
         ),
         "by_group": by_group(manifest, preds),
+        "cancers_above_normals": cancers_above_normals(manifest, preds),
     }
 
 

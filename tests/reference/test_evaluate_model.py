@@ -8,7 +8,7 @@ from vendors.mgfactory import write_set
 
 from harness.cases.manifest import load_manifest
 from harness.predictions import Prediction
-from harness.reference.evaluate_model import by_group, group_of
+from harness.reference.evaluate_model import by_group, cancers_above_normals, group_of
 
 
 def _pred(exam_id: str, score: float) -> Prediction:
@@ -36,3 +36,8 @@ def test_groups_are_judged_against_the_normal_exams_only(tmp_path):
     assert groups["cancer:calcification"]["auc_vs_normal"] == 0.5  # 1 above, 1 tie (1/2), 1 below
     # exams 5 and 7: write_set's cancers without a lesion type
     assert groups["cancer:None"] == {"n": 2, "auc_vs_normal": round((0 + 1 / 3) / 2, 4)}
+    # benign exam 2 (0.9) is left out: cancers above all normals (0.8): none; above all but
+    # one (0.5): exam 1 (0.6); above all but two (0.2): exams 1, 3 and 7; all three normals: all
+    assert cancers_above_normals(
+        manifest, [_pred(exams[k].exam_id, v) for k, v in scores.items()], 3
+    ) == [0, 1, 3, 4]
