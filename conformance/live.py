@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.cases.manifest import Manifest
+from harness.exam_input import ExamInput
 from harness.predictions import ORIGINAL, Prediction
-from harness.vendors.adapter import ExamInput
 
 
 def _refuse_identifiable(package: Any, manifest: Manifest) -> None:

@@ -46,9 +46,10 @@ from pydicom.errors import InvalidDicomError
 
 from harness.cases.manifest import Exam, Manifest, load_manifest
 from harness.errors import ManifestError, UsageError, VendorFault
+from harness.exam_input import ExamInput
 from harness.journal import Journal, model_digest
 from harness.predictions import ORIGINAL, Prediction, write_predictions
-from harness.vendors.adapter import ExamInput, VendorAdapter
+from harness.vendors.adapter import VendorAdapter
 
 Transform = Callable[[ExamInput, str], ExamInput]
 MAX_HUNG = 3

@@ -22,7 +22,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
 from harness.cases.manifest import ImageRef
-from harness.vendors.adapter import ExamInput
+from harness.exam_input import ExamInput
 
 DM_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}

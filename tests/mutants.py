@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.exam_input import ExamInput
 from harness.predictions import ExamOutput
-from harness.vendors.adapter import AdapterInfo, ExamInput
+from harness.vendors.adapter import AdapterInfo
 
 DM_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 

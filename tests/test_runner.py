@@ -16,10 +16,11 @@ from vendors.mgfactory import write_package, write_set
 
 from harness.cases.manifest import load_manifest
 from harness.errors import VendorFault
+from harness.exam_input import ExamInput
 from harness.journal import Journal, model_digest
 from harness.predictions import ExamOutput, read_predictions
 from harness.runner import run_predictions
-from harness.vendors.adapter import AdapterInfo, ExamInput, FakeAdapter
+from harness.vendors.adapter import AdapterInfo, FakeAdapter
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def test_kill_and_resume_gives_the_same_predictions(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "harness.cli",
+        "mammocert.cli",
         "predict",
         "--vendor",
         str(pkg),

@@ -42,7 +42,7 @@ AUC = """  - id: T-AUC
 
 def mammocert(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "mammocert.cli", *args], capture_output=True, text=True, timeout=120
     )
 
 

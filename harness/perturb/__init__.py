@@ -1,6 +1,6 @@
 """Metamorphic perturbations of exams (issue 5): relations, strategies, sweeps, invalid inputs.
 
-Each relation is a pure transform of an :class:`~harness.vendors.adapter.ExamInput` with frozen
+Each relation is a pure transform of an :class:`~harness.exam_input.ExamInput` with frozen
 parameters, a stable condition id and a Hypothesis strategy; see :mod:`harness.perturb.relation`
 for the kinds of expectation and :data:`RELATIONS` for the list.
 """

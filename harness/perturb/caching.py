@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pydicom.uid import generate_uid
 
 from harness.cases.manifest import Manifest
-from harness.vendors.adapter import ExamInput
+from harness.exam_input import ExamInput
 
 Transform = Callable[[ExamInput], ExamInput]
 UID_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")

@@ -30,6 +30,7 @@ from pydicom.uid import (
 )
 
 from harness.errors import UsageError
+from harness.exam_input import ExamInput
 from harness.perturb.image import (
     map_images,
     max_value,
@@ -38,7 +39,6 @@ from harness.perturb.image import (
     stored_pixels,
     windows,
 )
-from harness.vendors.adapter import ExamInput
 
 # Condition-id name -> transfer syntax. The first is the mildest (the usual archive encoding).
 SYNTAXES: dict[str, UID] = {

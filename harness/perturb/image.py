@@ -1,6 +1,6 @@
 """Pixel and dataset plumbing shared by the perturbations.
 
-Every perturbation is a pure function of an :class:`~harness.vendors.adapter.ExamInput`: it
+Every perturbation is a pure function of an :class:`~harness.exam_input.ExamInput`: it
 deep-copies each dataset before touching it, so the caller's exam (and the runner's cache of
 decoded datasets) is never mutated. Pixel-changing perturbations keep the image's transfer
 syntax where pydicom can encode it losslessly, so that the *only* difference a model sees is
@@ -27,8 +27,8 @@ from pydicom.uid import (
 from harness import pixels
 from harness.cases.manifest import ImageRef
 from harness.errors import UsageError
+from harness.exam_input import ExamInput
 from harness.pixels import transfer_syntax
-from harness.vendors.adapter import ExamInput
 
 # Syntaxes we can re-encode bit-exactly; anything else (lossy JPEG, JPEG-LS, big endian) is
 # written back as Explicit VR Little Endian, which still carries exactly the decoded pixels.

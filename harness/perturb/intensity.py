@@ -24,6 +24,7 @@ from typing import ClassVar
 import numpy as np
 from pydicom.dataset import Dataset
 
+from harness.exam_input import ExamInput
 from harness.perturb.image import (
     map_images,
     replace_pixels,
@@ -33,7 +34,6 @@ from harness.perturb.image import (
     window_range,
     windows,
 )
-from harness.vendors.adapter import ExamInput
 
 
 @dataclass(frozen=True)

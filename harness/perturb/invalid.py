@@ -19,8 +19,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from harness.exam_input import ExamInput
 from harness.perturb.image import copy_dataset, set_transfer_syntax
-from harness.vendors.adapter import ExamInput
 
 CR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")
 DX_FOR_PRESENTATION_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1.1")

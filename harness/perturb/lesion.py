@@ -36,6 +36,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
+from harness.exam_input import ExamInput
 from harness.perturb.image import (
     map_images,
     max_value,
@@ -45,7 +46,6 @@ from harness.perturb.image import (
     windows,
 )
 from harness.perturb.resample import imager_spacing
-from harness.vendors.adapter import ExamInput
 
 KINDS = ("mass", "calcification")
 BREAST_THRESHOLD = 0.05  # presentation value above which a pixel counts as breast

@@ -29,8 +29,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from harness.exam_input import ExamInput
 from harness.perturb.image import map_images
-from harness.vendors.adapter import ExamInput
 
 # Attributes holding *instance* UIDs (never SOP classes, syntaxes or coding schemes).
 INSTANCE_UID_KEYWORDS = frozenset(

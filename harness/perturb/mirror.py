@@ -20,8 +20,8 @@ from typing import ClassVar
 from pydicom.dataset import Dataset
 
 from harness.cases.manifest import ImageRef
+from harness.exam_input import ExamInput
 from harness.perturb.image import Image, map_images, replace_pixels, stored_pixels
-from harness.vendors.adapter import ExamInput
 
 SWAP_SIDE = {"L": "R", "R": "L"}
 # Row direction: reversed by the flip, then L/R swapped back by the reflection.

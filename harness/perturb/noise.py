@@ -28,6 +28,7 @@ from typing import ClassVar
 import numpy as np
 from pydicom.dataset import Dataset
 
+from harness.exam_input import ExamInput
 from harness.perturb.image import (
     map_images,
     presentation_pixels,
@@ -36,7 +37,6 @@ from harness.perturb.image import (
     stored_pixels,
     windows,
 )
-from harness.vendors.adapter import ExamInput
 
 FULL_DOSE_NOISE = 0.015  # sigma0, as a fraction of the window width (presentation units)
 

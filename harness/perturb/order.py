@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.exam_input import ExamInput
 from harness.perturb.image import copy_dataset
-from harness.vendors.adapter import ExamInput
 
 
 @dataclass(frozen=True)

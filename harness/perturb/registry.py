@@ -14,6 +14,7 @@ import typing
 from typing import Any
 
 from harness.errors import UsageError
+from harness.exam_input import ExamInput
 from harness.perturb import strategies
 from harness.perturb.encoding import EncodingParams, apply_encoding
 from harness.perturb.intensity import IntensityParams, apply_intensity
@@ -24,7 +25,6 @@ from harness.perturb.noise import NoiseParams, apply_noise
 from harness.perturb.order import OrderParams, apply_order
 from harness.perturb.relation import Relation, check_raised, check_swapped, check_unchanged
 from harness.perturb.resample import ResampleParams, apply_resample
-from harness.vendors.adapter import ExamInput
 
 RELATIONS: dict[str, Relation[Any]] = {
     r.name: r

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from hypothesis.strategies import SearchStrategy
 
-from harness.vendors.adapter import ExamInput
+from harness.exam_input import ExamInput
 
 KINDS = ("invariant", "tolerance", "directional")
 

@@ -32,8 +32,8 @@ from pydicom.dataset import Dataset
 from scipy import ndimage
 
 from harness.errors import UsageError
+from harness.exam_input import ExamInput
 from harness.perturb.image import map_images, replace_pixels, stored_pixels
-from harness.vendors.adapter import ExamInput
 
 DETECTOR_RANGE_MM = (0.05, 0.1)
 

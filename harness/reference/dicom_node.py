@@ -38,7 +38,8 @@ from harness.cases.manifest import ImageRef
 from harness.dicomnet import scu
 from harness.dicomnet.sr import MarkOut, ReportContent, write_mammo_cad_sr, write_tid1500_sr
 from harness.errors import UsageError, VendorFault
-from harness.vendors.adapter import ExamInput, VendorAdapter
+from harness.exam_input import ExamInput
+from harness.vendors.adapter import VendorAdapter
 
 log = logging.getLogger(__name__)
 

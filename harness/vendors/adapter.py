@@ -17,18 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from pydicom.dataset import Dataset
-
-from harness.cases.manifest import ImageRef
+from harness.exam_input import ExamInput
 from harness.predictions import ExamOutput
-
-
-@dataclass(frozen=True)
-class ExamInput:
-    """One exam as the model will see it: each image's manifest entry and its (possibly perturbed) dataset."""
-
-    exam_id: str
-    images: tuple[tuple[ImageRef, Dataset], ...]
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,9 @@ from harness.dicomnet import deid, pacs, scu
 from harness.dicomnet.scp import ReceivedObject, StorageSCP
 from harness.dicomnet.sr import SR_SOP_CLASSES, ParsedReport, SrError, parse_report
 from harness.errors import UsageError, VendorFault, VendorPackageError
+from harness.exam_input import ExamInput
 from harness.predictions import ExamOutput, Finding
-from harness.vendors.adapter import AdapterInfo, ExamInput
+from harness.vendors.adapter import AdapterInfo
 from harness.vendors.package import VendorPackage
 
 log = logging.getLogger(__name__)

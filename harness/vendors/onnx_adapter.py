@@ -39,9 +39,10 @@ from pydicom.dataset import Dataset
 from scipy.ndimage import maximum_filter
 
 from harness.errors import VendorFault, VendorPackageError
+from harness.exam_input import ExamInput
 from harness.pixels import Geometry, PixelError, decoded, model_to_image, to_model_plane
 from harness.predictions import ExamOutput, Finding
-from harness.vendors.adapter import AdapterInfo, ExamInput
+from harness.vendors.adapter import AdapterInfo
 from harness.vendors.package import VendorPackage
 
 MAMMO_SOP_CLASSES = {

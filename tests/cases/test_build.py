@@ -49,7 +49,7 @@ def test_verify_detects_changed_byte(small_set, tmp_path):
     copy = tmp_path / "c"
     shutil.copytree(small_set.root, copy)
     ok = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "cases", "verify", str(copy)],
+        [sys.executable, "-m", "mammocert.cli", "cases", "verify", str(copy)],
         capture_output=True,
         text=True,
     )
@@ -59,7 +59,7 @@ def test_verify_detects_changed_byte(small_set, tmp_path):
     data[-100] ^= 1
     victim.write_bytes(bytes(data))
     bad = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "cases", "verify", str(copy)],
+        [sys.executable, "-m", "mammocert.cli", "cases", "verify", str(copy)],
         capture_output=True,
         text=True,
     )

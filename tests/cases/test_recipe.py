@@ -45,7 +45,7 @@ def test_cli_bad_recipe_exit_2_one_line(tmp_path):
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "mammocert.cli",
             "cases",
             "build",
             "--recipe",
@@ -68,7 +68,7 @@ def test_cli_unwritable_out_exit_2(tmp_path):
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "mammocert.cli",
             "cases",
             "build",
             "--recipe",

@@ -64,7 +64,7 @@ def test_demo_bar_on_the_default_set(default_set):
 
 def bar_cli(*args: str) -> subprocess.CompletedProcess:
     demo = str(ROOT / "standards" / "demo.yaml")
-    cmd = [sys.executable, "-m", "harness.cli", "standard", "bar", "--standard", demo, *args]
+    cmd = [sys.executable, "-m", "mammocert.cli", "standard", "bar", "--standard", demo, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 

@@ -20,7 +20,7 @@ def run(
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "mammocert.cli",
             "run",
             "--vendor",
             str(KNOWN_GOOD_VENDOR),
@@ -98,7 +98,7 @@ def _stable(res: dict) -> dict:
 
 def cli(d: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "mammocert.cli", *args],
         capture_output=True,
         text=True,
         timeout=600,

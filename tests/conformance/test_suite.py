@@ -33,7 +33,7 @@ PREDICTION_KINDS = {
 
 def mammocert(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "mammocert.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -22,7 +22,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from harness.cases.manifest import ImageRef
-from harness.vendors.adapter import ExamInput
+from harness.exam_input import ExamInput
 
 DM_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 ROWS, COLS, BITS, SPACING = 320, 256, 12, 0.1

@@ -11,7 +11,9 @@ import pytest
 from vendors.mgfactory import write_package, write_set
 
 from harness.cases.manifest import load_manifest
-from harness.perturb.grid import (
+from harness.predictions import ORIGINAL, ExamOutput, Prediction
+from harness.standard import load_standard
+from mammocert.grid import (
     DEFAULT_GRID,
     InvarianceCriterion,
     criteria_by_relation,
@@ -20,8 +22,6 @@ from harness.perturb.grid import (
     sample_exams,
     summarise,
 )
-from harness.predictions import ORIGINAL, ExamOutput, Prediction
-from harness.standard import load_standard
 
 DEMO = Path(__file__).resolve().parents[2] / "standards" / "demo.yaml"
 LESION_R = "lesion_insertion:contrast=0.15,kind=mass,laterality=R,seed=1,size_mm=8.0"
@@ -80,7 +80,7 @@ def test_default_grid_covers_every_relation_the_demo_standard_tests():
 
 def _grid(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "harness.perturb.grid", *args], capture_output=True, text=True
+        [sys.executable, "-m", "mammocert.grid", *args], capture_output=True, text=True
     )
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.exam_input import ExamInput
 from harness.perturb import RELATIONS, apply_condition, parse_condition
 from harness.predictions import ExamOutput
-from harness.vendors.adapter import ExamInput
 
 TOL = 1e-9
 

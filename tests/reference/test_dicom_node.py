@@ -142,7 +142,7 @@ def test_serve_reference_cli_answers_echo_and_stops_on_sigterm(tmp_path):
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "mammocert.cli",
             "serve-reference",
             "dicom",
             "--vendor",

@@ -14,8 +14,8 @@ import html5lib
 import pytest
 import reports_bundle_factory as synthetic
 
-from harness.cli import main
 from harness.results import SELF_TEST_BANNER, CriterionResult, write_results
+from mammocert.cli import main
 from reports import plots
 from reports.render import render_report
 from reports.thresholds import describe_threshold, numeric_limits

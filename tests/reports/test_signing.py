@@ -15,9 +15,9 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError as SSLibVerificationError
 from securesystemslib.signer import SSlibKey
 
-from harness.cli import main
 from harness.errors import UsageError
 from harness.jsonutil import canonical_json, sha256_file
+from mammocert.cli import main
 from reports.render import render_report
 from reports.signing import (
     ATTESTATION_FILE,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import reports_bundle_factory as synthetic
 
-from harness.cli import main
 from harness.errors import HarnessFault, UsageError, VerificationError
+from mammocert.cli import main
 from reports.render import render_report
 from reports.signing import ATTESTATION_FILE, UNSIGNED_FILE, write_attestation
 from reports.verify import verify_bundle

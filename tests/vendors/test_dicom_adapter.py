@@ -207,7 +207,7 @@ def test_identifiable_data_is_refused_before_any_association(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "harness.cli",
+                "mammocert.cli",
                 "predict",
                 "--vendor",
                 str(pkg),

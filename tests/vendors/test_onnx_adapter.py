@@ -13,9 +13,9 @@ from vendors.mgfactory import CR, breast_image, make_mg, write_package
 
 from harness.cases.manifest import ImageRef
 from harness.errors import VendorFault
+from harness.exam_input import ExamInput
 from harness.pixels import to_model_plane
 from harness.vendors import load_vendor_package, open_adapter
-from harness.vendors.adapter import ExamInput
 
 VIEWS = (("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))
 

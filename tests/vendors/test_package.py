@@ -31,7 +31,7 @@ def predict(pkg: Path, cases: Path, out: Path) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "mammocert.cli",
             "predict",
             "--vendor",
             str(pkg),

@@ -202,13 +202,13 @@ def test_stabilisation_models_the_tolerance_relations_as_the_harness_applies_the
     from harness.cases.manifest import ImageRef
     from harness.cases.population import plan_exams
     from harness.cases.recipe import load_recipe
+    from harness.exam_input import ExamInput
     from harness.perturb.intensity import IntensityParams, apply_intensity
     from harness.perturb.noise import NoiseParams, apply_noise
     from harness.perturb.resample import ResampleParams, apply_resample
     from harness.pixels import to_model_plane
     from harness.reference import stabilise_model as sm
     from harness.reference import train_model as tm
-    from harness.vendors.adapter import ExamInput
 
     def plane(e: ExamInput) -> torch.Tensor:
         return torch.from_numpy(to_model_plane(e.images[0][1], tm.HEIGHT, tm.WIDTH)[0])[None]

@@ -7,7 +7,7 @@ the rate itself: this runs a fixed set of exams, evenly spread over the sorted e
 fixed conditions at the ends of each relation's clinical range, through the same journaled
 runner, and judges each pair with the relation's own ``check`` and the standard's tolerance.
 
-``python -m harness.perturb.grid --vendor PKG --cases DIR [--standard STD] [--exams N]
+``python -m mammocert.grid --vendor PKG --cases DIR [--standard STD] [--exams N]
 [--condition ID ...] [--journal J] [--out grid.json]`` prints one line per condition and per
 relation, writes every pair to ``--out`` (JSON), and exits 0 when nothing failed, 1 when
 something did, 2 on bad input.
@@ -275,7 +275,7 @@ def run_grid(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m harness.perturb.grid", description=__doc__.splitlines()[0]
+        prog="python -m mammocert.grid", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--vendor", required=True, help="vendor package directory or .zip")
     ap.add_argument("--cases", required=True, help="reference-set directory")

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(
         sub,
         "demo",
-        "harness.demo:demo_cli",
+        "mammocert.demo:demo_cli",
         "build the default reference set, run the reference vendor, write a signed demo report",
     )
     p.add_argument(
