@@ -79,8 +79,8 @@ def lesion_params() -> st.SearchStrategy[LesionParams]:
     any model): the range is that of clearly visible lesions in a fatty breast. The synthetic set's
     masses have a median presentation contrast of 0.24 against a local texture SD of ~0.10, so the
     mildest lesion drawn here (8 mm, 0.15) is hard to see in a dense breast (measured in
-    harness/reference/README.md, session 9). Shrinks towards that mildest case: the one that must
-    still raise the score.
+    harness/reference/README.md, DK-INV-LESION). Shrinks towards that mildest case: the one that
+    must still raise the score.
     """
     return st.builds(
         LesionParams,

@@ -417,16 +417,10 @@ def train(split: Split, steps: int, batch: int, log=print, prewhiten: bool = Fal
     net = make_net(prewhitening_kernel(split, np.random.default_rng(SEED)) if prewhiten else None)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
-    return fit(net, opt, sched, steps, lambda _step: sample_crops(split, rng, batch), rng, log)
-
-
-def fit(net, opt, sched, steps: int, crops_for, rng: np.random.Generator, log, batchnorm=True):
-    """The optimisation loop of both stages: ``crops_for(step)`` gives each step's crops; BatchNorm
-    statistics are updated only when ``batchnorm``. Returns the network in eval mode."""
     t0, run = time.time(), []
     for step in range(steps):
-        crops = crops_for(step)
-        net.train(batchnorm)
+        crops = sample_crops(split, rng, batch)
+        net.train()
         pix, img = crop_loss(net, crops, rng)
         opt.zero_grad()
         (pix + img).backward()
@@ -461,33 +455,22 @@ def pixel_loss(logit, target, breast):
 
 
 def exam_logits(net, planes: np.ndarray, batch: int = 4, flip: bool = False) -> np.ndarray:
-    """Uncalibrated exam soft maxima for (E,4,H,W) planes."""
-    return module_exam_logits(ExamModel(net, 1.0, 0.0, flip), planes, batch)
-
-
-def module_exam_logits(module, planes: np.ndarray, batch: int = 4) -> np.ndarray:
-    """The uncalibrated exam logits (first of ``module.logits``) of (E,4,H,W) planes, in batches."""
-    return module_logits(module, planes, 0, batch)
-
-
-def module_logits(module, planes: np.ndarray, which: int, batch: int = 4) -> np.ndarray:
-    """Output ``which`` of ``module.logits`` for (E,4,H,W) planes, computed in batches."""
+    """Uncalibrated exam soft maxima for (E,4,H,W) planes, computed in batches."""
     torch = _torch()
+    module = ExamModel(net, 1.0, 0.0, flip)
     with torch.no_grad():
         return np.concatenate(
             [
-                module.logits(torch.from_numpy(planes[i : i + batch].astype(np.float32)))[
-                    which
-                ].numpy()
+                module.logits(torch.from_numpy(planes[i : i + batch].astype(np.float32)))[0].numpy()
                 for i in range(0, len(planes), batch)
             ]
         )
 
 
-def calibrate(z: np.ndarray, labels: np.ndarray, split: str) -> tuple[float, float, float, dict]:
-    """Platt on exam logits ``z`` and the operating point at ``OPERATING_SPECIFICITY``: (a, b,
-    operating point, the report's ``platt``, ``operating_point``, ``{split}_specificity`` and
-    ``{split}_sensitivity``)."""
+def calibrate(z: np.ndarray, labels: np.ndarray) -> tuple[float, float, float, dict]:
+    """Platt on the training split's exam logits ``z`` and the operating point at
+    ``OPERATING_SPECIFICITY``: (a, b, operating point, the report's ``platt``, ``operating_point``,
+    ``train_specificity`` and ``train_sensitivity``)."""
     a, b = platt(z, labels.astype(np.float64))
     scores = 1 / (1 + np.exp(-(a * z + b)))
     op = operating_point(scores, labels, OPERATING_SPECIFICITY)
@@ -499,8 +482,8 @@ def calibrate(z: np.ndarray, labels: np.ndarray, split: str) -> tuple[float, flo
         {
             "platt": [round(a, 6), round(b, 6)],
             "operating_point": op,
-            f"{split}_specificity": round(float((~flagged[labels == 0]).mean()), 4),
-            f"{split}_sensitivity": round(float(flagged[labels == 1].mean()), 4),
+            "train_specificity": round(float((~flagged[labels == 0]).mean()), 4),
+            "train_sensitivity": round(float(flagged[labels == 1].mean()), 4),
         },
     )
 
@@ -540,7 +523,7 @@ def ExamModel(net, a: float, b: float, flip: bool = False):  # noqa: N802 - a to
     """With ``flip`` each view's cell logits are the mean of the view's and of its up-down mirror
     image's (flipped back), which makes the heatmap exactly flip-equivariant (the network alone is
     not: padding, crop-wise training); the two run as one batch, so the graph keeps one copy of
-    each convolution. Measured, not shipped (README.md)."""
+    each convolution. The shipped 3.0.0 uses it (``--flip-tta``)."""
     torch = _torch()
 
     class _Exam(torch.nn.Module):
@@ -584,12 +567,9 @@ def ExamModel(net, a: float, b: float, flip: bool = False):  # noqa: N802 - a to
 
 
 def export(net, a: float, b: float, path: Path, flip: bool = False) -> None:
-    export_module(ExamModel(net, a, b, flip).eval(), path)
-
-
-def export_module(module, path: Path) -> None:
-    """Export a graph with the reference vendor's input and outputs (dynamic batch)."""
+    """Export the exam graph with the reference vendor's input and outputs (dynamic batch)."""
     torch = _torch()
+    module = ExamModel(net, a, b, flip).eval()
     dummy = torch.zeros(1, 4, HEIGHT, WIDTH)
     torch.onnx.export(
         module,
@@ -670,14 +650,15 @@ def build(
 
 
 def write_package(
-    net, calibration: Split, out: Path, report: dict, version: str, flip: bool = False
+    net, split: Split, out: Path, report: dict, version: str, flip: bool = False
 ) -> dict:
-    """Calibrate ``net`` on ``calibration`` (Platt, operating point), export ``out/model.onnx`` (with
-    the up-down flip mean if ``flip``) and write ``vendor.yaml`` and ``training.json`` (``report``
-    plus what calibration fitted)."""
+    """Calibrate ``net`` on the training ``split`` (Platt, operating point), export
+    ``out/model.onnx`` (with the up-down flip mean if ``flip``) and write ``vendor.yaml`` (with the
+    operating point and what it gives on the training split) and ``training.json`` (``report`` plus
+    what calibration fitted)."""
     torch = _torch()
-    z = exam_logits(net, calibration.planes, flip=flip)
-    a, b, op, fitted = calibrate(z, calibration.labels, "train")
+    z = exam_logits(net, split.planes, flip=flip)
+    a, b, op, fitted = calibrate(z, split.labels)
     report = {
         **report,
         **fitted,
@@ -686,25 +667,18 @@ def write_package(
     }
     out.mkdir(parents=True, exist_ok=True)
     export(net, a, b, out / "model.onnx", flip)
-    write_vendor_files(out, report, version, op, "train")
-    return report
-
-
-def write_vendor_files(out: Path, report: dict, version: str, op: float, split: str) -> None:
-    """``vendor.yaml`` (with the operating point and what it gives on the ``split`` it was fitted
-    on: ``report`` holds ``{split}_specificity`` and ``{split}_sensitivity``) and ``training.json``
-    (``report``) beside an exported ``model.onnx``."""
     vy = dict(VENDOR_YAML, version=version, operating_point=op)
     (out / "vendor.yaml").write_text(
-        "# mammocert reference vendor (generated by harness/reference: train_model, refine_model, "
-        "cascade_model; see README.md)\n"
-        f"# operating_point: {split}-split specificity {report[split + '_specificity']}, "
-        f"sensitivity {report[split + '_sensitivity']}\n" + yaml.safe_dump(vy, sort_keys=False),
+        "# mammocert reference vendor (generated by python -m harness.reference.train_model; "
+        "see README.md)\n"
+        f"# operating_point: train-split specificity {report['train_specificity']}, "
+        f"sensitivity {report['train_sensitivity']}\n" + yaml.safe_dump(vy, sort_keys=False),
         encoding="utf-8",
     )
     (out / "training.json").write_text(
         json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8"
     )
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -733,30 +707,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    return run_build(
-        ap.prog,
-        lambda log: build(
+    def body() -> int:
+        """Progress and the final report (JSON) on stderr; a bad input is one line with exit 2
+        (``harness.errors.run_script``)."""
+        report = build(
             Path(args.train_cases),
             Path(args.out),
             args.steps,
             args.batch,
-            log,
+            lambda m: print(m, file=sys.stderr, flush=True),
             args.prewhiten,
             args.flip_tta,
-        ),
-    )
-
-
-def run_build(prog: str, make_package) -> int:
-    """A build as a script: progress and the final report (JSON) on stderr, a bad input as one
-    line with exit 2 (``harness.errors.run_script``)."""
-
-    def body() -> int:
-        report = make_package(lambda m: print(m, file=sys.stderr, flush=True))
+        )
         print(json.dumps(report, indent=1, sort_keys=True), file=sys.stderr)
         return 0
 
-    return run_script(prog, body)
+    return run_script(ap.prog, body)
 
 
 if __name__ == "__main__":
