@@ -26,7 +26,8 @@ REFERENCE_VENDOR = Path(__file__).resolve().parents[1] / "harness" / "reference"
 
 def _child(mode: str, cases: str, vendor: str, n: int) -> dict:
     from harness.cases.manifest import load_manifest
-    from harness.runner import load_exam, run_predictions
+    from harness.exam_input import load_exam
+    from harness.runner import run_predictions
     from harness.vendors import load_vendor_package, open_adapter
 
     manifest = load_manifest(cases)

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.context import EvaluationContext
-from conformance.registry import evaluate
+from conformance.engine import judge
 from harness.cases.manifest import Exam, Manifest
 from harness.errors import UsageError
 from harness.predictions import ORIGINAL, Prediction
@@ -85,8 +84,8 @@ def outcomes(
 ) -> dict[str, str]:
     """Criterion id -> outcome for the idealised model, over the standard's criteria of ``KINDS``."""
     preds = idealised_predictions(manifest, cancers, false_positives)
-    ctx = EvaluationContext(standard, manifest, preds, OPERATING_POINT, {}, "self-test")
-    return {c.id: evaluate(c, ctx).outcome for c in standard.criteria if c.kind in KINDS}
+    specs = [c for c in standard.criteria if c.kind in KINDS]
+    return {r.id: r.outcome for r in judge(standard, manifest, preds, OPERATING_POINT, specs)}
 
 
 def bar(standard: Standard, manifest: Manifest, false_positives: Sequence[int]) -> list[BarRow]:

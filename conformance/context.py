@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,69 @@ from conformance.table import ExamTable, build_table
 from harness.cases.manifest import Manifest
 from harness.predictions import ORIGINAL, Prediction
 from harness.standard import Standard
+
+
+# Hypothesis phases, always all four: explicit and reuse are no-ops without examples or a database.
+PHASES = ("explicit", "reuse", "generate", "shrink")
+
+
+@dataclass(frozen=True)
+class HypothesisProfile:
+    """The Hypothesis settings every property-based criterion runs under, built from the
+    standard's ``hypothesis:`` block; ``record()`` is what results.json states, so the record is
+    the settings used, by construction.
+
+    Each criterion's random stream is seeded with ``seed ^ crc32(criterion id)``, so its
+    examples depend on the standard and the criterion only. ``derandomize`` (the standard's
+    default: true) rules out the example database, whatever the mode; without it, self-test mode
+    reuses failing examples from a database in the bundle directory.
+    """
+
+    derandomize: bool
+    deadline_ms: int | None
+    database: bool
+
+    @classmethod
+    def of(cls, standard: Any, mode: str) -> HypothesisProfile:
+        block = dict(standard.raw.get("hypothesis") or {})
+        derandomize = bool(block.get("derandomize", True))
+        deadline = block.get("deadline_ms")
+        return cls(
+            derandomize=derandomize,
+            deadline_ms=None if deadline is None else int(deadline),
+            database=mode == "self-test" and not derandomize,
+        )
+
+    def settings(self, max_examples: int, database_dir: Path | None) -> Callable[[Any], Any]:
+        """The ``@settings`` decorator for one criterion's property test."""
+        import datetime as dt
+
+        from hypothesis import HealthCheck, Phase, settings
+        from hypothesis.database import DirectoryBasedExampleDatabase
+
+        database = None
+        if self.database and database_dir is not None:
+            database = DirectoryBasedExampleDatabase(str(database_dir))
+        return settings(
+            max_examples=max_examples,
+            database=database,
+            deadline=None if self.deadline_ms is None else dt.timedelta(milliseconds=self.deadline_ms),
+            derandomize=self.derandomize,
+            print_blob=False,
+            phases=tuple(getattr(Phase, p) for p in PHASES),
+            suppress_health_check=list(HealthCheck),
+        )
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "derandomize": self.derandomize,
+            "deadline_ms": self.deadline_ms,
+            "database": "on" if self.database else "off",
+            "seed": "standard seed ^ crc32(criterion id)",
+            "phases": list(PHASES),
+            "examples_from": "the standard's `examples` per criterion",
+            "health_checks": "all suppressed",
+        }
 
 
 @dataclass
@@ -31,7 +95,7 @@ class EvaluationContext:
     vendor: Mapping[str, Any]
     mode: str
     live: Any = None
-    hypothesis_database: bool = False
+    hypothesis: HypothesisProfile = HypothesisProfile(derandomize=True, deadline_ms=None, database=False)
     _tables: dict[str, ExamTable] = field(default_factory=dict)
 
     def rng(self, criterion_id: str) -> np.random.Generator:

@@ -16,33 +16,10 @@ from harness.exam_input import ExamInput
 from harness.predictions import ORIGINAL, Prediction
 
 
-def _refuse_identifiable(package: Any, manifest: Manifest) -> None:
-    """Before anything leaves the machine: every file of the set must be de-identified, unless the
-    package explicitly allows identifiable data for a local, in-hospital endpoint."""
-    import pydicom
-
-    from harness.dicomnet.deid import identification_problems
-    from harness.errors import UsageError
-
-    if (package.raw.get("dicom") or {}).get("allow_identifiable"):
-        return
-    for exam in manifest.exams:
-        for ref in exam.images:
-            path = manifest.path(ref)
-            problems = identification_problems(pydicom.dcmread(path, stop_before_pixels=True))
-            if problems:
-                raise UsageError(
-                    f"{path}: not de-identified ({problems[0]}); nothing was sent. De-identify the set, "
-                    "or set dicom.allow_identifiable: true for a local, in-hospital endpoint"
-                )
-
-
 class LiveModel:
     """An opened vendor adapter plus its journal; runs conditions on demand."""
 
-    def __init__(
-        self, adapter: Any, manifest: Manifest, journal: Any, timeout_s: float | None
-    ) -> None:
+    def __init__(self, adapter: Any, manifest: Manifest, journal: Any, timeout_s: float) -> None:
         self.adapter = adapter
         self.manifest = manifest
         self.journal = journal
@@ -58,23 +35,27 @@ class LiveModel:
         out: Path | None,
         device: str,
         resume: bool,
-        standard: Any,
+        adapter: Any = None,
     ) -> LiveModel:
+        """Open the package's adapter (or use the injected one), then run the original exams.
+        Opening a remote interface's adapter first checks that the set is de-identified."""
         from harness.journal import Journal, model_digest
         from harness.vendors import open_adapter
 
-        if package.interface == "dicom":
-            _refuse_identifiable(package, manifest)
-        adapter = open_adapter(
-            package, device, evidence_dir=(out / "dicom-evidence") if out is not None else None
-        )
+        if adapter is None:
+            adapter = open_adapter(
+                package,
+                device,
+                evidence_dir=(out / "dicom-evidence") if out is not None else None,
+                manifest=manifest,
+            )
         journal = None
         if out is not None:
             path = out / "journal.sqlite"
             if path.exists() and not resume:
                 path.unlink()  # a fresh run starts a fresh journal; --resume keeps it
             journal = Journal(path, model_digest(adapter.info.model_digests))
-        live = cls(adapter, manifest, journal, getattr(package, "timeout_s", None))
+        live = cls(adapter, manifest, journal, package.timeout_s)
         live.run(ORIGINAL, None, progress=True)
         return live
 
@@ -86,7 +67,7 @@ class LiveModel:
         progress: bool = False,
     ) -> dict[str, Prediction]:
         """Run ``condition`` (``transform`` applied to each exam input) over the given exams."""
-        from harness.runner import DEFAULT_TIMEOUT_S, run_predictions
+        from harness.runner import run_predictions
 
         wrapped = None if transform is None else (lambda exam, _cond: transform(exam))
         preds = run_predictions(
@@ -94,7 +75,7 @@ class LiveModel:
             self.manifest,
             conditions=(condition,),
             journal=self.journal,
-            timeout_s=self.timeout_s or DEFAULT_TIMEOUT_S,
+            timeout_s=self.timeout_s,
             progress=progress,
             transform=wrapped,
             exam_ids=exam_ids,

@@ -1,23 +1,26 @@
-"""The mammocert pytest plugin: turns a standard into one collected test item per criterion.
+"""The mammocert pytest plugin: the engine's criteria as pytest items, for a vendor's own CI.
 
 Registered through the ``pytest11`` entry point so a vendor can run
 ``pytest --pyargs conformance --vendor PKG --standard FILE --cases DIR [--out DIR] --junitxml=...``.
-It does nothing unless ``--standard`` is given.
+It does nothing unless ``--standard`` is given. It opens one engine session
+(:func:`conformance.engine.open_session`, which checks every input and certify mode's locks),
+parametrizes each family module ``conformance/test_<family>.py`` with that family's criteria,
+and lets the session write the bundle at the end.
 
-Rules it enforces (DESIGN.md §2):
-- completeness: every criterion of the standard is collected by exactly one test item;
-- certify mode is locked: no ``-k``/``-m``/deselection, no skips, the reference set digest must
-  equal the standard's pin, the standard must be in force, the Hypothesis database is off.
-Violations are usage errors (pytest exit 4, ``mammocert`` exit 2), never a pass.
+What only pytest can break is checked here: every criterion is collected by exactly one item, and
+certify mode allows no deselection or skip. Violations are usage errors (pytest exit 4), never a
+pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-_STATE = pytest.StashKey["Any"]()
+_SESSION = pytest.StashKey["Any"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,54 +50,108 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if not config.getoption("--standard", default=None):
+    opt = config.getoption
+    if not opt("--standard", default=None):
         return
-    from conformance.session import SuiteState
+    from conformance.engine import LOCKED_MODES, RunRequest, open_session
     from harness.errors import MammocertError
 
+    if not opt("--cases"):
+        raise pytest.UsageError(
+            "--cases is required: the reference-set directory the standard is evaluated on"
+        )
+    mode = opt("--mode")
+    if mode in LOCKED_MODES and (opt("keyword") or opt("markexpr")):
+        raise pytest.UsageError(
+            "certify mode runs the standard's full criteria list; remove -k/-m "
+            "(use --mode self-test to select)"
+        )
+    request = RunRequest(
+        standard=Path(opt("--standard")),
+        cases=Path(opt("--cases")),
+        out=_path(opt("--out")),
+        mode=mode,
+        vendor=_path(opt("--vendor")),
+        predictions=_path(opt("--predictions")),
+        operating_point=opt("--operating-point"),
+        device=opt("--device"),
+        key=_path(opt("--key")),
+        resume=bool(opt("--resume")),
+        junit=False,  # pytest writes it with --junitxml
+    )
     try:
-        state = SuiteState.from_options(config)
+        config.stash[_SESSION] = open_session(request)
     except MammocertError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[_STATE] = state
 
 
-def _state(config: pytest.Config) -> Any:
-    return config.stash.get(_STATE, None)
+def _session(config: pytest.Config) -> Any:
+    return config.stash.get(_SESSION, None)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "criterion" not in metafunc.fixturenames:
         return
-    state = _state(metafunc.config)
-    if state is None:
+    session = _session(metafunc.config)
+    if session is None:
         raise pytest.UsageError(
             "the conformance suite needs --standard (and --cases, --vendor or --predictions)"
         )
+    from conformance.criteria import FAMILIES
+
     family = metafunc.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
-    specs = state.criteria_for_family(family)
+    kinds = FAMILIES.get(family)
+    if kinds is None:
+        raise pytest.UsageError(
+            f"conformance module test_{family} is not a known family ({', '.join(FAMILIES)})"
+        )
+    specs = [c for c in session.standard.criteria if c.kind in kinds]
     metafunc.parametrize("criterion", specs, ids=[c.id for c in specs])
+
+
+def check_complete(standard: Any, collected_ids: Sequence[str]) -> None:
+    """Every criterion of the standard is collected by exactly one test item."""
+    counts: dict[str, int] = {}
+    for cid in collected_ids:
+        counts[cid] = counts.get(cid, 0) + 1
+    for c in standard.criteria:
+        n = counts.get(c.id, 0)
+        if n != 1:
+            raise pytest.UsageError(
+                f"{standard.path}:{c.line}: criterion {c.id} collected by {n} test items "
+                "(must be exactly 1); run the whole suite with `pytest --pyargs conformance`"
+            )
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    state = _state(config)
+    state = _session(config)
     if state is None:
         return
     # Families without criteria in this standard yield an empty-parameter item (a skip); drop them.
-    keep = [it for it in items if _criterion_of(it) is not None]
-    items[:] = keep
-    state.check_complete([_criterion_of(it).id for it in items])
+    items[:] = [it for it in items if _criterion_of(it) is not None]
+    check_complete(state.standard, [_criterion_of(it).id for it in items])
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    state = _state(session.config)
+    state = _session(session.config)
     if state is None:
         return
-    state.check_selection([c.id for c in map(_criterion_of, session.items) if c is not None])
+    from conformance.engine import LOCKED_MODES
+
+    selected = {c.id for c in map(_criterion_of, session.items) if c is not None}
+    missing = [c.id for c in state.standard.criteria if c.id not in selected]
+    if missing and state.request.mode in LOCKED_MODES:
+        raise pytest.UsageError(
+            f"certify mode runs every criterion; deselected: {', '.join(missing)}"
+        )
 
 
 def _criterion_of(item: pytest.Item) -> Any:
@@ -110,16 +167,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """A criterion whose evaluation raised (a harness fault, not a failed criterion) is recorded
     as ``error`` with the exception, so results.json says what went wrong."""
     report = yield
-    state = _state(item.config)
+    state = _session(item.config)
     spec = _criterion_of(item)
-    if state is not None and report.skipped:
-        state.skipped.append(item.nodeid)
-    if (
-        state is not None
-        and spec is not None
-        and call.excinfo is not None
-        and spec.id not in state.results
-    ):
+    if state is None or spec is None:
+        return report
+    if report.skipped and report.when in ("setup", "call"):
+        item.config.stash.setdefault(_SKIPPED, []).append(item.nodeid)
+    if call.excinfo is not None and spec.id not in state.results:
         from conformance.outcome import error_result
 
         exc = call.excinfo
@@ -131,26 +185,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     return report
 
 
+_SKIPPED = pytest.StashKey["list[str]"]()
+
+
 @pytest.fixture(scope="session")
 def conformance_ctx(request: pytest.FixtureRequest) -> Any:
     """The evaluation context (predictions computed or loaded once per session)."""
-    return _state(request.config).context()
+    return _session(request.config).context()
 
 
 @pytest.fixture
 def record_criterion(request: pytest.FixtureRequest) -> Any:
     """Record a criterion result as evidence; returns it so the test can assert on the outcome."""
-    state = _state(request.config)
+    session = _session(request.config)
 
     def record(res: Any) -> Any:
-        state.record(res)
+        session.record(res)
         return res
 
     return record
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    state = _state(session.config)
+    state = _session(session.config)
     if state is None or not state.started:
         return
-    state.finish(skipped=list(state.skipped))
+    state.finish(skipped=session.config.stash.get(_SKIPPED, []))

@@ -41,12 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pydicom
-from pydicom.errors import InvalidDicomError
-
 from harness.cases.manifest import Exam, Manifest, load_manifest
 from harness.errors import ManifestError, UsageError, VendorFault
-from harness.exam_input import ExamInput
+from harness.exam_input import ExamInput, load_exam
 from harness.journal import Journal, model_digest
 from harness.predictions import ORIGINAL, Prediction, write_predictions
 from harness.vendors.adapter import VendorAdapter
@@ -70,26 +67,6 @@ class RunStats:
     @property
     def rate(self) -> float:
         return (self.total - self.reused) / self.wall_s if self.wall_s > 0 else 0.0
-
-
-def load_exam(manifest: Manifest, exam: Exam) -> ExamInput:
-    """Read the exam's DICOM files (full datasets, pixel data decoded lazily by the adapter)."""
-    images = []
-    for ref in exam.images:
-        path = manifest.path(ref)
-        if not path.is_file():
-            raise ManifestError(
-                f"{path}: missing (listed for exam {exam.exam_id}); restore it or run `mammocert cases verify`"
-            )
-        try:
-            ds = pydicom.dcmread(path)
-        except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-            raise VendorFault(
-                f"{ref.file}: harness could not read the DICOM file ({type(exc).__name__}: {exc})",
-                "error",
-            ) from None
-        images.append((ref, ds))
-    return ExamInput(exam.exam_id, tuple(images))
 
 
 class _InferWorker:

@@ -1,4 +1,4 @@
-"""The thin ``mammocert`` command line (DESIGN.md §3.1).
+"""The thin ``mammocert`` command line (``docs/contracts.md``, "CLI").
 
 Every subcommand is parsed here and handed to one function ``fn(args) -> int`` in the module
 that owns the work, imported lazily so ``mammocert --help`` stays fast. Errors derived from
@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from harness import __version__
 from harness.errors import MammocertError
@@ -98,12 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, target, help_ in (
         (
             "run",
-            "conformance.session:run_cli",
+            "mammocert.runs:run_cli",
             "the full conformance run: predict, evaluate every criterion, write the evidence bundle",
         ),
         (
             "evaluate",
-            "conformance.session:evaluate_cli",
+            "mammocert.runs:run_cli",
             "evaluate the criteria that need only predictions",
         ),
     ):
@@ -144,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="evidence bundle directory")
 
     p = _add(
-        sub, "verify", "reports.verify:verify_cli", "verify an attestation and its evidence bundle"
+        sub, "verify", "mammocert.cli:verify_cli", "verify an attestation and its evidence bundle"
     )
     p.add_argument("path", help="evidence bundle directory or attestation.intoto.json")
     p.add_argument("--key", required=True, help="trusted Ed25519 public key (PEM)")
@@ -223,6 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tid1500", action="store_true", help="also send a TID 1500 measurement report")
     return parser
+
+
+def verify_cli(args: argparse.Namespace) -> int:
+    """``mammocert verify``: the report library checks the bundle; with ``--cases`` the engine
+    recomputes every statistic (reports never imports the engine itself)."""
+    from conformance.engine import recompute_criteria
+    from reports.verify import verify_bundle
+
+    report = verify_bundle(
+        Path(args.path),
+        Path(args.key),
+        Path(args.cases) if args.cases else None,
+        recompute=recompute_criteria,
+    )
+    print(report.summary())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

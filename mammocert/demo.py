@@ -8,12 +8,12 @@ and the paths.
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 from typing import Any
 
 from harness.cases.manifest import load_manifest
 from harness.errors import UsageError, VerificationError
+from harness.results import CONFORMANT
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEMO_STANDARD = PACKAGE_ROOT / "standards" / "demo.yaml"
@@ -41,7 +41,8 @@ def _reuse_or_build(cases: Path, exams: int | None) -> None:
 
 
 def demo_cli(args: Any) -> int:
-    from conformance.session import run_cli
+    from conformance.engine import RunRequest, run
+    from mammocert.runs import print_verdict, progress
 
     out = Path(args.out)
     cases = out / "cases"
@@ -58,19 +59,17 @@ def demo_cli(args: Any) -> int:
         print(
             f"Note: this set ({manifest.digest}) is not the one the demo standard pins ({pinned}); running as a self-test."
         )
-    run_args = types.SimpleNamespace(
-        vendor=str(REFERENCE_VENDOR),
-        standard=str(DEMO_STANDARD),
-        cases=str(cases),
-        out=str(bundle),
+    request = RunRequest(
+        standard=DEMO_STANDARD,
+        cases=cases,
+        out=bundle,
         mode=mode,
+        vendor=REFERENCE_VENDOR,
         resume=True,
-        key=None,
-        device="cpu",
-        keyword=None,
     )
-    code = run_cli(run_args)
+    results = run(request, on_result=progress)
+    print_verdict(results, bundle)
     pub = bundle / "demo-key.pub.pem"
     if pub.is_file():
         print(f"\nVerify it yourself:  mammocert verify {bundle} --key {pub} --cases {cases}")
-    return code
+    return 0 if results.verdict == CONFORMANT else 1

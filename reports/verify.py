@@ -8,11 +8,9 @@ no partial "looks OK".
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import datetime as dt
-import importlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -242,30 +240,14 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-RECOMPUTE_MODULES = ("conformance.engine", "conformance.session")  # the contract's name first
-
-
-def _default_recompute() -> Recompute:
-    """The engine's ``recompute_criteria``, imported lazily (verify must work without the suite)."""
-    for name in RECOMPUTE_MODULES:
-        try:
-            fn = getattr(importlib.import_module(name), "recompute_criteria", None)
-        except ModuleNotFoundError as exc:
-            if exc.name not in (name, "conformance"):
-                raise  # a real missing dependency inside the engine: not ours to hide
-            continue
-        if fn is not None:
-            return fn
-    raise HarnessFault(
-        f"--cases: this installation has no recompute_criteria in {' or '.join(RECOMPUTE_MODULES)}"
-    )
-
-
 def _check_recomputed(
     results: Mapping[str, Any], bundle: Path, cases: Path, recompute: Recompute | None
 ) -> int:
     if recompute is None:
-        recompute = _default_recompute()
+        raise HarnessFault(
+            "--cases needs the conformance engine's recompute_criteria; "
+            "use `mammocert verify`, which passes it"
+        )
     by_id = {c.get("id"): c for c in results.get("criteria", [])}
     recomputed = recompute(bundle, cases)
     for rc in recomputed:
@@ -292,8 +274,9 @@ def verify_bundle(
 ) -> VerifyReport:
     """Verify signature, digests, completeness and (with ``cases_dir``) every recomputable result.
 
-    ``path`` is the bundle directory or its ``attestation.intoto.json``. ``recompute`` defaults to
-    ``conformance.engine.recompute_criteria``; ``today`` (for tests) defaults to the UTC date.
+    ``path`` is the bundle directory or its ``attestation.intoto.json``. ``recompute`` (needed with
+    ``cases_dir``) is ``conformance.engine.recompute_criteria``, passed in by ``mammocert verify``
+    so that this library never imports the engine; ``today`` (for tests) defaults to the UTC date.
     """
     path = Path(path)
     if not path.exists():
@@ -371,12 +354,3 @@ def verify_bundle(
         recomputed=n_recomputed,
         demo_key=results.get("signing") == "demo-key",
     )
-
-
-def verify_cli(args: argparse.Namespace) -> int:
-    """``mammocert verify PATH --key PUB [--cases DIR]``: exit 0 verified, 1 not."""
-    report = verify_bundle(
-        Path(args.path), Path(args.key), Path(args.cases) if args.cases else None
-    )
-    print(report.summary())
-    return 0

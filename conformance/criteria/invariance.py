@@ -55,7 +55,7 @@ def _thumbnail(ds: Any, size: int = 128) -> str:
 
 
 def _thumbnails(ctx: EvaluationContext, exam_id: str, transform: Any) -> dict[str, str]:
-    from harness.runner import load_exam
+    from harness.exam_input import load_exam
 
     try:
         exam = ctx.manifest.exam(exam_id)
@@ -81,9 +81,8 @@ def _eligible(ctx: EvaluationContext, relation: Relation[Any]) -> list[str]:
 
 @evaluator("invariance")
 def invariance(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
-    from hypothesis import HealthCheck, Phase, given, seed, settings
+    from hypothesis import given, seed
     from hypothesis import strategies as st
-    from hypothesis.database import DirectoryBasedExampleDatabase
 
     live = ctx.require_live(f"the {spec.params['relation']} relation")
     rel = _relations()[spec.params["relation"]]
@@ -94,20 +93,10 @@ def invariance(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
         raise NotEvaluable("no exam the model read successfully is eligible for this relation")
     tried: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
-    database = None
-    if ctx.hypothesis_database and live.journal is not None:
-        database = DirectoryBasedExampleDatabase(str(live.journal.path.parent / ".hypothesis"))
+    database_dir = live.journal.path.parent / ".hypothesis" if live.journal is not None else None
 
     @seed(ctx.standard.seed ^ zlib.crc32(spec.id.encode("utf-8")))
-    @settings(
-        max_examples=examples,
-        database=database,
-        deadline=None,
-        derandomize=False,
-        print_blob=False,
-        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
-    )
+    @ctx.hypothesis.settings(examples, database_dir)
     @given(exam_id=st.sampled_from(eligible), params=rel.strategy)
     def relation_holds(exam_id: str, params: Any) -> None:
         cond, transform = rel.condition(params)

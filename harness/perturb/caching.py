@@ -51,7 +51,7 @@ def fresh_uids(seed: int, exam_id: str) -> tuple[str, Transform]:
 def pixels_of(manifest: Manifest, donor_id: str) -> tuple[str, Transform]:
     """Condition id and transform that put the donor exam's images (same laterality and view)
     under the receiving exam's UIDs and identity."""
-    from harness.runner import load_exam
+    from harness.exam_input import load_exam
 
     def transform(exam: ExamInput) -> ExamInput:
         donor = load_exam(manifest, manifest.exam(donor_id))

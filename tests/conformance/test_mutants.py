@@ -16,60 +16,23 @@ import yaml
 from helpers import KNOWN_GOOD_VENDOR
 
 
-class Inject:
-    """Test-only plugin: wraps the adapter the session opens. Not reachable from the CLI."""
-
-    def __init__(self, spec):
-        self.spec = spec
-
-    def pytest_configure(self, config):
-        import harness.vendors as vendors
-
-        self._orig = vendors.open_adapter
-        spec = self.spec
-
-        def open_mutant(pkg, device="cpu", evidence_dir=None):
-            inner = self._orig(pkg, device, evidence_dir)
-            return mutants.wrap(spec, inner) if spec is not None else inner
-
-        vendors.open_adapter = open_mutant
-
-    def pytest_unconfigure(self, config):
-        import harness.vendors as vendors
-
-        vendors.open_adapter = self._orig
-
-
 def certify(d: Path, out: str, spec) -> dict:
-    import conformance
+    """A certify run of the base (``spec`` None) or a mutant: the engine with the mutant's adapter
+    injected around the package's own."""
+    from conformance.engine import RunRequest, run
+    from harness.vendors import load_vendor_package, open_adapter
 
-    ini = d / "pytest.ini"
-    ini.write_text("[pytest]\n")
-    code = pytest.main(
-        [
-            str(Path(conformance.__file__).parent),
-            "-c",
-            str(ini),
-            "--rootdir",
-            str(d),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--tb=no",
-            "--standard",
-            str(d / MATRIX_STANDARD),
-            "--cases",
-            str(d / "cases"),
-            "--vendor",
-            str(KNOWN_GOOD_VENDOR),
-            "--mode",
-            "certify",
-            "--out",
-            str(d / out),
-        ],
-        plugins=[Inject(spec)],
+    adapter = open_adapter(load_vendor_package(KNOWN_GOOD_VENDOR))
+    if spec is not None:
+        adapter = mutants.wrap(spec, adapter)
+    request = RunRequest(
+        standard=d / MATRIX_STANDARD,
+        cases=d / "cases",
+        out=d / out,
+        mode="certify",
+        vendor=Path(KNOWN_GOOD_VENDOR),
     )
-    assert code in (0, 1), f"certify run ended with pytest exit {code}"
+    run(request, adapter=adapter)
     return json.loads((d / out / "results.json").read_text())
 
 

@@ -272,21 +272,28 @@ def test_recomputation_gets_the_bundle_and_cases(
     assert seen == [(signed_bundle, tmp_path)]
 
 
-def test_cases_without_engine_is_a_harness_fault(
-    signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_cases_without_the_engine_is_a_harness_fault(
+    signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    import reports.verify as verify_module
-
-    monkeypatch.setattr(verify_module, "RECOMPUTE_MODULES", ("conformance.no_such_engine",))
     with pytest.raises(HarnessFault, match="recompute_criteria"):
         verify_bundle(signed_bundle, keypair[1], cases_dir=tmp_path)
 
 
-def test_default_recompute_is_the_engines() -> None:
-    from reports.verify import _default_recompute
+def test_the_cli_passes_the_engines_recompute(monkeypatch: pytest.MonkeyPatch) -> None:
+    import reports.verify as verify_module
+    from conformance.engine import recompute_criteria
+    from mammocert import cli
 
-    fn = _default_recompute()
-    assert fn.__name__ == "recompute_criteria"
+    seen = {}
+
+    def fake_verify(path, key, cases, recompute=None):
+        seen["recompute"] = recompute
+        raise SystemExit(0)
+
+    monkeypatch.setattr(verify_module, "verify_bundle", fake_verify)
+    with pytest.raises(SystemExit):
+        cli.main(["verify", "b", "--key", "k", "--cases", "c"])
+    assert seen["recompute"] is recompute_criteria
 
 
 def test_unsigned_bundle_is_not_verified(tmp_path: Path, keypair: tuple[Path, Path]) -> None:

@@ -107,21 +107,15 @@ def test_pacs_mode_equals_direct_mode_and_onnx(tmp_path):
 
 def _verdict(ref_set: Path, predictions, operating_point: float):
     """Outcomes and values of every prediction-only criterion of the draft standard."""
-    from conformance.context import EvaluationContext
-    from conformance.registry import evaluate
-    from conformance.session import LIVE_KINDS
+    from conformance.engine import LIVE_KINDS, judge
     from harness.results import verdict_of
     from harness.standard import load_standard
 
     std = load_standard(
         Path(__file__).resolve().parents[2] / "standards" / "dk-mammo-ai-draft.yaml"
     )
-    ctx = EvaluationContext(
-        std, load_manifest(ref_set), list(predictions), operating_point, {}, "self-test"
-    )
-    results = [
-        evaluate(c, ctx) for c in std.criteria if c.kind not in LIVE_KINDS and c.kind != "latency"
-    ]
+    specs = [c for c in std.criteria if c.kind not in LIVE_KINDS and c.kind != "latency"]
+    results = judge(std, load_manifest(ref_set), predictions, operating_point, specs)
     return verdict_of(results), [(r.id, r.outcome, r.value) for r in results]
 
 

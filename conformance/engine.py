@@ -1,0 +1,559 @@
+"""The conformance engine: one typed request in, one evidence bundle out.
+
+Every entry point — ``mammocert run`` / ``evaluate`` / ``demo``, the pytest plugin, ``standard
+bar``, ``verify --cases`` and the project's own tests — goes through this module. It parses each
+input once (standard, reference set, vendor package), applies certify mode's locks before any
+work, evaluates each criterion with the registry's evaluator and writes the bundle
+(``results.json``, ``predictions.jsonl``, ``standard.yaml``, ``junit.xml``, ``report.html``,
+attestation) as ``docs/contracts.md`` specifies.
+
+``run(request)`` is the whole thing; the pytest plugin drives the same :class:`Session` one
+criterion per test item (``open_session`` → ``Session.evaluate`` → ``Session.finish``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from conformance.context import EvaluationContext, HypothesisProfile
+from conformance.criteria import FAMILIES, KINDS, LIVE_KINDS, evaluate
+from conformance.outcome import error_result
+from harness import __version__
+from harness.cases.manifest import Manifest, load_manifest, verify_set
+from harness.errors import HarnessFault, MammocertError, UsageError, VerificationError
+from harness.jsonutil import sha256_file
+from harness.predictions import ORIGINAL, Prediction, read_predictions, write_predictions
+from harness.results import (
+    NOT_CONFORMANT,
+    SELF_TEST_BANNER,
+    CriterionResult,
+    RunResults,
+    read_results,
+    verdict_of,
+    write_results,
+)
+from harness.standard import CriterionSpec, Standard, load_standard
+from harness.vendors import VendorPackage, load_vendor_package
+from harness.vendors.adapter import VendorAdapter
+
+MODES = ("certify", "self-test", "demo")
+LOCKED_MODES = ("certify", "demo")  # certify's rules; demo adds the banner and the demo key
+DEMO_NOTICE = (
+    "DEMONSTRATION — synthetic reference set, demo standard and demo key; not a certificate"
+)
+PACKAGES = (
+    "numpy",
+    "scipy",
+    "pydicom",
+    "onnx",
+    "onnxruntime",
+    "pynetdicom",
+    "pytest",
+    "hypothesis",
+    "jsonschema",
+    "pyyaml",
+)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What one conformance run is asked to do (the CLI's and the plugin's options, typed).
+
+    Exactly one of ``vendor`` (run the model) and ``predictions`` (judge a predictions file) is
+    given; without a vendor, ``operating_point`` is the vendor-declared threshold. ``select`` is a
+    pytest-style keyword expression over criterion ids, kinds and families (self-test only).
+    """
+
+    standard: Path
+    cases: Path
+    out: Path | None = None
+    mode: str = "self-test"
+    vendor: Path | None = None
+    predictions: Path | None = None
+    operating_point: float | None = None
+    device: str = "cpu"
+    key: Path | None = None
+    resume: bool = False
+    select: str = ""
+    junit: bool = True  # write junit.xml into the bundle (the plugin leaves it to pytest)
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def harness_provenance(execution_provider: str) -> dict[str, Any]:
+    """Harness version, git commit of the harness source (if it is a checkout), package versions."""
+    src = Path(__file__).resolve().parent.parent
+    commit, dirty = None, None
+    try:
+        commit = (
+            subprocess.run(
+                ["git", "-C", str(src), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            or None
+        )
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        pass
+    pkgs = {}
+    for name in PACKAGES:
+        try:
+            pkgs[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {
+        "version": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
+        "packages": pkgs,
+        "execution_provider": execution_provider,
+    }
+
+
+def check_certify(standard: Standard, manifest: Manifest, today: dt.date) -> None:
+    """The reference set is the standard's pin and the standard is in force (exit 2 otherwise)."""
+    pin = standard.reference_set
+    if not pin:
+        raise UsageError(
+            f"{standard.path}: status {standard.status} standard pins no reference_set; "
+            "certify mode needs a pinned set (use --mode self-test, or pin one)"
+        )
+    if pin["digest"] != manifest.digest:
+        raise UsageError(
+            f"reference set digest {manifest.digest} is not the standard's pin {pin['digest']}; "
+            "certify against the pinned set"
+        )
+    if not standard.in_force(today):
+        raise UsageError(
+            f"{standard.path}: standard {standard.id} {standard.version} is not in force on {today} "
+            f"(effective {standard.effective}, expires {standard.expires}); use a current version"
+        )
+
+
+def criterion_keywords(spec: CriterionSpec) -> tuple[str, ...]:
+    """The names a selection expression matches: the criterion id, its kind and its family."""
+    family = KINDS[spec.kind].family if spec.kind in KINDS else ""
+    return (spec.id, spec.kind, family, f"test_{family}")
+
+
+def select_criteria(criteria: Sequence[CriterionSpec], expression: str) -> list[CriterionSpec]:
+    """The criteria a ``-k`` expression selects, with pytest's grammar (``and``/``or``/``not``,
+    parentheses; a bare word matches case-insensitively inside an id, kind or family)."""
+    if not expression:
+        return list(criteria)
+    from _pytest.mark.expression import Expression, ParseError
+
+    try:
+        compiled = Expression.compile(expression)
+    except (ParseError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise UsageError(f"-k {expression[:60]!r}: not a selection expression ({why})") from None
+
+    def matches(spec: CriterionSpec) -> bool:
+        names = [n.lower() for n in criterion_keywords(spec)]
+        try:
+            return compiled.evaluate(lambda word, **_: any(word.lower() in n for n in names))
+        except RecursionError:
+            raise UsageError(f"-k {expression[:60]!r}: nested too deeply") from None
+
+    return [c for c in criteria if matches(c)]
+
+
+def _writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"{out}: cannot write the evidence bundle here ({exc.strerror}); choose another --out"
+        ) from None
+
+
+@dataclass
+class Session:
+    """One conformance run in progress: parsed inputs, the results so far, the running model."""
+
+    request: RunRequest
+    standard: Standard
+    manifest: Manifest
+    package: VendorPackage | None
+    criteria: tuple[CriterionSpec, ...]  # the selected criteria, in the standard's order
+    adapter: VendorAdapter | None = None  # injected (tests); otherwise opened from the package
+    results: dict[str, CriterionResult] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    started: str | None = None
+    _ctx: EvaluationContext | None = None
+    _adapter_info: Any = None
+
+    @property
+    def hypothesis(self) -> HypothesisProfile:
+        return HypothesisProfile.of(self.standard, self.request.mode)
+
+    # -- evaluation --------------------------------------------------------------------------
+    def context(self) -> EvaluationContext:
+        """The evaluation context; the first call runs the model over the set (or reads the
+        predictions file)."""
+        if self._ctx is not None:
+            return self._ctx
+        self.started = utcnow()
+        req = self.request
+        live = None
+        if req.predictions is not None:
+            predictions = read_predictions(req.predictions)
+        else:
+            from conformance.live import LiveModel
+
+            assert self.package is not None
+            live = LiveModel.start(
+                self.package,
+                self.manifest,
+                req.out,
+                req.device,
+                req.resume,
+                adapter=self.adapter,
+            )
+            predictions = live.original_predictions()
+            self._adapter_info = live.info
+        self._ctx = EvaluationContext(
+            standard=self.standard,
+            manifest=self.manifest,
+            predictions=predictions,
+            operating_point=self.operating_point,
+            vendor=self.vendor_identity(),
+            mode=req.mode,
+            live=live,
+            hypothesis=self.hypothesis,
+        )
+        return self._ctx
+
+    @property
+    def operating_point(self) -> float:
+        if self.package is not None:
+            return float(self.package.operating_point)
+        assert self.request.operating_point is not None
+        return float(self.request.operating_point)
+
+    def evaluate(self, spec: CriterionSpec) -> CriterionResult:
+        """Evaluate one criterion and record it as evidence."""
+        t0 = time.perf_counter()
+        res = evaluate(spec, self.context())
+        self.record(res, time.perf_counter() - t0)
+        return res
+
+    def record(self, res: CriterionResult, seconds: float = 0.0) -> None:
+        if res.id in self.results:
+            raise HarnessFault(f"criterion {res.id} evaluated twice")
+        self.results[res.id] = res
+        self.timings[res.id] = seconds
+
+    def vendor_identity(self) -> dict[str, Any]:
+        pkg = self.package
+        if pkg is None:
+            # No model artifact: the evaluated predictions file is the subject of the attestation.
+            path = self.request.predictions
+            assert path is not None
+            return {
+                "vendor": "(not given: predictions file only)",
+                "product": path.name,
+                "version": "n/a",
+                "interface": "predictions-file",
+                "operating_point": self.request.operating_point,
+                "package_digest": None,
+                "model_digests": {f"predictions:{path.name}": sha256_file(path)},
+            }
+        return {
+            "vendor": pkg.vendor,
+            "product": pkg.product,
+            "version": pkg.version,
+            "interface": pkg.interface,
+            "operating_point": float(pkg.operating_point),
+            "score_range": list(pkg.score_range),
+            "package_digest": pkg.package_digest,
+            "model_digests": dict(pkg.model_digests),
+        }
+
+    # -- the bundle --------------------------------------------------------------------------
+    def finish(self, skipped: Sequence[str] = ()) -> RunResults:
+        """Close the model, assemble the results and write the bundle (when ``out`` is set)."""
+        mode = self.request.mode
+        criteria: list[CriterionResult] = []
+        for spec in self.standard.criteria:
+            res = self.results.get(spec.id)
+            if res is None:
+                why = (
+                    "not selected in this self-test run"
+                    if mode == "self-test"
+                    else "the conformance test for it did not run to completion"
+                )
+                res = error_result(spec, why)
+            criteria.append(res)
+        ctx = self._ctx
+        predictions: list[Prediction] = []
+        if ctx is not None:
+            predictions = list(ctx.predictions) + (ctx.live.extra_predictions() if ctx.live else [])
+            if ctx.live is not None:
+                ctx.live.close()  # ends the session/sockets and checkpoints the journal
+        by_status: dict[str, int] = {}
+        for p in predictions:
+            if p.condition == ORIGINAL:
+                by_status[p.status] = by_status.get(p.status, 0) + 1
+        faults = ctx.table().unreadable_list() if ctx is not None else []
+        outcomes = {o: sum(c.outcome == o for c in criteria) for o in ("passed", "failed", "error")}
+        verdict = verdict_of(criteria)
+        if skipped and mode in LOCKED_MODES:
+            verdict = NOT_CONFORMANT  # certify allows no skips
+        notice = {"self-test": SELF_TEST_BANNER, "demo": DEMO_NOTICE}.get(mode, "")
+        provider = getattr(self._adapter_info, "execution_provider", "n/a")
+        results = RunResults(
+            verdict=verdict,
+            mode=mode,
+            standard=self.standard.identity(),
+            reference_set={
+                "id": self.manifest.id,
+                "version": self.manifest.version,
+                "digest": self.manifest.digest,
+                "n_exams": len(self.manifest.exams),
+                "n_cancers": sum(e.label for e in self.manifest.exams),
+            },
+            vendor=self.vendor_identity(),
+            harness=harness_provenance(provider),
+            seeds={
+                "seed": self.standard.seed,
+                "criterion_rng": "numpy default_rng([seed, crc32(criterion id)])",
+                "hypothesis": self.hypothesis.record(),
+            },
+            started=self.started or utcnow(),
+            finished=utcnow(),
+            criteria=criteria,
+            summary={
+                "predictions": by_status,
+                "criteria": outcomes,
+                "faults": faults[:200],
+                "n_faults": len(faults),
+                "skipped_tests": list(skipped),
+            },
+            notice=notice,
+            signing="key"
+            if self.request.key
+            else ("demo-key" if mode == "demo" else "unsigned"),
+        )
+        if self.request.out is not None:
+            self._write_bundle(results, predictions)
+        return results
+
+    def _write_bundle(self, results: RunResults, predictions: list[Prediction]) -> None:
+        out = self.request.out
+        assert out is not None
+        write_results(out / "results.json", results)
+        write_predictions(out / "predictions.jsonl", predictions)
+        shutil.copyfile(self.standard.path, out / "standard.yaml")
+        if self.request.junit:
+            write_junit(out / "junit.xml", results, self.timings)
+        from reports.render import render_report
+        from reports.signing import write_attestation
+
+        render_report(out, kinds={k: spec.facts for k, spec in KINDS.items()})
+        write_attestation(
+            out,
+            key_path=self.request.key,
+            demo_key=self.request.mode == "demo",
+        )
+
+
+def open_session(request: RunRequest, adapter: VendorAdapter | None = None) -> Session:
+    """Parse and check every input once, before any work; a bad input is a one-line UsageError.
+
+    ``adapter`` replaces the adapter the vendor package would open (tests inject a wrapped or
+    fake model this way); the package still gives the vendor's identity and operating point.
+    """
+    req = request
+    if req.mode not in MODES:
+        raise UsageError(f"--mode {req.mode!r}: use one of {', '.join(MODES)}")
+    if (req.vendor is None) == (req.predictions is None) and req.predictions is not None:
+        pass  # both given: allowed for evaluate (the package gives identity and operating point)
+    if req.vendor is None and req.predictions is None:
+        raise UsageError(
+            "pass --vendor PKG (run the model) or --predictions FILE (evaluate a predictions file)"
+        )
+    if req.mode in LOCKED_MODES:
+        if req.select:
+            raise UsageError(
+                "certify mode runs the standard's full criteria list; remove -k "
+                "(use --mode self-test to select)"
+            )
+        if req.vendor is None or req.predictions is not None:
+            raise UsageError(
+                "certify mode runs the vendor's model itself; pass --vendor and no --predictions"
+            )
+    standard = load_standard(req.standard)
+    for c in standard.criteria:
+        if c.kind not in KINDS:
+            raise UsageError(
+                f"{standard.path}:{c.line}: criterion {c.id} has kind {c.kind!r} that this "
+                f"harness cannot check (known kinds: {', '.join(KINDS)})"
+            )
+    manifest = verify_set(req.cases) if req.mode in LOCKED_MODES else load_manifest(req.cases)
+    if req.predictions is not None and not Path(req.predictions).is_file():
+        raise UsageError(
+            f"{req.predictions}: predictions file not found; write one with `mammocert predict`"
+        )
+    package = load_vendor_package(req.vendor) if req.vendor is not None else None
+    if package is None and req.operating_point is None:
+        raise UsageError("without --vendor, pass --operating-point (the vendor-declared threshold)")
+    if req.mode in LOCKED_MODES:
+        check_certify(standard, manifest, dt.date.today())
+    if req.key is not None:
+        from reports.signing import load_private_key
+
+        load_private_key(Path(req.key))
+    if req.out is not None:
+        _writable(req.out)
+    criteria = tuple(select_criteria(standard.criteria, req.select))
+    if not criteria:
+        raise UsageError(f"-k {req.select!r} selects no criterion of {standard.path}")
+    return Session(req, standard, manifest, package, criteria, adapter=adapter)
+
+
+def run(
+    request: RunRequest,
+    adapter: VendorAdapter | None = None,
+    on_result: Callable[[CriterionResult], None] | None = None,
+) -> RunResults:
+    """The whole run: open, evaluate every selected criterion, write the bundle."""
+    session = open_session(request, adapter)
+    try:
+        for spec in session.criteria:
+            try:
+                res = session.evaluate(spec)
+            except MammocertError:
+                raise
+            except Exception as exc:  # a harness fault in one evaluator is that criterion's error
+                res = error_result(
+                    spec,
+                    f"the harness failed while evaluating it ({type(exc).__name__}: {exc})",
+                )
+                session.record(res)
+            if on_result is not None:
+                on_result(res)
+    except BaseException:
+        ctx = session._ctx
+        if ctx is not None and ctx.live is not None:
+            ctx.live.close()  # keep the journal consistent for --resume
+        raise
+    return session.finish()
+
+
+def judge(
+    standard: Standard,
+    manifest: Manifest,
+    predictions: Iterable[Prediction],
+    operating_point: float,
+    criteria: Iterable[CriterionSpec],
+    vendor: Mapping[str, Any] | None = None,
+    mode: str = "self-test",
+) -> list[CriterionResult]:
+    """Judge criteria that need only predictions (no model): ``verify --cases`` and
+    ``standard bar`` use this."""
+    ctx = EvaluationContext(
+        standard=standard,
+        manifest=manifest,
+        predictions=list(predictions),
+        operating_point=operating_point,
+        vendor=dict(vendor or {}),
+        mode=mode,
+        live=None,
+        hypothesis=HypothesisProfile.of(standard, mode),
+    )
+    return [evaluate(spec, ctx) for spec in criteria]
+
+
+def recompute_criteria(bundle_dir: Path, cases_dir: Path) -> list[CriterionResult]:
+    """Re-evaluate, from the bundle's predictions and a reference set, every criterion that needs
+    only predictions; ``mammocert verify --cases`` compares them with results.json."""
+    bundle_dir = Path(bundle_dir)
+    results = read_results(bundle_dir / "results.json")
+    standard = load_standard(bundle_dir / "standard.yaml")
+    manifest = verify_set(cases_dir)
+    if manifest.digest != results.reference_set["digest"]:
+        raise VerificationError(
+            f"{cases_dir}: reference set digest {manifest.digest} is not the bundle's "
+            f"{results.reference_set['digest']}"
+        )
+    return judge(
+        standard,
+        manifest,
+        read_predictions(bundle_dir / "predictions.jsonl"),
+        float(results.vendor["operating_point"]),
+        [spec for spec in standard.criteria if spec.kind not in LIVE_KINDS],
+        vendor=results.vendor,
+        mode=results.mode,
+    )
+
+
+def write_junit(path: Path, results: RunResults, timings: Mapping[str, float]) -> None:
+    """A JUnit XML report, one test case per criterion (what a vendor's CI server reads)."""
+    by_kind = {k: spec.family for k, spec in KINDS.items()}
+    suite = ET.Element(
+        "testsuite",
+        name="mammocert",
+        tests=str(len(results.criteria)),
+        failures=str(sum(c.outcome == "failed" for c in results.criteria)),
+        errors=str(sum(c.outcome == "error" for c in results.criteria)),
+        skipped="0",
+        time=f"{sum(timings.values()):.3f}",
+    )
+    for c in results.criteria:
+        family = by_kind.get(c.kind, c.kind)
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"conformance.test_{family}",
+            name=f"test_{family}[{c.id}]",
+            time=f"{timings.get(c.id, 0.0):.3f}",
+        )
+        if c.outcome == "failed":
+            ET.SubElement(case, "failure", message=c.explanation[:500]).text = c.explanation
+        elif c.outcome == "error":
+            ET.SubElement(case, "error", message=c.explanation[:500]).text = c.explanation
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    path.write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
+
+
+__all__ = [
+    "FAMILIES",
+    "LIVE_KINDS",
+    "MODES",
+    "RunRequest",
+    "Session",
+    "judge",
+    "open_session",
+    "recompute_criteria",
+    "run",
+]
