@@ -21,7 +21,7 @@ from harness.pixels import _window
 
 
 def plain(x: np.ndarray, c: float, w: float, function: str, y: float) -> np.ndarray:
-    """The expressions as written before session 18 (the baseline)."""
+    """The expressions as plain expressions with temporaries (the baseline)."""
     if function == "LINEAR":
         c, w = c - 0.5, w - 1.0
         out = ((x - c) / w + 0.5) * y

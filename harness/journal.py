@@ -1,4 +1,4 @@
-"""The run journal (DESIGN.md §5): every per-exam result is committed to SQLite before it counts.
+"""The run journal: every per-exam result is committed to SQLite before it counts.
 
 One row per ``(model_digest, case_digest, condition, harness_version)`` holds the prediction
 as JSON. ``--resume`` reuses rows whose whole key matches, so a different model, a changed case

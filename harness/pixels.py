@@ -1,4 +1,4 @@
-"""Presentation pixels, orientation and resizing of mammograms (DESIGN.md §3.2), and the way back.
+"""Presentation pixels, orientation and resizing of mammograms (`docs/contracts.md` §3.2), and the way back.
 
 Everything a vendor model sees passes through here, so every step is written out and
 deterministic:

@@ -1,4 +1,4 @@
-"""Prediction records (DESIGN.md §3.4) and their JSON Lines file."""
+"""Prediction records (`docs/contracts.md` §3.4) and their JSON Lines file."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def prediction_from_dict(d: Mapping[str, Any], where: str = "predictions") -> Pr
         raise UsageError(f"{where}: record is not a JSON object; one object per line")
     for key in ("exam_id", "condition", "status"):
         if not isinstance(d.get(key), str):
-            raise UsageError(f"{where}.{key}: missing or not a string; see DESIGN.md §3.4")
+            raise UsageError(f"{where}.{key}: missing or not a string; see docs/contracts.md §3.4")
     if d["status"] not in STATUSES:
         raise UsageError(f"{where}.status: {d['status']!r} is not one of ok, rejected, error")
     score = _num(f"{where}.score", d.get("score"), allow_none=True)

@@ -1,4 +1,4 @@
-"""The typed, versioned results model of a conformance run (DESIGN.md §3.6).
+"""The typed, versioned results model of a conformance run (`docs/contracts.md` §3.6).
 
 ``results.json`` is the single source for the report and the attestation predicate. Do not
 reorder or rename fields without bumping ``RESULTS_SCHEMA``.

@@ -1,4 +1,4 @@
-"""Machine-readable standards (DESIGN.md §3.5): load, validate with line numbers, lint, diff.
+"""Machine-readable standards (`docs/contracts.md` §3.5): load, validate with line numbers, lint, diff.
 
 A standard is YAML validated against ``standards/schema/standard.schema.json``. Every problem
 is reported as ``FILE:LINE: where: what; how to fix``. The standard's digest is the SHA-256 of
@@ -19,10 +19,9 @@ import yaml
 
 from harness.errors import StandardError
 from harness.jsonutil import sha256_bytes
+from harness.resources import STANDARD_SCHEMA
 
-SCHEMA_PATH = (
-    Path(__file__).resolve().parent.parent / "standards" / "schema" / "standard.schema.json"
-)
+SCHEMA_PATH = STANDARD_SCHEMA
 COMMON_KEYS = ("id", "title", "kind", "pass_if", "mandatory", "source", "description")
 
 

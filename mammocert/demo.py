@@ -13,15 +13,11 @@ from typing import Any
 
 from harness.cases.manifest import load_manifest
 from harness.errors import UsageError, VerificationError
+from harness.resources import DEFAULT_RECIPE, DEMO_STANDARD, REFERENCE_VENDOR
 from harness.results import CONFORMANT
-
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEMO_STANDARD = PACKAGE_ROOT / "standards" / "demo.yaml"
-REFERENCE_VENDOR = PACKAGE_ROOT / "harness" / "reference" / "vendor"
 
 
 def _reuse_or_build(cases: Path, exams: int | None) -> None:
-    from harness.cases import DEFAULT_RECIPE
     from harness.cases.build import build_reference_set
     from harness.cases.manifest import verify_set
 

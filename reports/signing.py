@@ -1,4 +1,4 @@
-"""Ed25519 keys, the in-toto Statement v1 of a run, and its DSSE envelope (DESIGN.md §3.7).
+"""Ed25519 keys, the in-toto Statement v1 of a run, and its DSSE envelope (`docs/contracts.md` §3.7).
 
 The envelope is built with ``cryptography`` directly over the exact DSSE pre-authentication
 encoding (PAE), so there is one small, auditable code path; the signature's ``keyid`` is the

@@ -1,4 +1,4 @@
-"""Verify an evidence bundle against its DSSE/in-toto attestation (DESIGN.md §3.7).
+"""Verify an evidence bundle against its DSSE/in-toto attestation (`docs/contracts.md` §3.7).
 
 Order matters: the envelope is checked and its signature verified before the payload is
 parsed, and every later check reads the *verified payload*, never the envelope file again.

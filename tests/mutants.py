@@ -1,5 +1,5 @@
 """Known-defective vendors built from the reference model, each a wrapper around the real ONNX
-adapter, with the criteria that must catch it (the suite proves itself, DESIGN.md §2)."""
+adapter, with the criteria that must catch it (the suite proves itself)."""
 
 from __future__ import annotations
 

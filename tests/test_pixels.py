@@ -1,4 +1,4 @@
-"""Contract-level preprocessing tests (DESIGN.md §3.2): known stored pixels -> the exact tensor."""
+"""Contract-level preprocessing tests (`docs/contracts.md` §3.2): known stored pixels -> the exact tensor."""
 
 from __future__ import annotations
 

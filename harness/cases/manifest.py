@@ -1,4 +1,4 @@
-"""The reference-set manifest (DESIGN.md §3.3): typed records, validation, digest, verification."""
+"""The reference-set manifest (`docs/contracts.md` §3.3): typed records, validation, digest, verification."""
 
 from __future__ import annotations
 

@@ -24,10 +24,11 @@ from pathlib import Path
 from harness.cases.manifest import Manifest, load_manifest
 from harness.errors import run_script
 from harness.predictions import Prediction
+from harness.resources import REFERENCE_VENDOR
 from harness.runner import run_predictions
 from harness.vendors import load_vendor_package, open_adapter
 
-DEFAULT_VENDOR = Path(__file__).with_name("vendor")
+DEFAULT_VENDOR = REFERENCE_VENDOR
 
 
 def localisation_rate(

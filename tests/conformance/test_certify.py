@@ -86,7 +86,7 @@ def test_certify_refuses_a_tampered_set(certify_setup, tmp_path):
 
 
 def _stable(res: dict) -> dict:
-    """results.json without timestamps and timings (DESIGN.md §5)."""
+    """results.json without timestamps and timings."""
     res = json.loads(json.dumps(res))
     for key in ("started", "finished"):
         res.pop(key)
