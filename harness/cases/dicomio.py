@@ -1,4 +1,4 @@
-"""Write Digital Mammography X-Ray Image – For Presentation objects (SOP class 1.2.840.10008.5.1.4.1.1.1.2).
+"""Write Digital Mammography X-Ray Image – For Presentation objects (SOP class: harness.codes).
 
 The modules follow PS3.3 as dciodvfy checks them (research notes dicom.md §1): DX Series,
 Mammography Series, DX Anatomy Imaged, DX Image, DX Detector, Mammography Image (ImageLaterality,
@@ -20,13 +20,18 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
 
-MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
-IMPLEMENTATION_CLASS_UID = "2.25.229395410564937402719307722125096131717"  # fixed: mammocert's own
+from harness.codes import (
+    BREAST,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    MAMMOCERT_IMPLEMENTATION_UID,
+    MG_FOR_PRESENTATION,
+    VIEW_CODES,
+    code_item,
+)
+
 IMPLEMENTATION_VERSION = "MAMMOCERT_01"
 
-VIEW_CODES = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique")}
 # PatientOrientation (row direction \ column direction) for stored images (dicom.md §1).
 ORIENTATION = {
     ("L", "CC"): ["A", "R"],
@@ -77,12 +82,6 @@ class MammogramMeta:
     implant: bool = False
 
 
-def _code(value: str, scheme: str, meaning: str) -> Dataset:
-    d = Dataset()
-    d.CodeValue, d.CodingSchemeDesignator, d.CodeMeaning = value, scheme, meaning
-    return d
-
-
 def _ds_str(x: float) -> str:
     """A DS value of at most 16 characters."""
     s = f"{x:.6f}".rstrip("0").rstrip(".")
@@ -96,8 +95,8 @@ def mammogram_dataset(pixels: np.ndarray, meta: MammogramMeta) -> Dataset:
     fm = FileMetaDataset()
     fm.MediaStorageSOPClassUID = MG_FOR_PRESENTATION
     fm.MediaStorageSOPInstanceUID = meta.sop_uid
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    fm.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    fm.TransferSyntaxUID = EXPLICIT_VR_LITTLE_ENDIAN
+    fm.ImplementationClassUID = MAMMOCERT_IMPLEMENTATION_UID
     fm.ImplementationVersionName = IMPLEMENTATION_VERSION
     ds = Dataset()
     ds.file_meta = fm
@@ -172,8 +171,8 @@ def mammogram_dataset(pixels: np.ndarray, meta: MammogramMeta) -> Dataset:
     ds.ImageLaterality = meta.laterality
     ds.OrganExposed = "BREAST"
     ds.BreastImplantPresent = "YES" if meta.implant else "NO"
-    ds.AnatomicRegionSequence = Sequence([_code("76752008", "SCT", "Breast")])
-    view_code = _code(VIEW_CODES[meta.view][0], "SCT", VIEW_CODES[meta.view][1])
+    ds.AnatomicRegionSequence = Sequence([code_item(BREAST)])
+    view_code = code_item(VIEW_CODES[meta.view])
     view_code.ViewModifierCodeSequence = Sequence([])
     ds.ViewCodeSequence = Sequence([view_code])
     ds.AcquisitionContextSequence = Sequence([])

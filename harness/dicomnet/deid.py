@@ -1,4 +1,4 @@
-"""Nothing identifiable leaves the machine (DESIGN.md §5): the de-identification gate and UID
+"""Nothing identifiable leaves the machine: the de-identification gate and UID
 re-randomisation applied to every exam before it is sent to a network endpoint.
 
 Two separate duties:
@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import generate_uid
+
+from harness.codes import is_dicom_defined
 
 # Attributes that must be empty in de-identified data (PS3.15 Basic Profile removes them).
 MUST_BE_EMPTY = (
@@ -59,7 +61,6 @@ DUMMY_NAME_TOKENS = (
 )
 # Civil registration numbers: Danish CPR (DDMMYY-NNNN), Swedish/Norwegian personal numbers, US SSN.
 _CIVIL_ID = re.compile(r"^\s*(\d{6}-?\d{4}|\d{8}-?\d{4}|\d{6}\s?\d{5}|\d{3}-\d{2}-\d{4})\s*$")
-_DICOM_ROOT = "1.2.840.10008."
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -113,7 +114,7 @@ def _remap_uids(ds: Dataset, mapping: dict[str, str]) -> None:
         new = []
         for uid in values:
             uid = str(uid)
-            if uid.startswith(_DICOM_ROOT):  # SOP classes, transfer syntaxes, coding schemes
+            if is_dicom_defined(uid):  # SOP classes, transfer syntaxes, coding schemes
                 new.append(uid)
                 continue
             if uid not in mapping:

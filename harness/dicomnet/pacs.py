@@ -14,28 +14,10 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, build_role, evt
-from pynetdicom.sop_class import (
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-)
 
+from harness.codes import RESULT_SOP_CLASSES, STUDY_ROOT_FIND, STUDY_ROOT_GET
 from harness.dicomnet.scp import ReceivedObject, read_received
 from harness.dicomnet.scu import AssociationFailure, Peer
-
-# What a node may put in the PACS as results; each needs an SCP-role context for C-GET.
-RESULT_SOP_CLASSES = (
-    "1.2.840.10008.5.1.4.1.1.88.50",  # Mammography CAD SR
-    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
-    "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
-    "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
-    "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
-    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
-    "1.2.840.10008.5.1.4.1.1.11.1",  # Grayscale Softcopy Presentation State
-    "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
-    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
-    "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map
-    "1.2.840.10008.5.1.4.1.1.88.59",  # Key Object Selection
-)
 
 
 @dataclass(frozen=True)
@@ -62,7 +44,7 @@ def find_series(
 ) -> list[SeriesInfo]:
     """C-FIND (study root, SERIES level) every series of ``study_uid``; [] if the study is unknown."""
     ae = _ae(calling_ae, timeout_s)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.add_requested_context(STUDY_ROOT_FIND)
     assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title)
     if not assoc.is_established:
         raise AssociationFailure(f"C-FIND: no association with PACS {pacs}")
@@ -74,7 +56,7 @@ def find_series(
     query.NumberOfSeriesRelatedInstances = ""
     out: list[SeriesInfo] = []
     try:
-        for status, ident in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+        for status, ident in assoc.send_c_find(query, STUDY_ROOT_FIND):
             if not status:
                 raise AssociationFailure(f"C-FIND: PACS {pacs} did not answer (timeout or abort)")
             code = int(status.Status)
@@ -119,7 +101,7 @@ def get_series(
         return 0x0000
 
     ae = _ae(calling_ae, timeout_s)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(STUDY_ROOT_GET)
     roles = []
     for sop in RESULT_SOP_CLASSES:
         ae.add_requested_context(sop, ALL_TRANSFER_SYNTAXES)
@@ -140,7 +122,7 @@ def get_series(
             query.StudyInstanceUID = study_uid
             query.SeriesInstanceUID = series_uid
             final = None
-            for status, _ in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
+            for status, _ in assoc.send_c_get(query, STUDY_ROOT_GET):
                 if not status:
                     raise AssociationFailure(
                         f"C-GET: PACS {pacs} did not answer (timeout or abort)"

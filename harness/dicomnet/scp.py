@@ -16,7 +16,8 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
-from pynetdicom.sop_class import Verification
+
+from harness.codes import VERIFICATION
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class StorageSCP:
         ae.require_called_aet = False
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification)
+        ae.add_supported_context(VERIFICATION)
         self._ae = ae
 
     def _handle_store(self, event) -> int:

@@ -20,17 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
-from pydicom.uid import (
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000Lossless,
-)
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification
 
+from harness.codes import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    JPEG2000_LOSSLESS,
+    UNCOMPRESSED,
+    VERIFICATION,
+)
 from harness.pixels import CODEC_LOCK, transfer_syntax
-
-UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
 
 class AssociationFailure(Exception):
@@ -99,7 +97,7 @@ def _assoc_failure(assoc, peer: Peer, what: str) -> AssociationFailure:
 def echo(peer: Peer, calling_ae: str, timeout_s: float = 10.0) -> None:
     """C-ECHO ``peer``; raise :class:`AssociationFailure` when it does not answer with success."""
     ae = _ae(calling_ae, timeout_s)
-    ae.add_requested_context(Verification)
+    ae.add_requested_context(VERIFICATION)
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
     if not assoc.is_established:
         raise _assoc_failure(assoc, peer, "C-ECHO")
@@ -141,7 +139,7 @@ def send_study(
         )
     for sop in sop_classes:
         if offer_compressed:
-            ae.add_requested_context(sop, [JPEG2000Lossless])
+            ae.add_requested_context(sop, [JPEG2000_LOSSLESS])
         ae.add_requested_context(sop, list(UNCOMPRESSED))
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
     if not assoc.is_established:
@@ -165,7 +163,7 @@ def send_study(
                 with CODEC_LOCK:
                     ds.decompress()
                 decompressed += 1
-                ts = ExplicitVRLittleEndian
+                ts = EXPLICIT_VR_LITTLE_ENDIAN
             t0 = time.monotonic()
             status = assoc.send_c_store(ds)
             if not status or "Status" not in status:

@@ -26,83 +26,63 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 from pydicom.valuerep import DSfloat
 
-MAMMO_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
-COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
-COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
-ENHANCED_SR = "1.2.840.10008.5.1.4.1.1.88.22"
-SR_SOP_CLASSES = frozenset(
-    {
-        MAMMO_CAD_SR,
-        COMPREHENSIVE_SR,
-        COMPREHENSIVE_3D_SR,
-        ENHANCED_SR,
-        "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
-    }
+from harness.codes import (
+    ALGORITHM_NAME,
+    ALGORITHM_VERSION,
+    BREAST_DENSITY_FINDING,
+    BREAST_MASS,
+    CAD_SUMMARY,
+    CENTER,
+    COMPOSITE_FEATURE,
+    COMPREHENSIVE_SR,
+    DETECTION_PERFORMED,
+    ENGLISH,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    FAILED,
+    FAILED_DETECTIONS,
+    FINDING,
+    FINDING_SITE,
+    IMAGE_LATERALITY,
+    IMAGE_LIBRARY,
+    IMAGE_LIBRARY_GROUP,
+    IMAGE_REGION,
+    IMAGE_VIEW,
+    IMAGING_MEASUREMENTS,
+    IMPRESSION,
+    INCOMPLETE_SUMMARIES,
+    LANGUAGE,
+    LEFT_BREAST,
+    MAMMO_CAD_REPORT,
+    MAMMO_CAD_SR,
+    MAMMOGRAPHY,
+    MEASUREMENT_GROUP,
+    MEASUREMENT_REPORT,
+    NOT_ATTEMPTED,
+    PERCENT,
+    PRESENTATION_REQUIRED,
+    PROBABILITY_OF_CANCER,
+    PROCEDURE_REPORTED,
+    PYDICOM_IMPLEMENTATION_UID,
+    RENDERING_INTENT,
+    RIGHT_BREAST,
+    SIDE_OF_CODE_VALUE,
+    SINGLE_IMAGE_FINDING,
+    SR_SOP_CLASSES,
+    SUCCEEDED,
+    SUCCESSFUL_DETECTIONS,
+    SUMMARY_CODES,
+    SUMMARY_OF_ANALYSES,
+    SUMMARY_OF_DETECTIONS,
+    TRACKING_ID,
+    TRACKING_UID,
+    VIEW_CODES,
+    Code,
+    code_item,
+    key,
 )
-
-Code = tuple[str, str, str]  # (value, scheme designator, meaning)
-
-MAMMO_CAD_REPORT: Code = ("111036", "DCM", "Mammography CAD Report")
-MEASUREMENT_REPORT: Code = ("126000", "DCM", "Imaging Measurement Report")
-IMAGE_LIBRARY: Code = ("111028", "DCM", "Image Library")
-CAD_SUMMARY: Code = ("111017", "DCM", "CAD Processing and Findings Summary")
-IMPRESSION: Code = ("111034", "DCM", "Individual Impression/Recommendation")
-RENDERING_INTENT: Code = ("111056", "DCM", "Rendering Intent")
-PRESENTATION_REQUIRED: Code = (
-    "111150",
-    "DCM",
-    "Presentation Required: Rendering device is expected to present",
-)
-COMPOSITE_FEATURE: Code = ("111015", "DCM", "Composite Feature")
-SINGLE_IMAGE_FINDING: Code = ("111059", "DCM", "Single Image Finding")
-BREAST_MASS: Code = ("129788004", "SCT", "Mammographic breast mass")
-BREAST_DENSITY_FINDING: Code = ("129793001", "SCT", "Mammography breast density")
-PROBABILITY_OF_CANCER: Code = ("111047", "DCM", "Probability of cancer")
-CERTAINTY_OF_FINDING: Code = ("111012", "DCM", "Certainty of Finding")
-CENTER: Code = ("111010", "DCM", "Center")
-OUTLINE: Code = ("111041", "DCM", "Outline")
-IMAGE_REGION: Code = ("111030", "DCM", "Image Region")
-ALGORITHM_NAME: Code = ("111001", "DCM", "Algorithm Name")
-ALGORITHM_VERSION: Code = ("111003", "DCM", "Algorithm Version")
-IMAGE_LATERALITY: Code = ("111027", "DCM", "Image Laterality")
-IMAGE_VIEW: Code = ("111031", "DCM", "Image View")
-FINDING_SITE: Code = ("363698007", "SCT", "Finding Site")
-LEFT_BREAST: Code = ("80248007", "SCT", "Left breast")
-RIGHT_BREAST: Code = ("73056007", "SCT", "Right breast")
-VIEW_CODES: Mapping[str, Code] = {
-    "CC": ("399162004", "SCT", "cranio-caudal"),
-    "MLO": ("399368009", "SCT", "medio-lateral oblique"),
-}
-SUMMARY_OF_DETECTIONS: Code = ("111064", "DCM", "Summary of Detections")
-SUMMARY_OF_ANALYSES: Code = ("111065", "DCM", "Summary of Analyses")
-SUCCESSFUL_DETECTIONS: Code = ("111063", "DCM", "Successful Detections")
-FAILED_DETECTIONS: Code = ("111025", "DCM", "Failed Detections")
-DETECTION_PERFORMED: Code = ("111022", "DCM", "Detection Performed")
-SUCCEEDED: Code = ("111222", "DCM", "Succeeded")
-FAILED: Code = ("111224", "DCM", "Failed")
-NOT_ATTEMPTED: Code = ("111225", "DCM", "Not Attempted")
-SUMMARY_CODES: Mapping[str, Code] = {
-    "complete-without-findings": ("111241", "DCM", "All algorithms succeeded; without findings"),
-    "complete-with-findings": ("111242", "DCM", "All algorithms succeeded; with findings"),
-    "partial-without-findings": ("111243", "DCM", "Not all algorithms succeeded; without findings"),
-    "partial-with-findings": ("111244", "DCM", "Not all algorithms succeeded; with findings"),
-    "failed": ("111245", "DCM", "No algorithms succeeded; without findings"),
-}
-INCOMPLETE_SUMMARIES = frozenset({"111243", "111244", "111245"})
-# TID 1500
-LANGUAGE: Code = ("121049", "DCM", "Language of Content Item and Descendants")
-ENGLISH: Code = ("en-US", "RFC5646", "English (United States)")
-PROCEDURE_REPORTED: Code = ("121058", "DCM", "Procedure reported")
-MAMMOGRAPHY: Code = ("71651007", "SCT", "Mammography")
-IMAGING_MEASUREMENTS: Code = ("126010", "DCM", "Imaging Measurements")
-MEASUREMENT_GROUP: Code = ("125007", "DCM", "Measurement Group")
-TRACKING_ID: Code = ("112039", "DCM", "Tracking Identifier")
-TRACKING_UID: Code = ("112040", "DCM", "Tracking Unique Identifier")
-FINDING: Code = ("121071", "DCM", "Finding")
-PERCENT: Code = ("%", "UCUM", "percent")
 
 
 class SrError(ValueError):
@@ -134,19 +114,13 @@ class ReportContent:
     algorithm: tuple[str, str] = ("mammocert-reference", "1")
 
 
-def _code_item(code: Code) -> Dataset:
-    d = Dataset()
-    d.CodeValue, d.CodingSchemeDesignator, d.CodeMeaning = code
-    return d
-
-
 def _item(rel: str | None, vtype: str, concept: Code | None) -> Dataset:
     d = Dataset()
     if rel is not None:
         d.RelationshipType = rel
     d.ValueType = vtype
     if concept is not None:
-        d.ConceptNameCodeSequence = DicomSequence([_code_item(concept)])
+        d.ConceptNameCodeSequence = DicomSequence([code_item(concept)])
     return d
 
 
@@ -160,7 +134,7 @@ def _container(rel: str | None, concept: Code, children: list[Dataset]) -> Datas
 
 def _code(rel: str, concept: Code, value: Code, children: list[Dataset] | None = None) -> Dataset:
     d = _item(rel, "CODE", concept)
-    d.ConceptCodeSequence = DicomSequence([_code_item(value)])
+    d.ConceptCodeSequence = DicomSequence([code_item(value)])
     if children:
         d.ContentSequence = DicomSequence(children)
     return d
@@ -176,7 +150,7 @@ def _num(rel: str, concept: Code, value: float, unit: Code = PERCENT) -> Dataset
     d = _item(rel, "NUM", concept)
     mv = Dataset()
     mv.NumericValue = DSfloat(value, auto_format=True)
-    mv.MeasurementUnitsCodeSequence = DicomSequence([_code_item(unit)])
+    mv.MeasurementUnitsCodeSequence = DicomSequence([code_item(unit)])
     d.MeasuredValueSequence = DicomSequence([mv])
     return d
 
@@ -207,7 +181,7 @@ def _laterality(ds: Dataset) -> str:
 def _view(ds: Dataset) -> str | None:
     for item in ds.get("ViewCodeSequence", []):
         for name, code in VIEW_CODES.items():
-            if item.get("CodeValue") == code[0]:
+            if item.get("CodeValue") == code.value:
                 return name
     vp = str(ds.get("ViewPosition", "")).upper()
     return vp if vp in VIEW_CODES else None
@@ -235,7 +209,7 @@ def _sr_header(
     ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.TransferSyntaxUID = EXPLICIT_VR_LITTLE_ENDIAN
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.SOPClassUID = sop_class
     for kw in (
@@ -397,7 +371,7 @@ def write_mammo_cad_sr(
     analyses = _code("CONTAINS", SUMMARY_OF_ANALYSES, NOT_ATTEMPTED)
 
     ds.ValueType = "CONTAINER"
-    ds.ConceptNameCodeSequence = DicomSequence([_code_item(MAMMO_CAD_REPORT)])
+    ds.ConceptNameCodeSequence = DicomSequence([code_item(MAMMO_CAD_REPORT)])
     ds.ContinuityOfContent = "SEPARATE"
     tmpl = Dataset()
     tmpl.MappingResource = "DCMR"
@@ -473,13 +447,13 @@ def write_tid1500_sr(
         [
             _container(
                 "CONTAINS",
-                ("126200", "DCM", "Image Library Group"),
+                IMAGE_LIBRARY_GROUP,
                 [_image("CONTAINS", im) for im in images],
             ),
         ],
     )
     ds.ValueType = "CONTAINER"
-    ds.ConceptNameCodeSequence = DicomSequence([_code_item(MEASUREMENT_REPORT)])
+    ds.ConceptNameCodeSequence = DicomSequence([code_item(MEASUREMENT_REPORT)])
     ds.ContinuityOfContent = "SEPARATE"
     tmpl = Dataset()
     tmpl.MappingResource = "DCMR"
@@ -607,7 +581,9 @@ def _ref_uid(item: Dataset) -> str | None:
     return str(seq[0].get("ReferencedSOPInstanceUID", "")) or None
 
 
-def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -> ParsedReport:
+def parse_report(
+    ds: Dataset, score_code: tuple[str, str] = key(PROBABILITY_OF_CANCER)
+) -> ParsedReport:
     """Parse a TID 4000 or TID 1500 report; raise :class:`SrError` for anything unusable."""
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class not in SR_SOP_CLASSES:
@@ -615,9 +591,9 @@ def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -
     if ds.get("ValueType") != "CONTAINER" or "ContentSequence" not in ds:
         raise SrError("structured report has no root CONTAINER with content")
     root_concept = _concept(ds)
-    if root_concept == MAMMO_CAD_REPORT[:2]:
+    if root_concept == key(MAMMO_CAD_REPORT):
         template = "4000"
-    elif root_concept == MEASUREMENT_REPORT[:2]:
+    elif root_concept == key(MEASUREMENT_REPORT):
         template = "1500"
     else:
         raise SrError(
@@ -676,12 +652,10 @@ def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -
 
     def site_of(node: _Node) -> str | None:
         for c in node.children:
-            if _concept(c.item) == FINDING_SITE[:2]:
+            if _concept(c.item) == key(FINDING_SITE):
                 v = _value_code(c.item)
-                if v and v[0] == LEFT_BREAST[0]:
-                    return "L"
-                if v and v[0] == RIGHT_BREAST[0]:
-                    return "R"
+                if v and v[0] in SIDE_OF_CODE_VALUE:
+                    return SIDE_OF_CODE_VALUE[v[0]]
         return None
 
     image_lat: dict[str, str] = {}
@@ -689,10 +663,10 @@ def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -
         if n.item.get("ValueType") == "IMAGE":
             uid = _ref_uid(n.item)
             for c in n.children:
-                if _concept(c.item) == IMAGE_LATERALITY[:2]:
+                if _concept(c.item) == key(IMAGE_LATERALITY):
                     v = _value_code(c.item)
                     if v and uid:
-                        image_lat[uid] = {LEFT_BREAST[0]: "L", RIGHT_BREAST[0]: "R"}.get(v[0], "")
+                        image_lat[uid] = SIDE_OF_CODE_VALUE.get(v[0], "")
 
     lesions: list[Lesion] = []
     exam_score: float | None = None
@@ -704,11 +678,11 @@ def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -
         vtype = node.item.get("ValueType")
         here = parent
         kind = None
-        if template == "4000" and vtype == "CODE" and concept == SINGLE_IMAGE_FINDING[:2]:
+        if template == "4000" and vtype == "CODE" and concept == key(SINGLE_IMAGE_FINDING):
             kind = "single"
-        elif template == "4000" and vtype == "CODE" and concept == COMPOSITE_FEATURE[:2]:
+        elif template == "4000" and vtype == "CODE" and concept == key(COMPOSITE_FEATURE):
             kind = "composite"
-        elif template == "1500" and vtype == "CONTAINER" and concept == MEASUREMENT_GROUP[:2]:
+        elif template == "1500" and vtype == "CONTAINER" and concept == key(MEASUREMENT_GROUP):
             kind = "group"
         if kind is not None:
             marks = marks_of(node)
@@ -719,7 +693,7 @@ def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -
             collect(c, here)
 
     if template == "4000":
-        summaries = [n for n in root.children if _concept(n.item) == CAD_SUMMARY[:2]]
+        summaries = [n for n in root.children if _concept(n.item) == key(CAD_SUMMARY)]
         if len(summaries) != 1:
             raise SrError(
                 f"TID 4000 report has {len(summaries)} CAD Processing and Findings Summary items, expected 1"
@@ -732,7 +706,7 @@ def parse_report(ds: Dataset, score_code: tuple[str, str] = ("111047", "DCM")) -
         complete = v[0] not in INCOMPLETE_SUMMARIES
         exam_score = score_of(s)
     else:
-        meas = [n for n in root.children if _concept(n.item) == IMAGING_MEASUREMENTS[:2]]
+        meas = [n for n in root.children if _concept(n.item) == key(IMAGING_MEASUREMENTS)]
         if meas:
             exam_score = score_of(meas[0])
     collect(root, None)

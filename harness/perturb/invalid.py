@@ -17,13 +17,16 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID
 
-from harness.exam_input import ExamInput
+from harness.codes import (
+    CR_IMAGE_STORAGE,
+    DX_FOR_PRESENTATION_STORAGE,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    HAND,
+    code_item,
+)
 from harness.perturb.image import copy_dataset, set_transfer_syntax
-
-CR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1")
-DX_FOR_PRESENTATION_STORAGE = UID("1.2.840.10008.5.1.4.1.1.1.1")
 
 # Attributes only the mammography IOD and its DX modules define; a CR image has none of them,
 # and a DX image of a hand has no breast-specific ones.
@@ -53,7 +56,6 @@ DX_ONLY = (
     "ImageType",
     "LossyImageCompression",
 )
-HAND = ("85562004", "SCT", "Hand")
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,7 @@ def non_mammo_modality(exam: ExamInput) -> InvalidExam:
             # A hand is paired like a breast: its side and anatomy stay, now naming the hand.
             if keyword in ds and keyword not in ("ImageLaterality", "AnatomicRegionSequence"):
                 delattr(ds, keyword)
-        region = Dataset()
-        region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning = HAND
-        ds.AnatomicRegionSequence = Sequence([region])
+        ds.AnatomicRegionSequence = Sequence([code_item(HAND)])
         ds.PatientOrientation = ["L", "F"]
         ds.BodyPartExamined = "HAND"
         ds.SeriesDescription = "HAND PA"
@@ -133,7 +133,7 @@ def truncated_pixels(exam: ExamInput) -> InvalidExam:
 
     def fn(ds: Dataset) -> None:
         set_transfer_syntax(
-            ds, ExplicitVRLittleEndian
+            ds, EXPLICIT_VR_LITTLE_ENDIAN
         )  # native, so the cut is in pixels, not a codestream
         data = ds.PixelData
         ds.PixelData = data[: (len(data) // 4) * 2]  # half, kept even as OW requires

@@ -32,9 +32,9 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
 
 from harness.cases.manifest import ImageRef
+from harness.codes import VERIFICATION, VIEW_OF_CODE_VALUE
 from harness.dicomnet import scu
 from harness.dicomnet.sr import MarkOut, ReportContent, write_mammo_cad_sr, write_tid1500_sr
 from harness.errors import UsageError, VendorFault
@@ -80,11 +80,9 @@ def _view(ds: Dataset) -> str:
     if vp in ("CC", "MLO"):
         return vp
     for item in ds.get("ViewCodeSequence", []):
-        code = item.get("CodeValue")
-        if code in ("399162004", "R-10242"):
-            return "CC"
-        if code in ("399368009", "R-10226"):
-            return "MLO"
+        view = VIEW_OF_CODE_VALUE.get(str(item.get("CodeValue", "")))
+        if view:
+            return view
     return ""
 
 
@@ -129,7 +127,7 @@ class ReferenceDicomNode:
         ae.dimse_timeout = 120
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification)
+        ae.add_supported_context(VERIFICATION)
         self._ae = ae
 
     # ---------------------------------------------------------------- receiving

@@ -38,6 +38,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from scipy.ndimage import maximum_filter
 
+from harness import codes
 from harness.errors import VendorFault, VendorPackageError
 from harness.exam_input import ExamInput
 from harness.pixels import Geometry, PixelError, decoded, model_to_image, to_model_plane
@@ -45,11 +46,8 @@ from harness.predictions import ExamOutput, Finding
 from harness.vendors.adapter import AdapterInfo
 from harness.vendors.package import VendorPackage
 
-MAMMO_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.1.2": "Digital Mammography For Presentation",
-    "1.2.840.10008.5.1.4.1.1.1.2.1": "Digital Mammography For Processing",
-}
-VIEW_CODES = {"399162004": "CC", "R-10242": "CC", "399368009": "MLO", "R-10226": "MLO"}
+MAMMO_SOP_CLASSES = codes.MAMMO_SOP_CLASSES
+VIEW_CODES = codes.VIEW_OF_CODE_VALUE
 FINDINGS_PER_IMAGE = 3
 FINDING_FLOOR = 0.05
 PEAK_WINDOW = 5
