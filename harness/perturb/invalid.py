@@ -26,6 +26,7 @@ from harness.codes import (
     HAND,
     code_item,
 )
+from harness.exam_input import ExamInput
 from harness.perturb.image import copy_dataset, set_transfer_syntax
 
 # Attributes only the mammography IOD and its DX modules define; a CR image has none of them,
