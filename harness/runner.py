@@ -29,6 +29,7 @@ the wall time of ``infer`` alone (the model's time, not the harness's loading an
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -356,18 +357,15 @@ def predict_cli(args: Any) -> int:
     if out.is_dir():
         raise UsageError(f"--out {out}: is a directory; give a file name such as predictions.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
-    timeout = args.timeout
-    if timeout is None:
-        section = pkg.dicom or pkg.rest
-        timeout = section.timeout_s if section is not None else DEFAULT_TIMEOUT_S
-    if timeout <= 0:
-        raise UsageError(f"--timeout {timeout}: must be > 0 seconds")
+    timeout = pkg.timeout_s if args.timeout is None else float(args.timeout)
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"--timeout {args.timeout}: must be a finite number of seconds > 0")
     journal_path = Path(args.journal) if args.journal else Path(str(out) + ".journal.sqlite")
     if args.resume and not journal_path.is_file():
         raise UsageError(
             f"--resume: no journal at {journal_path}; run without --resume first, or pass --journal"
         )
-    adapter = open_adapter(pkg, getattr(args, "device", "cpu"))
+    adapter = open_adapter(pkg, getattr(args, "device", "cpu"), manifest=manifest)
     try:
         with Journal(journal_path, model_digest(adapter.info.model_digests)) as journal:
             preds = run_predictions(

@@ -167,3 +167,61 @@ def test_kill_and_resume_gives_the_same_predictions(tmp_path):
     assert f"{done} reused from the journal" in r.stderr
     assert _strip_latency(out) == _strip_latency(ref)
     assert len(read_predictions(out)) == 16
+
+
+@pytest.mark.parametrize(
+    ("package_timeout", "flag", "used"), [(None, None, 300.0), (4.5, None, 4.5), (4.5, 2.0, 2.0)]
+)
+def test_predict_timeout_defaults_to_the_package_deadline(
+    cases, tmp_path, monkeypatch, package_timeout, flag, used
+):
+    """An ONNX package's ``onnx.timeout_s`` is honoured like dicom's and rest's; --timeout wins."""
+    import argparse
+
+    from harness import runner
+
+    pkg = write_package(tmp_path / "pkg")
+    if package_timeout is not None:
+        import yaml
+
+        data = yaml.safe_load((pkg / "vendor.yaml").read_text())
+        data["onnx"]["timeout_s"] = package_timeout
+        (pkg / "vendor.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    seen: list[float | None] = []
+
+    def fake_run(adapter, manifest, **kw):
+        seen.append(kw["timeout_s"])
+        return []
+
+    monkeypatch.setattr(runner, "run_predictions", fake_run)
+    args = argparse.Namespace(
+        vendor=str(pkg),
+        cases=str(cases),
+        out=str(tmp_path / "p.jsonl"),
+        timeout=flag,
+        journal=None,
+        resume=False,
+        device="cpu",
+    )
+    assert runner.predict_cli(args) == 0
+    assert seen == [used]
+
+
+@pytest.mark.parametrize("flag", [0.0, -1.0, float("inf"), float("nan")])
+def test_predict_refuses_a_timeout_that_is_not_finite_and_positive(cases, tmp_path, flag):
+    import argparse
+
+    from harness.errors import UsageError
+    from harness.runner import predict_cli
+
+    args = argparse.Namespace(
+        vendor=str(write_package(tmp_path / "pkg")),
+        cases=str(cases),
+        out=str(tmp_path / "p.jsonl"),
+        timeout=flag,
+        journal=None,
+        resume=False,
+        device="cpu",
+    )
+    with pytest.raises(UsageError, match="must be a finite number of seconds > 0"):
+        predict_cli(args)

@@ -1,11 +1,12 @@
-"""Nothing identifiable leaves the machine: the de-identification gate and UID
-re-randomisation applied to every exam before it is sent to a network endpoint.
+"""Nothing identifiable leaves the machine: the de-identification check and UID
+re-randomisation applied to every exam before it is sent to a network endpoint (the rules every
+network interface applies with them are in :mod:`harness.vendors.remote`).
 
 Two separate duties:
 
 * :func:`identification_problems` says why a dataset is *not* de-identified (empty list = fine).
   The harness refuses to send such data unless the vendor package allows identifiable data for a
-  local, in-hospital endpoint (``dicom.allow_identifiable: true``).
+  local, in-hospital endpoint (``<interface>.allow_identifiable: true``).
 * :func:`pseudonymise_exam` gives a copy of an exam's datasets with fresh Study/Series/SOP
   Instance UIDs (and every other non-DICOM-defined UID), fresh patient pseudonyms, and the
   mapping back, so results can be matched to the manifest's files without ever sending the

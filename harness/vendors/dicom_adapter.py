@@ -9,10 +9,11 @@ PACS mode (``from: pacs``): the harness stores the exam in the region's PACS, th
 routing forwards it to the node, the node stores its results in the PACS, and the harness polls
 the PACS (C-FIND of the study's series) and retrieves the new series (C-GET).
 
-Before anything is sent (``prepare``): every dataset must be de-identified
-(:func:`harness.dicomnet.deid.identification_problems`) unless the package sets
-``dicom.allow_identifiable: true`` for a local, in-hospital endpoint; otherwise the run stops
-with a usage error (exit 2) before that exam's association. UIDs are re-randomised per send.
+Before anything is sent: :func:`harness.vendors.open_adapter` runs the de-identification gate
+over the set (:func:`harness.vendors.remote.refuse_identifiable`), and ``prepare`` pseudonymises
+each exam as it will be sent (:func:`harness.vendors.remote.pseudonymise`: the same check on the
+exam, then fresh UIDs and pseudonyms per send); ``dicom.allow_identifiable: true`` lifts the
+check for a local, in-hospital endpoint.
 
 Results: the first structured report of the configured format (``mammography-cad-sr`` = TID
 4000, ``tid1500-sr``) for the exam's study decides. Scores are the NUMs coded
@@ -44,18 +45,18 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydicom import dcmread
 
-from harness.dicomnet import deid, pacs, scu
+from harness.dicomnet import pacs, scu
 from harness.dicomnet.scp import ReceivedObject, StorageSCP
 from harness.dicomnet.sr import SR_SOP_CLASSES, ParsedReport, SrError, parse_report
 from harness.errors import UsageError, VendorFault, VendorPackageError
 from harness.exam_input import ExamInput
 from harness.predictions import ExamOutput, Finding
+from harness.vendors import remote
 from harness.vendors.adapter import AdapterInfo
 from harness.vendors.package import VendorPackage
 
@@ -66,13 +67,7 @@ POLL_INTERVAL_S = 0.25
 ECHO_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True)
-class PreparedSend:
-    """An exam ready to go: pseudonymised datasets and the way back to the manifest."""
-
-    exam_id: str
-    pseudo: deid.PseudonymisedExam
-    images: Mapping[str, tuple[str, str, str]]  # sent SOP UID -> (file, laterality, view)
+PreparedSend = remote.OutgoingExam  # an exam ready to go and the way back to the manifest
 
 
 @dataclass
@@ -87,10 +82,12 @@ class _Waiter:
 class DicomAdapter:
     """A vendor AI node behind DICOM (see module docstring); ``close()`` stops the results SCP."""
 
-    def __init__(self, pkg: VendorPackage, evidence_dir: Path | str | None = None) -> None:
+    def __init__(
+        self, pkg: VendorPackage, *, device: str = "cpu", evidence_dir: Path | str | None = None
+    ) -> None:
         if pkg.dicom is None:
             raise VendorPackageError(
-                f"{pkg.source}: interface dicom needs a 'dicom' section (DESIGN.md §3.2)"
+                f"{pkg.source}: interface dicom needs a 'dicom' section (see docs/contracts.md §3.2)"
             )
         self.pkg = pkg
         self.spec = pkg.dicom
@@ -99,9 +96,6 @@ class DicomAdapter:
         self.template = TEMPLATE_OF_FORMAT[results.format]
         self.score_code = results.score_code
         self.scale = results.score_scale or pkg.score_range
-        self.allow_identifiable = bool(
-            (pkg.raw.get("dicom") or {}).get("allow_identifiable", False)
-        )
         self.node = scu.Peer(self.spec.ae_title, self.spec.host, self.spec.port)
         self.calling_ae = self.spec.calling_ae_title
         self.timeout_s = float(self.spec.timeout_s)
@@ -157,26 +151,7 @@ class DicomAdapter:
 
     def prepare(self, exam: ExamInput) -> PreparedSend:
         """Refuse identifiable data (exit 2), then pseudonymise (fresh UIDs for this send)."""
-        if not self.allow_identifiable:
-            for ref, ds in exam.images:
-                problems = deid.identification_problems(ds)
-                if problems:
-                    raise UsageError(
-                        f"exam {exam.exam_id} file {ref.file}: not de-identified ({'; '.join(problems)}); "
-                        "the harness sends only de-identified data to a network node; de-identify the set, or set "
-                        "dicom.allow_identifiable: true in vendor.yaml only for a local, in-hospital endpoint"
-                    )
-        try:
-            pseudo = deid.pseudonymise_exam(
-                exam.exam_id, [(ref.file, ds) for ref, ds in exam.images]
-            )
-        except ValueError as exc:
-            raise VendorFault(str(exc), "rejected") from None
-        refs = {ref.file: ref for ref, _ in exam.images}
-        images = {
-            uid: (f, refs[f].laterality, refs[f].view) for uid, f in pseudo.sop_to_file.items()
-        }
-        return PreparedSend(exam.exam_id, pseudo, images)
+        return remote.pseudonymise(self.pkg, exam)
 
     # ---------------------------------------------------------------- results bookkeeping
 
@@ -271,7 +246,7 @@ class DicomAdapter:
         return time.monotonic() + max(0.5, self.timeout_s - min(1.0, 0.05 * self.timeout_s))
 
     def _infer_push(self, prepared: PreparedSend) -> ExamOutput:
-        study = prepared.pseudo.study_uid
+        study = prepared.study_uid
         waiter = _Waiter(prepared.exam_id)
         with self._lock:
             self._waiters[study] = waiter
@@ -281,7 +256,7 @@ class DicomAdapter:
                 scu.send_study(
                     self.node,
                     self.calling_ae,
-                    list(prepared.pseudo.datasets),
+                    list(prepared.datasets),
                     timeout_s=self.timeout_s,
                 )
             except scu.AssociationFailure as exc:
@@ -306,15 +281,15 @@ class DicomAdapter:
 
     def _infer_pacs(self, prepared: PreparedSend) -> ExamOutput:
         assert self.pacs is not None
-        study = prepared.pseudo.study_uid
+        study = prepared.study_uid
         deadline = self._deadline()
         try:
             scu.send_study(
-                self.pacs, self.calling_ae, list(prepared.pseudo.datasets), timeout_s=self.timeout_s
+                self.pacs, self.calling_ae, list(prepared.datasets), timeout_s=self.timeout_s
             )
         except scu.AssociationFailure as exc:
             raise VendorFault(f"storing the exam in the PACS failed: {exc.reason}") from None
-        sent_series = {str(ds.SeriesInstanceUID) for ds in prepared.pseudo.datasets}
+        sent_series = {str(ds.SeriesInstanceUID) for ds in prepared.datasets}
         fetched: set[str] = set()
         objects: list[ReceivedObject] = []
         seen = 0

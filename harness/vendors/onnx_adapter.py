@@ -1,4 +1,4 @@
-"""The ONNX adapter: a vendor model in an ONNX package, run by onnxruntime (DESIGN.md §3.2).
+"""The ONNX adapter: a vendor model in an ONNX package, run by onnxruntime (docs/contracts.md §3.2).
 
 ``prepare`` (thread-safe, runs in the runner's prefetch pool) checks each dataset the way a
 mammography product would, decodes it (JPEG 2000 / RLE through pylibjpeg), and builds the input
@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -115,7 +116,10 @@ def check_mammogram(ds: Dataset, file: str) -> tuple[str, str]:
 class OnnxAdapter:
     """A :class:`~harness.vendors.adapter.VendorAdapter` over an onnxruntime session."""
 
-    def __init__(self, pkg: VendorPackage, device: str = "cpu") -> None:
+    def __init__(
+        self, pkg: VendorPackage, *, device: str = "cpu", evidence_dir: Path | None = None
+    ) -> None:
+        """``evidence_dir`` is unused: a local model returns nothing besides its outputs."""
         import onnxruntime as ort
 
         if pkg.onnx is None:

@@ -1,4 +1,4 @@
-"""Vendor packages (DESIGN.md §3.2): load, validate and fingerprint ``vendor.yaml`` + artifacts.
+"""Vendor packages (docs/contracts.md §3.2): load, validate and fingerprint ``vendor.yaml`` + artifacts.
 
 A package is a directory or a ``.zip`` holding ``vendor.yaml`` at its top level. Loading it
 refuses anything unsafe *before* a single case runs:
@@ -15,6 +15,8 @@ refuses anything unsafe *before* a single case runs:
   appear in opset imports or nodes (custom ops are refused, also inside subgraphs); the declared
   input and outputs are checked against the graph (names, float32, NCHW rank 4, channel count
   of the unit, height/width equal or dynamic).
+* every interface section has a per-exam deadline ``timeout_s`` (default 300 s), a finite number
+  of seconds > 0; :attr:`VendorPackage.timeout_s` is the active interface's.
 
 Digests: ``model_digests`` maps each artifact (the ONNX model, every external-data file, and
 ``vendor.yaml`` itself, since it fixes preprocessing and the operating point) to its bare hex
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import shutil
 import stat
@@ -49,6 +52,7 @@ MAX_TOTAL_BYTES = 4 * 1024**3
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 UNIT_CHANNELS = {"image": 1, "breast": 2, "exam": 4}
 FLOAT32 = 1  # onnx.TensorProto.FLOAT
+DEFAULT_TIMEOUT_S = 300.0  # per-exam deadline of every interface unless its section sets timeout_s
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class OnnxSpec:
     aggregate: str
     graph: OnnxGraphFacts
     breast_scores_output: str | None = None  # unit exam: (N, 2) scores [L, R]
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
     def model_path(self, root: Path) -> Path:
         return root / self.model
@@ -123,7 +128,8 @@ class DicomSpec:
     port: int
     calling_ae_title: str
     results: DicomResultsSpec
-    timeout_s: float = 300.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    allow_identifiable: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,8 @@ class RestSpec:
 
     url: str
     protocol: str
-    timeout_s: float = 300.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    allow_identifiable: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,21 @@ class VendorPackage:
     @property
     def name(self) -> str:
         return f"{self.vendor} {self.product} {self.version}"
+
+    @property
+    def section(self) -> OnnxSpec | DicomSpec | RestSpec:
+        """The active interface's section (``onnx``, ``dicom`` or ``rest``)."""
+        spec = {"onnx": self.onnx, "dicom": self.dicom, "rest": self.rest}.get(self.interface)
+        if spec is None:
+            raise VendorPackageError(
+                f"{self.source}: interface {self.interface} needs a {self.interface!r} section; add it"
+            )
+        return spec
+
+    @property
+    def timeout_s(self) -> float:
+        """The per-exam deadline of the active interface (``<interface>.timeout_s``), seconds."""
+        return float(self.section.timeout_s)
 
     def map_score(self, raw: float) -> float:
         """Map a model score linearly from ``score_range`` onto [0, 1]; never clipped."""
@@ -194,9 +216,11 @@ def schema_message(error: jsonschema.ValidationError, source: str) -> str:
         return f"{source}: {key}: unknown key; remove it (allowed here: {', '.join(allowed)})"
     if v == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return f"{where}: missing key {missing!r}; add it (see DESIGN.md §3.2)"
+        return f"{where}: missing key {missing!r}; add it (see docs/contracts.md §3.2)"
     if v == "enum":
         return f"{where}: {error.instance!r} is not allowed; use one of {', '.join(map(str, error.validator_value))}"
+    if v == "exclusiveMinimum":
+        return f"{where}: {error.instance!r} must be greater than {error.validator_value}; fix the value"
     if v == "const":
         return f"{where}: must be {error.validator_value!r}, got {error.instance!r}"
     if v == "type":
@@ -513,6 +537,20 @@ def _pair(v: Any) -> tuple[float, float]:
     return (float(v[0]), float(v[1]))
 
 
+def _timeout(section: dict[str, Any], name: str, source: str) -> float:
+    """``<name>.timeout_s``: a finite number of seconds > 0 (default ``DEFAULT_TIMEOUT_S``)."""
+    value = section.get("timeout_s", DEFAULT_TIMEOUT_S)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise VendorPackageError(
+            f"{source}: {name}.timeout_s: expected a number of seconds, got {value!r}; e.g. 300"
+        )
+    if not (math.isfinite(value) and value > 0):
+        raise VendorPackageError(
+            f"{source}: {name}.timeout_s: {value!r} must be a finite number of seconds > 0; e.g. 300"
+        )
+    return float(value)
+
+
 def load_vendor_package(path: Path | str) -> VendorPackage:
     """Load and validate a vendor package from a directory or a .zip (see module docstring)."""
     src = Path(path)
@@ -532,7 +570,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
         raise VendorPackageError(f"{source}: vendor.yaml is a symlink; store the file itself")
     if not yml.is_file():
         raise VendorPackageError(
-            f"{source}: no vendor.yaml at the package's top level; add one (DESIGN.md §3.2)"
+            f"{source}: no vendor.yaml at the package's top level; add one (see docs/contracts.md §3.2)"
         )
     try:
         data = yamlio.safe_load(yml.read_text(encoding="utf-8"), source, VendorPackageError)
@@ -583,6 +621,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
             o.get("aggregate", "max"),
             facts or OnnxGraphFacts(False, None),
             o["output"].get("breast_scores"),
+            _timeout(o, "onnx", source),
         )
         model_digests.update(artifact_digests)
     if "dicom" in data:
@@ -603,11 +642,17 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
                 _pair(score["scale"]) if "scale" in score else None,
                 PacsSpec(pacs["ae_title"], pacs["host"], int(pacs["port"])) if pacs else None,
             ),
-            float(d.get("timeout_s", 300.0)),
+            _timeout(d, "dicom", source),
+            bool(d.get("allow_identifiable", False)),
         )
     if "rest" in data:
         r = data["rest"]
-        rest_spec = RestSpec(r["url"], r["protocol"], float(r.get("timeout_s", 300.0)))
+        rest_spec = RestSpec(
+            r["url"],
+            r["protocol"],
+            _timeout(r, "rest", source),
+            bool(r.get("allow_identifiable", False)),
+        )
     model_digests["vendor.yaml"] = files.get("vendor.yaml", sha256_file(yml))
     package_digest = "sha256:" + sha256_bytes(canonical_json({"files": files}))
     return VendorPackage(

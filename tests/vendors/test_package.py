@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -142,6 +143,10 @@ def _bad_missing_section(pkg: Path) -> None:
     edit_yaml(pkg, lambda d: d.pop("onnx"))
 
 
+def _bad_timeout(pkg: Path) -> None:
+    edit_yaml(pkg, lambda d: d["onnx"].update(timeout_s=0))
+
+
 @pytest.mark.parametrize(
     ("breaker", "needle"),
     [
@@ -154,6 +159,7 @@ def _bad_missing_section(pkg: Path) -> None:
         (_bad_symlink_out, "symlink"),
         (_bad_external_data, "outside the package"),
         (_bad_missing_section, "missing key 'onnx'"),
+        (_bad_timeout, "onnx.timeout_s: 0 must be greater than 0"),
     ],
 )
 def test_bad_packages_exit_2_with_one_line(tmp_path, small_set, breaker, needle):
@@ -244,3 +250,61 @@ def test_rest_is_not_supported_yet(tmp_path):
     edit_yaml(pkg, to_rest)
     with pytest.raises(VendorPackageError, match="not supported yet"):
         open_adapter(load_vendor_package(pkg))
+
+
+def _rest(d: dict) -> None:
+    d["interface"] = "rest"
+    d["rest"] = {"url": "http://127.0.0.1:8080/v1/analyses", "protocol": "mammocert-rest-v1"}
+
+
+def _dicom(d: dict) -> None:
+    d["interface"] = "dicom"
+    d["dicom"] = {
+        "ae_title": "VENDOR_AI",
+        "host": "127.0.0.1",
+        "port": 11112,
+        "results": {"format": "mammography-cad-sr", "listen_port": 11113},
+    }
+
+
+@pytest.mark.parametrize(
+    ("to_interface", "section"), [(lambda d: None, "onnx"), (_dicom, "dicom"), (_rest, "rest")]
+)
+def test_every_interface_has_a_per_exam_deadline(tmp_path, to_interface, section):
+    pkg = write_package(tmp_path / "pkg")
+    edit_yaml(pkg, to_interface)
+    p = load_vendor_package(pkg)
+    assert p.interface == section and p.section is getattr(p, section)
+    assert p.timeout_s == 300.0  # the default when the section does not say
+    edit_yaml(pkg, lambda d: d[section].update(timeout_s=12.5))
+    assert load_vendor_package(pkg).timeout_s == 12.5
+    # Only the active interface's deadline counts; another section's is its own.
+    edit_yaml(pkg, lambda d: d["onnx"].update(timeout_s=7))
+    p = load_vendor_package(pkg)
+    assert p.timeout_s == (7.0 if section == "onnx" else 12.5) and p.onnx.timeout_s == 7.0
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        (0, "onnx.timeout_s: 0 must be greater than 0"),
+        (-5, "onnx.timeout_s: -5 must be greater than 0"),
+        (float("nan"), "onnx.timeout_s: nan must be a finite number of seconds > 0"),
+        (float("inf"), "onnx.timeout_s: inf must be a finite number of seconds > 0"),
+        ("soon", "onnx.timeout_s: expected number"),
+    ],
+)
+def test_a_deadline_that_is_not_a_finite_positive_number_is_refused(tmp_path, value, needle):
+    pkg = write_package(tmp_path / "pkg")
+    edit_yaml(pkg, lambda d: d["onnx"].update(timeout_s=value))
+    with pytest.raises(VendorPackageError, match=re.escape(needle)) as exc:
+        load_vendor_package(pkg)
+    assert "\n" not in str(exc.value)
+
+
+def test_rest_timeout_is_checked_too(tmp_path):
+    pkg = write_package(tmp_path / "pkg")
+    edit_yaml(pkg, _rest)
+    edit_yaml(pkg, lambda d: d["rest"].update(timeout_s=float("inf")))
+    with pytest.raises(VendorPackageError, match=r"rest\.timeout_s: inf must be a finite"):
+        load_vendor_package(pkg)
