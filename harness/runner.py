@@ -48,10 +48,10 @@ from harness.exam_input import ExamInput, load_exam
 from harness.journal import Journal, model_digest
 from harness.predictions import ORIGINAL, Prediction, write_predictions
 from harness.vendors.adapter import VendorAdapter
+from harness.vendors.package import DEFAULT_TIMEOUT_S
 
 Transform = Callable[[ExamInput, str], ExamInput]
 MAX_HUNG = 3
-DEFAULT_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
