@@ -28,45 +28,17 @@ from typing import Any
 from harness.cases.manifest import Manifest, load_manifest
 from harness.errors import UsageError, run_script
 from harness.journal import Journal, model_digest
-from harness.perturb.encoding import EncodingParams
-from harness.perturb.intensity import IntensityParams
-from harness.perturb.lesion import LesionParams
-from harness.perturb.metadata import MetadataParams
-from harness.perturb.mirror import MirrorParams
-from harness.perturb.noise import NoiseParams
-from harness.perturb.order import OrderParams
-from harness.perturb.registry import apply_condition, parse_condition
-from harness.perturb.relation import condition_id, largest_change
-from harness.perturb.resample import DETECTOR_RANGE_MM, ResampleParams
+from harness.perturb.registry import RELATIONS, apply_condition, parse_condition
+from harness.perturb.relation import condition_id
 from harness.predictions import ORIGINAL, Prediction
 from harness.standard import Standard, load_standard
 from harness.stats.proportions import clopper_pearson
 
-DEFAULT_STANDARD = Path(__file__).resolve().parents[2] / "standards" / "demo.yaml"
+DEFAULT_STANDARD = Path(__file__).resolve().parents[1] / "standards" / "demo.yaml"
 DEFAULT_EXAMS = 60
 
-# The ends of each relation's range as harness.perturb.strategies draws it, one parameter at a
-# time, plus the mildest inserted lesions (the ones that must still raise the score).
-DEFAULT_GRID: tuple[Any, ...] = (
-    MirrorParams(),
-    MetadataParams(seed=1, date_shift_days=3650),
-    EncodingParams(syntax="jpeg2000_lossless", invert=True),
-    OrderParams(rank=23),
-    IntensityParams(gamma=0.8),
-    IntensityParams(gamma=1.25),
-    IntensityParams(width_scale=0.85),
-    IntensityParams(width_scale=1.15),
-    IntensityParams(center_shift=-0.1),
-    IntensityParams(center_shift=0.1),
-    NoiseParams(dose=0.5, seed=1),
-    NoiseParams(dose=0.75, seed=2),
-    *(ResampleParams(spacing_mm=s) for s in DETECTOR_RANGE_MM),
-    *(
-        LesionParams(kind=kind, size_mm=8.0, contrast=0.15, laterality=side, seed=1)
-        for kind in ("mass", "calcification")
-        for side in ("L", "R")
-    ),
-)
+# Every relation's grid points, in registry order.
+DEFAULT_GRID: tuple[Any, ...] = tuple(p for rel in RELATIONS.values() for p in rel.grid)
 
 
 @dataclass(frozen=True)
@@ -168,7 +140,7 @@ def judge(
             continue
         b = before[p.exam_id]
         ok, detail = rel.check(b, p, tested[rel.name].tolerance, params)
-        change, _ = largest_change(b, p, swapped=rel.name == "mirror")
+        change, _ = rel.change(b, p)
         pairs.append(Pair(p.exam_id, p.condition, ok, change, detail))
     return pairs
 
