@@ -205,6 +205,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="false-positive counts to tabulate",
     )
 
+    p = _add(
+        sub,
+        "grid",
+        "mammocert.grid:grid_cli",
+        "a vendor model on a fixed perturbation grid: each relation's failure rate, per exam",
+    )
+    p.add_argument("--vendor", required=True, help="vendor package directory or .zip")
+    p.add_argument("--cases", required=True, help="reference-set directory")
+    p.add_argument(
+        "--standard",
+        default=None,
+        help="standard whose invariance criteria give the tolerances (default: standards/demo.yaml)",
+    )
+    p.add_argument("--exams", type=int, default=None, help="exams to use (default 60)")
+    p.add_argument(
+        "--condition",
+        action="append",
+        default=None,
+        help="a condition id, e.g. noise:dose=0.5,seed=1 (repeatable; default: the built-in grid)",
+    )
+    p.add_argument("--journal", default=None, help="SQLite journal, reused on a rerun")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--out", default=None, help="write every judged pair here (JSON)")
+
     serve = sub.add_parser("serve-reference", help="run a reference AI node").add_subparsers(
         dest="serve_command", required=True, metavar="INTERFACE"
     )

@@ -7,10 +7,10 @@ the rate itself: this runs a fixed set of exams, evenly spread over the sorted e
 fixed conditions at the ends of each relation's clinical range, through the same journaled
 runner, and judges each pair with the relation's own ``check`` and the standard's tolerance.
 
-``python -m mammocert.grid --vendor PKG --cases DIR [--standard STD] [--exams N]
-[--condition ID ...] [--journal J] [--out grid.json]`` prints one line per condition and per
-relation, writes every pair to ``--out`` (JSON), and exits 0 when nothing failed, 1 when
-something did, 2 on bad input.
+``mammocert grid --vendor PKG --cases DIR [--standard STD] [--exams N] [--condition ID ...]
+[--journal J] [--out grid.json]`` prints one line per condition and per relation, writes every
+pair to ``--out`` (JSON), and exits 0 when nothing failed, 1 when something did, 2 on bad input.
+The conditions are each relation's ``Relation.grid``, in registry order.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -26,47 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from harness.cases.manifest import Manifest, load_manifest
-from harness.errors import UsageError, run_script
+from harness.errors import UsageError
 from harness.journal import Journal, model_digest
-from harness.perturb.encoding import EncodingParams
-from harness.perturb.intensity import IntensityParams
-from harness.perturb.lesion import LesionParams
-from harness.perturb.metadata import MetadataParams
-from harness.perturb.mirror import MirrorParams
-from harness.perturb.noise import NoiseParams
-from harness.perturb.order import OrderParams
-from harness.perturb.registry import apply_condition, parse_condition
-from harness.perturb.relation import condition_id, largest_change
-from harness.perturb.resample import DETECTOR_RANGE_MM, ResampleParams
+from harness.perturb.registry import RELATIONS, apply_condition, parse_condition
+from harness.perturb.relation import condition_id
 from harness.predictions import ORIGINAL, Prediction
 from harness.standard import Standard, load_standard
 from harness.stats.proportions import clopper_pearson
 
-DEFAULT_STANDARD = Path(__file__).resolve().parents[2] / "standards" / "demo.yaml"
+DEFAULT_STANDARD = Path(__file__).resolve().parents[1] / "standards" / "demo.yaml"
 DEFAULT_EXAMS = 60
 
-# The ends of each relation's range as harness.perturb.strategies draws it, one parameter at a
-# time, plus the mildest inserted lesions (the ones that must still raise the score).
-DEFAULT_GRID: tuple[Any, ...] = (
-    MirrorParams(),
-    MetadataParams(seed=1, date_shift_days=3650),
-    EncodingParams(syntax="jpeg2000_lossless", invert=True),
-    OrderParams(rank=23),
-    IntensityParams(gamma=0.8),
-    IntensityParams(gamma=1.25),
-    IntensityParams(width_scale=0.85),
-    IntensityParams(width_scale=1.15),
-    IntensityParams(center_shift=-0.1),
-    IntensityParams(center_shift=0.1),
-    NoiseParams(dose=0.5, seed=1),
-    NoiseParams(dose=0.75, seed=2),
-    *(ResampleParams(spacing_mm=s) for s in DETECTOR_RANGE_MM),
-    *(
-        LesionParams(kind=kind, size_mm=8.0, contrast=0.15, laterality=side, seed=1)
-        for kind in ("mass", "calcification")
-        for side in ("L", "R")
-    ),
-)
+# Every relation's grid points, in registry order.
+DEFAULT_GRID: tuple[Any, ...] = tuple(p for rel in RELATIONS.values() for p in rel.grid)
 
 
 @dataclass(frozen=True)
@@ -168,7 +139,7 @@ def judge(
             continue
         b = before[p.exam_id]
         ok, detail = rel.check(b, p, tested[rel.name].tolerance, params)
-        change, _ = largest_change(b, p, swapped=rel.name == "mirror")
+        change, _ = rel.change(b, p)
         pairs.append(Pair(p.exam_id, p.condition, ok, change, detail))
     return pairs
 
@@ -273,61 +244,33 @@ def run_grid(
     return pairs, summarise(pairs, tested)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m mammocert.grid", description=__doc__.splitlines()[0]
+def grid_cli(args: argparse.Namespace) -> int:
+    """``mammocert grid`` (options in mammocert/cli.py): 0 when every pair held, 1 when any
+    failed; bad input raises UsageError (2)."""
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise UsageError(f"--out {out}: is a directory; give a file name such as grid.json")
+    standard = Path(args.standard) if args.standard else DEFAULT_STANDARD
+    pairs, summaries = run_grid(
+        Path(args.vendor),
+        Path(args.cases),
+        standard,
+        DEFAULT_EXAMS if args.exams is None else args.exams,
+        args.condition,
+        Path(args.journal) if args.journal else None,
+        args.device,
     )
-    ap.add_argument("--vendor", required=True, help="vendor package directory or .zip")
-    ap.add_argument("--cases", required=True, help="reference-set directory")
-    ap.add_argument(
-        "--standard",
-        default=str(DEFAULT_STANDARD),
-        help="standard whose invariance criteria give the tolerances (default: standards/demo.yaml)",
-    )
-    ap.add_argument(
-        "--exams", type=int, default=DEFAULT_EXAMS, help=f"exams to use (default {DEFAULT_EXAMS})"
-    )
-    ap.add_argument(
-        "--condition",
-        action="append",
-        default=None,
-        help="a condition id, e.g. noise:dose=0.5,seed=1 (repeatable; default: the built-in grid)",
-    )
-    ap.add_argument("--journal", default=None, help="SQLite journal, reused on a rerun")
-    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--out", default=None, help="write every judged pair here (JSON)")
-    args = ap.parse_args(argv)
-
-    def body() -> int:
-        out = Path(args.out) if args.out else None
-        if out is not None and out.is_dir():
-            raise UsageError(f"--out {out}: is a directory; give a file name such as grid.json")
-        pairs, summaries = run_grid(
-            Path(args.vendor),
-            Path(args.cases),
-            Path(args.standard),
-            args.exams,
-            args.condition,
-            Path(args.journal) if args.journal else None,
-            args.device,
-        )
-        print("\n".join(report_lines(pairs, summaries)))
-        if out is not None:
-            doc = {
-                "vendor": args.vendor,
-                "cases": args.cases,
-                "standard": args.standard,
-                "relations": [asdict(s) for s in summaries],
-                "pairs": [
-                    {**asdict(p), "change": p.change if math.isfinite(p.change) else None}
-                    for p in pairs
-                ],
-            }
-            out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-        return 0 if all(p.ok for p in pairs) else 1
-
-    return run_script(ap.prog, body)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    print("\n".join(report_lines(pairs, summaries)))
+    if out is not None:
+        doc = {
+            "vendor": args.vendor,
+            "cases": args.cases,
+            "standard": str(standard),
+            "relations": [asdict(s) for s in summaries],
+            "pairs": [
+                {**asdict(p), "change": p.change if math.isfinite(p.change) else None}
+                for p in pairs
+            ],
+        }
+        out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return 0 if all(p.ok for p in pairs) else 1

@@ -1,8 +1,10 @@
-"""Metamorphic perturbations of exams (issue 5): relations, strategies, sweeps, invalid inputs.
+"""Metamorphic perturbations of exams: relations, strategies, sweeps, invalid inputs.
 
 Each relation is a pure transform of an :class:`~harness.exam_input.ExamInput` with frozen
-parameters, a stable condition id and a Hypothesis strategy; see :mod:`harness.perturb.relation`
-for the kinds of expectation and :data:`RELATIONS` for the list.
+parameters, a stable condition id and a Hypothesis strategy, declared with everything else about
+it as ``RELATION`` in its own module (``mirror.py``, ``noise.py``, ...); see
+:mod:`harness.perturb.relation` for the kinds of expectation and :data:`RELATIONS` (collected by
+:mod:`harness.perturb.registry`) for the list.
 """
 
 from harness.perturb.registry import RELATIONS, apply_condition, parse_condition

@@ -2,7 +2,7 @@
 
 A DICOM image can arrive Explicit or Implicit VR Little Endian, JPEG 2000 lossless or RLE
 lossless, and as MONOCHROME1 (high stored value = dark) or MONOCHROME2; every one of these
-encodes the *same presentation pixels* (DESIGN.md §3.2), so the output must not change. A
+encodes the *same presentation pixels* (docs/contracts.md §3.2), so the output must not change. A
 model that reads stored values raw, or ignores the photometric interpretation, fails this.
 
 The photometric flip stores ``(2^BitsStored - 1) - x`` and adjusts everything that reads stored
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     UID,
@@ -39,6 +40,7 @@ from harness.perturb.image import (
     stored_pixels,
     windows,
 )
+from harness.perturb.relation import Relation
 
 # Condition-id name -> transfer syntax. The first is the mildest (the usual archive encoding).
 SYNTAXES: dict[str, UID] = {
@@ -131,3 +133,20 @@ def apply_encoding(exam: ExamInput, params: EncodingParams) -> ExamInput:
         return ref, ds
 
     return map_images(exam, one)
+
+
+def encoding_params() -> st.SearchStrategy[EncodingParams]:
+    """Every supported syntax (Explicit VR LE first), with or without the photometric flip."""
+    return st.builds(EncodingParams, syntax=st.sampled_from(tuple(SYNTAXES)), invert=st.booleans())
+
+
+RELATION = Relation(
+    name=EncodingParams.relation,
+    kind="invariant",
+    expectation="another lossless transfer syntax or MONOCHROME1/2 with identical presentation pixels: output unchanged",
+    params_type=EncodingParams,
+    apply=apply_encoding,
+    strategy=encoding_params(),
+    position=30,
+    grid=(EncodingParams(syntax="jpeg2000_lossless", invert=True),),
+)

@@ -8,7 +8,8 @@ the one the relation is about (an image that arrived JPEG 2000 stays JPEG 2000).
 
 UIDs are deliberately kept: a perturbed image still answers to its SOP Instance UID, so the
 runner can map findings back to the stored file. Re-randomising UIDs before anything leaves
-the machine is the network adapters' job (DESIGN.md §5), and the ``metadata`` relation tests it.
+the machine is the network adapters' job (harness/vendors/dicom_adapter.py), and the
+``metadata`` relation tests it.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def stored_pixels(ds: Dataset) -> np.ndarray:
 
 
 def presentation_pixels(ds: Dataset) -> np.ndarray:
-    """Presentation values in [0, 1] exactly as DESIGN.md §3.2 defines them (harness.pixels), float64."""
+    """Presentation values in [0, 1] exactly as docs/contracts.md §3.2 defines them
+    (harness.pixels), float64."""
     return np.asarray(pixels.presentation_pixels(ds), dtype=np.float64)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
 from harness.exam_input import ExamInput
@@ -34,6 +35,7 @@ from harness.perturb.image import (
     window_range,
     windows,
 )
+from harness.perturb.relation import Relation
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,35 @@ def apply_intensity(exam: ExamInput, params: IntensityParams) -> ExamInput:
         return ref, ds
 
     return map_images(exam, one)
+
+
+def intensity_params() -> st.SearchStrategy[IntensityParams]:
+    """Gamma 0.80-1.25, width x0.85-1.15, centre +-0.10 widths, in steps of 0.01."""
+    return st.builds(
+        IntensityParams,
+        gamma=st.integers(-20, 25).map(lambda k: round(1.0 + k / 100, 2)),
+        width_scale=st.integers(-15, 15).map(lambda k: round(1.0 + k / 100, 2)),
+        center_shift=st.integers(-10, 10).map(lambda k: round(k / 100, 2)),
+    )
+
+
+RELATION = Relation(
+    name=IntensityParams.relation,
+    kind="tolerance",
+    expectation="display gamma 0.8-1.25, window width +-15 %, centre +-10 % of the width: score change within tolerance",
+    params_type=IntensityParams,
+    apply=apply_intensity,
+    strategy=intensity_params(),
+    position=50,
+    at_level=lambda level: IntensityParams(gamma=float(level)),
+    levels=(0.8, 0.9, 1.0, 1.1, 1.25),
+    # the ends of the strategy's range, one parameter at a time
+    grid=(
+        IntensityParams(gamma=0.8),
+        IntensityParams(gamma=1.25),
+        IntensityParams(width_scale=0.85),
+        IntensityParams(width_scale=1.15),
+        IntensityParams(center_shift=-0.1),
+        IntensityParams(center_shift=0.1),
+    ),
+)

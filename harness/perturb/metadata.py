@@ -25,12 +25,15 @@ import uuid
 from dataclasses import dataclass
 from typing import ClassVar
 
+from hypothesis import strategies as st
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from harness.exam_input import ExamInput
 from harness.perturb.image import map_images
+from harness.perturb.relation import Relation
+from harness.perturb.strategies import SEEDS
 
 # Attributes holding *instance* UIDs (never SOP classes, syntaxes or coding schemes).
 INSTANCE_UID_KEYWORDS = frozenset(
@@ -131,3 +134,20 @@ def apply_metadata(exam: ExamInput, params: MetadataParams) -> ExamInput:
         return ref, ds
 
     return map_images(exam, one)
+
+
+def metadata_params() -> st.SearchStrategy[MetadataParams]:
+    """Any seed; dates shifted by up to 10 years either way (0 = dates kept)."""
+    return st.builds(MetadataParams, seed=SEEDS, date_shift_days=st.integers(-3650, 3650))
+
+
+RELATION = Relation(
+    name=MetadataParams.relation,
+    kind="invariant",
+    expectation="new dummy patient identity, UIDs, accession number, site and shifted dates: output unchanged",
+    params_type=MetadataParams,
+    apply=apply_metadata,
+    strategy=metadata_params(),
+    position=20,
+    grid=(MetadataParams(seed=1, date_shift_days=3650),),
+)

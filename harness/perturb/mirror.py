@@ -17,11 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
 from harness.cases.manifest import ImageRef
 from harness.exam_input import ExamInput
 from harness.perturb.image import Image, map_images, replace_pixels, stored_pixels
+from harness.perturb.relation import Relation
 
 SWAP_SIDE = {"L": "R", "R": "L"}
 # Row direction: reversed by the flip, then L/R swapped back by the reflection.
@@ -59,3 +61,21 @@ def mirror_image(ref: ImageRef, ds: Dataset) -> Image:
 def apply_mirror(exam: ExamInput, params: MirrorParams) -> ExamInput:
     """Mirror every image of the exam (the input exam is not modified)."""
     return map_images(exam, lambda _i, ref, ds: mirror_image(ref, ds))
+
+
+def mirror_params() -> st.SearchStrategy[MirrorParams]:
+    """The mirror has no parameters."""
+    return st.just(MirrorParams())
+
+
+RELATION = Relation(
+    name=MirrorParams.relation,
+    kind="invariant",
+    expectation="mirrored images with swapped laterality: breast scores swap sides, exam score unchanged",
+    params_type=MirrorParams,
+    apply=apply_mirror,
+    strategy=mirror_params(),
+    position=10,
+    swaps_sides=True,
+    grid=(MirrorParams(),),
+)

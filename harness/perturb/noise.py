@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 
 from harness.exam_input import ExamInput
@@ -37,6 +38,8 @@ from harness.perturb.image import (
     stored_pixels,
     windows,
 )
+from harness.perturb.relation import Relation
+from harness.perturb.strategies import SEEDS
 
 FULL_DOSE_NOISE = 0.015  # sigma0, as a fraction of the window width (presentation units)
 
@@ -77,3 +80,24 @@ def apply_noise(exam: ExamInput, params: NoiseParams) -> ExamInput:
         return ref, ds
 
     return map_images(exam, one)
+
+
+def noise_params() -> st.SearchStrategy[NoiseParams]:
+    """Dose fraction 1.00 down to 0.50 in steps of 0.01, any noise seed."""
+    return st.builds(
+        NoiseParams, dose=st.integers(0, 50).map(lambda k: round(1.0 - k / 100, 2)), seed=SEEDS
+    )
+
+
+RELATION = Relation(
+    name=NoiseParams.relation,
+    kind="tolerance",
+    expectation="quantum noise of a lower dose (50-100 %): score change within tolerance",
+    params_type=NoiseParams,
+    apply=apply_noise,
+    strategy=noise_params(),
+    position=60,
+    at_level=lambda level: NoiseParams(dose=float(level)),
+    levels=(0.2, 0.4, 0.6, 0.8, 1.0),  # M-SYNTH's dose grid
+    grid=(NoiseParams(dose=0.5, seed=1), NoiseParams(dose=0.75, seed=2)),
+)

@@ -15,8 +15,11 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from hypothesis import strategies as st
+
 from harness.exam_input import ExamInput
 from harness.perturb.image import copy_dataset
+from harness.perturb.relation import Relation
 
 
 @dataclass(frozen=True)
@@ -48,3 +51,20 @@ def apply_order(exam: ExamInput, params: OrderParams) -> ExamInput:
     return ExamInput(
         exam.exam_id, tuple((exam.images[i][0], copy_dataset(exam.images[i][1])) for i in perm)
     )
+
+
+def order_params() -> st.SearchStrategy[OrderParams]:
+    """The 24 orders of a 4-view exam (rank 0 = original order)."""
+    return st.builds(OrderParams, rank=st.integers(0, 23))
+
+
+RELATION = Relation(
+    name=OrderParams.relation,
+    kind="invariant",
+    expectation="the exam's images in another order: output unchanged",
+    params_type=OrderParams,
+    apply=apply_order,
+    strategy=order_params(),
+    position=40,
+    grid=(OrderParams(rank=23),),
+)

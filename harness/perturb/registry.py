@@ -1,6 +1,11 @@
 """The registry of metamorphic relations, and condition ids back to transforms.
 
-``RELATIONS`` maps a relation's name to its :class:`~harness.perturb.relation.Relation`.
+Each relation is one module of this package that declares ``RELATION = Relation(...)`` next to
+its parameters and transform. ``RELATIONS`` maps a relation's name to it, collected from every
+module here that has a ``RELATION``, listed by ``Relation.position``; adding a relation is adding
+its module (and its name to the schema's enums, which tests/perturb/test_registry.py checks).
+The package's other modules must therefore not import this one at import time.
+
 ``parse_condition`` turns a condition id (as written to predictions.jsonl) back into the relation
 and its parameters, and ``apply_condition`` has the runner's transform signature
 ``(exam, condition) -> exam``, so ``run_predictions(..., transform=apply_condition)`` runs any
@@ -10,103 +15,40 @@ mix of conditions.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 import typing
+from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
 from harness.exam_input import ExamInput
-from harness.perturb import strategies
-from harness.perturb.encoding import EncodingParams, apply_encoding
-from harness.perturb.intensity import IntensityParams, apply_intensity
-from harness.perturb.lesion import LesionParams, apply_lesion
-from harness.perturb.metadata import MetadataParams, apply_metadata
-from harness.perturb.mirror import MirrorParams, apply_mirror
-from harness.perturb.noise import NoiseParams, apply_noise
-from harness.perturb.order import OrderParams, apply_order
-from harness.perturb.relation import Relation, check_raised, check_swapped, check_unchanged
-from harness.perturb.resample import ResampleParams, apply_resample
+from harness.perturb.relation import Relation
 
-RELATIONS: dict[str, Relation[Any]] = {
-    r.name: r
-    for r in (
-        Relation(
-            "mirror",
-            "invariant",
-            "mirrored images with swapped laterality: breast scores swap sides, exam score unchanged",
-            MirrorParams,
-            apply_mirror,
-            strategies.mirror_params(),
-            check_swapped,
-        ),
-        Relation(
-            "metadata",
-            "invariant",
-            "new dummy patient identity, UIDs, accession number, site and shifted dates: output unchanged",
-            MetadataParams,
-            apply_metadata,
-            strategies.metadata_params(),
-            check_unchanged,
-        ),
-        Relation(
-            "encoding",
-            "invariant",
-            "another lossless transfer syntax or MONOCHROME1/2 with identical presentation pixels: output unchanged",
-            EncodingParams,
-            apply_encoding,
-            strategies.encoding_params(),
-            check_unchanged,
-        ),
-        Relation(
-            "order",
-            "invariant",
-            "the exam's images in another order: output unchanged",
-            OrderParams,
-            apply_order,
-            strategies.order_params(),
-            check_unchanged,
-        ),
-        Relation(
-            "intensity",
-            "tolerance",
-            "display gamma 0.8-1.25, window width +-15 %, centre +-10 % of the width: score change within tolerance",
-            IntensityParams,
-            apply_intensity,
-            strategies.intensity_params(),
-            check_unchanged,
-            at_level=lambda level: IntensityParams(gamma=float(level)),
-        ),
-        Relation(
-            "noise",
-            "tolerance",
-            "quantum noise of a lower dose (50-100 %): score change within tolerance",
-            NoiseParams,
-            apply_noise,
-            strategies.noise_params(),
-            check_unchanged,
-            at_level=lambda level: NoiseParams(dose=float(level)),
-        ),
-        Relation(
-            "resample",
-            "tolerance",
-            "another detector pitch within 0.05-0.1 mm: score change within tolerance",
-            ResampleParams,
-            apply_resample,
-            strategies.resample_params(),
-            check_unchanged,
-            at_level=lambda level: ResampleParams(spacing_mm=float(level)),
-        ),
-        Relation(
-            "lesion_insertion",
-            "directional",
-            "a synthetic mass or calcification cluster inserted into one breast of a normal exam: that breast's score rises, the exam score does not fall",
-            LesionParams,
-            apply_lesion,
-            strategies.lesion_params(),
-            check_raised,
-            at_level=lambda level: LesionParams(kind="mass", size_mm=10.0, contrast=float(level)),
-        ),
-    )
-}
+_PACKAGE = __name__.rpartition(".")[0]
+
+
+def discover() -> dict[str, Relation[Any]]:
+    """Every ``RELATION`` declared by a module of this package, in ``position`` order."""
+    found: list[Relation[Any]] = []
+    here = __name__.rpartition(".")[2]
+    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+        if info.name == here:
+            continue
+        relation = getattr(importlib.import_module(f"{_PACKAGE}.{info.name}"), "RELATION", None)
+        if isinstance(relation, Relation):
+            found.append(relation)
+    found.sort(key=lambda r: r.position)
+    for a, b in zip(found, found[1:], strict=False):
+        if a.position == b.position:
+            raise RuntimeError(f"relations {a.name} and {b.name} share position {a.position}")
+    names = [r.name for r in found]
+    if len(set(names)) != len(names):
+        raise RuntimeError(f"two relations share a name: {names}")
+    return {r.name: r for r in found}
+
+
+RELATIONS: dict[str, Relation[Any]] = discover()
 
 
 def _parse_value(where: str, text: str, kind: Any) -> Any:

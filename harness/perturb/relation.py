@@ -14,8 +14,8 @@ before and after (the idea of MLPerf's compliance tests, applied to a screening 
   max-of-breasts aggregation, a lesion in the breast that does not hold the exam's maximum
   cannot move the exam score however well the model sees it.
 
-``check(before, after, tolerance, params)`` gets the relation's parameters, so a directional check
-knows which breast was changed.
+``Relation.check(before, after, tolerance, params)`` gets the relation's parameters, so a
+directional check knows which breast was changed.
 
 A condition id is ``relation`` or ``relation:k=v,k=v`` with the parameter names sorted, so the
 same parameters always give the same id (it keys the journal and the predictions file).
@@ -161,7 +161,14 @@ def check_raised(
 
 @dataclass(frozen=True)
 class Relation(Generic[P]):
-    """One metamorphic relation: its transform, parameter strategy and expectation."""
+    """Everything about one metamorphic relation, declared once as ``RELATION`` in its module.
+
+    ``position`` orders the registry (and so the fixed grid and every listing of relations);
+    ``swaps_sides`` says the relation moves each breast to the other side (the mirror), so its
+    breast scores are compared crosswise. The check follows from ``kind`` and ``swaps_sides``:
+    a directional relation demands a rise (:func:`check_raised`), the others an unchanged score
+    within the tolerance (:func:`check_swapped` or :func:`check_unchanged`).
+    """
 
     name: str
     kind: str
@@ -169,15 +176,43 @@ class Relation(Generic[P]):
     params_type: type
     apply: Callable[[ExamInput, P], ExamInput]
     strategy: SearchStrategy[P]
-    check: Callable[[Scores, Scores, float, Any], tuple[bool, str]]
-    # Severity level -> parameters, for robustness sweeps (None: the relation has no severity).
+    position: int
+    swaps_sides: bool = False
+    # Severity level -> parameters, for robustness sweeps (None: the relation has no severity),
+    # and the levels a sweep uses when none are given.
     at_level: Callable[[float], P] | None = None
+    levels: tuple[float, ...] = ()
+    # The fixed grid's conditions for this relation (mammocert grid): the ends of its range.
+    grid: tuple[P, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(
                 f"relation {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}"
             )
+        if getattr(self.params_type, "relation", None) != self.name:
+            raise ValueError(
+                f"relation {self.name}: {self.params_type.__name__}.relation must be {self.name!r}"
+            )
+        if (self.at_level is None) != (not self.levels):
+            raise ValueError(f"relation {self.name}: give both at_level and levels, or neither")
+        for params in self.grid:
+            if not isinstance(params, self.params_type):
+                raise ValueError(
+                    f"relation {self.name}: grid point {params!r} is not a {self.params_type.__name__}"
+                )
+
+    def check(
+        self, before: Scores, after: Scores, tolerance: float, params: Any = None
+    ) -> tuple[bool, str]:
+        """Whether the scores after the perturbation meet the expectation, and the evidence."""
+        if self.kind == "directional":
+            return check_raised(before, after, tolerance, params)
+        return _within(before, after, tolerance, swapped=self.swaps_sides)
+
+    def change(self, before: Scores, after: Scores) -> tuple[float, str]:
+        """Largest exam or breast score change (breasts compared crosswise when sides swap)."""
+        return largest_change(before, after, swapped=self.swaps_sides)
 
     def eligible(self, label: int) -> bool:
         """Whether an exam with this label is judged: a directional relation adds evidence of

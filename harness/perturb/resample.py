@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
 from harness.errors import UsageError
 from harness.exam_input import ExamInput
 from harness.perturb.image import map_images, replace_pixels, stored_pixels
+from harness.perturb.relation import Relation
 
 DETECTOR_RANGE_MM = (0.05, 0.1)
 
@@ -99,3 +101,29 @@ def apply_resample(exam: ExamInput, params: ResampleParams) -> ExamInput:
         return ref, ds
 
     return map_images(exam, one)
+
+
+def resample_params(original_spacing_mm: float = 0.07) -> st.SearchStrategy[ResampleParams]:
+    """Pitches 0.050-0.100 mm in 1 um steps, shrinking towards ``original_spacing_mm`` (identity)."""
+    lo, hi = (round(v * 1000) for v in DETECTOR_RANGE_MM)
+    origin = min(max(round(original_spacing_mm * 1000), lo), hi)
+    return st.builds(
+        ResampleParams,
+        spacing_mm=st.integers(lo - origin, hi - origin).map(
+            lambda k: round((origin + k) / 1000, 3)
+        ),
+    )
+
+
+RELATION = Relation(
+    name=ResampleParams.relation,
+    kind="tolerance",
+    expectation="another detector pitch within 0.05-0.1 mm: score change within tolerance",
+    params_type=ResampleParams,
+    apply=apply_resample,
+    strategy=resample_params(),
+    position=70,
+    at_level=lambda level: ResampleParams(spacing_mm=float(level)),
+    levels=(0.05, 0.07, 0.085, 0.1),
+    grid=tuple(ResampleParams(spacing_mm=s) for s in DETECTOR_RANGE_MM),
+)

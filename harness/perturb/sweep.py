@@ -2,8 +2,9 @@
 
 A sweep shows *how* a model degrades, not just whether it stays within a tolerance: e.g. the
 exam AUC at 20, 40, 60, 80 and 100 % of the dose (the M-SYNTH study's dose grid). The level is
-the relation's one severity parameter: dose fraction (``noise``), gamma (``intensity``), pixel
-pitch in mm (``resample``), peak contrast of a 10 mm mass (``lesion_insertion``).
+the relation's one severity parameter (``Relation.at_level``): dose fraction (``noise``), gamma
+(``intensity``), pixel pitch in mm (``resample``), peak contrast of a 10 mm mass
+(``lesion_insertion``); ``Relation.levels`` is the default grid.
 """
 
 from __future__ import annotations
@@ -11,28 +12,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.errors import UsageError
-from harness.perturb.registry import RELATIONS
 from harness.perturb.relation import Transform
-
-DEFAULT_LEVELS: dict[str, tuple[float, ...]] = {
-    "noise": (0.2, 0.4, 0.6, 0.8, 1.0),
-    "intensity": (0.8, 0.9, 1.0, 1.1, 1.25),
-    "resample": (0.05, 0.07, 0.085, 0.1),
-    "lesion_insertion": (0.05, 0.1, 0.2, 0.3),
-}
 
 
 def sweep_conditions(
     relation: str, levels: Sequence[float] | None = None
 ) -> list[tuple[str, Transform]]:
     """``(condition_id, transform)`` per level, in the given order (default grid when omitted)."""
+    from harness.perturb.registry import RELATIONS  # the registry imports this package's modules
+
     rel = RELATIONS.get(relation)
     if rel is None or rel.at_level is None:
         sweepable = ", ".join(name for name, r in RELATIONS.items() if r.at_level is not None)
         raise UsageError(
             f"sweep: relation {relation!r} has no severity level; sweep one of {sweepable}"
         )
-    grid = DEFAULT_LEVELS[relation] if levels is None else tuple(levels)
+    grid = rel.levels if levels is None else tuple(levels)
     if not grid:
         raise UsageError(f"sweep: no levels given for {relation}; pass at least one")
     out: list[tuple[str, Transform]] = []

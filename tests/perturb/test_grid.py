@@ -15,6 +15,7 @@ from harness.predictions import ORIGINAL, ExamOutput, Prediction
 from harness.standard import load_standard
 from mammocert.grid import (
     DEFAULT_GRID,
+    DEFAULT_STANDARD,
     InvarianceCriterion,
     criteria_by_relation,
     examples_to_catch,
@@ -76,11 +77,12 @@ def test_exams_are_spread_evenly_and_deterministically(tmp_path):
 def test_default_grid_covers_every_relation_the_demo_standard_tests():
     relations = {p.relation for p in DEFAULT_GRID}
     assert relations == set(criteria_by_relation(load_standard(DEMO)))
+    assert DEFAULT_STANDARD == DEMO  # the default --standard is the repository's demo standard
 
 
 def _grid(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mammocert.grid", *args], capture_output=True, text=True
+        [sys.executable, "-m", "mammocert.cli", "grid", *args], capture_output=True, text=True
     )
 
 

@@ -13,8 +13,7 @@ from harness.perturb.metadata import MetadataParams
 from harness.perturb.mirror import MirrorParams
 from harness.perturb.noise import NoiseParams
 from harness.perturb.order import OrderParams
-from harness.perturb.resample import ResampleParams
-from harness.perturb.strategies import resample_params
+from harness.perturb.resample import ResampleParams, resample_params
 
 
 def in_clinical_range(p) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UsageError
-from harness.perturb import sweep_conditions
-from harness.perturb.sweep import DEFAULT_LEVELS
+from harness.perturb import RELATIONS, sweep_conditions
+
+SWEEPABLE = sorted(name for name, r in RELATIONS.items() if r.at_level is not None)
 
 
 def test_default_dose_grid_is_m_synth_like():
@@ -14,10 +15,14 @@ def test_default_dose_grid_is_m_synth_like():
     assert ids == [f"noise:dose={d},seed=0" for d in (0.2, 0.4, 0.6, 0.8, 1.0)]
 
 
-@pytest.mark.parametrize("relation", sorted(DEFAULT_LEVELS))
+def test_the_sweepable_relations():
+    assert SWEEPABLE == ["intensity", "lesion_insertion", "noise", "resample"]
+
+
+@pytest.mark.parametrize("relation", SWEEPABLE)
 def test_every_sweep_level_applies(relation, exam):
     conditions = sweep_conditions(relation)
-    assert len(conditions) == len(DEFAULT_LEVELS[relation])
+    assert len(conditions) == len(RELATIONS[relation].levels)
     for _cid, transform in conditions[:2]:
         assert len(transform(exam).images) == 4
 
