@@ -20,20 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from conformance.context import EvaluationContext
-from conformance.registry import evaluate
+from conformance.criteria import OPERATING_POINT_KINDS, evaluate
 from harness.cases.manifest import Exam, Manifest
 from harness.errors import UsageError
 from harness.predictions import ORIGINAL, Prediction
 from harness.standard import Standard
 
-KINDS = (
-    "sensitivity_at_specificity",
-    "sensitivity_at_operating_point",
-    "specificity_at_operating_point",
-    "recall_rate",
-    "cancer_detection_rate",
-    "ppv",
-)
+# the kinds declared with operating_point=True (conformance.registry.evaluator)
+KINDS = OPERATING_POINT_KINDS
 OPERATING_POINT = 0.5
 
 

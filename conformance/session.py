@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.context import EvaluationContext
-from conformance.registry import FAMILIES, FAMILY_OF
+from conformance.criteria import FAMILIES, FAMILY_OF, KIND_FACTS, LIVE_KINDS
 from harness import __version__
 from harness.cases.manifest import Manifest, load_manifest, verify_set
 from harness.errors import HarnessFault, StandardError, UsageError
@@ -33,7 +33,6 @@ from harness.standard import CriterionSpec, Standard, load_standard
 DEMO_NOTICE = (
     "DEMONSTRATION — synthetic reference set, demo standard and demo key; not a certificate"
 )
-LIVE_KINDS = ("invariance", "robustness_sweep", "determinism", "input_rejection", "caching")
 PACKAGES = (
     "numpy",
     "scipy",
@@ -405,7 +404,7 @@ class SuiteState:
             from reports.render import render_report
         except ImportError:  # reports are optional for a bare evaluation
             return
-        render_report(self.out)
+        render_report(self.out, KIND_FACTS)
         from reports.signing import write_attestation
 
         write_attestation(
@@ -417,7 +416,7 @@ class SuiteState:
 def recompute_criteria(bundle_dir: Path, cases_dir: Path) -> list[CriterionResult]:
     """Re-evaluate, from the bundle's predictions and a reference set, every criterion that needs only
     predictions; the caller compares them with results.json."""
-    from conformance.registry import evaluate
+    from conformance.criteria import evaluate
 
     bundle_dir = Path(bundle_dir)
     results = read_results(bundle_dir / "results.json")
@@ -527,7 +526,7 @@ def print_verdict(results: RunResults, out: Path) -> None:
     )
     for col in ("criterion", "kind", "value", "CI", "threshold", "n", "outcome"):
         table.add_column(col)
-    from conformance.outcome import describe_threshold
+    from harness.passif import describe
 
     for c in results.criteria:
         style = {"passed": "green", "failed": "red", "error": "yellow"}[c.outcome]
@@ -538,7 +537,7 @@ def print_verdict(results: RunResults, out: Path) -> None:
             c.kind,
             val,
             ci,
-            describe_threshold(c.threshold),
+            describe(c.threshold),
             str(c.n),
             f"[{style}]{c.outcome}[/{style}]",
         )

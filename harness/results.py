@@ -1,4 +1,4 @@
-"""The typed, versioned results model of a conformance run (DESIGN.md §3.6).
+"""The typed, versioned results model of a conformance run (`docs/contracts.md` §3.6).
 
 ``results.json`` is the single source for the report and the attestation predicate. Do not
 reorder or rename fields without bumping ``RESULTS_SCHEMA``.
@@ -43,6 +43,16 @@ class CriterionResult:
         d = asdict(self)
         d["ci"] = list(self.ci) if self.ci is not None else None
         return d
+
+
+@dataclass(frozen=True)
+class KindFacts:
+    """What the report shows about a criterion kind: the section it is grouped under and the
+    plain-language method for the appendix. The suite declares them with each kind's evaluator
+    (``conformance.registry.KindSpec.facts``); a report is given them, never imports them."""
+
+    section: str
+    method: str
 
 
 def verdict_of(criteria: Sequence[CriterionResult]) -> str:

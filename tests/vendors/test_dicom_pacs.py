@@ -108,8 +108,7 @@ def test_pacs_mode_equals_direct_mode_and_onnx(tmp_path):
 def _verdict(ref_set: Path, predictions, operating_point: float):
     """Outcomes and values of every prediction-only criterion of the draft standard."""
     from conformance.context import EvaluationContext
-    from conformance.registry import evaluate
-    from conformance.session import LIVE_KINDS
+    from conformance.criteria import LIVE_KINDS, evaluate
     from harness.results import verdict_of
     from harness.standard import load_standard
 
