@@ -55,10 +55,12 @@ def evaluator(
 ) -> Callable[[EvaluatorFn], EvaluatorFn]:
     """Register the evaluator of one criterion kind, with the facts about the kind."""
     unknown = [k for k in pass_keys if k not in PASS_KEYS]
-    if unknown or not pass_keys:
+    if unknown:
         raise RuntimeError(
-            f"kind {kind!r}: pass_keys {unknown or '()'} are not keys of harness.passif.PASS_KEYS"
+            f"kind {kind!r}: pass_keys {unknown} are not keys of harness.passif.PASS_KEYS"
         )
+    if not pass_keys:
+        raise RuntimeError(f"kind {kind!r}: declare the pass_if keys it accepts (pass_keys)")
     if operating_point and needs_live:
         raise RuntimeError(f"kind {kind!r}: an operating-point kind is judged from predictions")
 

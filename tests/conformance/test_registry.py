@@ -116,6 +116,8 @@ def test_a_kind_registered_twice_or_with_an_unknown_pass_key_is_refused():
         )
     with pytest.raises(RuntimeError, match="not keys of harness.passif"):
         evaluator("new_kind", family="x", section="x", method="x", pass_keys=("value_nearly",))
+    with pytest.raises(RuntimeError, match="declare the pass_if keys"):
+        evaluator("new_kind", family="x", section="x", method="x", pass_keys=())
     assert "new_kind" not in REGISTERED
 
 
