@@ -19,20 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.criteria import OPERATING_POINT_KINDS
 from conformance.engine import judge
 from harness.cases.manifest import Exam, Manifest
 from harness.errors import UsageError
 from harness.predictions import ORIGINAL, Prediction
 from harness.standard import Standard
 
-KINDS = (
-    "sensitivity_at_specificity",
-    "sensitivity_at_operating_point",
-    "specificity_at_operating_point",
-    "recall_rate",
-    "cancer_detection_rate",
-    "ppv",
-)
+# the kinds declared with operating_point=True (conformance.registry.evaluator)
+KINDS = OPERATING_POINT_KINDS
 OPERATING_POINT = 0.5
 
 

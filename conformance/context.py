@@ -15,7 +15,6 @@ from harness.cases.manifest import Manifest
 from harness.predictions import ORIGINAL, Prediction
 from harness.standard import Standard
 
-
 # Hypothesis phases, always all four: explicit and reuse are no-ops without examples or a database.
 PHASES = ("explicit", "reuse", "generate", "shrink")
 
@@ -60,7 +59,9 @@ class HypothesisProfile:
         return settings(
             max_examples=max_examples,
             database=database,
-            deadline=None if self.deadline_ms is None else dt.timedelta(milliseconds=self.deadline_ms),
+            deadline=None
+            if self.deadline_ms is None
+            else dt.timedelta(milliseconds=self.deadline_ms),
             derandomize=self.derandomize,
             print_blob=False,
             phases=tuple(getattr(Phase, p) for p in PHASES),
@@ -95,7 +96,9 @@ class EvaluationContext:
     vendor: Mapping[str, Any]
     mode: str
     live: Any = None
-    hypothesis: HypothesisProfile = HypothesisProfile(derandomize=True, deadline_ms=None, database=False)
+    hypothesis: HypothesisProfile = HypothesisProfile(
+        derandomize=True, deadline_ms=None, database=False
+    )
     _tables: dict[str, ExamTable] = field(default_factory=dict)
 
     def rng(self, criterion_id: str) -> np.random.Generator:

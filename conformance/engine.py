@@ -358,9 +358,7 @@ class Session:
                 "skipped_tests": list(skipped),
             },
             notice=notice,
-            signing="key"
-            if self.request.key
-            else ("demo-key" if mode == "demo" else "unsigned"),
+            signing="key" if self.request.key else ("demo-key" if mode == "demo" else "unsigned"),
         )
         if self.request.out is not None:
             self._write_bundle(results, predictions)

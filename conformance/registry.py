@@ -1,82 +1,85 @@
-"""Criterion kinds -> evaluator functions, and kinds -> the suite module (family) that collects them.
+"""Criterion kinds and the facts about each, declared once on its evaluator.
 
-Completeness rests on these two tables: every kind the schema allows has exactly one evaluator and
-exactly one family; ``tests/conformance`` checks that against the schema.
+Each criteria module (``conformance/criteria/*.py``) registers its kinds with ``@evaluator(...)``,
+stating there the suite family that collects the kind, the report's section and method text, the
+``pass_if`` keys it accepts, whether it needs the running model, and whether ``standard bar``
+tabulates it. Every other table (families, live kinds, the report's headings) is derived from
+these in ``conformance.criteria``, which imports every criteria module; this module imports none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from conformance.context import EvaluationContext
-from conformance.outcome import NotEvaluable, error_result
-from harness.errors import UsageError
-from harness.results import CriterionResult
+from harness.passif import PASS_KEYS
+from harness.results import CriterionResult, KindFacts
 from harness.standard import CriterionSpec
 
 EvaluatorFn = Callable[[CriterionSpec, EvaluationContext], CriterionResult]
-EVALUATORS: dict[str, EvaluatorFn] = {}
-
-# family (conformance/test_<family>.py) -> the kinds it collects
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "discrimination": (
-        "auc",
-        "sensitivity_at_specificity",
-        "sensitivity_at_operating_point",
-        "specificity_at_operating_point",
-    ),
-    "programme": ("recall_rate", "cancer_detection_rate", "ppv"),
-    "subgroups": ("subgroup",),
-    "localization": ("localization",),
-    "output_validity": ("degenerate_output",),
-    "invariance": ("invariance", "robustness_sweep"),
-    "operations": (
-        "determinism",
-        "technical_failure_rate",
-        "latency",
-        "input_rejection",
-        "caching",
-    ),
-}
-FAMILY_OF: dict[str, str] = {k: fam for fam, kinds in FAMILIES.items() for k in kinds}
 
 
-def evaluator(kind: str) -> Callable[[EvaluatorFn], EvaluatorFn]:
-    """Register the evaluator of one criterion kind."""
+@dataclass(frozen=True, kw_only=True)
+class KindSpec:
+    """One criterion kind: its evaluator and everything the suite and the report need to know."""
+
+    kind: str
+    family: str  # the suite module conformance/test_<family>.py that collects it
+    section: str  # the report's section heading
+    method: str  # plain-language method text for the report's appendix
+    needs_live: bool  # needs the running model; cannot be recomputed from predictions
+    pass_keys: tuple[str, ...]  # the pass_if keys this kind accepts (harness.passif.PASS_KEYS)
+    operating_point: bool = False  # judged only by which exams are recalled (`standard bar`)
+    evaluate: EvaluatorFn
+
+    @property
+    def facts(self) -> KindFacts:
+        """What the report needs of this kind (``reports`` never imports ``conformance``)."""
+        return KindFacts(section=self.section, method=self.method)
+
+
+# kind -> its spec, in registration order (the import order of conformance.criteria)
+REGISTERED: dict[str, KindSpec] = {}
+
+
+def evaluator(
+    kind: str,
+    *,
+    family: str,
+    section: str,
+    method: str,
+    pass_keys: tuple[str, ...],
+    needs_live: bool = False,
+    operating_point: bool = False,
+) -> Callable[[EvaluatorFn], EvaluatorFn]:
+    """Register the evaluator of one criterion kind, with the facts about the kind."""
+    unknown = [k for k in pass_keys if k not in PASS_KEYS]
+    if unknown:
+        raise RuntimeError(
+            f"kind {kind!r}: pass_keys {unknown} are not keys of harness.passif.PASS_KEYS"
+        )
+    if not pass_keys:
+        raise RuntimeError(f"kind {kind!r}: declare the pass_if keys it accepts (pass_keys)")
+    if operating_point and needs_live:
+        raise RuntimeError(f"kind {kind!r}: an operating-point kind is judged from predictions")
 
     def deco(fn: EvaluatorFn) -> EvaluatorFn:
-        if kind in EVALUATORS:
+        if kind in REGISTERED:
             raise RuntimeError(f"two evaluators for kind {kind!r}")
-        EVALUATORS[kind] = fn
+        REGISTERED[kind] = KindSpec(
+            kind=kind,
+            family=family,
+            section=section,
+            method=method,
+            needs_live=needs_live,
+            pass_keys=tuple(pass_keys),
+            operating_point=operating_point,
+            evaluate=fn,
+        )
         return fn
 
     return deco
 
 
-def load_evaluators() -> None:
-    """Import every criteria module so their @evaluator decorators run."""
-    from conformance.criteria import (  # noqa: F401
-        discrimination,
-        invariance,
-        localization,
-        operations,
-        output_validity,
-        programme,
-        subgroups,
-    )
-
-
-def evaluate(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
-    """Evaluate one criterion; anything that prevents evaluation becomes an ``error`` outcome."""
-    load_evaluators()
-    fn = EVALUATORS.get(spec.kind)
-    if fn is None:
-        raise UsageError(
-            f"criterion {spec.id}: no evaluator for kind {spec.kind!r}; this harness cannot check it"
-        )
-    try:
-        return fn(spec, ctx)
-    except NotEvaluable as exc:
-        return error_result(spec, str(exc))
-    except UsageError as exc:  # e.g. a statistic on a set without cancers
-        return error_result(spec, str(exc))
+__all__ = ["REGISTERED", "EvaluatorFn", "KindSpec", "evaluator"]

@@ -1,7 +1,7 @@
 """Conformance family 'invariance': one test item per criterion of the kinds listed in
-conformance.registry.FAMILIES['invariance'], parametrized from the standard by the mammocert plugin."""
+conformance.criteria.FAMILIES['invariance'], parametrized from the standard by the mammocert plugin."""
 
-from conformance.registry import evaluate
+from conformance.criteria import evaluate
 
 
 def test_invariance(criterion, conformance_ctx, record_criterion):

@@ -1,7 +1,7 @@
 """Conformance family 'output_validity': one test item per criterion of the kinds listed in
-conformance.registry.FAMILIES['output_validity'], parametrized from the standard by the mammocert plugin."""
+conformance.criteria.FAMILIES['output_validity'], parametrized from the standard by the mammocert plugin."""
 
-from conformance.registry import evaluate
+from conformance.criteria import evaluate
 
 
 def test_output_validity(criterion, conformance_ctx, record_criterion):

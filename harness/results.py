@@ -45,6 +45,16 @@ class CriterionResult:
         return d
 
 
+@dataclass(frozen=True)
+class KindFacts:
+    """What the report shows about a criterion kind: the section it is grouped under and the
+    plain-language method for the appendix. The suite declares them with each kind's evaluator
+    (``conformance.registry.KindSpec.facts``); a report is given them, never imports them."""
+
+    section: str
+    method: str
+
+
 def verdict_of(criteria: Sequence[CriterionResult]) -> str:
     """CONFORMANT iff every mandatory criterion passed (an error counts as not passed)."""
     ok = all(c.outcome == "passed" for c in criteria if c.mandatory)

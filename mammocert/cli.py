@@ -140,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="evidence bundle directory")
 
     p = _add(
-        sub, "report", "reports.render:report_cli", "re-render report.html from an evidence bundle"
+        sub,
+        "report",
+        "mammocert.commands:report_cli",
+        "re-render report.html from an evidence bundle",
     )
     p.add_argument("dir", help="evidence bundle directory")
 

@@ -20,67 +20,18 @@ from markupsafe import Markup
 
 from harness.errors import UsageError
 from harness.jsonutil import sha256_file
-from harness.results import CONFORMANT, SELF_TEST_BANNER, CriterionResult, RunResults, read_results
+from harness.passif import describe, numeric_limits
+from harness.results import (
+    CONFORMANT,
+    SELF_TEST_BANNER,
+    CriterionResult,
+    KindFacts,
+    RunResults,
+    read_results,
+)
 from reports import plots
-from reports.thresholds import describe_threshold, numeric_limits
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-
-# Families of criteria, in the order a reader meets them; unknown kinds follow, titled from the kind.
-FAMILIES: dict[str, str] = {
-    "auc": "Discrimination",
-    "sensitivity_at_specificity": "Screening accuracy",
-    "sensitivity_at_operating_point": "Screening accuracy",
-    "specificity_at_operating_point": "Screening accuracy",
-    "recall_rate": "Screening outcomes compared with radiologists",
-    "cancer_detection_rate": "Screening outcomes compared with radiologists",
-    "ppv": "Screening outcomes compared with radiologists",
-    "subgroup": "Equity across subgroups",
-    "localization": "Localization of findings",
-    "robustness_sweep": "Robustness to image variation",
-    "invariance": "Invariance (metamorphic tests)",
-    "degenerate_output": "Output sanity",
-    "determinism": "Technical reliability",
-    "caching": "Technical reliability",
-    "technical_failure_rate": "Technical reliability",
-    "input_rejection": "Technical reliability",
-    "latency": "Technical reliability",
-}
-
-# Plain-language statistical method per kind, for the methods appendix. A criterion's own
-# ``evidence.method`` (what the producer actually did) is shown next to it.
-METHODS: dict[str, str] = {
-    "auc": "Area under the ROC curve (AUC): the chance that a randomly chosen cancer exam scores higher "
-    "than a randomly chosen cancer-free exam. Confidence interval by DeLong's method or a "
-    "stratified bootstrap, as the standard specifies.",
-    "sensitivity_at_specificity": "Sensitivity (share of cancers flagged) at the threshold that gives the "
-    "target specificity; bootstrap confidence interval.",
-    "sensitivity_at_operating_point": "Sensitivity at the vendor's declared operating point; Wilson "
-    "interval, or a non-inferiority test against the named comparator.",
-    "specificity_at_operating_point": "Specificity (share of cancer-free exams not flagged) at the vendor's "
-    "operating point; Wilson interval or non-inferiority test.",
-    "recall_rate": "Recall rate reweighted to the screening population's prevalence, compared with the "
-    "radiologist reading as a ratio with a confidence interval.",
-    "cancer_detection_rate": "Cancers detected per 1,000 screens, reweighted to the population's "
-    "prevalence, compared with the radiologist reading as a ratio.",
-    "ppv": "Positive predictive value of a recall (share of recalls that are cancers), reweighted to the "
-    "population's prevalence, compared with the radiologist reading as a ratio.",
-    "subgroup": "The metric computed per subgroup (e.g. breast density, age band, device manufacturer); "
-    "the criterion bounds the largest gap between subgroups.",
-    "localization": "Free-response ROC (FROC): share of lesions marked within the allowed distance, "
-    "against the number of false marks per image.",
-    "robustness_sweep": "The reference set re-scored under increasing image perturbation; the criterion "
-    "bounds the drop in AUC and sensitivity from the unperturbed images.",
-    "invariance": "Property-based (metamorphic) tests: transformations that must not change the "
-    "clinical answer are generated at random and shrunk to the smallest failing case.",
-    "degenerate_output": "Checks that scores are valid numbers in range and not constant.",
-    "determinism": "The same exams scored repeatedly; the largest score difference is reported.",
-    "caching": "Scores of repeated submissions compared with first submissions.",
-    "technical_failure_rate": "Share of exams with a technical failure (error or timeout), with an "
-    "exact (Clopper-Pearson) or Wilson interval.",
-    "input_rejection": "Invalid or out-of-scope inputs are submitted; the model must decline them.",
-    "latency": "Wall-clock time per exam as measured by the harness; median (p50) and 95th percentile (p95).",
-}
 
 _THUMBNAIL = re.compile(r"^data:image/(png|jpeg|webp);base64,[A-Za-z0-9+/]+={0,2}$")
 
@@ -211,7 +162,7 @@ def criterion_view(c: CriterionResult) -> CriterionView:
         outcome=c.outcome,
         value=fmt_number(c.value, unit),
         ci=f"{fmt_number(c.ci[0])} – {fmt_number(c.ci[1])}" if c.ci is not None else "—",
-        threshold=describe_threshold(c.threshold),
+        threshold=describe(c.threshold),
         n=c.n,
         explanation=c.explanation,
         source=c.source,
@@ -223,11 +174,17 @@ def criterion_view(c: CriterionResult) -> CriterionView:
     )
 
 
-def families(criteria: Sequence[CriterionResult]) -> list[Family]:
-    """Group criteria by family, families in first-appearance order, criteria in results order."""
+def section_of(kind: str, kinds: Mapping[str, KindFacts]) -> str:
+    """The report section a kind is shown under; a kind without facts is titled from its name."""
+    facts = kinds.get(kind)
+    return facts.section if facts is not None else kind.replace("_", " ").capitalize()
+
+
+def families(criteria: Sequence[CriterionResult], kinds: Mapping[str, KindFacts]) -> list[Family]:
+    """Group criteria by section, sections in first-appearance order, criteria in results order."""
     groups: dict[str, list[CriterionView]] = {}
     for c in criteria:
-        name = FAMILIES.get(c.kind, c.kind.replace("_", " ").capitalize())
+        name = section_of(c.kind, kinds)
         groups.setdefault(name, []).append(criterion_view(c))
     return [Family(name, tuple(views)) for name, views in groups.items()]
 
@@ -317,8 +274,11 @@ def _scalars(m: Any) -> list[tuple[str, str]]:
     return rows
 
 
-def render_html(results: RunResults, results_sha256: str) -> str:
-    """The report as an HTML string (pure: the same inputs give the same string)."""
+def render_html(results: RunResults, results_sha256: str, kinds: Mapping[str, KindFacts]) -> str:
+    """The report as an HTML string (pure: the same inputs give the same string).
+
+    ``kinds`` holds the section heading and method text of each criterion kind (the suite's
+    ``conformance.criteria.KIND_FACTS``); a kind missing from it is titled from its name."""
     summary = results.summary if isinstance(results.summary, Mapping) else {}
     faults = [f for f in summary.get("faults", []) if isinstance(f, Mapping)]
     outcome_counts = {
@@ -332,7 +292,7 @@ def render_html(results: RunResults, results_sha256: str) -> str:
             r=results,
             banner=banner(results),
             signing_note=signing_note(results),
-            families=families(results.criteria),
+            families=families(results.criteria, kinds),
             outcome_counts=outcome_counts,
             failed_mandatory=[c for c in results.criteria if c.mandatory and c.outcome != "passed"],
             model_digests=sorted(model_digests.items())
@@ -345,7 +305,7 @@ def render_html(results: RunResults, results_sha256: str) -> str:
             seed_rows=_scalars(results.seeds),
             package_rows=_scalars(results.harness.get("packages", {})),
             methods=[
-                (kind, METHODS.get(kind, ""))
+                (kind, kinds[kind].method if kind in kinds else "")
                 for kind in dict.fromkeys(c.kind for c in results.criteria)
             ],
             results_sha256=results_sha256,
@@ -353,25 +313,28 @@ def render_html(results: RunResults, results_sha256: str) -> str:
     )
 
 
-def render_report(bundle_dir: Path) -> Path:
-    """Write ``bundle_dir/report.html`` from ``bundle_dir/results.json``; return its path."""
+def render_report(bundle_dir: Path, kinds: Mapping[str, KindFacts]) -> Path:
+    """Write ``bundle_dir/report.html`` from ``bundle_dir/results.json``; return its path.
+
+    ``kinds``: the facts about each criterion kind (see ``render_html``). The same results and
+    facts always give the same bytes."""
     bundle_dir = Path(bundle_dir)
     results_path = bundle_dir / "results.json"
     results = read_results(results_path)
     out = bundle_dir / "report.html"
     # newline="" so the bytes are the same on every platform (the attestation signs them).
     with open(out, "w", encoding="utf-8", newline="") as fh:
-        fh.write(render_html(results, sha256_file(results_path)))
+        fh.write(render_html(results, sha256_file(results_path), kinds))
     return out
 
 
-def report_cli(args: argparse.Namespace) -> int:
-    """``mammocert report DIR``."""
+def report_cli(args: argparse.Namespace, kinds: Mapping[str, KindFacts]) -> int:
+    """``mammocert report DIR``; the application passes the suite's kind facts."""
     bundle = Path(args.dir)
     if not bundle.is_dir():
         raise UsageError(
             f"{bundle}: not a directory; give the evidence bundle written by `mammocert run`"
         )
-    out = render_report(bundle)
+    out = render_report(bundle, kinds)
     print(f"report: {out}")
     return 0

@@ -1,0 +1,78 @@
+"""Every criterion kind the suite can check, and the tables derived from their declarations.
+
+Importing this package imports every criteria module once; their ``@evaluator(...)`` lines
+(``conformance.registry``) state each kind's facts. Everything else is derived here: adding a kind
+is its evaluator in a criteria module plus its entry in the standard's schema
+(``tests/conformance/test_registry.py`` checks the two agree).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from conformance.context import EvaluationContext
+from conformance.outcome import NotEvaluable, error_result
+from conformance.registry import REGISTERED, KindSpec
+from harness.errors import UsageError
+from harness.results import CriterionResult, KindFacts
+from harness.standard import CriterionSpec
+
+# The criteria modules; each registers its kinds on import. Their order is the order of FAMILIES.
+MODULES = (
+    "discrimination",
+    "programme",
+    "subgroups",
+    "localization",
+    "output_validity",
+    "invariance",
+    "operations",
+)
+for _module in MODULES:
+    importlib.import_module(f"{__name__}.{_module}")
+
+# kind -> everything declared about it
+KINDS: Mapping[str, KindSpec] = MappingProxyType(dict(REGISTERED))
+# family (the suite module conformance/test_<family>.py) -> the kinds it collects
+FAMILIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        fam: tuple(k for k, s in KINDS.items() if s.family == fam)
+        for fam in dict.fromkeys(s.family for s in KINDS.values())
+    }
+)
+FAMILY_OF: Mapping[str, str] = MappingProxyType({k: s.family for k, s in KINDS.items()})
+# kinds that need the running model: not recomputable from a bundle's predictions
+LIVE_KINDS: frozenset[str] = frozenset(k for k, s in KINDS.items() if s.needs_live)
+# kinds judged only by which exams are recalled (what `standard bar` tabulates), in order
+OPERATING_POINT_KINDS: tuple[str, ...] = tuple(k for k, s in KINDS.items() if s.operating_point)
+# what the report needs of each kind (reports.render.render_report's ``kinds``)
+KIND_FACTS: Mapping[str, KindFacts] = MappingProxyType({k: s.facts for k, s in KINDS.items()})
+
+
+def evaluate(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
+    """Evaluate one criterion; anything that prevents evaluation becomes an ``error`` outcome."""
+    kind = KINDS.get(spec.kind)
+    if kind is None:
+        raise UsageError(
+            f"criterion {spec.id}: no evaluator for kind {spec.kind!r}; this harness cannot check it"
+        )
+    try:
+        return kind.evaluate(spec, ctx)
+    except NotEvaluable as exc:
+        return error_result(spec, str(exc))
+    except UsageError as exc:  # e.g. a statistic on a set without cancers
+        return error_result(spec, str(exc))
+
+
+__all__ = [
+    "MODULES",
+    "FAMILIES",
+    "FAMILY_OF",
+    "KINDS",
+    "KIND_FACTS",
+    "LIVE_KINDS",
+    "OPERATING_POINT_KINDS",
+    "KindSpec",
+    "evaluate",
+]

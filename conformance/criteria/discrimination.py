@@ -50,7 +50,17 @@ def _vendor_point(ctx: EvaluationContext, scores: np.ndarray, labels: np.ndarray
     }
 
 
-@evaluator("auc")
+@evaluator(
+    "auc",
+    family="discrimination",
+    section="Discrimination",
+    method=(
+        "Area under the ROC curve (AUC): the chance that a randomly chosen cancer exam scores"
+        " higher than a randomly chosen cancer-free exam. Confidence interval by DeLong's "
+        "method or a stratified bootstrap, as the standard specifies."
+    ),
+    pass_keys=("ci_lower_gte", "value_gte"),
+)
 def auc(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     t = ctx.table()
     level = spec.params.get("level", "exam")
@@ -131,7 +141,17 @@ def _noninferiority(
     }
 
 
-@evaluator("sensitivity_at_specificity")
+@evaluator(
+    "sensitivity_at_specificity",
+    family="discrimination",
+    section="Screening accuracy",
+    method=(
+        "Sensitivity (share of cancers flagged) at the threshold that gives the target "
+        "specificity; bootstrap confidence interval."
+    ),
+    pass_keys=("ci_lower_gte", "value_gte", "noninferior"),
+    operating_point=True,
+)
 def sensitivity_at_specificity(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     t = ctx.table()
     target = float(spec.params["target_specificity"])
@@ -208,11 +228,31 @@ def _at_operating_point(spec: CriterionSpec, ctx: EvaluationContext, what: str) 
     return result(spec, measured, n, summary, evidence)
 
 
-@evaluator("sensitivity_at_operating_point")
+@evaluator(
+    "sensitivity_at_operating_point",
+    family="discrimination",
+    section="Screening accuracy",
+    method=(
+        "Sensitivity at the vendor's declared operating point; Wilson interval, or a non-"
+        "inferiority test against the named comparator."
+    ),
+    pass_keys=("ci_lower_gte", "value_gte", "noninferior"),
+    operating_point=True,
+)
 def sensitivity_at_operating_point(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     return _at_operating_point(spec, ctx, "sensitivity")
 
 
-@evaluator("specificity_at_operating_point")
+@evaluator(
+    "specificity_at_operating_point",
+    family="discrimination",
+    section="Screening accuracy",
+    method=(
+        "Specificity (share of cancer-free exams not flagged) at the vendor's operating "
+        "point; Wilson interval or non-inferiority test."
+    ),
+    pass_keys=("ci_lower_gte", "value_gte", "noninferior"),
+    operating_point=True,
+)
 def specificity_at_operating_point(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     return _at_operating_point(spec, ctx, "specificity")

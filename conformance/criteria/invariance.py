@@ -79,7 +79,17 @@ def _eligible(ctx: EvaluationContext, relation: Relation[Any]) -> list[str]:
     ]
 
 
-@evaluator("invariance")
+@evaluator(
+    "invariance",
+    family="invariance",
+    section="Invariance (metamorphic tests)",
+    method=(
+        "Property-based (metamorphic) tests: transformations that must not change the "
+        "clinical answer are generated at random and shrunk to the smallest failing case."
+    ),
+    pass_keys=("max_violations",),
+    needs_live=True,
+)
 def invariance(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     from hypothesis import given, seed
     from hypothesis import strategies as st
@@ -160,7 +170,17 @@ def invariance(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     return result(spec, measured, len(tried), summary, evidence)
 
 
-@evaluator("robustness_sweep")
+@evaluator(
+    "robustness_sweep",
+    family="invariance",
+    section="Robustness to image variation",
+    method=(
+        "The reference set re-scored under increasing image perturbation; the criterion "
+        "bounds the drop in AUC and sensitivity from the unperturbed images."
+    ),
+    pass_keys=("max_auc_drop", "max_sensitivity_drop"),
+    needs_live=True,
+)
 def robustness_sweep(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     live = ctx.require_live(f"the {spec.params['relation']} sweep")
     rel = _relations()[spec.params["relation"]]

@@ -48,7 +48,16 @@ def _hits(
     return stats.is_hit(f.x, f.y, box, spacing, r_min_mm)
 
 
-@evaluator("localization")
+@evaluator(
+    "localization",
+    family="localization",
+    section="Localization of findings",
+    method=(
+        "Free-response ROC (FROC): share of lesions marked within the allowed distance, "
+        "against the number of false marks per image."
+    ),
+    pass_keys=("localised_fraction_gte", "ci_lower_gte"),
+)
 def localization(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     t = ctx.table()
     r_min = float(spec.params["r_min_mm"])

@@ -16,7 +16,16 @@ from harness.results import CriterionResult
 from harness.standard import CriterionSpec
 
 
-@evaluator("technical_failure_rate")
+@evaluator(
+    "technical_failure_rate",
+    family="operations",
+    section="Technical reliability",
+    method=(
+        "Share of exams with a technical failure (error or timeout), with an exact (Clopper-"
+        "Pearson) or Wilson interval."
+    ),
+    pass_keys=("ci_upper_lte", "value_lte"),
+)
 def technical_failure_rate(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     t = ctx.table()
     failures = t.unreadable_list()
@@ -48,7 +57,16 @@ def technical_failure_rate(spec: CriterionSpec, ctx: EvaluationContext) -> Crite
     )
 
 
-@evaluator("latency")
+@evaluator(
+    "latency",
+    family="operations",
+    section="Technical reliability",
+    method=(
+        "Wall-clock time per exam as measured by the harness; median (p50) and 95th "
+        "percentile (p95)."
+    ),
+    pass_keys=("p50_lte_s", "p95_lte_s"),
+)
 def latency(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     t = ctx.table()
     lat = np.array(
@@ -91,7 +109,14 @@ def _identity(exam: Any) -> Any:
     return exam
 
 
-@evaluator("determinism")
+@evaluator(
+    "determinism",
+    family="operations",
+    section="Technical reliability",
+    method="The same exams scored repeatedly; the largest score difference is reported.",
+    pass_keys=("max_abs_diff_lte",),
+    needs_live=True,
+)
 def determinism(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     """Every exam again (repeat 1..k), the second pass one exam at a time in a shuffled order, so
     state carried between exams or a random op in the model shows up."""
@@ -140,7 +165,14 @@ def determinism(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     )
 
 
-@evaluator("caching")
+@evaluator(
+    "caching",
+    family="operations",
+    section="Technical reliability",
+    method="Scores of repeated submissions compared with first submissions.",
+    pass_keys=("max_abs_diff_lte",),
+    needs_live=True,
+)
 def caching(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     """(a) fresh UIDs must not change the score; (b) another exam's pixels under this exam's UIDs
     must get the other exam's score: the answer follows the pixels, not a cache keyed on UIDs."""
@@ -193,7 +225,14 @@ def caching(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     )
 
 
-@evaluator("input_rejection")
+@evaluator(
+    "input_rejection",
+    family="operations",
+    section="Technical reliability",
+    method="Invalid or out-of-scope inputs are submitted; the model must decline them.",
+    pass_keys=("min_rejected_fraction",),
+    needs_live=True,
+)
 def input_rejection(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     from harness.perturb.invalid import INVALID_BUILDERS
 

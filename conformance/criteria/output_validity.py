@@ -17,7 +17,13 @@ from harness.standard import CriterionSpec
 NON_FINITE_MARKERS = ("non-finite", "nan", "inf")
 
 
-@evaluator("degenerate_output")
+@evaluator(
+    "degenerate_output",
+    family="output_validity",
+    section="Output sanity",
+    method="Checks that scores are valid numbers in range and not constant.",
+    pass_keys=("max_invalid_fraction", "min_distinct_scores"),
+)
 def degenerate_output(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     t = ctx.table()
     scored = [

@@ -135,16 +135,47 @@ def _programme(spec: CriterionSpec, ctx: EvaluationContext, metric: str) -> Crit
     return result(spec, measured, n1 + n0, summary, evidence)
 
 
-@evaluator("recall_rate")
+@evaluator(
+    "recall_rate",
+    family="programme",
+    section="Screening outcomes compared with radiologists",
+    method=(
+        "Recall rate reweighted to the screening population's prevalence, compared with the "
+        "radiologist reading as a ratio with a confidence interval."
+    ),
+    pass_keys=("ratio_ci_upper_lte", "ratio_lte", "value_lte"),
+    operating_point=True,
+)
 def recall_rate(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     return _programme(spec, ctx, "recall_rate")
 
 
-@evaluator("cancer_detection_rate")
+@evaluator(
+    "cancer_detection_rate",
+    family="programme",
+    section="Screening outcomes compared with radiologists",
+    method=(
+        "Cancers detected per 1,000 screens, reweighted to the population's prevalence, "
+        "compared with the radiologist reading as a ratio."
+    ),
+    pass_keys=("ratio_ci_lower_gte", "ratio_gte", "value_per_1000_gt"),
+    operating_point=True,
+)
 def cancer_detection_rate(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     return _programme(spec, ctx, "cancer_detection_rate")
 
 
-@evaluator("ppv")
+@evaluator(
+    "ppv",
+    family="programme",
+    section="Screening outcomes compared with radiologists",
+    method=(
+        "Positive predictive value of a recall (share of recalls that are cancers), "
+        "reweighted to the population's prevalence, compared with the radiologist reading as "
+        "a ratio."
+    ),
+    pass_keys=("ratio_ci_lower_gte", "ratio_gte", "value_gte"),
+    operating_point=True,
+)
 def ppv(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     return _programme(spec, ctx, "ppv")

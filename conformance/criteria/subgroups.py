@@ -79,7 +79,16 @@ def _p_value(
     return float(2 * norm.sf(abs(z)))
 
 
-@evaluator("subgroup")
+@evaluator(
+    "subgroup",
+    family="subgroups",
+    section="Equity across subgroups",
+    method=(
+        "The metric computed per subgroup (e.g. breast density, age band, device "
+        "manufacturer); the criterion bounds the largest gap between subgroups."
+    ),
+    pass_keys=("max_gap",),
+)
 def subgroup(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     t = ctx.table()
     metric, by = spec.params["metric"], spec.params["by"]

@@ -11,7 +11,7 @@ import pytest
 import synthetic_set as synthetic
 
 from conformance.context import EvaluationContext
-from conformance.registry import evaluate
+from conformance.criteria import evaluate
 from harness import stats
 from harness.predictions import Prediction
 from harness.standard import CriterionSpec, Standard

@@ -141,7 +141,7 @@ def criteria() -> list[CriterionResult]:
             outcome="passed",
             value=0.84,
             ci=(0.78, 0.89),
-            threshold={"lesion_sensitivity_gte": 0.75},
+            threshold={"localised_fraction_gte": 0.75},
             n=160,
             explanation="The model marked 84% of cancers at the right place with at most 0.5 false marks per image.",
             evidence={

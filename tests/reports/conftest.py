@@ -27,6 +27,7 @@ def _register_factory() -> None:
 _register_factory()
 import reports_bundle_factory as synthetic  # noqa: E402
 
+from conformance.criteria import KIND_FACTS  # noqa: E402
 from reports.render import render_report  # noqa: E402
 from reports.signing import generate_keypair, write_attestation  # noqa: E402
 
@@ -50,7 +51,7 @@ def signed_bundle_master(
     """Render + sign once per session; tests get copies (rendering plots costs about a second)."""
     bundle = tmp_path_factory.mktemp("bundle-master") / "bundle"
     synthetic.write_bundle(bundle)
-    render_report(bundle)
+    render_report(bundle, KIND_FACTS)
     write_attestation(bundle, key_path=keypair[0])
     return bundle
 

@@ -23,6 +23,7 @@ import pytest
 import reports_bundle_factory as synthetic
 from helpers import require_tool
 
+from conformance.criteria import KIND_FACTS
 from reports.render import render_report
 
 websocket = pytest.importorskip("websocket", reason="pip install websocket-client")
@@ -177,7 +178,7 @@ def load(endpoint: str, url: str) -> PageLoad:
 def test_report_in_chromium(browser: str, tmp_path: Path, mode: str) -> None:
     signing = {"certify": "key", "self-test": "unsigned", "demo": "demo-key"}[mode]
     synthetic.write_bundle(tmp_path, mode=mode, signing=signing)
-    url = render_report(tmp_path).resolve().as_uri()
+    url = render_report(tmp_path, KIND_FACTS).resolve().as_uri()
     page = load(browser, url)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"report-{mode}-first-page.png").write_bytes(page.screenshot)

@@ -14,11 +14,12 @@ import html5lib
 import pytest
 import reports_bundle_factory as synthetic
 
-from harness.results import SELF_TEST_BANNER, CriterionResult, write_results
+from conformance.criteria import KIND_FACTS
+from harness.passif import describe, numeric_limits
+from harness.results import SELF_TEST_BANNER, CriterionResult, KindFacts, write_results
 from mammocert.cli import main
 from reports import plots
 from reports.render import render_report
-from reports.thresholds import describe_threshold, numeric_limits
 
 
 @pytest.fixture()
@@ -28,14 +29,17 @@ def bundle(tmp_path: Path) -> Path:
 
 
 def html_of(bundle: Path) -> str:
-    return render_report(bundle).read_text(encoding="utf-8")
+    return render_report(bundle, KIND_FACTS).read_text(encoding="utf-8")
 
 
 def test_render_is_deterministic_across_processes(bundle: Path) -> None:
-    first = render_report(bundle).read_bytes()
-    assert render_report(bundle).read_bytes() == first
+    first = render_report(bundle, KIND_FACTS).read_bytes()
+    assert render_report(bundle, KIND_FACTS).read_bytes() == first
     # A fresh interpreter with another hash seed: no hidden dependence on set order or ids.
-    code = "import sys; from pathlib import Path; from reports.render import render_report; render_report(Path(sys.argv[1]))"
+    code = (
+        "import sys; from pathlib import Path; from reports.render import render_report; "
+        "from conformance.criteria import KIND_FACTS; render_report(Path(sys.argv[1]), KIND_FACTS)"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code, str(bundle)], check=True, env=env)
     assert (
@@ -92,8 +96,8 @@ def test_identity_and_every_criterion_shown(bundle: Path) -> None:
         assert text in html, text
     for c in synthetic.criteria():
         assert f'id="row-{c.id}"' in html
-    assert "CI lower ≥ 0.85" in html
-    assert "median (p50) ≤ 1 s and p95 ≤ 2 s" in html
+    assert "ci lower ≥ 0.85" in html
+    assert "p50 s ≤ 1.0 and p95 s ≤ 2.0" in html
     assert "0.874 – 0.950" in html
     assert "20261127" in html  # the seed, verbatim
 
@@ -175,6 +179,20 @@ def test_missing_or_malformed_evidence_means_no_plot(tmp_path: Path, evidence: d
     html5lib.HTMLParser(strict=True).parse(html)
 
 
+def test_sections_and_methods_come_from_the_kind_facts_given(bundle: Path) -> None:
+    """The report knows no kind itself: headings and method texts are the facts it is given, and a
+    kind without facts is titled from its name."""
+    facts = {"auc": KindFacts(section="Ranking of exams", method="A method text for AUC.")}
+    html = render_report(bundle, facts).read_text(encoding="utf-8")
+    assert '<th colspan="7">Ranking of exams</th>' in html
+    assert "A method text for AUC." in html
+    assert '<th colspan="7">Latency</th>' in html  # fallback: from the kind's name
+    assert KIND_FACTS["latency"].section not in html
+    full = render_report(bundle, KIND_FACTS).read_text(encoding="utf-8")
+    assert f'<th colspan="7">{KIND_FACTS["latency"].section}</th>' in full
+    assert KIND_FACTS["latency"].method in full
+
+
 def test_report_cli(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(bundle)]) == 0
     assert (bundle / "report.html").is_file()
@@ -199,7 +217,7 @@ def test_text_from_results_is_escaped(tmp_path: Path) -> None:
 
 def test_results_are_not_modified_by_rendering(bundle: Path) -> None:
     before = (bundle / "results.json").read_bytes()
-    render_report(bundle)
+    render_report(bundle, KIND_FACTS)
     assert (bundle / "results.json").read_bytes() == before
     write_results(
         bundle / "results.json",
@@ -209,25 +227,27 @@ def test_results_are_not_modified_by_rendering(bundle: Path) -> None:
 
 @pytest.mark.parametrize(
     ("pass_if", "text"),
-    [
-        ({"ci_lower_gte": 0.85}, "CI lower ≥ 0.85"),
+    [  # the wording of results.json's explanations (harness.passif.describe), shown as is
+        ({"ci_lower_gte": 0.85}, "ci lower ≥ 0.85"),
         ({"value_gte": 0.9}, "value ≥ 0.9"),
-        ({"p50_lte_s": 1.0, "p95_lte_s": 2.5}, "median (p50) ≤ 1 s and p95 ≤ 2.5 s"),
-        ({"ratio_ci_upper_lte": 1.1}, "ratio to readers, CI upper ≤ 1.1"),
-        ({"ratio_gte": 0.9}, "ratio to readers ≥ 0.9"),
-        ({"value_per_1000_gt": 5}, "per 1,000 screens > 5"),
-        ({"max_gap": 0.05}, "largest subgroup gap ≤ 0.05"),
+        ({"p50_lte_s": 1.0, "p95_lte_s": 2.5}, "p50 s ≤ 1.0 and p95 s ≤ 2.5"),
+        ({"ratio_ci_upper_lte": 1.1}, "ratio ci upper ≤ 1.1"),
+        ({"ratio_gte": 0.9}, "ratio ≥ 0.9"),
+        ({"value_per_1000_gt": 5}, "value per 1000 > 5"),
+        ({"max_gap": 0.05}, "significant gap ≤ 0.05"),
         ({"min_distinct_scores": 10}, "distinct scores ≥ 10"),
-        (
-            {"noninferior": {"comparator": "reader1", "margin": 0.05}},
-            "non-inferior to comparator (comparator reader1, margin 0.05)",
-        ),
+        ({"noninferior": True}, "non-inferior to the reader"),
         ({"strange": [1, 2]}, "strange: [1, 2]"),
+        ({"lesion_sensitivity_gte": 0.75}, "lesion_sensitivity_gte: 0.75"),
+        (
+            {"odd": {"comparator": "reader1", "margin": 0.05}},
+            "odd: comparator reader1, margin 0.05",
+        ),
         ({}, "—"),
     ],
 )
 def test_threshold_text(pass_if: dict, text: str) -> None:
-    assert describe_threshold(pass_if) == text
+    assert describe(pass_if) == text
 
 
 def test_numeric_limits() -> None:

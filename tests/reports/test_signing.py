@@ -15,6 +15,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError as SSLibVerificationError
 from securesystemslib.signer import SSlibKey
 
+from conformance.criteria import KIND_FACTS
 from harness.errors import UsageError
 from harness.jsonutil import canonical_json, sha256_file
 from mammocert.cli import main
@@ -138,7 +139,7 @@ def test_attestation_with_key(signed_bundle: Path) -> None:
 
 def test_unsigned_self_test_writes_statement_not_envelope(tmp_path: Path) -> None:
     synthetic.write_bundle(tmp_path, mode="self-test", signing="unsigned")
-    render_report(tmp_path)
+    render_report(tmp_path, KIND_FACTS)
     att = write_attestation(tmp_path)
     assert not att.signed and "UNSIGNED" in att.describe()
     assert not (tmp_path / ATTESTATION_FILE).exists()
@@ -149,7 +150,7 @@ def test_unsigned_self_test_writes_statement_not_envelope(tmp_path: Path) -> Non
 
 def test_demo_key_signs_and_says_so(tmp_path: Path) -> None:
     synthetic.write_bundle(tmp_path, mode="demo", signing="demo-key")
-    render_report(tmp_path)
+    render_report(tmp_path, KIND_FACTS)
     att = write_attestation(tmp_path, demo_key=True)
     assert att.signed and att.demo_key and "DEMO key" in att.describe()
     pub = tmp_path / DEMO_PUBLIC_KEY
@@ -166,7 +167,7 @@ def test_demo_key_signs_and_says_so(tmp_path: Path) -> None:
 def test_signing_mode_must_match_results(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
     """A report that says 'unsigned' must not get a signature (and vice versa): it would misstate it."""
     synthetic.write_bundle(tmp_path, mode="self-test", signing="unsigned")
-    render_report(tmp_path)
+    render_report(tmp_path, KIND_FACTS)
     with pytest.raises(UsageError, match="signing"):
         write_attestation(tmp_path, key_path=keypair[0])
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import reports_bundle_factory as synthetic
 
+from conformance.criteria import KIND_FACTS
 from harness.errors import HarnessFault, UsageError, VerificationError
 from mammocert.cli import main
 from reports.render import render_report
@@ -121,7 +122,7 @@ def test_tampered_and_resigned_by_another_key_fails(
 
 
 def _resign(bundle: Path, key: Path, **kw) -> None:
-    render_report(bundle)
+    render_report(bundle, KIND_FACTS)
     write_attestation(bundle, key_path=key)
 
 
@@ -298,7 +299,7 @@ def test_the_cli_passes_the_engines_recompute(monkeypatch: pytest.MonkeyPatch) -
 
 def test_unsigned_bundle_is_not_verified(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
     synthetic.write_bundle(tmp_path, mode="self-test", signing="unsigned")
-    render_report(tmp_path)
+    render_report(tmp_path, KIND_FACTS)
     att = write_attestation(tmp_path)
     assert att.path.name == UNSIGNED_FILE and not att.signed
     with pytest.raises(VerificationError, match="unsigned"):
@@ -322,7 +323,7 @@ def test_subject_must_match_model_digest(tmp_path: Path, keypair: tuple[Path, Pa
     from reports.signing import build_statement, envelope_bytes, sign_statement
 
     synthetic.write_bundle(tmp_path)
-    render_report(tmp_path)
+    render_report(tmp_path, KIND_FACTS)
     results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     st = build_statement(
         results,
