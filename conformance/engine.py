@@ -26,7 +26,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from conformance.context import EvaluationContext, HypothesisProfile
-from conformance.criteria import FAMILIES, KINDS, LIVE_KINDS, evaluate
+from conformance.criteria import FAMILIES, KIND_FACTS, KINDS, LIVE_KINDS, evaluate
 from conformance.outcome import error_result
 from harness import __version__
 from harness.cases.manifest import Manifest, load_manifest, verify_set
@@ -164,11 +164,13 @@ def select_criteria(criteria: Sequence[CriterionSpec], expression: str) -> list[
     parentheses; a bare word matches case-insensitively inside an id, kind or family)."""
     if not expression:
         return list(criteria)
-    from _pytest.mark.expression import Expression, ParseError
+    from _pytest.mark import expression as grammar
 
+    # pytest < 8.3 raises its own ParseError, later versions SyntaxError
+    malformed = (getattr(grammar, "ParseError", SyntaxError), SyntaxError, RecursionError)
     try:
-        compiled = Expression.compile(expression)
-    except (ParseError, RecursionError) as exc:
+        compiled = grammar.Expression.compile(expression)
+    except malformed as exc:
         why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise UsageError(f"-k {expression[:60]!r}: not a selection expression ({why})") from None
 
@@ -375,7 +377,7 @@ class Session:
         from reports.render import render_report
         from reports.signing import write_attestation
 
-        render_report(out, kinds={k: spec.facts for k, spec in KINDS.items()})
+        render_report(out, KIND_FACTS)
         write_attestation(
             out,
             key_path=self.request.key,

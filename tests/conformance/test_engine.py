@@ -156,7 +156,7 @@ def test_the_injected_adapter_is_the_model_that_runs(ws, tmp_path):
 
 def test_selection_uses_pytest_grammar_and_refuses_nonsense():
     std = load_standard(DRAFT)
-    picked = [c.id for c in select_criteria(std.criteria, "AUC-01 or (invariance and not MIRROR)")]
+    picked = [c.id for c in select_criteria(std.criteria, "AUC-01 or (INV- and not MIRROR)")]
     assert "DK-AUC-01" in picked and "DK-INV-MIRROR" not in picked
     assert all(c == "DK-AUC-01" or c.startswith("DK-INV-") for c in picked)
     with pytest.raises(UsageError, match="not a selection expression"):
