@@ -30,7 +30,7 @@ from conformance.criteria import FAMILIES, KIND_FACTS, KINDS, LIVE_KINDS, evalua
 from conformance.outcome import error_result
 from harness import __version__
 from harness.cases.manifest import Manifest, load_manifest, verify_set
-from harness.errors import HarnessFault, MammocertError, UsageError, VerificationError
+from harness.errors import HarnessFault, UsageError, VerificationError
 from harness.jsonutil import sha256_file
 from harness.predictions import ORIGINAL, Prediction, read_predictions, write_predictions
 from harness.results import (
@@ -394,8 +394,6 @@ def open_session(request: RunRequest, adapter: VendorAdapter | None = None) -> S
     req = request
     if req.mode not in MODES:
         raise UsageError(f"--mode {req.mode!r}: use one of {', '.join(MODES)}")
-    if (req.vendor is None) == (req.predictions is None) and req.predictions is not None:
-        pass  # both given: allowed for evaluate (the package gives identity and operating point)
     if req.vendor is None and req.predictions is None:
         raise UsageError(
             "pass --vendor PKG (run the model) or --predictions FILE (evaluate a predictions file)"
@@ -417,7 +415,13 @@ def open_session(request: RunRequest, adapter: VendorAdapter | None = None) -> S
                 f"{standard.path}:{c.line}: criterion {c.id} has kind {c.kind!r} that this "
                 f"harness cannot check (known kinds: {', '.join(KINDS)})"
             )
-    manifest = verify_set(req.cases) if req.mode in LOCKED_MODES else load_manifest(req.cases)
+    if req.mode in LOCKED_MODES:
+        try:
+            manifest = verify_set(req.cases)
+        except VerificationError as exc:  # for this run the set is a bad input (exit 2)
+            raise UsageError(f"{exc}; certify runs only on the reference set as built") from None
+    else:
+        manifest = load_manifest(req.cases)
     if req.predictions is not None and not Path(req.predictions).is_file():
         raise UsageError(
             f"{req.predictions}: predictions file not found; write one with `mammocert predict`"
@@ -447,11 +451,13 @@ def run(
     """The whole run: open, evaluate every selected criterion, write the bundle."""
     session = open_session(request, adapter)
     try:
+        # The model runs over the set first, outside any one criterion: a refusal there (a set
+        # that is not de-identified for a remote vendor, a journal of another model) is the
+        # run's input error, not every criterion's.
+        session.context()
         for spec in session.criteria:
             try:
                 res = session.evaluate(spec)
-            except MammocertError:
-                raise
             except Exception as exc:  # a harness fault in one evaluator is that criterion's error
                 res = error_result(
                     spec,

@@ -157,7 +157,11 @@ def _as_date(v: Any, what: str) -> dt.date:
 
 
 def _check_standard(bundle: Path, results: Mapping[str, Any], today: dt.date) -> str:
-    """The bundled standard is the one pinned, in force when signed, and every criterion is present."""
+    """The bundled standard is the one pinned, in force when signed, and every criterion is present.
+
+    It reads only the fields it checks (id, version, dates, criterion ids) rather than loading the
+    standard through ``harness.standard``: a bundle stays verifiable after the schema moves on,
+    and a standard that validated when it was signed is not re-judged by a later schema."""
     std_path = bundle / "standard.yaml"
     if not std_path.is_file():
         raise _fail(
