@@ -572,10 +572,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
         raise VendorPackageError(
             f"{source}: no vendor.yaml at the package's top level; add one (see docs/contracts.md §3.2)"
         )
-    try:
-        data = yamlio.safe_load(yml.read_text(encoding="utf-8"), source, VendorPackageError)
-    except UnicodeDecodeError:
-        raise VendorPackageError(f"{source}: not UTF-8 text; save vendor.yaml as UTF-8") from None
+    data = yamlio.safe_load(yml.read_bytes(), source, VendorPackageError)
     if not isinstance(data, dict):
         raise VendorPackageError(
             f"{source}: top level must be a mapping of keys (schema, vendor, product, ...)"
