@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.fsio import write_atomic
 
 STATUSES = ("ok", "rejected", "error")
 ORIGINAL = "original"
@@ -177,11 +178,8 @@ def read_predictions(path: Path | str) -> list[Prediction]:
 def write_predictions(path: Path | str, records: Iterable[Prediction]) -> None:
     """Write records sorted by (condition, exam_id) so the file is deterministic."""
     recs = sorted(records, key=lambda r: (r.condition != ORIGINAL, r.condition, r.exam_id))
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in recs:
-            fh.write(r.to_json() + "\n")
-    tmp.replace(path)
+    data = "".join(r.to_json() + "\n" for r in recs).encode("utf-8")
+    write_atomic(Path(path), data, "predictions file")
 
 
 def is_valid_score(v: float | None) -> bool:

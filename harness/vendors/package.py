@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import atexit
 import json
+import lzma
 import math
 import os
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -44,6 +46,7 @@ import jsonschema
 
 from harness import yamlio
 from harness.errors import VendorPackageError
+from harness.fsio import NAME_MAX
 from harness.jsonutil import canonical_json, sha256_bytes, sha256_file
 
 SCHEMA_PATH = Path(__file__).with_name("vendor.schema.json")
@@ -266,7 +269,67 @@ def _check_member_name(zpath: Path, name: str) -> PurePosixPath:
         raise VendorPackageError(
             f"{zpath}: member {name!r} leaves the package ('..'); rebuild the zip without it"
         )
+    if "\0" in name or any(len(part.encode("utf-8", "replace")) > NAME_MAX for part in p.parts):
+        raise VendorPackageError(
+            f"{zpath}: member {name[:80]!r} has a name no file system can hold; rebuild the zip"
+        )
     return p
+
+
+ZIP_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflated",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+
+
+def _check_members(zpath: Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse, before extracting, members that cannot be extracted as one package tree:
+    encrypted ones, unknown compression methods, duplicate names, a file where another member
+    needs a directory, a file member without a name."""
+    files: set[PurePosixPath] = set()
+    dirs: set[PurePosixPath] = set()
+    for info in infos:
+        rel = _check_member_name(zpath, info.filename)
+        if info.flag_bits & 0x1:
+            raise VendorPackageError(
+                f"{zpath}: member {info.filename!r} is encrypted; store the package without a password"
+            )
+        if info.compress_type not in ZIP_METHODS:
+            raise VendorPackageError(
+                f"{zpath}: member {info.filename!r} uses compression method {info.compress_type}, "
+                f"which cannot be read; rebuild the zip ({', '.join(ZIP_METHODS.values())})"
+            )
+        dirs.update(rel.parents)
+        if info.is_dir():
+            dirs.add(rel)
+            continue
+        if not rel.parts:
+            raise VendorPackageError(
+                f"{zpath}: a file member has no name ({info.filename!r}); rebuild the zip"
+            )
+        if rel in files:
+            raise VendorPackageError(
+                f"{zpath}: member {info.filename!r} appears twice; rebuild the zip with one copy"
+            )
+        files.add(rel)
+    clash = sorted(files & dirs)
+    if clash:
+        raise VendorPackageError(
+            f"{zpath}: {clash[0].as_posix()!r} is both a file and a directory in the zip; rebuild it"
+        )
+
+
+def _read_member(zpath: Path, info: zipfile.ZipInfo, src: Any) -> bytes:
+    """The next block of a member; a bad CRC or corrupt/truncated data is a VendorPackageError."""
+    try:
+        return src.read(1 << 20)
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError) as exc:
+        # OSError: bz2's "Invalid data stream" (nothing is written to disk while reading)
+        raise VendorPackageError(
+            f"{zpath}: member {info.filename!r} is damaged ({str(exc)[:80]}); rebuild the zip"
+        ) from None
 
 
 def extract_zip(zpath: Path) -> Path:
@@ -283,9 +346,9 @@ def extract_zip(zpath: Path) -> Path:
             raise VendorPackageError(
                 f"{zpath}: {len(infos)} members, more than {MAX_MEMBERS}; a vendor package needs only a few files"
             )
+        _check_members(zpath, infos)
         declared = 0
         for info in infos:
-            _check_member_name(zpath, info.filename)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 raise VendorPackageError(
@@ -306,8 +369,14 @@ def extract_zip(zpath: Path) -> Path:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                while block := src.read(1 << 20):
+            try:
+                src = zf.open(info)
+            except (zipfile.BadZipFile, EOFError, OSError) as exc:  # header mismatch, truncated
+                raise VendorPackageError(
+                    f"{zpath}: member {info.filename!r} is damaged ({str(exc)[:80]}); rebuild the zip"
+                ) from None
+            with src, open(target, "wb") as out:
+                while block := _read_member(zpath, info, src):
                     written += len(block)
                     if written > MAX_TOTAL_BYTES:
                         raise VendorPackageError(
