@@ -206,6 +206,7 @@ class Session:
     package: VendorPackage | None
     criteria: tuple[CriterionSpec, ...]  # the selected criteria, in the standard's order
     adapter: VendorAdapter | None = None  # injected (tests); otherwise opened from the package
+    predictions_file: list[Prediction] | None = None  # read (and checked) by open_session
     results: dict[str, CriterionResult] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     started: str | None = None
@@ -226,7 +227,9 @@ class Session:
         req = self.request
         live = None
         if req.predictions is not None:
-            predictions = read_predictions(req.predictions)
+            if self.predictions_file is None:
+                self.predictions_file = read_predictions(req.predictions)
+            predictions = self.predictions_file
         else:
             from conformance.live import LiveModel
 
@@ -418,10 +421,8 @@ def open_session(request: RunRequest, adapter: VendorAdapter | None = None) -> S
                 f"harness cannot check (known kinds: {', '.join(KINDS)})"
             )
     manifest = verify_set(req.cases) if req.mode in LOCKED_MODES else load_manifest(req.cases)
-    if req.predictions is not None and not Path(req.predictions).is_file():
-        raise UsageError(
-            f"{req.predictions}: predictions file not found; write one with `mammocert predict`"
-        )
+    # the whole predictions file is checked before any criterion: a bad record is exit 2
+    predictions = read_predictions(req.predictions) if req.predictions is not None else None
     package = load_vendor_package(req.vendor) if req.vendor is not None else None
     if package is None and req.operating_point is None:
         raise UsageError("without --vendor, pass --operating-point (the vendor-declared threshold)")
@@ -436,7 +437,9 @@ def open_session(request: RunRequest, adapter: VendorAdapter | None = None) -> S
     criteria = tuple(select_criteria(standard.criteria, req.select))
     if not criteria:
         raise UsageError(f"-k {req.select!r} selects no criterion of {standard.path}")
-    return Session(req, standard, manifest, package, criteria, adapter=adapter)
+    return Session(
+        req, standard, manifest, package, criteria, adapter=adapter, predictions_file=predictions
+    )
 
 
 def run(

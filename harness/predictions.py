@@ -99,8 +99,19 @@ def _num(where: str, v: Any, allow_none: bool) -> float | None:
     if v is None and allow_none:
         return None
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise UsageError(f"{where}: expected a number, got {v!r}; fix the predictions file")
-    return float(v)
+        raise UsageError(
+            f"{where}: expected a number, got {str(v)[:40]!r}; fix the predictions file"
+        )
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise UsageError(
+            f"{where}: {str(v)[:40]} is not a finite number; a model that gave no usable score "
+            "is recorded with status 'error' and a reason"
+        )
+    return f
 
 
 def prediction_from_dict(d: Mapping[str, Any], where: str = "predictions") -> Prediction:
@@ -154,15 +165,31 @@ def read_predictions(path: Path | str) -> list[Prediction]:
         raise UsageError(f"{p}: predictions file not found; write one with `mammocert predict`")
     out: list[Prediction] = []
     seen: set[tuple[str, str]] = set()
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with open(p, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UsageError(
+                    f"{p}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                    f"{exc.start + 1}); write the predictions as UTF-8 JSON Lines"
+                ) from None
             if not line.strip():
                 continue
             try:
-                d = json.loads(line)
+                d = json.loads(line, parse_constant=_refuse_constant)
+            except _NonFinite as exc:
+                raise UsageError(
+                    f"{p}:{lineno}: {exc} is not a number JSON allows; a model that gave no "
+                    "usable score is recorded with status 'error' and a reason"
+                ) from None
             except json.JSONDecodeError as exc:
                 raise UsageError(
                     f"{p}:{lineno}: invalid JSON ({exc.msg}); one JSON object per line"
+                ) from None
+            except RecursionError:
+                raise UsageError(
+                    f"{p}:{lineno}: JSON nested too deeply; not a prediction"
                 ) from None
             rec = prediction_from_dict(d, f"{p}:{lineno}")
             key = (rec.exam_id, rec.condition)
@@ -172,7 +199,19 @@ def read_predictions(path: Path | str) -> list[Prediction]:
                 )
             seen.add(key)
             out.append(rec)
+    if not out:
+        raise UsageError(
+            f"{p}: no prediction records (the file is empty); write one with `mammocert predict`"
+        )
     return out
+
+
+class _NonFinite(ValueError):
+    """NaN / Infinity / -Infinity in a predictions line (Python's json accepts them)."""
+
+
+def _refuse_constant(name: str) -> None:
+    raise _NonFinite(name)
 
 
 def write_predictions(path: Path | str, records: Iterable[Prediction]) -> None:

@@ -387,3 +387,99 @@ def test_write_atomic_replaces_regular_files_only(tmp_path):
     link.symlink_to(tmp_path / "missing")  # a dangling link is replaced by the file, not followed
     write_atomic(link, b"data")
     assert not (tmp_path / "missing").exists() and link.read_bytes() == b"data"
+
+
+# ----------------------------------------------------------------- item 4: garbage predictions
+
+
+def _first_record(ws: Path) -> str:
+    return (ws / "preds.jsonl").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            lambda ws: _first_record(ws).replace('"score": 0.', '"score": "high", "x": 0.', 1),
+            ":1.score: expected a number, got 'high'",
+        ),
+        (lambda ws: b"\xff\xfe\n", ":1: not UTF-8 text"),
+        (lambda ws: b"", "no prediction records (the file is empty)"),
+        (lambda ws: b"\n \n", "no prediction records"),
+        (
+            lambda ws: _first_record(ws).replace('"score": 0.', '"score": NaN, "x": 0.', 1),
+            ":1: NaN is not a number JSON allows",
+        ),
+        (
+            lambda ws: _first_record(ws).replace('"score": 0.', '"score": 1e400, "x": 0.', 1),
+            ":1.score: inf is not a finite number",
+        ),
+        (lambda ws: _first_record(ws) + "\n" + "[" * 100000, ":2: "),
+    ],
+    ids=["string-score", "non-utf8", "empty", "blank-lines", "nan", "overflow", "deep"],
+)
+def test_evaluate_refuses_garbage_predictions_up_front(workspace, capsys, content, message):
+    data = content(workspace)
+    bad = workspace / "bad.jsonl"
+    bad.write_bytes(data if isinstance(data, bytes) else data.encode())
+    rc, err = cli(capsys, *evaluate(workspace, predictions=bad))
+    assert rc == 2, err
+    assert f"{bad}{message}" in err or (message.startswith("no") and message in err), err
+    assert not (workspace / "bundle" / "results.json").exists()  # refused before any criterion
+
+
+# ----------------------------------------------------------------- item 5: -k far too deep
+
+
+def test_run_k_with_a_very_deep_expression_is_one_line(workspace, capsys):
+    expression = "(" * 5000 + "A" + ")" * 5000
+    rc, err = cli(
+        capsys,
+        "run",
+        "--vendor",
+        VENDOR,
+        "--standard",
+        STANDARD,
+        "--cases",
+        workspace / "cases",
+        "--out",
+        workspace / "bundle",
+        "-k",
+        expression,
+    )
+    assert rc == 2
+    assert "-k '((((" in err and "nested too deeply" in err
+
+
+def test_run_k_deep_expression_in_a_subprocess(workspace):
+    """The same through the installed entry point: one line on stderr, exit 2, no INTERNALERROR."""
+    import subprocess
+    import sys
+
+    expression = "(" * 5000 + "A" + ")" * 5000
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mammocert.cli",
+            "run",
+            "--vendor",
+            str(VENDOR),
+            "--standard",
+            str(STANDARD),
+            "--cases",
+            str(workspace / "cases"),
+            "--out",
+            str(workspace / "b"),
+            "-k",
+            expression,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "INTERNALERROR" not in proc.stdout + proc.stderr
