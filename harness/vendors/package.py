@@ -606,6 +606,32 @@ def _pair(v: Any) -> tuple[float, float]:
     return (float(v[0]), float(v[1]))
 
 
+MAX_SCALE_MAGNITUDE = 1e9  # no model's score or input scale is larger
+
+
+def _range(value: Any, key: str, source: str) -> tuple[float, float]:
+    """A ``[low, high]`` scale (``score_range``, ``onnx.input.scale``, a DICOM score scale):
+    finite, ordered, within +/-1e9 and wide enough to map onto [0, 1] without losing every
+    digit. ``[-1e308, 1e308]`` would map every score to 0.0."""
+    lo, hi = _pair(value)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise VendorPackageError(
+            f"{source}: {key} [{lo}, {hi}] must be finite numbers; give the model's real range, e.g. [0.0, 1.0]"
+        )
+    if not lo < hi:
+        raise VendorPackageError(f"{source}: {key} [{lo}, {hi}] must have low < high")
+    if max(abs(lo), abs(hi)) > MAX_SCALE_MAGNITUDE:
+        raise VendorPackageError(
+            f"{source}: {key} [{lo}, {hi}] is beyond +/-{MAX_SCALE_MAGNITUDE:g}; give the "
+            "model's real range, e.g. [0.0, 1.0] or [0, 100]"
+        )
+    if (hi - lo) < 1e-9 * max(1.0, abs(lo), abs(hi)):
+        raise VendorPackageError(
+            f"{source}: {key} [{lo}, {hi}] is too narrow to map scores onto [0, 1]; give the model's real range"
+        )
+    return lo, hi
+
+
 def _timeout(section: dict[str, Any], name: str, source: str) -> float:
     """``<name>.timeout_s``: a finite number of seconds > 0 (default ``DEFAULT_TIMEOUT_S``)."""
     value = section.get("timeout_s", DEFAULT_TIMEOUT_S)
@@ -649,9 +675,11 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
     errors = list(_validator().iter_errors(data))
     if errors:
         raise VendorPackageError(schema_message(_best_error(errors), source))
-    lo, hi = _pair(data["score_range"])
-    if not hi > lo:
-        raise VendorPackageError(f"{source}: score_range [{lo}, {hi}] must have low < high")
+    lo, hi = _range(data["score_range"], "score_range", source)
+    if not math.isfinite(data["operating_point"]):
+        raise VendorPackageError(
+            f"{source}: operating_point {data['operating_point']} must be a finite number, e.g. 0.5"
+        )
     files = _file_hashes(root)
     onnx_spec = dicom_spec = rest_spec = None
     model_digests: dict[str, str] = {}
@@ -665,7 +693,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
             int(i["width"]),
             i.get("orientation", "chest_wall_left"),
             i.get("pixels", "presentation"),
-            _pair(i.get("scale", [0.0, 1.0])),
+            _range(i.get("scale", [0.0, 1.0]), "onnx.input.scale", source),
             i.get("resize", "fit"),
         )
         facts, artifact_digests = (None, {})
@@ -705,7 +733,9 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
                 r.get("from", "push"),
                 r.get("listen_port"),
                 (str(score.get("code", "111047")), str(score.get("scheme", "DCM"))),
-                _pair(score["scale"]) if "scale" in score else None,
+                _range(score["scale"], "dicom.results.score.scale", source)
+                if "scale" in score
+                else None,
                 PacsSpec(pacs["ae_title"], pacs["host"], int(pacs["port"])) if pacs else None,
             ),
             _timeout(d, "dicom", source),
