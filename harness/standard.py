@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from harness import yamlio
+from harness.attributes import subgroup_problems
 from harness.errors import StandardError
 from harness.jsonutil import sha256_bytes
 from harness.resources import STANDARD_SCHEMA
@@ -275,6 +276,11 @@ def lint_text(text: str) -> tuple[dict[str, Any] | None, list[Problem]]:
                     f"not a calendar date ({exc}); use YYYY-MM-DD",
                 )
             )
+    for i, c in enumerate(crits if isinstance(crits, list) else []):
+        if isinstance(c, Mapping) and c.get("kind") == "subgroup":
+            for sub, msg in subgroup_problems(c):
+                path = ("criteria", i, *sub)
+                problems.append(Problem(line_of(path), _where(path, data), msg))
     if data.get("status") == "final" and not data.get("reference_set"):
         problems.append(
             Problem(
