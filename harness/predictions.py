@@ -131,8 +131,16 @@ def prediction_from_dict(d: Mapping[str, Any], where: str = "predictions") -> Pr
     breasts = d.get("breasts") or {}
     if not isinstance(breasts, Mapping):
         raise UsageError(f'{where}.breasts: expected an object like {{"L": 0.8, "R": 0.1}}')
+    raw_findings = d.get("findings")
+    if raw_findings is None:
+        raw_findings = []
+    if not isinstance(raw_findings, list):
+        raise UsageError(
+            f"{where}.findings: expected a list of marks, got {type(raw_findings).__name__}; "
+            "use [] for none"
+        )
     findings = []
-    for k, f in enumerate(d.get("findings") or []):
+    for k, f in enumerate(raw_findings):
         fw = f"{where}.findings[{k}]"
         if not isinstance(f, Mapping):
             raise UsageError(f"{fw}: not an object")

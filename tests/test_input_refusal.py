@@ -415,8 +415,12 @@ def _first_record(ws: Path) -> str:
             ":1.score: inf is not a finite number",
         ),
         (lambda ws: _first_record(ws) + "\n" + "[" * 100000, ":2: "),
+        (
+            lambda ws: _first_record(ws).replace('"findings": [', '"findings": 0.5, "x": [', 1),
+            ":1.findings: expected a list of marks, got float",
+        ),
     ],
-    ids=["string-score", "non-utf8", "empty", "blank-lines", "nan", "overflow", "deep"],
+    ids=["string-score", "non-utf8", "empty", "blank-lines", "nan", "overflow", "deep", "findings"],
 )
 def test_evaluate_refuses_garbage_predictions_up_front(workspace, capsys, content, message):
     data = content(workspace)
