@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import platform
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from conformance.outcome import error_result
 from harness import __version__
 from harness.cases.manifest import Manifest, load_manifest, verify_set
 from harness.errors import HarnessFault, MammocertError, UsageError, VerificationError
+from harness.fsio import write_atomic
 from harness.jsonutil import sha256_file
 from harness.predictions import ORIGINAL, Prediction, read_predictions, write_predictions
 from harness.results import (
@@ -374,7 +374,7 @@ class Session:
         assert out is not None
         write_results(out / "results.json", results)
         write_predictions(out / "predictions.jsonl", predictions)
-        shutil.copyfile(self.standard.path, out / "standard.yaml")
+        write_atomic(out / "standard.yaml", self.standard.path.read_bytes(), "standard.yaml")
         if self.request.junit:
             write_junit(out / "junit.xml", results, self.timings)
         from reports.render import render_report
@@ -546,7 +546,7 @@ def write_junit(path: Path, results: RunResults, timings: Mapping[str, float]) -
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
-    path.write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
+    write_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True), "junit.xml")
 
 
 __all__ = [

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from securesystemslib.signer import SSlibKey
 
 from harness.errors import UsageError
-from harness.fsio import make_dir
+from harness.fsio import make_dir, write_atomic
 from harness.jsonutil import canonical_json, sha256_file
 from harness.results import CONFORMANT, read_results
 
@@ -286,10 +286,8 @@ def write_attestation(
         (bundle_dir / stale).unlink(missing_ok=True)
     if expected == "unsigned":
         out = bundle_dir / UNSIGNED_FILE
-        out.write_text(
-            json.dumps(statement, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-            encoding="utf-8",
-        )
+        text = json.dumps(statement, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        write_atomic(out, text.encode("utf-8"), UNSIGNED_FILE)
         return Attestation(out, signed=False, demo_key=False, public_key=None)
     public: Path | None = None
     if demo_key:
@@ -303,7 +301,7 @@ def write_attestation(
         generated_pub.unlink()
     assert key_path is not None
     out = bundle_dir / ATTESTATION_FILE
-    out.write_bytes(envelope_bytes(sign_statement(statement, key_path)))
+    write_atomic(out, envelope_bytes(sign_statement(statement, key_path)), ATTESTATION_FILE)
     return Attestation(out, signed=True, demo_key=demo_key, public_key=public)
 
 

@@ -487,3 +487,15 @@ def test_run_k_deep_expression_in_a_subprocess(workspace):
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "INTERNALERROR" not in proc.stdout + proc.stderr
+
+
+def test_report_refuses_a_fifo_in_place_of_report_html(workspace, capsys):
+    """The renderer opened report.html for writing: a FIFO there blocked forever."""
+    assert main(evaluate(workspace)) in (0, 1)
+    capsys.readouterr()
+    report = workspace / "bundle" / "report.html"
+    report.unlink()
+    os.mkfifo(report)
+    rc, err = cli(capsys, "report", workspace / "bundle")
+    assert rc == 2 and "report.html" in err and "not a regular file" in err
+    assert stat.S_ISFIFO(os.lstat(report).st_mode)
