@@ -152,6 +152,9 @@ def _criterion_from_dict(c: Any, where: str) -> CriterionResult:
     if not isinstance(c, Mapping):
         raise UsageError(f"{where}: not an object")
     _check_fields(c, _CRITERION_FIELDS, where, also=("value", "ci"))
+    for key in ("value", "ci"):  # required, null allowed
+        if key not in c:
+            raise UsageError(f"{where}: missing field {key!r}; rerun `mammocert run`")
     if c["outcome"] not in OUTCOMES:
         raise UsageError(f"{where}.outcome: {c['outcome']!r} is not one of {', '.join(OUTCOMES)}")
     value = c.get("value")

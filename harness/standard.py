@@ -140,9 +140,11 @@ def _where(path: Sequence, data: Any) -> str:
                 if isinstance(node, list) and isinstance(node[p], Mapping)
                 else None
             )
-            parts.append(f"[{p}]" + (f"({cid})" if cid else ""))
+            shown = cid if isinstance(cid, str) and cid.isprintable() else repr(cid)
+            parts.append(f"[{p}]" + (f"({shown})" if cid else ""))
         else:
-            parts.append(("." if parts else "") + str(p))
+            name = p if isinstance(p, str) and p.isprintable() and p else repr(p)
+            parts.append(("." if parts else "") + name)
         try:
             node = node[p]
         except (KeyError, IndexError, TypeError):

@@ -179,7 +179,7 @@ def parse_manifest(data: Mapping[str, Any], root: Path, source: str = "manifest.
         if eid in seen:
             raise _fail(f"{where}.exam_id", f"duplicate exam_id {eid!r}", "exam ids must be unique")
         seen.add(eid)
-        where = f"{source}: exam {eid}"
+        where = f"{source}: exam {eid if eid.isprintable() else repr(eid)}"
         label = e.get("label")
         if label not in (0, 1) or isinstance(label, bool):
             raise _fail(

@@ -202,7 +202,8 @@ def _validator() -> jsonschema.Draft202012Validator:
 def _key_path(parts: Any) -> str:
     out = ""
     for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+        name = p if isinstance(p, str) and p.isprintable() and p else repr(p)
+        out += f"[{p}]" if isinstance(p, int) else (f".{name}" if out else name)
     return out or "(top level)"
 
 

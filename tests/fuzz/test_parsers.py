@@ -523,3 +523,36 @@ def test_empty_window_center_is_a_vendor_fault(tmp_path, image_adapter):
     m, exam = _exam_with(tmp_path, buf.getvalue())
     with pytest.raises(VendorFault, match=r"WindowCenter \(0028,1050\) is .*expected a number"):
         image_adapter.prepare(load_exam(m, exam))
+
+
+def test_a_key_with_a_newline_gives_a_one_line_message(vendor_dir, vendor_doc, tmp_path):
+    """Random fuzz finding: an unknown vendor.yaml key "\\n" split the message in two lines."""
+    from harness.standard import lint_text
+    from harness.vendors import load_vendor_package
+
+    (vendor_dir / "vendor.yaml").write_bytes(_yaml({**vendor_doc, "\n": 1}))
+    with pytest.raises(UsageError) as exc:
+        load_vendor_package(vendor_dir)
+    refused_in_one_line(exc.value)
+    _, problems = lint_text(_yaml({**STANDARD_DOC, "a\nb": 1}).decode())
+    assert problems and all("\n" not in p.format("s.yaml") for p in problems)
+    doc = copy.deepcopy(MANIFEST_DOC)
+    doc["exams"][0]["exam_id"] = "E\n1"
+    doc["exams"][0]["label"] = 7
+    (tmp_path / "manifest.json").write_bytes(_json(doc))
+    from harness.cases.manifest import load_manifest
+
+    with pytest.raises(UsageError) as exc:
+        load_manifest(tmp_path)
+    refused_in_one_line(exc.value)
+
+
+def test_results_criterion_without_value_is_refused(tmp_path):
+    """Random fuzz finding: a criterion without "value" gave TypeError from the dataclass."""
+    from harness.results import read_results
+
+    doc = copy.deepcopy(RESULTS_DOC)
+    del doc["criteria"][0]["value"]
+    (tmp_path / "results.json").write_bytes(_json(doc))
+    with pytest.raises(UsageError, match=r"criteria\[0\]: missing field 'value'"):
+        read_results(tmp_path / "results.json")
