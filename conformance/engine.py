@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import platform
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from conformance.outcome import error_result
 from harness import __version__
 from harness.cases.manifest import Manifest, load_manifest, verify_set
 from harness.errors import HarnessFault, UsageError, VerificationError
+from harness.fsio import write_atomic
 from harness.jsonutil import sha256_file
 from harness.predictions import ORIGINAL, Prediction, read_predictions, write_predictions
 from harness.results import (
@@ -206,6 +206,7 @@ class Session:
     package: VendorPackage | None
     criteria: tuple[CriterionSpec, ...]  # the selected criteria, in the standard's order
     adapter: VendorAdapter | None = None  # injected (tests); otherwise opened from the package
+    predictions_file: list[Prediction] | None = None  # read (and checked) by open_session
     results: dict[str, CriterionResult] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     started: str | None = None
@@ -226,7 +227,9 @@ class Session:
         req = self.request
         live = None
         if req.predictions is not None:
-            predictions = read_predictions(req.predictions)
+            if self.predictions_file is None:
+                self.predictions_file = read_predictions(req.predictions)
+            predictions = self.predictions_file
         else:
             from conformance.live import LiveModel
 
@@ -371,7 +374,7 @@ class Session:
         assert out is not None
         write_results(out / "results.json", results)
         write_predictions(out / "predictions.jsonl", predictions)
-        shutil.copyfile(self.standard.path, out / "standard.yaml")
+        write_atomic(out / "standard.yaml", self.standard.path.read_bytes(), "standard.yaml")
         if self.request.junit:
             write_junit(out / "junit.xml", results, self.timings)
         from reports.render import render_report
@@ -422,10 +425,8 @@ def open_session(request: RunRequest, adapter: VendorAdapter | None = None) -> S
             raise UsageError(f"{exc}; certify runs only on the reference set as built") from None
     else:
         manifest = load_manifest(req.cases)
-    if req.predictions is not None and not Path(req.predictions).is_file():
-        raise UsageError(
-            f"{req.predictions}: predictions file not found; write one with `mammocert predict`"
-        )
+    # the whole predictions file is checked before any criterion: a bad record is exit 2
+    predictions = read_predictions(req.predictions) if req.predictions is not None else None
     package = load_vendor_package(req.vendor) if req.vendor is not None else None
     if package is None and req.operating_point is None:
         raise UsageError("without --vendor, pass --operating-point (the vendor-declared threshold)")
@@ -440,7 +441,9 @@ def open_session(request: RunRequest, adapter: VendorAdapter | None = None) -> S
     criteria = tuple(select_criteria(standard.criteria, req.select))
     if not criteria:
         raise UsageError(f"-k {req.select!r} selects no criterion of {standard.path}")
-    return Session(req, standard, manifest, package, criteria, adapter=adapter)
+    return Session(
+        req, standard, manifest, package, criteria, adapter=adapter, predictions_file=predictions
+    )
 
 
 def run(
@@ -549,7 +552,7 @@ def write_junit(path: Path, results: RunResults, timings: Mapping[str, float]) -
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
-    path.write_bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
+    write_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True), "junit.xml")
 
 
 __all__ = [

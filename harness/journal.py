@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.errors import UsageError
+from harness.fsio import check_output_file
 from harness.jsonutil import canonical_json, sha256_bytes
 from harness.predictions import Prediction, prediction_from_dict
 
@@ -47,8 +48,8 @@ class Journal:
         self.path = Path(path)
         self.model_digest = model_digest
         self.harness_version = harness_version
+        check_output_file(self.path, "journal")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False
             )

@@ -164,13 +164,21 @@ def _window(
     return out
 
 
-def _first(value: object) -> float:
-    """First value of a DS element that may be multi-valued."""
-    if isinstance(value, list | tuple) or (
-        hasattr(value, "__len__") and not isinstance(value, str)
-    ):
-        value = list(value)[0]  # type: ignore[arg-type]
-    return float(value)  # type: ignore[arg-type]
+def _first(value: object, name: str) -> float:
+    """First value of a DS element that may be multi-valued; a PixelError when it is empty, not a
+    number or not finite."""
+    first = value
+    try:
+        if isinstance(first, list | tuple) or (
+            hasattr(first, "__len__") and not isinstance(first, str)
+        ):
+            first = list(first)[0]  # type: ignore[arg-type]
+        number = float(first)  # type: ignore[arg-type]
+    except (TypeError, ValueError, IndexError, OverflowError):
+        raise PixelError(f"{name} is {str(value)[:40]!r}; expected a number") from None
+    if not np.isfinite(number):
+        raise PixelError(f"{name} is {number}; expected a finite number")
+    return number
 
 
 def presentation_pixels(ds: Dataset, stored: np.ndarray | None = None) -> np.ndarray:
@@ -193,7 +201,13 @@ def presentation_pixels(ds: Dataset, stored: np.ndarray | None = None) -> np.nda
         values = values * (y_max / float(2**lut_bits - 1))
     elif "WindowCenter" in ds and "WindowWidth" in ds:
         function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-        values = _window(values, _first(ds.WindowCenter), _first(ds.WindowWidth), function, y_max)
+        values = _window(
+            values,
+            _first(ds.WindowCenter, "WindowCenter (0028,1050)"),
+            _first(ds.WindowWidth, "WindowWidth (0028,1051)"),
+            function,
+            y_max,
+        )
     else:
         values = values.astype(np.float64)
     # every branch above made a new array, so the rest works in place (same operations, no copies)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.fsio import write_atomic
 
 STATUSES = ("ok", "rejected", "error")
 ORIGINAL = "original"
@@ -98,8 +99,19 @@ def _num(where: str, v: Any, allow_none: bool) -> float | None:
     if v is None and allow_none:
         return None
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise UsageError(f"{where}: expected a number, got {v!r}; fix the predictions file")
-    return float(v)
+        raise UsageError(
+            f"{where}: expected a number, got {str(v)[:40]!r}; fix the predictions file"
+        )
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise UsageError(
+            f"{where}: {str(v)[:40]} is not a finite number; a model that gave no usable score "
+            "is recorded with status 'error' and a reason"
+        )
+    return f
 
 
 def prediction_from_dict(d: Mapping[str, Any], where: str = "predictions") -> Prediction:
@@ -119,8 +131,16 @@ def prediction_from_dict(d: Mapping[str, Any], where: str = "predictions") -> Pr
     breasts = d.get("breasts") or {}
     if not isinstance(breasts, Mapping):
         raise UsageError(f'{where}.breasts: expected an object like {{"L": 0.8, "R": 0.1}}')
+    raw_findings = d.get("findings")
+    if raw_findings is None:
+        raw_findings = []
+    if not isinstance(raw_findings, list):
+        raise UsageError(
+            f"{where}.findings: expected a list of marks, got {type(raw_findings).__name__}; "
+            "use [] for none"
+        )
     findings = []
-    for k, f in enumerate(d.get("findings") or []):
+    for k, f in enumerate(raw_findings):
         fw = f"{where}.findings[{k}]"
         if not isinstance(f, Mapping):
             raise UsageError(f"{fw}: not an object")
@@ -153,15 +173,31 @@ def read_predictions(path: Path | str) -> list[Prediction]:
         raise UsageError(f"{p}: predictions file not found; write one with `mammocert predict`")
     out: list[Prediction] = []
     seen: set[tuple[str, str]] = set()
-    with open(p, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with open(p, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UsageError(
+                    f"{p}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                    f"{exc.start + 1}); write the predictions as UTF-8 JSON Lines"
+                ) from None
             if not line.strip():
                 continue
             try:
-                d = json.loads(line)
+                d = json.loads(line, parse_constant=_refuse_constant)
+            except _NonFinite as exc:
+                raise UsageError(
+                    f"{p}:{lineno}: {exc} is not a number JSON allows; a model that gave no "
+                    "usable score is recorded with status 'error' and a reason"
+                ) from None
             except json.JSONDecodeError as exc:
                 raise UsageError(
                     f"{p}:{lineno}: invalid JSON ({exc.msg}); one JSON object per line"
+                ) from None
+            except RecursionError:
+                raise UsageError(
+                    f"{p}:{lineno}: JSON nested too deeply; not a prediction"
                 ) from None
             rec = prediction_from_dict(d, f"{p}:{lineno}")
             key = (rec.exam_id, rec.condition)
@@ -171,17 +207,26 @@ def read_predictions(path: Path | str) -> list[Prediction]:
                 )
             seen.add(key)
             out.append(rec)
+    if not out:
+        raise UsageError(
+            f"{p}: no prediction records (the file is empty); write one with `mammocert predict`"
+        )
     return out
+
+
+class _NonFinite(ValueError):
+    """NaN / Infinity / -Infinity in a predictions line (Python's json accepts them)."""
+
+
+def _refuse_constant(name: str) -> None:
+    raise _NonFinite(name)
 
 
 def write_predictions(path: Path | str, records: Iterable[Prediction]) -> None:
     """Write records sorted by (condition, exam_id) so the file is deterministic."""
     recs = sorted(records, key=lambda r: (r.condition != ORIGINAL, r.condition, r.exam_id))
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in recs:
-            fh.write(r.to_json() + "\n")
-    tmp.replace(path)
+    data = "".join(r.to_json() + "\n" for r in recs).encode("utf-8")
+    write_atomic(Path(path), data, "predictions file")
 
 
 def is_valid_score(v: float | None) -> bool:

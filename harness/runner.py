@@ -45,6 +45,7 @@ from typing import Any
 from harness.cases.manifest import Exam, Manifest, load_manifest
 from harness.errors import ManifestError, UsageError, VendorFault
 from harness.exam_input import ExamInput, load_exam
+from harness.fsio import check_output_file
 from harness.journal import Journal, model_digest
 from harness.predictions import ORIGINAL, Prediction, write_predictions
 from harness.vendors.adapter import VendorAdapter
@@ -353,14 +354,12 @@ def predict_cli(args: Any) -> int:
 
     pkg = load_vendor_package(args.vendor)
     manifest = load_manifest(args.cases)
-    out = Path(args.out)
-    if out.is_dir():
-        raise UsageError(f"--out {out}: is a directory; give a file name such as predictions.jsonl")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output_file(Path(args.out), "--out")  # before the model runs, not after
     timeout = pkg.timeout_s if args.timeout is None else float(args.timeout)
     if not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"--timeout {args.timeout}: must be a finite number of seconds > 0")
     journal_path = Path(args.journal) if args.journal else Path(str(out) + ".journal.sqlite")
+    check_output_file(journal_path, "--journal")
     if args.resume and not journal_path.is_file():
         raise UsageError(
             f"--resume: no journal at {journal_path}; run without --resume first, or pass --journal"

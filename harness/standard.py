@@ -17,6 +17,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from harness import yamlio
+from harness.attributes import subgroup_problems
 from harness.errors import StandardError
 from harness.jsonutil import sha256_bytes
 from harness.resources import STANDARD_SCHEMA
@@ -98,8 +100,8 @@ class Problem:
         return f"{path}:{self.line}: {self.where}: {self.message}"
 
 
-class _LineLoader(yaml.SafeLoader):
-    """Safe loader that keeps dates as ISO strings (the schema checks their form)."""
+class _LineLoader(yamlio.NoAliasLoader):
+    """Safe loader (aliases refused) that keeps dates as ISO strings (the schema checks their form)."""
 
 
 _LineLoader.add_constructor(
@@ -122,7 +124,7 @@ def _line_map(text: str) -> dict[tuple, int]:
             for i, v in enumerate(node.value):
                 walk(v, path + (i,))
 
-    root = yaml.compose(text, Loader=_LineLoader)
+    root = yamlio.compose(text, _LineLoader)
     if root is not None:
         walk(root, ())
     return lines
@@ -138,9 +140,11 @@ def _where(path: Sequence, data: Any) -> str:
                 if isinstance(node, list) and isinstance(node[p], Mapping)
                 else None
             )
-            parts.append(f"[{p}]" + (f"({cid})" if cid else ""))
+            shown = cid if isinstance(cid, str) and cid.isprintable() else repr(cid)
+            parts.append(f"[{p}]" + (f"({shown})" if cid else ""))
         else:
-            parts.append(("." if parts else "") + str(p))
+            name = p if isinstance(p, str) and p.isprintable() and p else repr(p)
+            parts.append(("." if parts else "") + name)
         try:
             node = node[p]
         except (KeyError, IndexError, TypeError):
@@ -209,13 +213,13 @@ def _leaf_errors(err: jsonschema.ValidationError) -> list[jsonschema.ValidationE
 def lint_text(text: str) -> tuple[dict[str, Any] | None, list[Problem]]:
     """Validate a standard's YAML text; return the data and every problem with its line."""
     try:
-        data = yaml.load(text, Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader, aliases refused
+    except (yaml.YAMLError, RecursionError) as exc:
         return None, [
             Problem(
-                line, "(yaml)", f"not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
+                yamlio.error_line(exc),
+                "(yaml)",
+                f"not valid YAML ({yamlio.error_problem(exc)}); fix the syntax",
             )
         ]
     if not isinstance(data, dict):
@@ -274,6 +278,11 @@ def lint_text(text: str) -> tuple[dict[str, Any] | None, list[Problem]]:
                     f"not a calendar date ({exc}); use YYYY-MM-DD",
                 )
             )
+    for i, c in enumerate(crits if isinstance(crits, list) else []):
+        if isinstance(c, Mapping) and c.get("kind") == "subgroup":
+            for sub, msg in subgroup_problems(c):
+                path = ("criteria", i, *sub)
+                problems.append(Problem(line_of(path), _where(path, data), msg))
     if data.get("status") == "final" and not data.get("reference_set"):
         problems.append(
             Problem(
@@ -294,7 +303,8 @@ def load_standard(path: Path | str) -> Standard:
             f"{p}: standard not found; pass a YAML file such as standards/demo.yaml"
         )
     raw_bytes = p.read_bytes()
-    data, problems = lint_text(raw_bytes.decode("utf-8"))
+    text = yamlio.decode(raw_bytes, str(p), StandardError)
+    data, problems = lint_text(text)
     if problems:
         more = (
             f" (and {len(problems) - 1} more; run `mammocert standard lint {p}`)"
@@ -303,7 +313,7 @@ def load_standard(path: Path | str) -> Standard:
         )
         raise StandardError(problems[0].format(p) + more)
     assert data is not None
-    lines = _line_map(raw_bytes.decode("utf-8"))
+    lines = _line_map(text)
     criteria = tuple(
         CriterionSpec(
             id=c["id"],
@@ -339,7 +349,7 @@ def lint_cli(args: Any) -> int:
     p = Path(args.file)
     if not p.is_file():
         raise StandardError(f"{p}: file not found")
-    _, problems = lint_text(p.read_text(encoding="utf-8"))
+    _, problems = lint_text(yamlio.decode(p.read_bytes(), str(p), StandardError))
     for prob in problems:
         print(prob.format(p))
     if problems:

@@ -269,10 +269,39 @@ def verify_cli(args: argparse.Namespace) -> int:
     return 0
 
 
+# Options and positionals that name files or directories (checked by harness.fsio.check_path).
+PATH_ARGS = frozenset(
+    {"out", "recipe", "dir", "vendor", "cases", "journal", "predictions", "standard", "key"}
+    | {"path", "file", "a", "b"}
+)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a value that is not UTF-8 and a path no file operation can use
+    (too long for the OS, a NUL byte): one line naming the option."""
+    from harness.fsio import check_path, check_text
+
+    for dest, value in vars(args).items():
+        if dest.startswith("_"):
+            continue
+        positional = dest in ("dir", "path", "file", "a", "b")
+        what = (
+            "-k"
+            if dest == "keyword"
+            else dest.upper()
+            if positional
+            else "--" + dest.replace("_", "-")
+        )
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                (check_path if dest in PATH_ARGS else check_text)(item, what)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module_name, fn_name = args._target.split(":")
     try:
+        check_arguments(args)
         fn = getattr(importlib.import_module(module_name), fn_name)
         return int(fn(args) or 0)
     except MammocertError as exc:

@@ -26,6 +26,7 @@ from typing import Any
 
 from harness.cases.manifest import Manifest, load_manifest
 from harness.errors import UsageError
+from harness.fsio import check_output_file, write_atomic
 from harness.journal import Journal, model_digest
 from harness.perturb.registry import RELATIONS, apply_condition, parse_condition
 from harness.perturb.relation import condition_id
@@ -247,9 +248,9 @@ def run_grid(
 def grid_cli(args: argparse.Namespace) -> int:
     """``mammocert grid`` (options in mammocert/cli.py): 0 when every pair held, 1 when any
     failed; bad input raises UsageError (2)."""
-    out = Path(args.out) if args.out else None
-    if out is not None and out.is_dir():
-        raise UsageError(f"--out {out}: is a directory; give a file name such as grid.json")
+    out = check_output_file(Path(args.out), "--out") if args.out else None
+    if args.journal:
+        check_output_file(Path(args.journal), "--journal")
     standard = Path(args.standard) if args.standard else DEFAULT_STANDARD
     pairs, summaries = run_grid(
         Path(args.vendor),
@@ -272,5 +273,5 @@ def grid_cli(args: argparse.Namespace) -> int:
                 for p in pairs
             ],
         }
-        out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        write_atomic(out, (json.dumps(doc, indent=1) + "\n").encode("utf-8"), "--out")
     return 0 if all(p.ok for p in pairs) else 1

@@ -19,6 +19,7 @@ import jinja2
 from markupsafe import Markup
 
 from harness.errors import UsageError
+from harness.fsio import write_atomic
 from harness.jsonutil import sha256_file
 from harness.passif import describe, numeric_limits
 from harness.results import (
@@ -322,9 +323,9 @@ def render_report(bundle_dir: Path, kinds: Mapping[str, KindFacts]) -> Path:
     results_path = bundle_dir / "results.json"
     results = read_results(results_path)
     out = bundle_dir / "report.html"
-    # newline="" so the bytes are the same on every platform (the attestation signs them).
-    with open(out, "w", encoding="utf-8", newline="") as fh:
-        fh.write(render_html(results, sha256_file(results_path), kinds))
+    # bytes, not text mode: the same on every platform (the attestation signs them)
+    html = render_html(results, sha256_file(results_path), kinds)
+    write_atomic(out, html.encode("utf-8"), "report.html")
     return out
 
 

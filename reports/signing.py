@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from securesystemslib.signer import SSlibKey
 
 from harness.errors import UsageError
+from harness.fsio import make_dir, write_atomic
 from harness.jsonutil import canonical_json, sha256_file
 from harness.results import CONFORMANT, read_results
 
@@ -61,36 +62,49 @@ def keyid_of(public_key: Ed25519PublicKey) -> str:
     return SSlibKey.from_crypto(public_key).keyid
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    # Create with 0600 from the start: a chmod after writing leaves a window where it is readable.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` as a new file and write ``data``: never through a symlink (a planted,
+    even dangling, ``signing-key.pem`` link would otherwise receive the private key) and never
+    over an existing file (``O_CREAT | O_EXCL | O_NOFOLLOW``). The mode is set from the start:
+    a chmod after writing leaves a window where the key is readable."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except FileExistsError:
+        raise UsageError(
+            f"{path}: already exists (a file or a link); choose another --out or remove it deliberately"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot create the key file ({exc.strerror})") from None
     with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), mode)  # O_CREAT's mode is masked by the umask
         fh.write(data)
-    os.chmod(path, 0o600)  # O_CREAT's mode is masked by umask and ignored for existing files
 
 
 def generate_keypair(out_dir: Path) -> tuple[Path, Path]:
     """Write a new Ed25519 key pair: PKCS#8 PEM private key (mode 0600) and SPKI PEM public key."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_dir(Path(out_dir), "--out")
     priv_path, pub_path = out_dir / PRIVATE_KEY_FILE, out_dir / PUBLIC_KEY_FILE
-    if priv_path.exists():
-        raise UsageError(
-            f"{priv_path}: a key already exists; choose another --out or remove it deliberately"
-        )
+    for path in (priv_path, pub_path):
+        if os.path.lexists(path):
+            raise UsageError(
+                f"{path}: already exists (a file or a link); choose another --out or remove it deliberately"
+            )
     key = Ed25519PrivateKey.generate()
-    _write_private(
+    _write_new(
         priv_path,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
+        0o600,
     )
-    pub_path.write_bytes(
+    _write_new(
+        pub_path,
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        ),
+        0o644,
     )
     return priv_path, pub_path
 
@@ -272,10 +286,8 @@ def write_attestation(
         (bundle_dir / stale).unlink(missing_ok=True)
     if expected == "unsigned":
         out = bundle_dir / UNSIGNED_FILE
-        out.write_text(
-            json.dumps(statement, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-            encoding="utf-8",
-        )
+        text = json.dumps(statement, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        write_atomic(out, text.encode("utf-8"), UNSIGNED_FILE)
         return Attestation(out, signed=False, demo_key=False, public_key=None)
     public: Path | None = None
     if demo_key:
@@ -289,7 +301,7 @@ def write_attestation(
         generated_pub.unlink()
     assert key_path is not None
     out = bundle_dir / ATTESTATION_FILE
-    out.write_bytes(envelope_bytes(sign_statement(statement, key_path)))
+    write_atomic(out, envelope_bytes(sign_statement(statement, key_path)), ATTESTATION_FILE)
     return Attestation(out, signed=True, demo_key=demo_key, public_key=public)
 
 

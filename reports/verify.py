@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.exceptions import InvalidSignature
 
+from harness import yamlio
 from harness.errors import HarnessFault, UsageError, VerificationError
 from harness.jsonutil import canonical_json, sha256_file
 from harness.results import CONFORMANT, MODES, SELF_TEST_BANNER, verdict_of
@@ -172,10 +172,7 @@ def _check_standard(bundle: Path, results: Mapping[str, Any], today: dt.date) ->
         raise _fail(
             f"{std_path}: sha256 differs from results.standard.digest {std_meta.get('digest')!r}"
         )
-    try:
-        std = yaml.safe_load(std_path.read_bytes())
-    except yaml.YAMLError as exc:
-        raise _fail(f"{std_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    std = yamlio.safe_load(std_path.read_bytes(), str(std_path), VerificationError)
     if not isinstance(std, Mapping) or not isinstance(std.get("criteria"), list):
         raise _fail(f"{std_path}: no criteria list")
     for key in ("id", "version"):

@@ -79,6 +79,31 @@ def _p_value(
     return float(2 * norm.sf(abs(z)))
 
 
+def _why_too_few(t: Any, by: str, keys: list[str | None], bands: Any, min_n: int) -> str:
+    """The real reason fewer than two groups could be assessed: no exam has the attribute, no
+    value falls in any band, or the set is too small."""
+    values = [v for v in t.attribute(by) if v is not None]
+    if not values:
+        present = sorted({k for e in t.exams for k in e.attributes})
+        return (
+            f"no exam of the reference set has the attribute {by!r} (its exams have: "
+            f"{', '.join(present) or 'no attributes'}); fix the criterion's `by`"
+        )
+    if bands is not None and not any(k is not None for k in keys):
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        seen = (
+            f"values range {min(numbers):g} to {max(numbers):g}" if numbers else "no numeric values"
+        )
+        return (
+            f"no exam's {by} falls in the bands {bands} ({seen}); fix the bands "
+            "(`mammocert standard lint` checks their unit and overlap)"
+        )
+    return (
+        f"fewer than two {by} groups have at least {min_n} relevant exams; the reference set "
+        "is too small for this criterion"
+    )
+
+
 @evaluator(
     "subgroup",
     family="subgroups",
@@ -120,9 +145,7 @@ def subgroup(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
         pvals.append(p)
         groups.append(g)
     if len(assess_idx) < 2:
-        raise NotEvaluable(
-            f"fewer than two {by} groups have at least {min_n} relevant exams; the reference set is too small for this criterion"
-        )
+        raise NotEvaluable(_why_too_few(t, by, keys, spec.params.get("bands"), min_n))
     adjusted = stats.holm(pvals)
     worst = 0.0
     for i, p_adj in zip(assess_idx, adjusted, strict=True):

@@ -139,6 +139,16 @@ def _safe_relpath(where: str, value: Any) -> str:
     return value
 
 
+def _list(record: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    """``record[key]`` as a list (absent or null: empty); anything else is a ManifestError."""
+    value = record.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _fail(f"{where}.{key}", f"expected a list, got {type(value).__name__}", "use [...]")
+    return value
+
+
 def parse_manifest(data: Mapping[str, Any], root: Path, source: str = "manifest.json") -> Manifest:
     """Validate a manifest dict and build the typed records; every error names the field."""
     if not isinstance(data, Mapping):
@@ -169,7 +179,7 @@ def parse_manifest(data: Mapping[str, Any], root: Path, source: str = "manifest.
         if eid in seen:
             raise _fail(f"{where}.exam_id", f"duplicate exam_id {eid!r}", "exam ids must be unique")
         seen.add(eid)
-        where = f"{source}: exam {eid}"
+        where = f"{source}: exam {eid if eid.isprintable() else repr(eid)}"
         label = e.get("label")
         if label not in (0, 1) or isinstance(label, bool):
             raise _fail(
@@ -200,7 +210,7 @@ def parse_manifest(data: Mapping[str, Any], root: Path, source: str = "manifest.
             )
         images: list[ImageRef] = []
         files: set[str] = set()
-        for k, im in enumerate(e.get("images") or []):
+        for k, im in enumerate(_list(e, "images", where)):
             iw = f"{where}.images[{k}]"
             if not isinstance(im, Mapping):
                 raise _fail(iw, "not an object", "each image is an object")
@@ -225,14 +235,14 @@ def parse_manifest(data: Mapping[str, Any], root: Path, source: str = "manifest.
         if not images:
             raise _fail(f"{where}.images", "no images", "list the exam's DICOM files")
         lesions: list[Lesion] = []
-        for k, les in enumerate(e.get("lesions") or []):
+        for k, les in enumerate(_list(e, "lesions", where)):
             lw = f"{where}.lesions[{k}]"
             if not isinstance(les, Mapping) or les.get("laterality") not in LATERALITIES:
                 raise _fail(
                     f"{lw}.laterality", "missing or not 'L'/'R'", "give each lesion its breast side"
                 )
             marks: list[Mark] = []
-            for j, m in enumerate(les.get("marks") or []):
+            for j, m in enumerate(_list(les, "marks", lw)):
                 mw = f"{lw}.marks[{j}]"
                 mf = _safe_relpath(f"{mw}.file", m.get("file") if isinstance(m, Mapping) else None)
                 if mf not in files:
@@ -296,12 +306,20 @@ def load_manifest(directory: Path | str) -> Manifest:
         raise ManifestError(
             f"{path}: no manifest.json; point --cases at a reference-set directory (build one with `mammocert cases build`)"
         )
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); write the manifest as UTF-8 JSON"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ManifestError(
             f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); fix the syntax"
         ) from None
+    except RecursionError:
+        raise ManifestError(f"{path}: JSON nested too deeply; not a manifest") from None
     return parse_manifest(data, root, str(path))
 
 

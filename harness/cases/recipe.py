@@ -248,5 +248,5 @@ def load_recipe(path: Path | str) -> Recipe:
         raise RecipeError(
             f"{p}: recipe not found; pass an existing YAML file (e.g. reference_cases/default.yaml)"
         )
-    data = yamlio.safe_load(p.read_text(encoding="utf-8"), str(p), RecipeError)
+    data = yamlio.safe_load(p.read_bytes(), str(p), RecipeError)
     return parse_recipe(data, str(p))

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import atexit
 import json
+import lzma
 import math
 import os
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -44,6 +46,7 @@ import jsonschema
 
 from harness import yamlio
 from harness.errors import VendorPackageError
+from harness.fsio import NAME_MAX
 from harness.jsonutil import canonical_json, sha256_bytes, sha256_file
 
 SCHEMA_PATH = Path(__file__).with_name("vendor.schema.json")
@@ -199,7 +202,8 @@ def _validator() -> jsonschema.Draft202012Validator:
 def _key_path(parts: Any) -> str:
     out = ""
     for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+        name = p if isinstance(p, str) and p.isprintable() and p else repr(p)
+        out += f"[{p}]" if isinstance(p, int) else (f".{name}" if out else name)
     return out or "(top level)"
 
 
@@ -266,7 +270,67 @@ def _check_member_name(zpath: Path, name: str) -> PurePosixPath:
         raise VendorPackageError(
             f"{zpath}: member {name!r} leaves the package ('..'); rebuild the zip without it"
         )
+    if "\0" in name or any(len(part.encode("utf-8", "replace")) > NAME_MAX for part in p.parts):
+        raise VendorPackageError(
+            f"{zpath}: member {name[:80]!r} has a name no file system can hold; rebuild the zip"
+        )
     return p
+
+
+ZIP_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflated",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+
+
+def _check_members(zpath: Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse, before extracting, members that cannot be extracted as one package tree:
+    encrypted ones, unknown compression methods, duplicate names, a file where another member
+    needs a directory, a file member without a name."""
+    files: set[PurePosixPath] = set()
+    dirs: set[PurePosixPath] = set()
+    for info in infos:
+        rel = _check_member_name(zpath, info.filename)
+        if info.flag_bits & 0x1:
+            raise VendorPackageError(
+                f"{zpath}: member {info.filename!r} is encrypted; store the package without a password"
+            )
+        if info.compress_type not in ZIP_METHODS:
+            raise VendorPackageError(
+                f"{zpath}: member {info.filename!r} uses compression method {info.compress_type}, "
+                f"which cannot be read; rebuild the zip ({', '.join(ZIP_METHODS.values())})"
+            )
+        dirs.update(rel.parents)
+        if info.is_dir():
+            dirs.add(rel)
+            continue
+        if not rel.parts:
+            raise VendorPackageError(
+                f"{zpath}: a file member has no name ({info.filename!r}); rebuild the zip"
+            )
+        if rel in files:
+            raise VendorPackageError(
+                f"{zpath}: member {info.filename!r} appears twice; rebuild the zip with one copy"
+            )
+        files.add(rel)
+    clash = sorted(files & dirs)
+    if clash:
+        raise VendorPackageError(
+            f"{zpath}: {clash[0].as_posix()!r} is both a file and a directory in the zip; rebuild it"
+        )
+
+
+def _read_member(zpath: Path, info: zipfile.ZipInfo, src: Any) -> bytes:
+    """The next block of a member; a bad CRC or corrupt/truncated data is a VendorPackageError."""
+    try:
+        return src.read(1 << 20)
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError) as exc:
+        # OSError: bz2's "Invalid data stream" (nothing is written to disk while reading)
+        raise VendorPackageError(
+            f"{zpath}: member {info.filename!r} is damaged ({str(exc)[:80]}); rebuild the zip"
+        ) from None
 
 
 def extract_zip(zpath: Path) -> Path:
@@ -283,9 +347,9 @@ def extract_zip(zpath: Path) -> Path:
             raise VendorPackageError(
                 f"{zpath}: {len(infos)} members, more than {MAX_MEMBERS}; a vendor package needs only a few files"
             )
+        _check_members(zpath, infos)
         declared = 0
         for info in infos:
-            _check_member_name(zpath, info.filename)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 raise VendorPackageError(
@@ -306,8 +370,14 @@ def extract_zip(zpath: Path) -> Path:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                while block := src.read(1 << 20):
+            try:
+                src = zf.open(info)
+            except (zipfile.BadZipFile, EOFError, OSError) as exc:  # header mismatch, truncated
+                raise VendorPackageError(
+                    f"{zpath}: member {info.filename!r} is damaged ({str(exc)[:80]}); rebuild the zip"
+                ) from None
+            with src, open(target, "wb") as out:
+                while block := _read_member(zpath, info, src):
                     written += len(block)
                     if written > MAX_TOTAL_BYTES:
                         raise VendorPackageError(
@@ -537,6 +607,32 @@ def _pair(v: Any) -> tuple[float, float]:
     return (float(v[0]), float(v[1]))
 
 
+MAX_SCALE_MAGNITUDE = 1e9  # no model's score or input scale is larger
+
+
+def _range(value: Any, key: str, source: str) -> tuple[float, float]:
+    """A ``[low, high]`` scale (``score_range``, ``onnx.input.scale``, a DICOM score scale):
+    finite, ordered, within +/-1e9 and wide enough to map onto [0, 1] without losing every
+    digit. ``[-1e308, 1e308]`` would map every score to 0.0."""
+    lo, hi = _pair(value)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise VendorPackageError(
+            f"{source}: {key} [{lo}, {hi}] must be finite numbers; give the model's real range, e.g. [0.0, 1.0]"
+        )
+    if not lo < hi:
+        raise VendorPackageError(f"{source}: {key} [{lo}, {hi}] must have low < high")
+    if max(abs(lo), abs(hi)) > MAX_SCALE_MAGNITUDE:
+        raise VendorPackageError(
+            f"{source}: {key} [{lo}, {hi}] is beyond +/-{MAX_SCALE_MAGNITUDE:g}; give the "
+            "model's real range, e.g. [0.0, 1.0] or [0, 100]"
+        )
+    if (hi - lo) < 1e-9 * max(1.0, abs(lo), abs(hi)):
+        raise VendorPackageError(
+            f"{source}: {key} [{lo}, {hi}] is too narrow to map scores onto [0, 1]; give the model's real range"
+        )
+    return lo, hi
+
+
 def _timeout(section: dict[str, Any], name: str, source: str) -> float:
     """``<name>.timeout_s``: a finite number of seconds > 0 (default ``DEFAULT_TIMEOUT_S``)."""
     value = section.get("timeout_s", DEFAULT_TIMEOUT_S)
@@ -572,10 +668,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
         raise VendorPackageError(
             f"{source}: no vendor.yaml at the package's top level; add one (see docs/contracts.md §3.2)"
         )
-    try:
-        data = yamlio.safe_load(yml.read_text(encoding="utf-8"), source, VendorPackageError)
-    except UnicodeDecodeError:
-        raise VendorPackageError(f"{source}: not UTF-8 text; save vendor.yaml as UTF-8") from None
+    data = yamlio.safe_load(yml.read_bytes(), source, VendorPackageError)
     if not isinstance(data, dict):
         raise VendorPackageError(
             f"{source}: top level must be a mapping of keys (schema, vendor, product, ...)"
@@ -583,9 +676,11 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
     errors = list(_validator().iter_errors(data))
     if errors:
         raise VendorPackageError(schema_message(_best_error(errors), source))
-    lo, hi = _pair(data["score_range"])
-    if not hi > lo:
-        raise VendorPackageError(f"{source}: score_range [{lo}, {hi}] must have low < high")
+    lo, hi = _range(data["score_range"], "score_range", source)
+    if not math.isfinite(data["operating_point"]):
+        raise VendorPackageError(
+            f"{source}: operating_point {data['operating_point']} must be a finite number, e.g. 0.5"
+        )
     files = _file_hashes(root)
     onnx_spec = dicom_spec = rest_spec = None
     model_digests: dict[str, str] = {}
@@ -599,7 +694,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
             int(i["width"]),
             i.get("orientation", "chest_wall_left"),
             i.get("pixels", "presentation"),
-            _pair(i.get("scale", [0.0, 1.0])),
+            _range(i.get("scale", [0.0, 1.0]), "onnx.input.scale", source),
             i.get("resize", "fit"),
         )
         facts, artifact_digests = (None, {})
@@ -639,7 +734,9 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
                 r.get("from", "push"),
                 r.get("listen_port"),
                 (str(score.get("code", "111047")), str(score.get("scheme", "DCM"))),
-                _pair(score["scale"]) if "scale" in score else None,
+                _range(score["scale"], "dicom.results.score.scale", source)
+                if "scale" in score
+                else None,
                 PacsSpec(pacs["ae_title"], pacs["host"], int(pacs["port"])) if pacs else None,
             ),
             _timeout(d, "dicom", source),

@@ -308,3 +308,34 @@ def test_rest_timeout_is_checked_too(tmp_path):
     edit_yaml(pkg, lambda d: d["rest"].update(timeout_s=float("inf")))
     with pytest.raises(VendorPackageError, match=r"rest\.timeout_s: inf must be a finite"):
         load_vendor_package(pkg)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("score_range", [-1e308, 1e308], "score_range [-1e+308, 1e+308] is beyond +/-1e+09"),
+        ("score_range", [0.0, float("inf")], "score_range [0.0, inf] must be finite numbers"),
+        ("score_range", [float("nan"), 1.0], "score_range [nan, 1.0] must be finite numbers"),
+        ("score_range", [1.0, 0.0], "score_range [1.0, 0.0] must have low < high"),
+        ("score_range", [0.5, 0.5], "must have low < high"),
+        ("score_range", [1e6, 1e6 + 1e-6], "is too narrow to map scores"),
+        ("operating_point", float("nan"), "operating_point nan must be a finite number"),
+        ("scale", [0.0, float("inf")], "onnx.input.scale [0.0, inf] must be finite numbers"),
+    ],
+)
+def test_score_range_and_scales_must_be_finite_ordered_and_sane(tmp_path, key, value, needle):
+    """#35 item 9: [-1e308, 1e308] was accepted and mapped every score to 0.0."""
+    pkg = write_package(tmp_path / "pkg")
+    if key == "scale":
+        edit_yaml(pkg, lambda d: d["onnx"]["input"].update(scale=value))
+    else:
+        edit_yaml(pkg, lambda d: d.update({key: value}))
+    with pytest.raises(VendorPackageError, match=re.escape(needle)) as exc:
+        load_vendor_package(pkg)
+    assert "\n" not in str(exc.value)
+
+
+def test_wide_but_sane_score_ranges_still_load(tmp_path):
+    pkg = write_package(tmp_path / "pkg")
+    edit_yaml(pkg, lambda d: d.update(score_range=[-1000.0, 1000.0]))
+    assert load_vendor_package(pkg).map_score(0.0) == 0.5
