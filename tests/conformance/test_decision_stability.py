@@ -170,9 +170,7 @@ def test_a_stable_model_passes_with_no_counterexample():
         def _after(self, exam_id, cond):
             return Prediction.ok(exam_id, cond, _out(base_score(exam_id)), 0.1)
 
-    r = evaluate(
-        spec("decision_stability", {"max_flip_fraction": 0.0}, **NOISE), _ctx(Stable())[0]
-    )
+    r = evaluate(spec("decision_stability", {"max_flip_fraction": 0.0}, **NOISE), _ctx(Stable())[0])
     assert r.outcome == "passed" and r.value == 0.0
     assert r.evidence["counterexample"] is None and r.evidence["examples"] == 0
     assert r.ci == pytest.approx(stats.clopper_pearson(0, 60, 0.95))
