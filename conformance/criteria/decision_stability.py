@@ -298,6 +298,11 @@ def decision_stability(spec: CriterionSpec, ctx: EvaluationContext) -> Criterion
     n = min(int(spec.params["exams"]), len(ids))
     exams = sorted(rng.choice(ids, size=n, replace=False).tolist())
     levels = [float(v) for v in spec.params["levels"]]
+    for level in levels:
+        try:
+            rel.at_level(level)
+        except ValueError as exc:  # e.g. a dose above 1: the standard asks for no such change
+            raise NotEvaluable(f"levels: {level:g} is not a {rel.name} level: {exc}") from exc
     order = rng.permutation(np.resize(np.arange(len(levels)), n))
     draws = []
     for exam_id, li in zip(exams, order, strict=True):

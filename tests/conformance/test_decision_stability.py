@@ -215,3 +215,11 @@ def test_insertion_response_counts_rises_on_normal_exams_with_a_wilson_bound():
         "laterality": "L",
     }
     assert ce["condition"] == condition_id(LesionParams(**ce["parameters"]))
+
+
+def test_a_level_outside_the_relation_is_an_error_not_a_crash():
+    bad = dict(NOISE, levels=[0.5, 2.0])
+    r = evaluate(
+        spec("decision_stability", {"max_flip_fraction": 0.05}, **bad), _ctx(FakeLive())[0]
+    )
+    assert r.outcome == "error" and "2 is not a noise level" in r.explanation
