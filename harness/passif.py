@@ -56,6 +56,10 @@ PASS_KEYS: Mapping[str, PassKey] = {
     "p50_lte_s": PassKey("p50_s", "<=", plot="p50"),
     "p95_lte_s": PassKey("p95_s", "<=", plot="p95"),
     "min_rejected_fraction": PassKey("rejected_fraction", ">="),
+    "max_flip_fraction": PassKey("flip_fraction", "<="),
+    "flip_ci_upper_lte": PassKey("flip_ci_upper", "<="),
+    "min_response_fraction": PassKey("response_fraction", ">="),
+    "response_ci_lower_gte": PassKey("response_ci_lower", ">="),
 }
 
 SYMBOL = {">=": "≥", "<=": "≤", ">": ">", "is": "is"}

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from conformance.criteria.decision_stability import flip
 from harness.cases.manifest import Manifest, load_manifest
 from harness.errors import UsageError
 from harness.fsio import check_output_file, write_atomic
@@ -43,11 +44,15 @@ DEFAULT_GRID: tuple[Any, ...] = tuple(p for rel in RELATIONS.values() for p in r
 
 @dataclass(frozen=True)
 class InvarianceCriterion:
-    """The standard's invariance criterion for one relation."""
+    """The standard's criterion for one relation: an ``invariance`` criterion (its tolerance), a
+    ``decision_stability`` one (``decision``: a pair fails when the recall decision at the
+    vendor's operating point flips) or an ``insertion_response`` one (the lesion must raise the
+    score: the relation's own check with tolerance 0)."""
 
     criterion: str
     tolerance: float
-    examples: int  # its Hypothesis example count
+    examples: int  # its Hypothesis example count, or its sampled exams
+    decision: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,15 @@ def criteria_by_relation(standard: Standard) -> dict[str, InvarianceCriterion]:
                     c.id, float(c.params.get("tolerance", 0.0)), int(c.params["examples"])
                 ),
             )
+        elif c.kind == "decision_stability":
+            out.setdefault(
+                str(c.params["relation"]),
+                InvarianceCriterion(c.id, 0.0, int(c.params["exams"]), decision=True),
+            )
+        elif c.kind == "insertion_response":
+            out.setdefault(
+                "lesion_insertion", InvarianceCriterion(c.id, 0.0, int(c.params["exams"]))
+            )
     return out
 
 
@@ -127,9 +141,11 @@ def judge(
     preds: Sequence[Prediction],
     labels: Mapping[str, int],
     tested: Mapping[str, InvarianceCriterion],
+    operating_point: float | None = None,
 ) -> list[Pair]:
-    """Each perturbed prediction against the exam's original, with its relation's check, on the
-    exams the relation judges (``Relation.eligible``, as the criterion)."""
+    """Each perturbed prediction against the exam's original, with its relation's check (or, for
+    a decision_stability criterion, the recall decision at ``operating_point``), on the exams the
+    relation judges (``Relation.eligible``, as the criterion)."""
     before = {p.exam_id: p for p in preds if p.condition == ORIGINAL}
     pairs = []
     for p in preds:
@@ -139,7 +155,15 @@ def judge(
         if not rel.eligible(labels[p.exam_id]):
             continue
         b = before[p.exam_id]
-        ok, detail = rel.check(b, p, tested[rel.name].tolerance, params)
+        if tested[rel.name].decision:
+            if operating_point is None:
+                raise UsageError(
+                    f"{p.condition}: judging a recall decision needs an operating point"
+                )
+            flipped, detail = flip(b, p, operating_point)
+            ok = not flipped
+        else:
+            ok, detail = rel.check(b, p, tested[rel.name].tolerance, params)
         change, _ = rel.change(b, p)
         pairs.append(Pair(p.exam_id, p.condition, ok, change, detail))
     return pairs
@@ -189,8 +213,9 @@ def report_lines(pairs: Sequence[Pair], summaries: Sequence[RelationSummary]) ->
         )
     for s in summaries:
         c = s.criterion
+        judged = "recall decision" if c.decision else f"tolerance {c.tolerance:g}"
         line = (
-            f"{s.relation} ({c.criterion}, tolerance {c.tolerance:g}): {s.failed}/{s.pairs} failed "
+            f"{s.relation} ({c.criterion}, {judged}): {s.failed}/{s.pairs} failed "
             f"({100 * s.failed / s.pairs:.1f} %, 95 % upper bound {100 * s.upper95:.1f} %)"
         )
         if s.failed:
@@ -241,7 +266,7 @@ def run_grid(
             )
     finally:
         adapter.close()
-    pairs = judge(preds, {e.exam_id: e.label for e in manifest.exams}, tested)
+    pairs = judge(preds, {e.exam_id: e.label for e in manifest.exams}, tested, pkg.operating_point)
     return pairs, summarise(pairs, tested)
 
 

@@ -39,7 +39,8 @@ _THUMBNAIL = re.compile(r"^data:image/(png|jpeg|webp);base64,[A-Za-z0-9+/]+={0,2
 
 @dataclass(frozen=True)
 class Counterexample:
-    """The minimal perturbation that broke an invariance criterion."""
+    """The minimal perturbation that broke an invariance criterion, flipped a recall decision
+    (decision_stability) or that the model did not respond to (insertion_response)."""
 
     relation: str
     exam_id: str
@@ -124,8 +125,16 @@ def _plot_for(c: CriterionResult) -> tuple[str | None, str]:
     return None, ""
 
 
+# kinds whose evidence may carry a Hypothesis-shrunk ``counterexample`` (shown when they fail)
+COUNTEREXAMPLE_KINDS = ("invariance", "decision_stability", "insertion_response")
+
+
 def _counterexample(c: CriterionResult) -> Counterexample | None:
-    if c.kind != "invariance" or c.outcome != "failed" or not isinstance(c.evidence, Mapping):
+    if (
+        c.kind not in COUNTEREXAMPLE_KINDS
+        or c.outcome != "failed"
+        or not isinstance(c.evidence, Mapping)
+    ):
         return None
     ce = c.evidence.get("counterexample")
     if not isinstance(ce, Mapping):

@@ -133,13 +133,80 @@ def scores_anything(inner, exam):
     return exam, inner.prepare(ExamInput(exam.exam_id, tuple(images)))
 
 
+_first_reads_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def first_read(inner: Any, what: str, exam_id: str, value: float) -> float:
+    """``value`` at this adapter's first read of the exam (the session reads every original
+    before any perturbation, so that is the unperturbed exam's); per adapter, as the sleeper's."""
+    return _first_reads_of.setdefault(inner, {}).setdefault((what, exam_id), value)
+
+
 def contrast_fragile(inner, prepared):
+    """Good except that its scores follow the mean presentation brightness the model sees: 15
+    score units per unit of mean away from the exam's first read, so a clinical display gamma
+    (about +-0.03 in the mean) moves a score by about +-0.45 and flips recall decisions; at the
+    original display its scores are the base's."""
     exam, p = prepared
     mean = float(np.mean([b.tensor.mean() for b in p.batches]))
+    shift = 15.0 * (mean - first_read(inner, "mean", exam.exam_id, mean))
     out = inner.infer(p)
-    return _with(
-        out, {k: min(1.0, max(0.0, v + 15.0 * (mean - 0.25))) for k, v in out.breasts.items()}
-    )
+    if shift == 0.0:
+        return out
+    return _with(out, {k: min(1.0, max(0.0, v + shift)) for k, v in out.breasts.items()})
+
+
+def fine_scale_noise(exam: ExamInput) -> float:
+    """Quantum noise relative to anatomy in an exam's presentation pixels (median over images):
+    the white-noise part of the finest pixel differences, (E[d1^2] - E[d2^2] / 4) / 1.5 for
+    horizontal differences at lags 1 and 2 (smooth structure cancels to first order, white noise
+    of variance s^2 gives 1.5 s^2), over the mean square lag-8 difference inside the breast. A
+    display gamma or window scales both, so only added noise moves it much. The phantom's own
+    noise differs from exam to exam by more than half a dose adds, so the mutant compares each
+    exam with its own first read."""
+    from harness.pixels import presentation_pixels
+
+    values = []
+    for _ref, ds in exam.images:
+        p = presentation_pixels(ds)
+        inside = (p[:, 8:] > 0.05) & (p[:, :-8] > 0.05)
+        d1 = (p[:, 1:-7] - p[:, :-8])[inside]
+        d2 = (p[:, 2:-6] - p[:, :-8])[inside]
+        d8 = (p[:, 8:] - p[:, :-8])[inside]
+        fine = max(0.0, (float(np.mean(d1**2)) - float(np.mean(d2**2)) / 4) / 1.5)
+        values.append(fine / max(float(np.mean(d8**2)), 1e-12))
+    return float(np.median(values))
+
+
+DOSE_BAND = 0.35  # breast scores this close to the operating point follow the noise
+DOSE_FULL_EFFECT = 0.02  # relative rise of fine-scale noise at which they have crossed over
+DOSE_OPERATING_POINT = 0.6685  # tests/assets/reference-2.0.0/vendor.yaml
+
+
+def dose_fragile(inner, prepared):
+    """Good except that its recall decisions flip under lower dose: when an exam is noisier than
+    at its first read, breast scores within DOSE_BAND of the operating point move towards their
+    mirror image across it, all the way once the fine-scale noise has risen by 2 % (half and
+    three-quarter dose exceed that; a dose of 0.99 does not). Far from the threshold, and at full
+    dose, its scores are the base's. A display gamma of 1.25 raises the measure too, so
+    DK-DEC-INTENSITY also catches it on the certify set; DK-DEC-NOISE is the one that must."""
+    exam, p = prepared
+    out = inner.infer(p)
+    level = fine_scale_noise(exam)
+    first = first_read(inner, "noise", exam.exam_id, level)
+    rise = level / first - 1.0 if first > 0 else 0.0
+    excess = min(1.0, max(0.0, rise) / DOSE_FULL_EFFECT)
+    if excess == 0.0:
+        return out
+    op = DOSE_OPERATING_POINT
+
+    def moved(v: float) -> float:
+        if abs(v - op) >= DOSE_BAND:
+            return v
+        across = op - (v - op) - (0.01 if v >= op else -0.01)
+        return min(1.0, max(0.0, v + excess * (across - v)))
+
+    return _with(out, {k: moved(v) for k, v in out.breasts.items()})
 
 
 @dataclass(frozen=True)
@@ -159,7 +226,8 @@ MUTANTS = (
     MutantSpec("crasher", None, crasher, ("DK-TFR-01",)),
     MutantSpec("constant", None, constant, ("DK-DEGEN-01", "DK-AUC-01")),
     MutantSpec("scores-chest-cr", scores_anything, None, ("DK-REJ-01",)),
-    MutantSpec("contrast-fragile", None, contrast_fragile, ("DK-INV-INTENSITY",)),
+    MutantSpec("contrast-fragile", None, contrast_fragile, ("DK-DEC-INTENSITY",)),
+    MutantSpec("dose-fragile", None, dose_fragile, ("DK-DEC-NOISE",)),
 )
 
 

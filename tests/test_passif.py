@@ -32,6 +32,10 @@ WORDING = {
     "p50_lte_s": "p50 s ≤ 0.85",
     "p95_lte_s": "p95 s ≤ 0.85",
     "min_rejected_fraction": "rejected fraction ≥ 0.85",
+    "max_flip_fraction": "flip fraction ≤ 0.85",
+    "flip_ci_upper_lte": "flip ci upper ≤ 0.85",
+    "min_response_fraction": "response fraction ≥ 0.85",
+    "response_ci_lower_gte": "response ci lower ≥ 0.85",
 }
 
 

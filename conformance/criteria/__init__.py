@@ -27,6 +27,7 @@ MODULES = (
     "localization",
     "output_validity",
     "invariance",
+    "decision_stability",
     "operations",
 )
 for _module in MODULES:

@@ -25,6 +25,14 @@ def certify_setup(tmp_path_factory):
     for c in std["criteria"]:
         if c["kind"] == "invariance":
             c["examples"] = 6
+        elif c["kind"] == "decision_stability":
+            # every exam: the decisions near the operating point are what a mutant moves (only 3
+            # of the base's 24 are recalls); resampling upsamples 6-12x per axis, so 8 there
+            c["exams"] = 8 if c["relation"] == "resample" else 24
+            c["hypothesis_examples"] = 3
+        elif c["kind"] == "insertion_response":
+            c["exams"] = 6
+            c["hypothesis_examples"] = 2
         elif c["kind"] in ("input_rejection", "caching"):
             c["examples"] = 2
         elif c["kind"] == "determinism":
@@ -39,9 +47,6 @@ def certify_setup(tmp_path_factory):
             c["pass_if"] = {"value_lte": 0.05}  # 24 exams: no CI bound can reach 2 %
         elif c["kind"] == "auc":
             c["pass_if"] = {"value_gte": 0.6}  # 6 cancers: a CI bound would say nothing
-        elif c.get("relation") == "intensity":
-            # the known-good base (2.0.0) moves up to ~0.06 under clinical window changes
-            c["tolerance"] = 0.1
         keep.append(c)
     std["criteria"] = keep
     (d / "standard.yaml").write_text(yaml.safe_dump(std, sort_keys=False))

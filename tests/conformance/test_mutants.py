@@ -41,12 +41,12 @@ MATRIX_STANDARD = "matrix.yaml"
 
 @pytest.fixture(scope="module")
 def matrix_setup(certify_setup):
-    """The certify setup with DK-INV-RESAMPLE left out of its standard: no mutant is that
+    """The certify setup with DK-DEC-RESAMPLE left out of its standard: no mutant is that
     relation's to catch, and upsampling every example 6-12x per axis made it a third of each
     certify run. test_certify.py keeps it in the certify runs it compares."""
     std = yaml.safe_load((certify_setup / "standard.yaml").read_text())
     std["criteria"] = [c for c in std["criteria"] if c.get("relation") != "resample"]
-    assert not any("DK-INV-RESAMPLE" in m.must_fail for m in mutants.MUTANTS)
+    assert not any("DK-DEC-RESAMPLE" in m.must_fail for m in mutants.MUTANTS)
     (certify_setup / MATRIX_STANDARD).write_text(yaml.safe_dump(std, sort_keys=False))
     return certify_setup
 

@@ -65,6 +65,8 @@ def test_the_derived_tables():
     assert criteria.LIVE_KINDS == {
         "invariance",
         "robustness_sweep",
+        "decision_stability",
+        "insertion_response",
         "determinism",
         "input_rejection",
         "caching",

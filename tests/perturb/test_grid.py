@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from vendors.mgfactory import write_package, write_set
 
 from harness.cases.manifest import load_manifest
@@ -33,21 +34,23 @@ def _ok(exam: str, cond: str, score: float, left: float, right: float) -> Predic
     return Prediction.ok(exam, cond, ExamOutput(score=score, breasts={"L": left, "R": right}), 0.1)
 
 
-def test_pairs_are_judged_by_the_relations_check_and_the_standards_tolerance():
+def test_pairs_are_judged_by_the_relations_check_and_the_standards_criterion():
     tested = criteria_by_relation(load_standard(DEMO))
-    assert tested["noise"] == InvarianceCriterion("DK-INV-NOISE", 0.05, 15)
+    assert tested["noise"] == InvarianceCriterion("DK-DEC-NOISE", 0.0, 40, decision=True)
+    assert tested["lesion_insertion"] == InvarianceCriterion("DK-LESION-01", 0.0, 30)
+    assert tested["mirror"] == InvarianceCriterion("DK-INV-MIRROR", 0.02, 12)
     noise = "noise:dose=0.5,seed=1"
     preds = [
         _ok("N1", ORIGINAL, 0.30, 0.30, 0.20),
         _ok("C1", ORIGINAL, 0.80, 0.80, 0.20),
-        _ok("N1", noise, 0.38, 0.38, 0.20),  # 0.08 > 0.05
-        _ok("C1", noise, 0.81, 0.81, 0.20),
+        _ok("N1", noise, 0.38, 0.38, 0.20),  # recalled at 0.35: the decision flipped
+        _ok("C1", noise, 0.70, 0.70, 0.20),  # moved by 0.1, still recalled
         _ok("N1", LESION_R, 0.30, 0.30, 0.25),  # right breast rose: holds
         _ok("C1", LESION_R, 0.80, 0.80, 0.10),  # a cancer exam: not eligible, not judged
         Prediction.failed("C1", "mirror", "error", "boom", 0.1),  # a vendor fault fails the pair
         _ok("N1", "mirror", 0.30, 0.20, 0.30),
     ]
-    pairs = judge(preds, {"N1": 0, "C1": 1}, tested)
+    pairs = judge(preds, {"N1": 0, "C1": 1}, tested, operating_point=0.35)
     verdict = {(p.exam_id, p.condition): p.ok for p in pairs}
     assert verdict == {
         ("N1", noise): False,
@@ -58,7 +61,7 @@ def test_pairs_are_judged_by_the_relations_check_and_the_standards_tolerance():
     }
     by_rel = {s.relation: s for s in summarise(pairs, tested)}
     assert (by_rel["noise"].failed, by_rel["noise"].pairs) == (1, 2)
-    assert by_rel["noise"].miss == pytest.approx(0.5**15)
+    assert by_rel["noise"].miss == pytest.approx(0.5**40)
     assert by_rel["lesion_insertion"].failed == 0 and by_rel["lesion_insertion"].pairs == 1
     assert 0.5 < by_rel["noise"].upper95 < 1.0
 
@@ -92,8 +95,27 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
     return write_package(d / "pkg"), write_set(d / "cases", n=6, spacing_mm=0.1)
 
 
+@pytest.fixture(scope="module")
+def tolerance_standard(tmp_path_factory) -> Path:
+    """The demo standard with its display criterion judged on a score tolerance (an
+    ``invariance`` criterion, as before 0.3.0): the tiny model's scores move under a gamma on every
+    exam, but its decisions need not flip."""
+    std = yaml.safe_load(DEMO.read_text())
+    for c in std["criteria"]:
+        if c["id"] == "DK-DEC-INTENSITY":
+            c.clear()
+            c.update(
+                id="DK-INV-INTENSITY", title="Display changes keep the score", kind="invariance",
+                relation="intensity", tolerance=0.05, examples=15,
+                pass_if={"max_violations": 0}, mandatory=True, source="test",
+            )  # fmt: skip
+    path = tmp_path_factory.mktemp("std") / "tolerance.yaml"
+    path.write_text(yaml.safe_dump(std, sort_keys=False))
+    return path
+
+
 def test_the_grid_finds_a_contrast_fragile_model_on_every_exam_and_reruns_from_its_journal(
-    tiny, tmp_path
+    tiny, tolerance_standard, tmp_path
 ):
     """The tiny model scores the brightest block of presentation pixels: a display gamma moves it
     on every exam, while mirroring, re-encoding, metadata and image order cannot."""
@@ -104,6 +126,7 @@ def test_the_grid_finds_a_contrast_fragile_model_on_every_exam_and_reruns_from_i
         run = _grid(
             "--vendor", str(pkg), "--cases", str(cases), "--exams", "4",
             "--journal", str(tmp_path / "grid.sqlite"), "--out", str(out),
+            "--standard", str(tolerance_standard),
         )  # fmt: skip
         assert run.returncode == 1, run.stderr
         runs.append((run, json.loads(out.read_text())))
@@ -121,7 +144,11 @@ def test_the_grid_finds_a_contrast_fragile_model_on_every_exam_and_reruns_from_i
     # lesions only go into the normal exams among the four (every other exam is a cancer)
     assert len(verdicts[LESION_R]) == 2
     line = next(ln for ln in first.stdout.splitlines() if ln.startswith("intensity ("))
-    assert "DK-INV-INTENSITY" in line and "examples all miss" in line
+    assert "DK-INV-INTENSITY" in line and "tolerance 0.05" in line and "examples all miss" in line
+    lesion = next(ln for ln in first.stdout.splitlines() if ln.startswith("lesion_insertion ("))
+    assert "DK-LESION-01" in lesion
+    noise = next(ln for ln in first.stdout.splitlines() if ln.startswith("noise ("))
+    assert "DK-DEC-NOISE, recall decision" in noise
 
 
 @pytest.mark.parametrize(

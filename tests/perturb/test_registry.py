@@ -146,18 +146,23 @@ def accepted_by(kind: str) -> set[str]:
     needs a severity (``at_level``) and a relation whose expectation is a bounded change
     (``tolerance``): an invariant relation has no severity, and a directional one (a lesion put
     into every exam, normal ones included) is meant to move the scores, so its AUC "drop" is the
-    model working, not fragility.
+    model working, not fragility. ``decision_stability`` counts flipped recall decisions under
+    one severity level per exam: the same tolerance relations with a severity.
     """
     if kind == "invariance":
         return set(RELATIONS)
-    if kind == "robustness_sweep":
+    if kind in ("robustness_sweep", "decision_stability"):
         return {n for n, r in RELATIONS.items() if r.kind == "tolerance" and r.at_level}
     raise AssertionError(f"the schema has an enum of relation names under {kind!r}")
 
 
 def test_the_schemas_relation_enums_match_the_registry():
     enums = _relation_enums(json.loads(SCHEMA.read_text(encoding="utf-8")))
-    assert sorted(kind for kind, _ in enums) == ["invariance", "robustness_sweep"]
+    assert sorted(kind for kind, _ in enums) == [
+        "decision_stability",
+        "invariance",
+        "robustness_sweep",
+    ]
     for kind, names in enums:
         assert len(names) == len(set(names)) and set(names) == accepted_by(kind), kind
     assert all(r.at_level for r in RELATIONS.values() if r.kind == "tolerance")

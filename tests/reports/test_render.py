@@ -111,6 +111,11 @@ def test_plots_and_counterexample_and_faults(bundle: Path) -> None:
     ce = re.search(r'<div class="ce" id="ce-DK-INV-01">(.*?)</div>\n</div>', html, re.S)
     assert ce and "E0042" in ce.group(1) and "0.710 before → 0.320 after" in ce.group(1)
     assert ce.group(1).count('src="data:image/png;base64,') == 2
+    flip = re.search(r'<div class="ce" id="ce-DK-DEC-NOISE">(.*?)</div>\n</div>', html, re.S)
+    assert flip and "E0101" in flip.group(1) and "0.700 before → 0.620 after" in flip.group(1)
+    assert "dose" in flip.group(1) and "0.93" in flip.group(1)
+    assert "flip fraction ≤ 0.05" in html
+    assert KIND_FACTS["decision_stability"].section in html
     for exam in ("E0007", "E0131", "E0288"):
         assert exam in html
     assert "&lt;MONOCHROME3&gt;" in html  # escaped, not markup
