@@ -93,20 +93,28 @@ def population_share_below(
     return cum[np.searchsorted(s, thresholds, side="left")] / weights.sum()
 
 
-def threshold_for_share(
-    scores: NDArray[np.float64], weights: NDArray[np.float64], share: float
-) -> float:
-    """The lowest threshold t with a population share of scores below t of at least ``share``.
+def thresholds_for_shares(
+    scores: NDArray[np.float64], weights: NDArray[np.float64], shares: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Per share: the lowest threshold t with a population share of scores below t of at least it.
 
     Candidates are the distinct readable scores and +inf (every readable exam below); a share
     no threshold reaches (unreadable exams are never below) gives +inf.
     """
-    if not 0.0 <= share <= 1.0:
-        raise UsageError(f"a score quantile must be between 0 and 1, got {share!r}")
+    q = np.asarray(shares, dtype=np.float64)
+    if np.any((q < 0) | (q > 1)) or np.any(np.isnan(q)):
+        raise UsageError(f"a score quantile must be between 0 and 1, got {q.tolist()!r}")
     cand = np.concatenate([np.unique(scores[np.isfinite(scores)]), [np.inf]])
-    below = population_share_below(scores, weights, cand)
-    hit = np.flatnonzero(below >= share - 1e-12)
-    return float(cand[hit[0]]) if hit.size else float("inf")
+    below = population_share_below(scores, weights, cand)  # nondecreasing
+    idx = np.searchsorted(below, q - 1e-12, side="left")
+    return np.where(idx < cand.size, cand[np.minimum(idx, cand.size - 1)], np.inf)
+
+
+def threshold_for_share(
+    scores: NDArray[np.float64], weights: NDArray[np.float64], share: float
+) -> float:
+    """:func:`thresholds_for_shares` for one share."""
+    return float(thresholds_for_shares(scores, weights, np.array([float(share)]))[0])
 
 
 def resolve_threshold(

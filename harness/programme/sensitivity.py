@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from harness.programme.costs import CostModel, compare, yearly
-from harness.programme.protocols import BASELINE, ProtocolSpec, threshold_for_share
+from harness.programme.protocols import BASELINE, ProtocolSpec, thresholds_for_shares
 from harness.programme.screening import ScreeningSet
 
 RATE_KEYS = ("reads_per_1000", "arbitrations_per_1000", "recall_rate", "cdr_per_1000")
@@ -76,7 +76,7 @@ def band_sweep(
 ) -> dict[str, Any]:
     """Reads removed against cancers moved into the band, over band quantiles (vectorised)."""
     q = np.asarray(quantiles, dtype=np.float64)
-    t = np.array([threshold_for_share(ss.scores, weights, float(x)) for x in q])
+    t = thresholds_for_shares(ss.scores, weights, q)
     band = ss.readable[None, :] & (ss.scores[None, :] < t[:, None])  # (G, N)
     cancer = ss.labels == 1
     dr_found = ss.consensus & cancer

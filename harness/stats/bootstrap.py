@@ -591,12 +591,32 @@ def bootstrap_stratified_totals(
             f"values must be (N, k) and strata (N,), got shapes {v.shape} and {s.shape}"
         )
     out = np.zeros((nb, v.shape[1]), dtype=np.float64)
+    codes = _row_codes(v)
     for stratum in np.unique(s):
-        rows, counts = np.unique(v[s == stratum], axis=0, return_counts=True)
+        members = np.flatnonzero(s == stratum)
+        _, first, counts = np.unique(codes[members], return_index=True, return_counts=True)
         n = int(counts.sum())
         draws = gen.multinomial(n, counts / n, size=nb)
-        out += draws @ rows
+        out += draws @ v[members[first]]
     return out
+
+
+def _row_codes(v: NDArray[np.float64]) -> NDArray[np.int64]:
+    """One integer per row, equal exactly when the rows are equal, in ascending row order.
+
+    Column by column, mixed radix over each column's distinct values; the key is re-packed to
+    0..distinct-1 before it could overflow. Far faster than ``np.unique(axis=0)`` on floats.
+    """
+    key = np.zeros(v.shape[0], dtype=np.int64)
+    size = 1
+    for j in range(v.shape[1]):
+        levels, code = np.unique(v[:, j], return_inverse=True)
+        if size * levels.size >= 1 << 62:
+            _, key = np.unique(key, return_inverse=True)
+            size = int(key.max()) + 1
+        key = key * levels.size + code.reshape(-1)
+        size *= levels.size
+    return np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def percentile_interval(
