@@ -7,7 +7,8 @@
     │   ├── RecipeError                 2: a reference-set recipe is invalid
     │   ├── ManifestError               2: a reference-set manifest is invalid
     │   ├── VendorPackageError          2: a vendor package is invalid or unsafe
-    │   └── StandardError               2: a standard is invalid, or refused in this mode
+    │   ├── StandardError               2: a standard is invalid, or refused in this mode
+    │   └── CostModelError              2: a programme cost model is invalid
     ├── VerificationError               1: a set, bundle or signature does not verify
     └── HarnessFault (RuntimeError)     3: the run could not complete
 
@@ -48,6 +49,10 @@ class VendorPackageError(UsageError):
 
 class StandardError(UsageError):
     """A standard is invalid, or may not be used in the requested mode."""
+
+
+class CostModelError(UsageError):
+    """A programme cost model (``mammocert/costs/v1``) is invalid."""
 
 
 class VerificationError(MammocertError):

@@ -232,6 +232,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--out", default=None, help="write every judged pair here (JSON)")
 
+    p = _add(
+        sub,
+        "programme",
+        "mammocert.programme:programme_cli",
+        "replay the reference set through screening protocols with the AI: workload, recalls, "
+        "cancers, yearly costs and their sensitivity",
+    )
+    p.add_argument("--predictions", default=None, help="predictions.jsonl")
+    p.add_argument("--standard", default=None, help="standard YAML (its prevalence and seed)")
+    p.add_argument("--bundle", default=None, help="a finished evidence bundle instead")
+    p.add_argument("--cases", required=True, help="reference-set directory (truth and reads)")
+    p.add_argument("--costs", default=None, help="cost model YAML (default: Danish defaults)")
+    p.add_argument("--region", default=None, help="region of the cost model (e.g. midtjylland)")
+    p.add_argument("--operating-point", type=float, default=None, help="vendor's threshold")
+    p.add_argument("--replicates", type=int, default=2000, help="bootstrap replicates")
+    p.add_argument("--draws", type=int, default=4000, help="probabilistic sensitivity draws")
+    p.add_argument("--out", required=True, help="output directory")
+
     serve = sub.add_parser("serve-reference", help="run a reference AI node").add_subparsers(
         dest="serve_command", required=True, metavar="INTERFACE"
     )

@@ -52,9 +52,11 @@ def test_shipped_standards_are_valid_and_cover_every_kind():
             "kind"
         ]["enum"]
     )
-    for path in (DRAFT, DEMO):
+    # the programme-impact kinds are in the draft only until the demo set is sized for them
+    not_in_demo = {"triage_safety", "workload_reduction"}
+    for path, expected in ((DRAFT, kinds), (DEMO, kinds - not_in_demo)):
         std = load_standard(path)
-        assert {c.kind for c in std.criteria} == kinds, path
+        assert {c.kind for c in std.criteria} == expected, path
         assert all(c.source for c in std.criteria)
     assert load_standard(DRAFT).reference_set is None  # draft: certify refuses it by design
     assert load_standard(DEMO).reference_set is not None

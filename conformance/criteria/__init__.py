@@ -23,6 +23,7 @@ from harness.standard import CriterionSpec
 MODULES = (
     "discrimination",
     "programme",
+    "programme_impact",
     "subgroups",
     "localization",
     "output_validity",

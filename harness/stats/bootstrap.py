@@ -59,7 +59,9 @@ __all__ = [
     "bootstrap_auc",
     "bootstrap_sens_at_spec",
     "bootstrap_sens_at_threshold",
+    "bootstrap_stratified_totals",
     "cluster_bootstrap_auc",
+    "percentile_interval",
 ]
 
 DEFAULT_N_BOOT = 2000
@@ -563,3 +565,63 @@ def _weighted_auc(
     """Weights per cluster = times drawn; weights per level/category = weights @ incidence."""
     w = _row_bincount(draws, n_cl).astype(np.float64)
     return _auc_from_counts(np.asarray((case_inc.T @ w.T).T), np.asarray((ctrl_inc.T @ w.T).T))
+
+
+# --------------------------------------------------------------------------- stratified totals
+
+
+def bootstrap_stratified_totals(
+    values: ArrayLike, strata: ArrayLike, rng: np.random.Generator, n_boot: int = DEFAULT_N_BOOT
+) -> NDArray[np.float64]:
+    """Stratified bootstrap of column totals: ``(n_boot, k)`` sums of ``values`` (N, k) per replicate.
+
+    Each stratum (e.g. cases and controls, whose numbers the design fixes) is resampled
+    separately, with replacement and its own size, as in the other stratified statistics here.
+    Rows that are equal within a stratum are interchangeable, so a replicate depends only on how
+    often each distinct row is drawn: one Multinomial(n_s, row counts / n_s) draw per stratum
+    (numpy ``multinomial``), which is the index resampling exactly, in O(distinct rows) per
+    replicate instead of O(N). Draw order: the strata in ascending order, all replicates of one
+    stratum in one call.
+    """
+    gen, nb = _check_rng(rng), _check_n_boot(n_boot)
+    v = np.asarray(values, dtype=np.float64)
+    s = np.asarray(strata)
+    if v.ndim != 2 or s.ndim != 1 or v.shape[0] != s.shape[0]:
+        raise UsageError(
+            f"values must be (N, k) and strata (N,), got shapes {v.shape} and {s.shape}"
+        )
+    out = np.zeros((nb, v.shape[1]), dtype=np.float64)
+    codes = _row_codes(v)
+    for stratum in np.unique(s):
+        members = np.flatnonzero(s == stratum)
+        _, first, counts = np.unique(codes[members], return_index=True, return_counts=True)
+        n = int(counts.sum())
+        draws = gen.multinomial(n, counts / n, size=nb)
+        out += draws @ v[members[first]]
+    return out
+
+
+def _row_codes(v: NDArray[np.float64]) -> NDArray[np.int64]:
+    """One integer per row, equal exactly when the rows are equal, in ascending row order.
+
+    Column by column, mixed radix over each column's distinct values; the key is re-packed to
+    0..distinct-1 before it could overflow. Far faster than ``np.unique(axis=0)`` on floats.
+    """
+    key = np.zeros(v.shape[0], dtype=np.int64)
+    size = 1
+    for j in range(v.shape[1]):
+        levels, code = np.unique(v[:, j], return_inverse=True)
+        if size * levels.size >= 1 << 62:
+            _, key = np.unique(key, return_inverse=True)
+            size = int(key.max()) + 1
+        key = key * levels.size + code.reshape(-1)
+        size *= levels.size
+    return np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def percentile_interval(
+    replicates: ArrayLike, estimate: float, level: float = 0.95
+) -> BootstrapResult:
+    """Percentile CI of any replicate statistic (NaN replicates dropped), R type-7 quantiles."""
+    reps = np.asarray(replicates, dtype=np.float64)
+    return _percentile(reps, estimate, check_level(level), int(reps.size))
