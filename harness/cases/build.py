@@ -19,7 +19,7 @@ import pydicom
 
 from harness.cases import birads
 from harness.cases import readers as rd
-from harness.cases.conspicuity import measure_view
+from harness.cases.conspicuity import measure_view, two_view_background
 from harness.cases.devices import PROFILES
 from harness.cases.dicomio import MammogramMeta, uid, write_mammogram
 from harness.cases.exam import VIEW_ORDER, render_exam
@@ -100,7 +100,11 @@ def render_and_write(recipe: Recipe, plan: ExamPlan, out: Path) -> dict[str, Any
         if recipe.reader_model == "pixels":  # measured on the stored file, as a viewer shows it
             img = presentation_pixels(pydicom.dcmread(out / rel))
             measured.append(
-                {"breast": v.laterality, **measure_view(img, v.mask, v.muscle, v.spacing, v.box)}
+                {
+                    "breast": v.laterality,
+                    "view": v.view,
+                    **measure_view(img, v.mask, v.muscle, v.spacing, v.box, v.nipple_rc),
+                }
             )
     result = exam_record(plan, images, marks)
     if measured:
@@ -171,17 +175,15 @@ def apply_pixel_reads(rec: Recipe, plans: list[ExamPlan], results: list[dict[str
     s0, s_lesion = [], []
     for plan, res in zip(plans, results, strict=True):
         views = res["measured"]
-        per_breast: dict[str, list[float]] = {}
-        for m in views:
-            per_breast.setdefault(m["breast"], []).append(float(m["background"]))
-        z_bg = max(float(np.mean(v)) for v in per_breast.values())
+        peaks = {(m["breast"], m["view"]): m["peaks"] for m in views}
+        z_bg = max(two_view_background(peaks[(b, "CC")], peaks[(b, "MLO")]) for b in ("L", "R"))
         s_b = rd.background_suspicion(z_bg, ppv_focal)
         les = plan.lesion
         if les is None:
             s0.append(s_b)
             s_lesion.append(None)
             continue
-        z_l = float(np.mean([m["lesion"] for m in views if m["lesion"] is not None] or [0.0]))
+        z_l = float(min([m["lesion"] for m in views if m["lesion"] is not None] or [0.0]))
         s_l = rd.lesion_suspicion(z_l, birads.descriptor_ppv(les.kind, les.desc), ppv_focal)
         s0.append(max(s_l, s_b))
         s_lesion.append(s_l)

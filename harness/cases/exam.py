@@ -208,7 +208,19 @@ def render_exam(
             )
         out.append(
             ViewResult(
-                lat, view, pixels, window, spacing, mask, gl, th, nipple, box, center, contrast, muscle
+                lat,
+                view,
+                pixels,
+                window,
+                spacing,
+                mask,
+                gl,
+                th,
+                nipple,
+                box,
+                center,
+                contrast,
+                muscle,
             )
         )
     return out
