@@ -17,10 +17,20 @@ from scipy import ndimage
 
 from harness.cases.manifest import Exam, Manifest
 from harness.errors import UsageError
-from harness.perturb.resample import imager_spacing
 from harness.pixels import presentation_pixels
 
 MANUFACTURERS = ("HOLOGIC", "GE", "SIEMENS")
+
+
+def _row_spacing(ds) -> float | None:
+    """Row spacing in mm at the detector: ImagerPixelSpacing, else PixelSpacing (as
+    ``harness.perturb.resample.imager_spacing``; not imported: perturb imports this package)."""
+    for keyword in ("ImagerPixelSpacing", "PixelSpacing"):
+        if keyword in ds and ds[keyword].VM == 2:
+            row = float(ds[keyword].value[0])
+            if row > 0:
+                return row
+    return None
 
 
 @dataclass(frozen=True)
@@ -74,13 +84,12 @@ def mass_views(manifest: Manifest) -> list[MassView]:
             ds = pydicom.dcmread(manifest.root / file)
             img = presentation_pixels(ds).astype(np.float64)
             img = (img - img.min()) / max(float(img.max() - img.min()), 1e-9)
-            try:
-                spacing = imager_spacing(ds)[0]
-            except UsageError:
+            spacing = _row_spacing(ds)
+            if spacing is None:
                 raise UsageError(
                     f"{manifest.root / file}: no pixel spacing (ImagerPixelSpacing or "
                     "PixelSpacing); mass sizes need it: use a reference set built by mammocert"
-                ) from None
+                )
             cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
             yy, xx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
             rn = np.hypot((xx + 0.5 - cx) / max(hw, 1), (yy + 0.5 - cy) / max(hh, 1))
