@@ -14,6 +14,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pydicom
+
+from harness.cases import birads
+from harness.cases import readers as rd
+from harness.cases.conspicuity import measure_view, two_view_background
 from harness.cases.devices import PROFILES
 from harness.cases.dicomio import MammogramMeta, uid, write_mammogram
 from harness.cases.exam import VIEW_ORDER, render_exam
@@ -27,10 +33,11 @@ from harness.cases.manifest import (
     write_manifest,
 )
 from harness.cases.population import ExamPlan, plan_exams, reader_model
-from harness.cases.readers import describe
+from harness.cases.readers import describe, describe_pixels
 from harness.cases.recipe import Recipe, load_recipe
 from harness.errors import UsageError
 from harness.jsonutil import sha256_file
+from harness.pixels import presentation_pixels
 
 WINDOW_NAMES = ("NORMAL", "HARDER", "SOFTER")
 
@@ -48,7 +55,7 @@ def render_and_write(recipe: Recipe, plan: ExamPlan, out: Path) -> dict[str, Any
     views = render_exam(plan, recipe.seed, recipe.image_size, recipe.dose)
     study = uid(recipe.id, recipe.seed, plan.exam_id, "study")
     series = uid(recipe.id, recipe.seed, plan.exam_id, "series")
-    images, marks = [], []
+    images, marks, measured = [], [], []
     for n, v in enumerate(views, start=1):
         rel = f"{plan.exam_id}/{v.laterality}{v.view}.dcm"
         c, w = v.window
@@ -90,7 +97,19 @@ def render_and_write(recipe: Recipe, plan: ExamPlan, out: Path) -> dict[str, Any
         )
         if v.box is not None:
             marks.append({"file": rel, "box": [round(b, 2) for b in v.box]})
-    return exam_record(plan, images, marks)
+        if recipe.reader_model == "pixels":  # measured on the stored file, as a viewer shows it
+            img = presentation_pixels(pydicom.dcmread(out / rel))
+            measured.append(
+                {
+                    "breast": v.laterality,
+                    "view": v.view,
+                    **measure_view(img, v.mask, v.muscle, v.spacing, v.box, v.nipple_rc),
+                }
+            )
+    result = exam_record(plan, images, marks)
+    if measured:
+        result["measured"] = measured
+    return result
 
 
 def exam_record(
@@ -98,6 +117,24 @@ def exam_record(
 ) -> dict[str, Any]:
     """An exam's manifest record (+ benign marks) from its plan, written images and lesion marks."""
     les = plan.lesion
+    findings = []
+    if les is not None:
+        findings = [{"laterality": les.laterality, "type": les.kind, "marks": marks}]
+        if les.descriptors:  # lesion_model: birads: the finding's descriptors, per lesion
+            d = les.desc
+            findings[0].update(
+                {
+                    "finding": d["finding"],
+                    "shape": d["shape"],
+                    "margin": d["margin"],
+                    "calc_morphology": d["calc_morphology"],
+                    "calc_distribution": d["calc_distribution"],
+                    "signs": list(d["signs"]),
+                    "size_mm": les.size_mm,
+                    "subtle": bool(les.subtle),
+                    "conspicuity": plan.conspicuity,
+                }
+            )
     record = {
         "exam_id": plan.exam_id,
         "label": plan.label,
@@ -124,10 +161,55 @@ def exam_record(
     }
     benign = []
     if les is not None and les.malignant:
-        record["lesions"] = [{"laterality": les.laterality, "type": les.kind, "marks": marks}]
+        record["lesions"] = findings
     elif les is not None:
-        benign = [{"laterality": les.laterality, "type": les.kind, "marks": marks}]
+        benign = findings
     return {"record": record, "benign": benign}
+
+
+def apply_pixel_reads(rec: Recipe, plans: list[ExamPlan], results: list[dict[str, Any]]):
+    """``reader_model: pixels``: calibrate the readers on the set's measured suspicions, then read
+    every exam; a cancer the consensus missed becomes an interval cancer. Updates ``results``
+    (records and benign findings) in place; returns the calibrated model."""
+    ppv_focal = birads.PPV["focal_density"]
+    s0, s_lesion = [], []
+    for plan, res in zip(plans, results, strict=True):
+        views = res["measured"]
+        peaks = {(m["breast"], m["view"]): m["peaks"] for m in views}
+        z_bg = max(two_view_background(peaks[(b, "CC")], peaks[(b, "MLO")]) for b in ("L", "R"))
+        s_b = rd.background_suspicion(z_bg, ppv_focal)
+        les = plan.lesion
+        if les is None:
+            s0.append(s_b)
+            s_lesion.append(None)
+            continue
+        z_l = float(min([m["lesion"] for m in views if m["lesion"] is not None] or [0.0]))
+        s_l = rd.lesion_suspicion(z_l, birads.descriptor_ppv(les.kind, les.desc), ppv_focal)
+        s0.append(max(s_l, s_b))
+        s_lesion.append(s_l)
+        finding = (res["record"]["lesions"] or res["benign"])[0]
+        finding["conspicuity"] = round(z_l, 4)
+        res["record"]["attributes"]["conspicuity"] = round(z_l, 4)
+    sd, ic = rec.mix.get("screen_detected", 0.0), rec.mix.get("interval", 0.0)
+    model = rd.calibrate_pixels(
+        s0,
+        [p.label for p in plans],
+        reader_sensitivity=rec.reader_sensitivity,
+        reader_specificity=rec.reader_specificity,
+        consensus_sensitivity=sd / (sd + ic) if sd + ic > 0 else 0.739,
+        consensus_specificity=rec.consensus_specificity,
+    )
+    for plan, res, s, sl in zip(plans, results, s0, s_lesion, strict=True):
+        rng = np.random.default_rng(np.random.SeedSequence(rec.seed, spawn_key=(plan.index, 9)))
+        reads, lesion_scores = rd.read_exam(model, s, sl, rng)
+        record = res["record"]
+        record["readers"] = reads
+        if plan.label:
+            record["truth"] = "screen_detected" if reads["consensus"] else "interval"
+        if lesion_scores is not None:
+            (record["lesions"] or res["benign"])[0]["suspicion"] = lesion_scores
+        del res["measured"]
+    return model
 
 
 _WORK: tuple[Recipe, Path] | None = None
@@ -217,21 +299,29 @@ def build_reference_set(
     finally:
         if bar is not None:
             bar.stop()
+    generator: dict[str, Any] = {
+        "name": "mammocert synthetic phantom",
+        "recipe_id": rec.id,
+        "seed": rec.seed,
+        "exams": rec.exams,
+        "image_size": rec.image_size,
+        "dose": rec.dose,
+    }
+    if rec.reader_model == "pixels":
+        pix = apply_pixel_reads(rec, plans, results)
+        generator["reader_model"] = describe_pixels(pix)
+        generator["reader_calibration"] = {k: round(v, 4) for k, v in pix.expected.items()}
+    else:
+        generator["reader_model"] = describe(reader_model(rec))
+    if rec.lesion_model != "v1":
+        generator["lesion_model"] = rec.lesion_model
     manifest: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "id": rec.id,
         "version": rec.version,
         "description": rec.description,
         "exams": [r["record"] for r in results],
-        "generator": {
-            "name": "mammocert synthetic phantom",
-            "recipe_id": rec.id,
-            "seed": rec.seed,
-            "exams": rec.exams,
-            "image_size": rec.image_size,
-            "dose": rec.dose,
-            "reader_model": describe(reader_model(rec)),
-        },
+        "generator": generator,
         "benign_findings": {r["record"]["exam_id"]: r["benign"] for r in results if r["benign"]},
     }
     write_manifest(out, manifest)
@@ -244,6 +334,11 @@ def planned_manifest(recipe: Path | str | Recipe, exams: int | None = None) -> M
     other field equals what ``build_reference_set`` writes, because both come from the same plans."""
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     rec = rec.with_overrides(exams=exams)
+    if rec.reader_model == "pixels":
+        raise UsageError(
+            f"{rec.path}: reader_model: pixels reads the rendered pixels, so the set's reads and "
+            "truths exist only once it is built; build it (mammocert cases build) and use --cases"
+        )
     records = []
     for plan in plan_exams(rec):
         images = [

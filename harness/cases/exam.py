@@ -38,6 +38,7 @@ class ViewResult:
     box: tuple[float, float, float, float] | None  # lesion box, stored orientation
     lesion_center_rc: tuple[float, float] | None
     contrast: float | None  # subject contrast 1 - I_lesion / I_background at the lesion core
+    muscle: np.ndarray | None = None  # pectoral muscle (MLO), stored orientation
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -134,7 +135,15 @@ def render_exam(
             center = centers[view]
             lrng = _rng(seed, k, 6, n)
             g_fn = lambda r, c, g=g: g[r, c]  # noqa: E731
-            if spec.kind == "mass":
+            if spec.descriptors and spec.kind == "mass":
+                ren = lz.render_mass_birads(g.shape, spacing, center, spec, t_mm, g_fn, lrng)
+            elif spec.descriptors and spec.kind == "calcification":
+                ren = lz.render_calcifications_birads(
+                    g.shape, spacing, center, spec, geom.axis_angle, g_fn, lrng
+                )
+            elif spec.descriptors and spec.kind == "asymmetry":
+                ren = lz.render_asymmetry(g.shape, spacing, center, spec, t_mm, g_fn, lrng)
+            elif spec.kind == "mass":
                 ren = lz.render_mass(
                     g.shape,
                     spacing,
@@ -176,14 +185,15 @@ def render_exam(
             contrast = float(1 - np.exp(-np.mean(excess)))
         signal = ph.expose(l_int, geom, t_mm, dose, _rng(seed, k, 7, n))
         pixels, window = ph.present(signal, geom, profile)
-        mask, gl, th = geom.mask, g, total
+        mask, gl, th, muscle = geom.mask, g, total, geom.muscle
         nipple = geom.nipple_rc
         if lat == "R":  # mirror: chest wall on the right
-            pixels, mask, gl, th = (
+            pixels, mask, gl, th, muscle = (
                 pixels[:, ::-1].copy(),
                 mask[:, ::-1].copy(),
                 gl[:, ::-1].copy(),
                 th[:, ::-1].copy(),
+                muscle[:, ::-1].copy(),
             )
             nipple = (nipple[0], cols - 1 - nipple[1])
             if box is not None:
@@ -198,7 +208,19 @@ def render_exam(
             )
         out.append(
             ViewResult(
-                lat, view, pixels, window, spacing, mask, gl, th, nipple, box, center, contrast
+                lat,
+                view,
+                pixels,
+                window,
+                spacing,
+                mask,
+                gl,
+                th,
+                nipple,
+                box,
+                center,
+                contrast,
+                muscle,
             )
         )
     return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.cases import birads
 from harness.cases.readers import ReaderModel, calibrate, simulate_reads
 from harness.cases.recipe import DENSITY_VGF_BANDS, Recipe
 
@@ -40,6 +41,12 @@ class LesionSpec:
     count: int  # calcifications in the cluster (0 for others)
     depth_fraction: float  # distance from the nipple as a fraction of the breast depth
     laterality: str
+    # lesion_model: birads only (birads.draw_descriptors); empty for v1 lesions
+    descriptors: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def desc(self) -> dict[str, object]:
+        return dict(self.descriptors)
 
 
 @dataclass(frozen=True)
@@ -145,14 +152,97 @@ def draw_lesion(
     return spec, float(np.clip(round(conspicuity, 4), 0.02, 0.98))
 
 
+def subtle_share(recipe: Recipe) -> float:
+    """P(a cancer is subtle) of the recipe's v1 population: every interval cancer and
+    ``screen_detected_subtle_fraction`` of the screen-detected ones (about a third of cancers)."""
+    sd, ic = recipe.mix.get("screen_detected", 0.0), recipe.mix.get("interval", 0.0)
+    if sd + ic <= 0:
+        return 0.0
+    return (ic + sd * recipe.screen_detected_subtle_fraction) / (sd + ic)
+
+
+def draw_lesion_birads(
+    recipe: Recipe, truth: str, density: str, rng: np.random.Generator
+) -> tuple[LesionSpec | None, float | None]:
+    """A lesion drawn by its BI-RADS descriptors (``lesion_model: birads``) and its planned
+    conspicuity (the v1 formula; the pixel readers measure their own from the rendered pixels).
+
+    With ``reader_model: pixels`` a cancer's truth is decided by the readers, so whether it is
+    subtle does not depend on the planned truth: it is subtle with the recipe's overall share."""
+    if truth == "normal":
+        return None, None
+    malignant = truth in ("screen_detected", "interval")
+    side = "L" if rng.random() < 0.5 else "R"
+    depth = float(rng.uniform(0.25, 0.8))
+    lo, hi = recipe.mass_size_mm
+    if malignant:
+        kind = _choice(rng, dict(recipe.cancer_types))
+        if recipe.reader_model == "pixels":
+            subtle = bool(rng.random() < subtle_share(recipe))
+        else:
+            subtle = truth == "interval" or rng.random() < recipe.screen_detected_subtle_fraction
+    else:
+        kind = _choice(rng, dict(recipe.benign_types))
+        subtle = False
+    desc = birads.draw_descriptors(kind, malignant, rng)
+    contrast = float(rng.uniform(0.35, 0.6)) if subtle else float(rng.uniform(0.8, 1.0))
+    count = 0
+    if kind == "mass":
+        if malignant:
+            top = np.sqrt(lo * hi) if subtle else hi
+            size = float(np.exp(rng.uniform(np.log(lo), np.log(top))))
+        else:
+            blo, bhi = birads.BENIGN_MASS_SIZE_MM[str(desc["finding"])]
+            size = float(np.exp(rng.uniform(np.log(blo), np.log(bhi))))
+        conspicuity = contrast * min(1.0, 0.25 + size / 20.0) * MASS_MASKING[density]
+    elif kind == "calcification":
+        morph, dist = desc["calc_morphology"], desc["calc_distribution"]
+        if malignant:
+            # BI-RADS 5th ed.: grouped = at least 5 within 1 cm (up to 2 cm); a segment is larger.
+            count = int(rng.integers(5, 9)) if subtle else int(rng.integers(6, 21))
+            extent = {"grouped": (4.0, 12.0), "linear": (10.0, 25.0), "segmental": (20.0, 40.0)}
+            if dist == "segmental":
+                count = int(count * 1.5)
+        else:
+            count = {
+                "coarse_popcorn": int(rng.integers(2, 6)),
+                "rim": int(rng.integers(1, 4)),
+                "round": int(rng.integers(5, 13)),
+                "vascular": 1,
+                "large_rod_like": int(rng.integers(3, 9)),
+            }[str(morph)]
+            extent = {"grouped": (5.0, 15.0), "linear": (20.0, 40.0), "regional": (15.0, 35.0)}
+        size = float(rng.uniform(*extent[str(dist)]))
+        conspicuity = contrast * min(1.0, 0.3 + max(count, 5) / 15.0) * CALC_MASKING[density]
+    elif kind == "distortion":
+        size = float(rng.uniform(12.0, 30.0))
+        conspicuity = contrast * 0.7 * MASS_MASKING[density]
+    else:  # focal asymmetry: less than a quadrant (BI-RADS 5th ed.)
+        size = float(rng.uniform(15.0, 35.0))
+        conspicuity = contrast * 0.6 * MASS_MASKING[density]
+    spec = LesionSpec(
+        kind,
+        malignant,
+        str(desc["margin"] or ""),
+        round(size, 2),
+        round(contrast, 4),
+        bool(subtle),
+        count,
+        round(depth, 4),
+        side,
+        tuple(sorted(desc.items())),
+    )
+    return spec, float(np.clip(round(conspicuity, 4), 0.02, 0.98))
+
+
 def reader_model(recipe: Recipe) -> ReaderModel:
     """Calibrate the readers on a fixed-seed sample of the recipe's lesions (independent of n)."""
     rng = np.random.default_rng(np.random.SeedSequence(recipe.seed, spawn_key=(2**32 - 2,)))
     c_sd, c_ic = [], []
     for _ in range(4000):
         d = _choice(rng, dict(recipe.density))
-        c_sd.append(draw_lesion(recipe, "screen_detected", d, rng)[1])
-        c_ic.append(draw_lesion(recipe, "interval", d, rng)[1])
+        c_sd.append(_draw(recipe)(recipe, "screen_detected", d, rng)[1])
+        c_ic.append(_draw(recipe)(recipe, "interval", d, rng)[1])
     cancers = recipe.mix.get("screen_detected", 0) + recipe.mix.get("interval", 0)
     noncancers = recipe.mix.get("benign", 0) + recipe.mix.get("normal", 0)
     return calibrate(
@@ -186,8 +276,11 @@ def plan_exam(recipe: Recipe, index: int, truth: str, model: ReaderModel | None 
     # Bigger compressed breasts are thicker and deeper (nipple to chest wall).
     depth = float(np.clip(rng.normal(80 + 0.6 * thickness, 12), 60, 160))
     manufacturer = _choice(rng, dict(recipe.manufacturers))
-    lesion, conspicuity = draw_lesion(recipe, truth, density, rng)
-    reads = simulate_reads(model or reader_model(recipe), truth, density, conspicuity, rng)
+    lesion, conspicuity = _draw(recipe)(recipe, truth, density, rng)
+    if recipe.reader_model == "pixels":  # read after rendering (build.py, readers.read_from_pixels)
+        reads: dict[str, int] = {}
+    else:
+        reads = simulate_reads(model or reader_model(recipe), truth, density, conspicuity, rng)
     n = index + 1
     return ExamPlan(
         index=index,
@@ -206,8 +299,12 @@ def plan_exam(recipe: Recipe, index: int, truth: str, model: ReaderModel | None 
     )
 
 
+def _draw(recipe: Recipe):
+    return draw_lesion_birads if recipe.lesion_model == "birads" else draw_lesion
+
+
 def plan_exams(recipe: Recipe, n: int | None = None) -> list[ExamPlan]:
     """Plans of every exam of the set (no pixels)."""
     n = recipe.exams if n is None else n
-    model = reader_model(recipe)
+    model = None if recipe.reader_model == "pixels" else reader_model(recipe)
     return [plan_exam(recipe, i, t, model) for i, t in enumerate(allocate_truths(recipe, n))]

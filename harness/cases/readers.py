@@ -159,4 +159,200 @@ def describe(model: ReaderModel) -> str:
     )
 
 
-__all__ = ["ReaderModel", "calibrate", "simulate_reads", "describe"]
+# --- reader_model: pixels ---------------------------------------------------------------------
+# Readers who read the image (issue #30 part 2). Every exam gets a base suspicion from what was
+# rendered, as measured in its pixels (harness/cases/conspicuity.py):
+#
+#   lesion     s_L = w logit(PPV_descriptor) + (1 - w) logit(PPV_focal) + GAMMA ln Z_L
+#   elsewhere  s_B = logit(PPV_focal) + GAMMA ln Z_B,      base s0 = max(s_L, s_B)
+#
+# Z_L is the lesion's measured conspicuity (mean of its two views), Z_B the most suspicious other
+# focal density of the exam (per breast the mean of its two views' maxima; the larger breast), the
+# PPVs are the descriptors' likelihoods of malignancy (birads.PPV, cited there), and
+# w = Z_L^2 / (Z_L^2 + Z_HALF^2): a faint finding's descriptors cannot be made out, so it reads like
+# any focal density. Reader r recalls when s0 + u + e_r > t, with u ~ N(0, rho sigma^2) shared by
+# everyone who reads the exam (its difficulty: readers' errors are correlated) and
+# e_r ~ N(0, (1 - rho) sigma^2) their own. One recall of two goes to arbitration: an arbiter with
+# the same exam difficulty and own noise recalls when s0 + u + e_a > t_a.
+# Truth enters only ``calibrate_pixels``: t and sigma give the first reader's sensitivity and
+# specificity, t_a the consensus specificity and rho the consensus sensitivity (Elhakim 2023).
+# A cancer the consensus did not recall is an interval cancer.
+
+GAMMA = 3.0  # weight of ln(conspicuity): doubling it multiplies the odds by 2^3 (assumed)
+Z_HALF = 4.0  # conspicuity (SDs of breast structure) at which half a descriptor's evidence shows
+Z_FLOOR = 0.5  # measured conspicuity below this reads as this (a lesion that is not there)
+_GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(40)
+_GH_W = _GH_W / _GH_W.sum()
+
+
+def lesion_suspicion(z: float, ppv: float, ppv_focal: float) -> float:
+    """s_L: what the reader makes of a finding of measured conspicuity ``z`` and descriptors
+    whose likelihood of malignancy is ``ppv``."""
+    zf = max(float(z), Z_FLOOR)
+    w = zf * zf / (zf * zf + Z_HALF * Z_HALF)
+    return float(w * _logit(ppv) + (1 - w) * _logit(ppv_focal) + GAMMA * np.log(zf))
+
+
+def background_suspicion(z: float, ppv_focal: float) -> float:
+    """s_B: the most suspicious focal density that is not the lesion (normal tissue)."""
+    return float(_logit(ppv_focal) + GAMMA * np.log(max(float(z), Z_FLOOR)))
+
+
+@dataclass(frozen=True)
+class PixelReaderModel:
+    """Calibrated thresholds and noise of the pixel readers (both readers alike)."""
+
+    threshold: float
+    sigma: float
+    rho: float  # share of the noise variance shared by the exam's readers (exam difficulty)
+    arbitration_threshold: float
+    expected: Mapping[str, float]  # the calibration's expected rates on the set
+    note: str = ""
+
+    @property
+    def sigma_shared(self) -> float:
+        return float(np.sqrt(self.rho) * self.sigma)
+
+    @property
+    def sigma_own(self) -> float:
+        return float(np.sqrt(1 - self.rho) * self.sigma)
+
+
+def _ndtr(x):
+    from scipy.special import ndtr
+
+    return ndtr(x)
+
+
+def _consensus_rate(s0: np.ndarray, t: float, sigma: float, rho: float, ta: float) -> float:
+    su, se = np.sqrt(rho) * sigma, np.sqrt(1 - rho) * sigma
+    v = s0[:, None] + su * _GH_X[None, :]
+    p = _ndtr((v - t) / se)
+    q = _ndtr((v - ta) / se)
+    return float(np.mean((p * p + 2 * p * (1 - p) * q) @ _GH_W))
+
+
+def _root(f, lo: float, hi: float) -> tuple[float, bool]:
+    """A root of f on [lo, hi] (brentq), or the end nearer to one when f does not change sign."""
+    from scipy.optimize import brentq
+
+    flo, fhi = f(lo), f(hi)
+    if flo == 0 or fhi == 0 or (flo < 0) != (fhi < 0):
+        return float(brentq(f, lo, hi, xtol=1e-9)), True
+    return (lo if abs(flo) < abs(fhi) else hi), False
+
+
+def calibrate_pixels(
+    s0: Sequence[float],
+    labels: Sequence[int],
+    *,
+    reader_sensitivity: float,
+    reader_specificity: float,
+    consensus_sensitivity: float,
+    consensus_specificity: float,
+) -> PixelReaderModel:
+    """Fit (t, sigma, rho, t_a) so that the *expected* rates over the set's exams equal the targets.
+    Where a target cannot be reached (too few exams, or the pixels separate too little) the
+    nearest feasible value is kept and ``note`` says which."""
+    s = np.asarray(s0, dtype=np.float64)
+    y = np.asarray(labels, dtype=bool)
+    can, non = s[y], s[~y]
+    notes = []
+    fp = 1 - reader_specificity
+
+    def thr(sigma: float) -> float:
+        if non.size == 0:
+            return float(np.quantile(can, 1 - reader_sensitivity)) if can.size else 0.0
+        return _root(lambda t: float(np.mean(_ndtr((non - t) / sigma))) - fp, -60.0, 60.0)[0]
+
+    if can.size and non.size:
+        sigma, ok = _root(
+            lambda sg: float(np.mean(_ndtr((can - thr(sg)) / sg))) - reader_sensitivity, 0.05, 60.0
+        )
+        if not ok:
+            notes.append("reader sensitivity not reachable")
+    else:
+        sigma = 1.0
+        notes.append("set lacks cancers or non-cancers: sigma fixed at 1")
+    t = thr(sigma)
+
+    def arb(rho: float) -> float:
+        if non.size == 0:
+            return t
+        return _root(
+            lambda ta: _consensus_rate(non, t, sigma, rho, ta) - (1 - consensus_specificity),
+            -60.0,
+            60.0,
+        )[0]
+
+    if can.size:
+        rho, ok = _root(
+            lambda r: _consensus_rate(can, t, sigma, r, arb(r)) - consensus_sensitivity, 0.01, 0.99
+        )
+        if not ok:
+            notes.append("consensus sensitivity not reachable")
+    else:
+        rho = 0.5
+    ta = arb(rho)
+    expected = {
+        "reader_sensitivity": float(np.mean(_ndtr((can - t) / sigma)))
+        if can.size
+        else float("nan"),
+        "reader_specificity": 1 - float(np.mean(_ndtr((non - t) / sigma)))
+        if non.size
+        else float("nan"),
+        "consensus_sensitivity": _consensus_rate(can, t, sigma, rho, ta)
+        if can.size
+        else float("nan"),
+        "consensus_specificity": 1 - _consensus_rate(non, t, sigma, rho, ta)
+        if non.size
+        else float("nan"),
+    }
+    return PixelReaderModel(t, sigma, rho, ta, expected, "; ".join(notes))
+
+
+def read_exam(
+    model: PixelReaderModel, s0: float, s_lesion: float | None, rng: np.random.Generator
+) -> tuple[dict[str, int], dict[str, float] | None]:
+    """One exam's reads, and each reader's suspicion of the lesion itself (None without one)."""
+    u, e1, e2, ea = rng.standard_normal(4)
+    shared = model.sigma_shared * u
+    own = model.sigma_own
+    r1 = int(s0 + shared + own * e1 > model.threshold)
+    r2 = int(s0 + shared + own * e2 > model.threshold)
+    if r1 and r2:
+        consensus = 1
+    elif r1 or r2:
+        consensus = int(s0 + shared + own * ea > model.arbitration_threshold)
+    else:
+        consensus = 0
+    lesion = None
+    if s_lesion is not None:
+        lesion = {
+            "reader1": round(float(s_lesion + shared + own * e1), 4),
+            "reader2": round(float(s_lesion + shared + own * e2), 4),
+        }
+    return {"reader1": r1, "reader2": r2, "consensus": consensus}, lesion
+
+
+def describe_pixels(model: PixelReaderModel) -> str:
+    """One line for logs and the manifest."""
+    line = (
+        f"pixels: t={model.threshold:.3f} sigma={model.sigma:.3f} rho={model.rho:.3f} "
+        f"t_arbitration={model.arbitration_threshold:.3f} gamma={GAMMA} z_half={Z_HALF}"
+    )
+    return line + (f" ({model.note})" if model.note else "")
+
+
+__all__ = [
+    "ReaderModel",
+    "calibrate",
+    "simulate_reads",
+    "describe",
+    "PixelReaderModel",
+    "calibrate_pixels",
+    "lesion_suspicion",
+    "background_suspicion",
+    "read_exam",
+    "describe_pixels",
+]

@@ -63,6 +63,8 @@ SCHEMA: dict[str, Any] = {
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
         "exams": {"type": "integer", "minimum": 1, "maximum": 100000},
         "image_size": {"enum": ["ci", "full"]},
+        "lesion_model": {"enum": ["v1", "birads"]},
+        "reader_model": {"enum": ["v1", "pixels"]},
         "dose": {"type": "number", "minimum": 0.05, "maximum": 4.0},
         "mix": _probs(["screen_detected", "interval", "benign", "normal"]),
         "population": {
@@ -88,7 +90,7 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "cancer_types": _probs(["mass", "calcification", "distortion"]),
+                "cancer_types": _probs(["mass", "calcification", "distortion", "asymmetry"]),
                 "spiculated_fraction": _prob,
                 "mass_size_mm": _range(5, 30),
                 "screen_detected_subtle_fraction": _prob,
@@ -135,6 +137,8 @@ class Recipe:
     reader_specificity: float
     consensus_specificity: float
     interval_reader_recall: float
+    lesion_model: str = "v1"  # v1: the 2025 lesions | birads: lesions drawn by BI-RADS descriptors
+    reader_model: str = "v1"  # v1: reads drawn from truth | pixels: reads from the rendered pixels
 
     def with_overrides(self, exams: int | None = None, seed: int | None = None) -> Recipe:
         """The same recipe with ``--exams`` / ``--seed`` applied (validated like the YAML)."""
@@ -203,6 +207,18 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
         raise RecipeError(
             f"{source}: key lesions.mass_size_mm: {list(size)} is not [low, high]; make low < high"
         )
+    lesion_model = str(data.get("lesion_model", "v1"))
+    reader_model = str(data.get("reader_model", "v1"))
+    if reader_model == "pixels" and lesion_model != "birads":
+        raise RecipeError(
+            f"{source}: key reader_model: 'pixels' reads the BI-RADS descriptors of the lesions; "
+            "add lesion_model: birads"
+        )
+    if lesion_model != "birads" and "asymmetry" in les.get("cancer_types", {}):
+        raise RecipeError(
+            f"{source}: key lesions.cancer_types.asymmetry: focal asymmetries are rendered only by "
+            "lesion_model: birads; add it or drop the key"
+        )
     return Recipe(
         path=source,
         id=data["id"],
@@ -238,6 +254,8 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
         reader_specificity=float(rd.get("reader_specificity", 0.978)),
         consensus_specificity=float(rd.get("consensus_specificity", 0.979)),
         interval_reader_recall=float(rd.get("interval_reader_recall", 0.06)),
+        lesion_model=lesion_model,
+        reader_model=reader_model,
     )
 
 
