@@ -17,6 +17,7 @@ from harness.standard import Standard
 
 # Hypothesis phases, always all four: explicit and reuse are no-ops without examples or a database.
 PHASES = ("explicit", "reuse", "generate", "shrink")
+UNBOUNDED_SHRINK_SECONDS = 10**9  # shrinking still ends after Hypothesis's 500 successful shrinks
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,28 @@ class HypothesisProfile:
             print_blob=False,
             phases=tuple(getattr(Phase, p) for p in PHASES),
             suppress_health_check=list(HealthCheck),
+            # After a first failure Hypothesis otherwise goes on looking for other bugs for up
+            # to 10 s of wall time, so the examples run depended on the machine's speed.
+            report_multiple_bugs=False,
         )
+
+    def run(self, test: Callable[[], None]) -> None:
+        """Call a property test built with :meth:`settings`, its shrinking bounded by count only.
+
+        Hypothesis also stops shrinking after a fixed wall time (``MAX_SHRINKING_SECONDS``,
+        300 s), which a slow model on a loaded machine reaches: the minimal counterexample, and
+        the count of examples run, would then depend on the machine. Lifted for this call only.
+        """
+        from hypothesis.internal.conjecture import engine
+
+        limit = getattr(engine, "MAX_SHRINKING_SECONDS", None)
+        if limit is not None:
+            engine.MAX_SHRINKING_SECONDS = UNBOUNDED_SHRINK_SECONDS
+        try:
+            test()
+        finally:
+            if limit is not None:
+                engine.MAX_SHRINKING_SECONDS = limit
 
     def record(self) -> dict[str, Any]:
         return {
@@ -77,6 +99,8 @@ class HypothesisProfile:
             "phases": list(PHASES),
             "examples_from": "the standard's `examples` per criterion",
             "health_checks": "all suppressed",
+            "report_multiple_bugs": False,
+            "shrinking": "bounded by Hypothesis's count of shrinks, not by wall time",
         }
 
 

@@ -243,7 +243,7 @@ def _shrink(
             raise AssertionError(detail)
 
     try:
-        holds()
+        ctx.hypothesis.run(holds)
     except AssertionError:
         return dict(failures[-1]), runs[0]  # Hypothesis replays the shrunk example last
     return None, runs[0]

@@ -131,7 +131,7 @@ def invariance(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
 
     counterexample = None
     try:
-        relation_holds()
+        ctx.hypothesis.run(relation_holds)
     except AssertionError:
         counterexample = dict(failures[-1])  # Hypothesis replays the shrunk example last
         params_type = rel.params_type(**counterexample["parameters"])

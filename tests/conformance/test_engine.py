@@ -204,7 +204,21 @@ def test_recorded_hypothesis_settings_are_the_settings_used(tmp_path, block, mod
     assert deadline == record["deadline_ms"]
     assert (used.database is not None) == (record["database"] == "on")
     assert [p.name for p in used.phases] == record["phases"]
+    assert used.report_multiple_bugs is record["report_multiple_bugs"] is False
     assert used.max_examples == 12
+
+
+def test_shrinking_is_bounded_by_count_not_wall_time_during_a_run_only():
+    from hypothesis.internal.conjecture import engine
+
+    before = engine.MAX_SHRINKING_SECONDS
+    seen = []
+    profile = HypothesisProfile(derandomize=True, deadline_ms=None, database=False)
+    profile.run(lambda: seen.append(engine.MAX_SHRINKING_SECONDS))
+    assert seen[0] > 10**6 and engine.MAX_SHRINKING_SECONDS == before
+    with pytest.raises(AssertionError):
+        profile.run(lambda: (_ for _ in ()).throw(AssertionError("x")))
+    assert engine.MAX_SHRINKING_SECONDS == before
 
 
 def test_the_invariance_evaluator_runs_under_the_sessions_profile(monkeypatch, ws, tmp_path):
