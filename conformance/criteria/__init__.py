@@ -9,6 +9,7 @@ is its evaluator in a criteria module plus its entry in the standard's schema
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -19,18 +20,9 @@ from harness.errors import UsageError
 from harness.results import CriterionResult, KindFacts
 from harness.standard import CriterionSpec
 
-# The criteria modules; each registers its kinds on import. Their order is the order of FAMILIES.
-MODULES = (
-    "discrimination",
-    "programme",
-    "programme_impact",
-    "subgroups",
-    "localization",
-    "output_validity",
-    "invariance",
-    "decision_stability",
-    "operations",
-)
+# Every module of this package is a criteria module; each registers its kinds on import, so a
+# new kind needs no list here. Sorted by name: the registry's order is the same on every machine.
+MODULES: tuple[str, ...] = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)))
 for _module in MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 
