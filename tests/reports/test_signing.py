@@ -84,7 +84,7 @@ def test_statement_shape() -> None:
     p = st["predicate"]
     assert p["report_sha256"] == "a" * 64 and p["predictions_sha256"] == "b" * 64
     assert p["result"] == "FAILED"  # the fixture has a failed mandatory criterion
-    assert p["failedTests"] == ["DK-INV-01", "DK-TFR-01"]
+    assert p["failedTests"] == ["DK-INV-01", "DK-DEC-NOISE", "DK-TFR-01"]
     assert p["passedTests"] == ["DK-AUC-01", "DK-SUB-01", "DK-LOC-01", "DK-ROB-01", "DK-LAT-01"]
     assert {c["name"].split(":")[0] for c in p["configuration"]} == {"standard", "reference_set"}
     for k, v in results.items():  # the predicate *is* results.json plus the added fields
