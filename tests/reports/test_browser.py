@@ -29,6 +29,7 @@ from reports.render import render_report
 websocket = pytest.importorskip("websocket", reason="pip install websocket-client")
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ROOT = Path(__file__).resolve().parents[2]
 CALL_TIMEOUT_S = 60  # a hang guard, not a performance limit
 pytestmark = pytest.mark.external
 
@@ -41,6 +42,7 @@ class PageLoad:
     requests: list[str] = field(default_factory=list)
     screenshot: bytes = b""
     pdf: bytes = b""
+    scroll_width: int = 0  # the page's full width in CSS pixels (1280 when nothing overflows)
 
     def foreign_requests(self, own_url: str) -> list[str]:
         """Every request that is not the page itself or an inline data: URL."""
@@ -153,12 +155,19 @@ def load(endpoint: str, url: str) -> PageLoad:
         dt.call("Page.navigate", url=url)
         dt.wait_for("Page.loadEventFired")
         dt.drain(0.5)
+        width = dt.call(
+            "Runtime.evaluate",
+            expression="document.documentElement.scrollWidth",
+            returnByValue=True,
+        )["result"]["value"]
         shot = dt.call("Page.captureScreenshot", format="png")["data"]
         pdf = dt.call("Page.printToPDF", printBackground=True, preferCSSPageSize=True)["data"]
     finally:
         dt.ws.close()
         urllib.request.urlopen(f"{endpoint}/json/close/{target['id']}", timeout=10).close()
-    page = PageLoad(screenshot=base64.b64decode(shot), pdf=base64.b64decode(pdf))
+    page = PageLoad(
+        screenshot=base64.b64decode(shot), pdf=base64.b64decode(pdf), scroll_width=int(width)
+    )
     for e in dt.events:
         m, p = e["method"], e.get("params", {})
         if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "warning", "assert"):
@@ -191,6 +200,44 @@ def test_report_in_chromium(browser: str, tmp_path: Path, mode: str) -> None:
     assert (
         len(re.findall(rb"/Type\s*/Page[^s]", page.pdf)) >= 3
     )  # printable: A4 pages, appendix on its own
+
+
+def test_programme_page_in_chromium(browser: str, tmp_path: Path) -> None:
+    """`mammocert programme`'s page: self-contained, no console errors, nothing wider than the
+    window (its yearly table carries an interval in every cell), figures drawn."""
+    import subprocess
+    import sys
+
+    import synthetic_set
+    import yaml
+
+    from harness.cases.manifest import load_manifest
+    from harness.predictions import write_predictions
+
+    synthetic_set.write_set(tmp_path / "cases")
+    preds = synthetic_set.predictions(load_manifest(tmp_path / "cases"), 2.5)
+    write_predictions(tmp_path / "preds.jsonl", preds)
+    std = yaml.safe_load((ROOT / "standards" / "dk-mammo-ai-draft.yaml").read_text())
+    std["criteria"] = [c for c in std["criteria"] if c["id"] == "DK-AUC-01"]
+    (tmp_path / "std.yaml").write_text(yaml.safe_dump(std, sort_keys=False))
+    args = ["--predictions", "preds.jsonl", "--cases", "cases", "--standard", "std.yaml"]
+    r = subprocess.run(
+        [sys.executable, "-m", "mammocert.cli", "programme", *args, "--region", "midtjylland"]
+        + ["--operating-point", "0.5", "--replicates", "200", "--draws", "200", "--out", "out"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    url = (tmp_path / "out" / "programme.html").resolve().as_uri()
+    page = load(browser, url)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "programme-first-page.png").write_bytes(page.screenshot)
+    assert page.console_errors == []
+    assert page.foreign_requests(url) == []
+    assert page.scroll_width <= 1280, f"the page is {page.scroll_width}px wide in a 1280px window"
+    assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 20_000
 
 
 def test_probe_catches_requests_and_console_errors(browser: str, tmp_path: Path) -> None:
