@@ -32,10 +32,11 @@ from harness.journal import Journal, model_digest
 from harness.perturb.registry import RELATIONS, apply_condition, parse_condition
 from harness.perturb.relation import condition_id
 from harness.predictions import ORIGINAL, Prediction
+from harness.resources import DEMO_STANDARD
 from harness.standard import Standard, load_standard
 from harness.stats.proportions import clopper_pearson
 
-DEFAULT_STANDARD = Path(__file__).resolve().parents[1] / "standards" / "demo.yaml"
+DEFAULT_STANDARD = DEMO_STANDARD
 DEFAULT_EXAMS = 60
 
 # Every relation's grid points, in registry order.

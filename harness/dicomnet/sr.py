@@ -1,7 +1,7 @@
 """Results as DICOM structured reports: the Mammography CAD SR (TID 4000) writer used by the
 reference node, and a parser for TID 4000 and TID 1500 reports from any vendor.
 
-What the parser extracts (a template-aware walk of the content tree, see research/dicom.md §2):
+What the parser extracts (a template-aware walk of the content tree, DICOM PS3.16 TID 4000 and TID 1500):
 
 * **lesions**: CODE 111059 *Single Image Finding* and CODE 111015 *Composite Feature* (TID 4000),
   CONTAINER 125007 *Measurement Group* (TID 1500). A lesion's score is its child NUM whose concept
