@@ -25,12 +25,12 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from conformance.context import EvaluationContext, HypothesisProfile
-from conformance.criteria import FAMILIES, KIND_FACTS, KINDS, LIVE_KINDS, evaluate
+from conformance.criteria import KIND_FACTS, KINDS, LIVE_KINDS, evaluate
 from conformance.outcome import error_result
 from harness import __version__
 from harness.cases.manifest import Manifest, load_manifest, verify_set
 from harness.errors import HarnessFault, UsageError, VerificationError
-from harness.fsio import write_atomic
+from harness.fsio import make_dir, write_atomic
 from harness.jsonutil import sha256_file
 from harness.predictions import ORIGINAL, Prediction, read_predictions, write_predictions
 from harness.results import (
@@ -185,8 +185,8 @@ def select_criteria(criteria: Sequence[CriterionSpec], expression: str) -> list[
 
 
 def _writable(out: Path) -> None:
+    make_dir(out, "--out")
     try:
-        out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
@@ -556,7 +556,6 @@ def write_junit(path: Path, results: RunResults, timings: Mapping[str, float]) -
 
 
 __all__ = [
-    "FAMILIES",
     "LIVE_KINDS",
     "MODES",
     "RunRequest",
