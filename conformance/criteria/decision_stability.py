@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from conformance.context import EvaluationContext
-from conformance.criteria.invariance import _relations, _thumbnails
+from conformance.criteria.invariance import _eligible, _relations, _thumbnails
 from conformance.outcome import NotEvaluable, result
 from conformance.registry import evaluator
 from harness import stats
@@ -131,15 +131,6 @@ def flip(before: Any, after: Any, op: float) -> tuple[bool, str]:
         f"{word[b]} -> {word[a]} (score {before.score:.6g} -> {after.score:.6g}, "
         f"operating point {op:g})"
     )
-
-
-def _readable(ctx: EvaluationContext, relation: Relation[Any]) -> list[str]:
-    t = ctx.table()
-    return [
-        e.exam_id
-        for e, ok in zip(t.exams, t.readable, strict=True)
-        if ok and relation.eligible(e.label)
-    ]
 
 
 def _interval(params: Mapping[str, Any], k: int, n: int) -> tuple[float, float, str]:
@@ -291,7 +282,7 @@ def decision_stability(spec: CriterionSpec, ctx: EvaluationContext) -> Criterion
     if rel.at_level is None:
         raise NotEvaluable(f"relation {rel.name} has no severity levels")
     op = float(ctx.operating_point)
-    ids = _readable(ctx, rel)
+    ids = _eligible(ctx, rel)
     if not ids:
         raise NotEvaluable("no exam the model read successfully is eligible for this relation")
     rng = ctx.rng(spec.id)
@@ -438,7 +429,7 @@ def insertion_response(spec: CriterionSpec, ctx: EvaluationContext) -> Criterion
     lesion = spec.params["lesion"]
     (s_lo, s_hi), (c_lo, c_hi) = _lesion_grid(lesion)
     kinds = tuple(lesion["kinds"])
-    ids = _readable(ctx, rel)  # normal exams the model read
+    ids = _eligible(ctx, rel)  # normal exams the model read
     if not ids:
         raise NotEvaluable("no normal exam the model read successfully")
     rng = ctx.rng(spec.id)
