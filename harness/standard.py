@@ -109,27 +109,6 @@ _LineLoader.add_constructor(
 )
 
 
-def _line_map(text: str) -> dict[tuple, int]:
-    """Map each JSON path (tuple of keys/indices) to its 1-based line in the YAML text."""
-    lines: dict[tuple, int] = {}
-
-    def walk(node: yaml.Node, path: tuple) -> None:
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                lines[path + (k.value,)] = k.start_mark.line + 1
-                walk(v, path + (k.value,))
-                lines[path + (k.value,)] = k.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                walk(v, path + (i,))
-
-    root = yamlio.compose(text, _LineLoader)
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
 def _where(path: Sequence, data: Any) -> str:
     parts: list[str] = []
     node = data
@@ -226,7 +205,7 @@ def lint_text(text: str) -> tuple[dict[str, Any] | None, list[Problem]]:
         return None, [
             Problem(1, "(top level)", "a standard is a YAML mapping; see standards/README.md")
         ]
-    lines = _line_map(text)
+    lines = yamlio.line_map(text, _LineLoader)
 
     def line_of(path: Sequence) -> int:
         p = tuple(path)
@@ -313,7 +292,7 @@ def load_standard(path: Path | str) -> Standard:
         )
         raise StandardError(problems[0].format(p) + more)
     assert data is not None
-    lines = _line_map(text)
+    lines = yamlio.line_map(text, _LineLoader)
     criteria = tuple(
         CriterionSpec(
             id=c["id"],

@@ -10,6 +10,7 @@ deep that the parser would recurse past Python's limit is refused the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -89,3 +90,33 @@ def safe_load(
 def compose(text: str, loader: type = NoAliasLoader) -> yaml.Node | None:
     """The node tree of a document (aliases refused), for line numbers."""
     return yaml.compose(text, Loader=loader)
+
+
+def line_map(text: str, loader: type = NoAliasLoader) -> dict[tuple, int]:
+    """Each JSON path (tuple of keys/indices) of a document -> its 1-based line in the text (a
+    mapping entry's line is its key's)."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node: yaml.Node, path: tuple) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                walk(v, path + (k.value,))
+                lines[path + (k.value,)] = k.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, path + (i,))
+
+    root = compose(text, loader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def line_of(lines: dict[tuple, int], path: Sequence[Any]) -> int | None:
+    """The line of ``path``, or of its deepest parent that exists (a missing key's object)."""
+    key = tuple(path)
+    for n in range(len(key), -1, -1):
+        if key[:n] in lines:
+            return lines[key[:n]]
+    return None

@@ -39,12 +39,11 @@ from typing import Any
 
 import jsonschema
 import numpy as np
-import yaml
 
 from harness.errors import CostModelError
 from harness.programme.protocols import BASELINE, ProtocolSpec
 from harness.resources import resource
-from harness.yamlio import safe_load
+from harness.yamlio import line_map, line_of, safe_load
 
 COSTS_SCHEMA_ID = "mammocert/costs/v1"
 SCHEMA_PATH = resource("harness.programme", "data", "costs.schema.json")
@@ -161,26 +160,6 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
 
 
-def _line(text: str, path: list[Any]) -> int | None:
-    """1-based line of the YAML node at ``path`` (or of its deepest existing parent)."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
-    line = node.start_mark.line + 1 if node is not None else None
-    for key in path:
-        if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if k.value == str(key)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            nxt = node.value[key]
-        else:
-            nxt = None
-        if nxt is None:
-            break
-        node, line = nxt, nxt.start_mark.line + 1
-    return line
-
-
 def _leaf(err: jsonschema.ValidationError) -> jsonschema.ValidationError:
     """The most specific error: follow the sub-errors of if/then, allOf and oneOf."""
     while err.context:
@@ -203,7 +182,7 @@ def _describe(err: jsonschema.ValidationError) -> str:
 
 
 def _refuse(source: str, text: str, path: list[Any], problem: str) -> CostModelError:
-    line = _line(text, path)
+    line = line_of(line_map(text), path)
     where = ".".join(str(p) for p in path) or "(top level)"
     return CostModelError(f"{source}{f':{line}' if line else ''}: {where}: {problem}")
 
