@@ -5,6 +5,7 @@ No pixels: the manifest lists files that the prediction-only criteria never open
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from harness.cases.manifest import parse_manifest, seal
 from harness.predictions import Finding, Prediction
+from harness.standard import Standard
 
 DENSITIES = ("a", "b", "c", "d")
 MAKERS = ("HOLOGIC", "GE", "SIEMENS")
@@ -107,3 +109,11 @@ def predictions(
             )
         )
     return out
+
+
+def standard(prevalence: float = 6.0) -> Standard:
+    """A bare standard for evaluator tests: in force 2026-2030, seed 11, no criteria of its own."""
+    return Standard(
+        Path("x.yaml"), "T", "1.0.0", "draft", "t", "i", dt.date(2026, 1, 1),
+        dt.date(2030, 1, 1), None, prevalence, 11, (), "sha256:" + "0" * 64, {},
+    )  # fmt: skip

@@ -4,7 +4,6 @@ line; at run time the error names the real cause, not "the reference set is too 
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import synthetic_set as synthetic
 from conformance.context import EvaluationContext
 from conformance.criteria import evaluate
 from harness.attributes import ATTRIBUTES
-from harness.standard import CriterionSpec, Standard, lint_text
+from harness.standard import CriterionSpec, lint_text
 from mammocert.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,22 +104,7 @@ def test_vocabulary_is_what_synthetic_sets_write():
 
 
 def _ctx(m) -> EvaluationContext:
-    std = Standard(
-        Path("x.yaml"),
-        "T",
-        "1",
-        "draft",
-        "t",
-        "i",
-        dt.date(2026, 1, 1),
-        dt.date(2030, 1, 1),
-        None,
-        6.0,
-        11,
-        (),
-        "sha256:" + "0" * 64,
-        {},
-    )
+    std = synthetic.standard(6.0)
     return EvaluationContext(std, m, synthetic.predictions(m), 0.5, {}, "self-test")
 
 

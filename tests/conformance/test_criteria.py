@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -14,31 +13,12 @@ from conformance.context import EvaluationContext
 from conformance.criteria import evaluate
 from harness import stats
 from harness.predictions import Prediction
-from harness.standard import CriterionSpec, Standard
-
-
-def standard(prevalence: float = 6.0) -> Standard:
-    return Standard(
-        Path("x.yaml"),
-        "T",
-        "1.0.0",
-        "draft",
-        "t",
-        "i",
-        dt.date(2026, 1, 1),
-        dt.date(2030, 1, 1),
-        None,
-        prevalence,
-        11,
-        (),
-        "sha256:" + "0" * 64,
-        {},
-    )
+from harness.standard import CriterionSpec
 
 
 def ctx(preds, m=None, op=0.5, prevalence=6.0) -> EvaluationContext:
     m = m or synthetic.manifest()
-    return EvaluationContext(standard(prevalence), m, list(preds), op, {}, "self-test")
+    return EvaluationContext(synthetic.standard(prevalence), m, list(preds), op, {}, "self-test")
 
 
 def spec(kind: str, pass_if: dict, **params) -> CriterionSpec:

@@ -3,9 +3,6 @@ responses: the counts, the exact interval, the seeded sample, the evidence and t
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
-
 import pytest
 import synthetic_set as synthetic
 
@@ -15,16 +12,9 @@ from harness import stats
 from harness.perturb.lesion import LesionParams
 from harness.perturb.relation import condition_id
 from harness.predictions import ORIGINAL, ExamOutput, Prediction
-from harness.standard import CriterionSpec, Standard
+from harness.standard import CriterionSpec
 
 OP = 0.5
-
-
-def standard() -> Standard:
-    return Standard(
-        Path("x.yaml"), "T", "1.0.0", "draft", "t", "i", dt.date(2026, 1, 1),
-        dt.date(2030, 1, 1), None, 6.0, 11, (), "sha256:" + "0" * 64, {},
-    )  # fmt: skip
 
 
 def spec(kind: str, pass_if: dict, **params) -> CriterionSpec:
@@ -92,7 +82,7 @@ class FakeLive:
 def _ctx(live: FakeLive):
     m = synthetic.manifest()
     preds = [live.original(e.exam_id) for e in m.exams]
-    return EvaluationContext(standard(), m, preds, OP, {}, "self-test", live=live), m
+    return EvaluationContext(synthetic.standard(), m, preds, OP, {}, "self-test", live=live), m
 
 
 NOISE = dict(

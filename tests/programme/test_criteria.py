@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import synthetic_set as synthetic
 from conformance.context import EvaluationContext
 from conformance.criteria import KINDS, evaluate
 from harness.predictions import Prediction
-from harness.standard import CriterionSpec, Standard, load_standard
+from harness.standard import CriterionSpec, load_standard
 from harness.stats.proportions import clopper_pearson
 from harness.stats.reweight import screening_weights
 
@@ -20,22 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def ctx(preds, m, prevalence=6.0) -> EvaluationContext:
-    std = Standard(
-        Path("x.yaml"),
-        "T",
-        "1.0.0",
-        "draft",
-        "t",
-        "i",
-        dt.date(2026, 1, 1),
-        dt.date(2030, 1, 1),
-        None,
-        prevalence,
-        11,
-        (),
-        "sha256:" + "0" * 64,
-        {},
-    )
+    std = synthetic.standard(prevalence)
     return EvaluationContext(std, m, list(preds), 0.5, {}, "self-test")
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
-
 import numpy as np
 import pytest
 import synthetic_set as synthetic
@@ -14,7 +11,7 @@ from conformance.criteria import evaluate
 from harness.programme.outcomes import programme_outcomes
 from harness.programme.protocols import ProtocolSpec, replay
 from harness.programme.screening import ScreeningSet
-from harness.standard import CriterionSpec, Standard
+from harness.standard import CriterionSpec
 from harness.stats.reweight import reweighted_programme, screening_weights
 
 BOOT = {"method": "bootstrap", "level": 0.95, "replicates": 200}
@@ -34,22 +31,7 @@ def test_double_reading_matches_the_criteria_and_reweight(prevalence):
     assert got["cdr_per_1000"]["value"] == pytest.approx(ref.cdr_per_1000.value)
     assert got["ppv"]["value"] == pytest.approx(ref.ppv.value)
 
-    std = Standard(
-        Path("x.yaml"),
-        "T",
-        "1.0.0",
-        "draft",
-        "t",
-        "i",
-        dt.date(2026, 1, 1),
-        dt.date(2030, 1, 1),
-        None,
-        prevalence,
-        11,
-        (),
-        "sha256:" + "0" * 64,
-        {},
-    )
+    std = synthetic.standard(prevalence)
     ctx = EvaluationContext(std, m, preds, 0.5, {}, "self-test")
     for kind, key, scale in (
         ("recall_rate", "recall_rate", 1),
@@ -90,22 +72,7 @@ def test_the_ai_alone_as_a_protocol_matches_the_criterias_ai_value():
         np.random.default_rng(1),
         200,
     ).measures["ai"]
-    std = Standard(
-        Path("x.yaml"),
-        "T",
-        "1.0.0",
-        "draft",
-        "t",
-        "i",
-        dt.date(2026, 1, 1),
-        dt.date(2030, 1, 1),
-        None,
-        6.0,
-        11,
-        (),
-        "sha256:" + "0" * 64,
-        {},
-    )
+    std = synthetic.standard(6.0)
     ctx = EvaluationContext(std, m, preds, 0.5, {}, "self-test")
     spec_c = CriterionSpec(
         "T-X",
