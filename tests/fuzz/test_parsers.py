@@ -430,32 +430,11 @@ def image_adapter(vendor_dir):
 def test_fuzz_dicom_headers(tmp_path_factory, image_adapter, data):
     """load_exam + the ONNX adapter's prepare (presentation pixels, orientation, resize): a DICOM
     file is read and prepared, or refused as a VendorFault with a one-line reason."""
-    from harness.cases.manifest import parse_manifest
     from harness.exam_input import load_exam
 
-    d = tmp_path_factory.mktemp("dcm")
-    (d / "E1").mkdir()
-    (d / "E1" / "LCC.dcm").write_bytes(data)
-    m = parse_manifest(
-        {
-            "schema": "mammocert/reference-set/v1",
-            "id": "fuzz",
-            "version": "1",
-            "exams": [
-                {
-                    "exam_id": "E1",
-                    "label": 0,
-                    "truth": "normal",
-                    "images": [
-                        {"file": "E1/LCC.dcm", "laterality": "L", "view": "CC", "sha256": "0" * 64}
-                    ],
-                }
-            ],
-        },
-        d,
-    )
+    m, exam = _exam_with(tmp_path_factory.mktemp("dcm"), data)
     try:
-        image_adapter.prepare(load_exam(m, m.exams[0]))
+        image_adapter.prepare(load_exam(m, exam))
     except VendorFault as exc:
         assert exc.reason and "\n" not in exc.reason, repr(exc.reason)
     except MammocertError as exc:  # pragma: no cover - would be a harness refusal of a DICOM
