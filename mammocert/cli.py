@@ -67,6 +67,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = _add(
         cases,
+        "import",
+        "harness.cases.importer:import_cli",
+        "turn a folder of DICOM files and a labels table into a reference set",
+    )
+    p.add_argument(
+        "--dicom", required=True, help="folder of the set's DICOM files (searched recursively)"
+    )
+    p.add_argument(
+        "--labels", required=True, action="append", help="labels CSV (repeat for several tables)"
+    )
+    p.add_argument(
+        "--map",
+        required=True,
+        help="import map YAML, or a shipped one: vindr-mammo, rsna-screening, cmmd, cbis-ddsm",
+    )
+    p.add_argument(
+        "--out", required=True, help="output directory (created; must be empty or absent)"
+    )
+    p.add_argument("--id", default=None, help="set id (default: imported-<map name>)")
+    p.add_argument("--version", default="1.0.0", help="set version (default 1.0.0)")
+    p.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="apply the PS3.15 Basic Profile while copying (age band and device kept)",
+    )
+    p.add_argument(
+        "--deid-key",
+        default=None,
+        help="file of >= 32 random bytes: the same key makes a repeated import byte-identical",
+    )
+    p = _add(
+        cases,
         "verify",
         "harness.cases.build:verify_cli",
         "re-hash every file against the manifest and print the set digest",
@@ -289,7 +321,20 @@ def verify_cli(args: argparse.Namespace) -> int:
 
 # Options and positionals that name files or directories (checked by harness.fsio.check_path).
 PATH_ARGS = frozenset(
-    {"out", "recipe", "dir", "vendor", "cases", "journal", "predictions", "standard", "key"}
+    {
+        "out",
+        "recipe",
+        "dir",
+        "vendor",
+        "cases",
+        "journal",
+        "predictions",
+        "standard",
+        "key",
+        "dicom",
+        "deid_key",
+        "labels",
+    }
     | {"path", "file", "a", "b"}
 )
 
