@@ -282,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=4000, help="probabilistic sensitivity draws")
     p.add_argument("--out", required=True, help="output directory")
 
+    p = _add(
+        sub,
+        "compare",
+        "reports.compare:compare_cli",
+        "vendors side by side: verify each bundle, then one page with the criteria as rows",
+    )
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="evidence bundle directories")
+    p.add_argument("--key", required=True, help="public key the bundles were signed with")
+    p.add_argument("--out", required=True, help="output directory (compare.html, compare.json)")
+
     serve = sub.add_parser("serve-reference", help="run a reference AI node").add_subparsers(
         dest="serve_command", required=True, metavar="INTERFACE"
     )
