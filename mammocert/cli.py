@@ -292,6 +292,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, help="public key the bundles were signed with")
     p.add_argument("--out", required=True, help="output directory (compare.html, compare.json)")
 
+    p = _add(
+        sub,
+        "accept",
+        "reports.acceptance:accept_cli",
+        "site acceptance: does this installation reproduce the vendor's certificate?",
+    )
+    p.add_argument("--certificate", required=True, help="the certificate's evidence bundle")
+    p.add_argument("--local", required=True, help="the bundle of the run through the installation")
+    p.add_argument("--key", required=True, help="public key of the certificate")
+    p.add_argument("--local-key", default=None, help="public key of the local run (default --key)")
+    p.add_argument("--site", default=None, help="the installation, e.g. 'Region Midtjylland PACS'")
+    p.add_argument("--sign", default=None, help="private key: sign the acceptance")
+    p.add_argument("--out", required=True, help="output directory")
+
     serve = sub.add_parser("serve-reference", help="run a reference AI node").add_subparsers(
         dest="serve_command", required=True, metavar="INTERFACE"
     )
@@ -317,8 +331,14 @@ def verify_cli(args: argparse.Namespace) -> int:
     """``mammocert verify``: the report library checks the bundle; with ``--cases`` the engine
     recomputes every statistic (reports never imports the engine itself)."""
     from conformance.engine import recompute_criteria
+    from reports.acceptance import ACCEPTANCE_FILE, verify_acceptance
     from reports.verify import verify_bundle
 
+    if (Path(args.path) / ACCEPTANCE_FILE).is_file():  # a site acceptance, not a bundle
+        statement = verify_acceptance(Path(args.path), Path(args.key))
+        p = statement["predicate"]
+        print(f"OK: site acceptance {p['verdict']} signed {p['signed']} ({args.path})")
+        return 0
     report = verify_bundle(
         Path(args.path),
         Path(args.key),
