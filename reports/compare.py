@@ -179,21 +179,110 @@ def programme_rows(cols: Sequence[Column]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def render_compare_html(cols: Sequence[Column]) -> str:
-    table = rows(cols)
-    svg = roc_overlay(cols, "compare-roc")
+def render_compare_html(cols: Sequence[Column], acceptances: Sequence[Acceptance] = ()) -> str:
+    """The page: vendors' bundles side by side, or (``acceptances``) regions' site acceptances."""
+    if acceptances:
+        heads = [a.name for a in acceptances]
+        table = acceptance_rows(acceptances)
+        problems = acceptance_problems(acceptances)
+        svg = None
+    else:
+        heads = [c.name + ("" if c.verified else " (not verified)") for c in cols]
+        table = [("verdict", "", [(c.results.verdict if c.results else "—", "") for c in cols])]
+        table.append(("mode", "", [(c.results.mode if c.results else "—", "") for c in cols]))
+        for r in rows(cols):
+            cells = [(cell_text(c), c.outcome if c else "") for c in r.cells]
+            table.append((r.id + (" *" if r.mandatory else ""), r.title, cells))
+        problems = comparability(cols)
+        svg = roc_overlay(cols, "compare-roc")
     return (
         _environment()
         .get_template("compare.html.j2")
         .render(
+            heads=heads,
             cols=cols,
-            problems=comparability(cols),
-            rows=[(r, [cell_text(c) for c in r.cells]) for r in table],
-            outcomes=[[c.outcome if c else "" for c in r.cells] for r in table],
+            problems=problems,
+            table=table,
             roc=Markup(svg) if svg else None,
             programme=programme_rows(cols),
+            acceptance=bool(acceptances),
         )
     )
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """One region's site acceptance (``mammocert accept --sign``), verified or not."""
+
+    path: Path
+    verified: bool
+    reason: str
+    doc: Mapping[str, Any] | None
+
+    @property
+    def name(self) -> str:
+        site = (self.doc or {}).get("site") or self.path.name
+        return site + ("" if self.verified else " (not verified)")
+
+
+def is_acceptance(path: Path) -> bool:
+    from reports.acceptance import ACCEPTANCE_FILE
+
+    return (Path(path) / ACCEPTANCE_FILE).is_file()
+
+
+def load_acceptances(paths: Sequence[Path], public_key: Path) -> list[Acceptance]:
+    from reports.acceptance import verify_acceptance
+
+    out = []
+    for p in paths:
+        try:
+            verify_acceptance(Path(p), public_key)
+        except MammocertError as exc:
+            out.append(Acceptance(Path(p), False, str(exc), None))
+            continue
+        doc = json.loads((Path(p) / "acceptance.json").read_text(encoding="utf-8"))
+        out.append(Acceptance(Path(p), True, "verified", doc))
+    return out
+
+
+def acceptance_problems(accs: Sequence[Acceptance]) -> list[str]:
+    certs = {a.doc["certificate"]["attestation_sha256"] for a in accs if a.doc}
+    problems = []
+    if len(certs) > 1:
+        problems.append(
+            "NOT COMPARABLE: the acceptances are against different certificates "
+            + ", ".join(sorted(c[:12] for c in certs))
+        )
+    problems += [f"{a.path}: NOT VERIFIED ({a.reason})" for a in accs if not a.verified]
+    return problems
+
+
+def acceptance_rows(accs: Sequence[Acceptance]) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """Sites as columns: verdict, certificate, interface, then each check of the standard."""
+    docs = [a.doc or {} for a in accs]
+
+    def cell(d: Mapping[str, Any], fn: Any) -> tuple[str, str]:
+        return (fn(d), "") if d else ("—", "")
+
+    table = [
+        ("verdict", "", [(d.get("verdict", "—"), "passed" if d.get("verdict") == "ACCEPTED" else "failed" if d else "") for d in docs]),
+        ("certificate", "", [cell(d, lambda d: f"{d['certificate']['vendor'].get('product')} {d['certificate']['vendor'].get('version')} · {d['certificate']['verdict']}") for d in docs]),
+        ("local interface", "", [cell(d, lambda d: str(d["local"]["vendor"].get("interface"))) for d in docs]),
+        ("exams compared", "", [cell(d, lambda d: str(d["exams"])) for d in docs]),
+    ]  # fmt: skip
+    names = dict.fromkeys(c["name"] for d in docs for c in d.get("checks", []))
+    for name in names:
+        cells = []
+        for d in docs:
+            c = next((c for c in d.get("checks", []) if c["name"] == name), None)
+            if c is None:
+                cells.append(("—", ""))
+            else:
+                text = f"{fmt_number(c['measured'])} (≤ {fmt_number(c['limit'])})"
+                cells.append((text, "passed" if c["passed"] else "failed"))
+        table.append((name, "", cells))
+    return table
 
 
 def compare_document(cols: Sequence[Column]) -> dict[str, Any]:
@@ -232,8 +321,11 @@ def compare_cli(args: Any) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    cols = load_columns([Path(b) for b in args.bundles], Path(args.key))
+    paths = [Path(b) for b in args.bundles]
     out = make_dir(Path(args.out), "--out")
+    if any(is_acceptance(p) for p in paths):
+        return _compare_acceptances(paths, Path(args.key), out)
+    cols = load_columns(paths, Path(args.key))
     write_atomic(out / "compare.html", render_compare_html(cols).encode("utf-8"), "compare.html")
     doc = compare_document(cols)
     write_atomic(out / "compare.json", (json.dumps(doc, indent=1) + "\n").encode(), "compare.json")
@@ -253,3 +345,44 @@ def compare_cli(args: Any) -> int:
     console.print(table)
     console.print(f"wrote {out / 'compare.html'} and compare.json (* mandatory)")
     return 0 if doc["comparable"] and all(c.verified for c in cols) else 1
+
+
+def _compare_acceptances(paths: Sequence[Path], key: Path, out: Path) -> int:
+    """Regions' site acceptances side by side (every path must hold one)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    not_acc = [p for p in paths if not is_acceptance(p)]
+    if not_acc:
+        from harness.errors import UsageError
+
+        raise UsageError(
+            f"{not_acc[0]}: not a site acceptance; compare either bundles or acceptances, not both"
+        )
+    accs = load_acceptances(paths, key)
+    html = render_compare_html([], accs)
+    write_atomic(out / "compare.html", html.encode("utf-8"), "compare.html")
+    table_rows = acceptance_rows(accs)
+    problems = acceptance_problems(accs)
+    doc = {
+        "acceptances": [
+            {"path": str(a.path), "verified": a.verified, "reason": a.reason, "site": a.name}
+            for a in accs
+        ],
+        "comparable": not problems,
+        "problems": problems,
+        "rows": [{"row": label, "cells": [t for t, _ in cells]} for label, _, cells in table_rows],
+    }
+    write_atomic(out / "compare.json", (json.dumps(doc, indent=1) + "\n").encode(), "compare.json")
+    console = Console()
+    for p in problems:
+        console.print(f"[bold red]{p}[/]")
+    table = Table(title="site acceptances side by side")
+    table.add_column("")
+    for a in accs:
+        table.add_column(a.name)
+    for label, _, cells in table_rows:
+        table.add_row(label, *[t for t, _ in cells])
+    console.print(table)
+    console.print(f"wrote {out / 'compare.html'} and compare.json")
+    return 0 if not problems else 1

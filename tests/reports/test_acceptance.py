@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import html5lib
 import pytest
 import yaml
 from dicom_testkit import deidentified_set, free_port, orthanc, write_dicom_package
@@ -93,18 +94,36 @@ def test_pacs_installation_is_accepted_and_a_changed_package_rejected(tmp_path, 
     assert doc["exams"] == 6 and doc["flipped"] == [] and doc["failed"] == []
     assert doc["local"]["vendor"]["interface"] == "dicom"
     assert main(["verify", str(out), "--key", str(pub)]) == 0
-    # a byte changed after signing is caught
-    (out / "acceptance.html").write_text((out / "acceptance.html").read_text() + " ")
-    assert main(["verify", str(out), "--key", str(pub)]) == 1
 
     # The same model with its operating point moved after certification: REJECTED, flips listed.
     moved = write_package(tmp_path / "moved", extra={"operating_point": 0.05})
     _run(moved, std, cases, tmp_path / "local2", priv)
     capsys.readouterr()
     args2 = ["accept", "--certificate", str(tmp_path / "cert"), "--local", str(tmp_path / "local2")]
-    assert main(args2 + ["--key", str(pub), "--out", str(tmp_path / "acc2")]) == 1
+    args2 += ["--key", str(pub), "--site", "Region B", "--sign", str(priv)]
+    assert main(args2 + ["--out", str(tmp_path / "acc2")]) == 1
     printed = capsys.readouterr().out
     doc = json.loads((tmp_path / "acc2" / "acceptance.json").read_text())
     assert printed.startswith("REJECTED") and doc["flipped"], printed
     for r in doc["flipped"]:
         assert f"flipped {r['exam_id']}" in printed
+
+    # The regions' acceptances side by side, against the same certificate.
+    cmp = tmp_path / "cmp"
+    assert (
+        main(["compare", str(out), str(tmp_path / "acc2"), "--key", str(pub), "--out", str(cmp)])
+        == 0
+    )
+    page = (cmp / "compare.html").read_text()
+    assert (
+        "Region PACS" in page and "Region B" in page and "ACCEPTED" in page and "REJECTED" in page
+    )
+    html5lib.HTMLParser(strict=True).parse(page)
+    # a byte changed after signing is caught, by verify and by compare
+    (out / "acceptance.html").write_text((out / "acceptance.html").read_text() + " ")
+    assert main(["verify", str(out), "--key", str(pub)]) == 1
+    assert (
+        main(["compare", str(out), str(tmp_path / "acc2"), "--key", str(pub), "--out", str(cmp)])
+        == 1
+    )
+    assert "NOT VERIFIED" in (cmp / "compare.html").read_text()
