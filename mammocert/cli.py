@@ -221,6 +221,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b")
     p = _add(
         std,
+        "explore",
+        "conformance.explore:explore_cli",
+        "which vendors a candidate standard would pass, from their bundles, without a model",
+    )
+    p.add_argument("candidate", help="candidate standard YAML")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="evidence bundle directories")
+    p.add_argument("--cases", default=None, help="the reference set, to recompute changed criteria")
+    p.add_argument("--key", default=None, help="public key: verify each bundle first")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=None,
+        metavar="ID.KEY=A:B:STEP",
+        help="sweep one pass_if key, e.g. DK-AUC-01.ci_lower_gte=0.80:0.95:0.01 (repeatable)",
+    )
+    p.add_argument("--out", default=None, help="write explore.json here")
+    p = _add(
+        std,
         "bar",
         "conformance.bar:bar_cli",
         "the fewest cancers a model must find, per false-positive count, to pass a standard's "
