@@ -285,12 +285,14 @@ class ReferenceRestNode:
         job = self.jobs.get(request.path_params["job_id"])
         if job is None:
             return _problem(404, "Not Found", "no such job")
-        if job.state == "succeeded" and time.monotonic() < job.ready_at:
-            return JSONResponse(self._document(job, "running"))
-        if job.state == "succeeded":
-            return self._result_response(self._document(job, job.state))
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
-        return JSONResponse(self._document(job, job.state), headers=headers)
+        state = job.state
+        if state == "succeeded" and time.monotonic() < job.ready_at:
+            state = "running"  # scored already, but a job takes at least job_s
+        if state == "succeeded":
+            return self._result_response(self._document(job, state))
+        pending = state in ("queued", "running") and self.retry_after is not None
+        headers = {"Retry-After": str(self.retry_after)} if pending else {}
+        return JSONResponse(self._document(job, state), headers=headers)
 
     async def _submit(self, request: Request) -> Response:
         if (denied := self._gate(request)) is not None:

@@ -176,12 +176,23 @@ class JsonJobProfile:
             url = self._location(resp, what) if location else str(resp.request.url)
             wait = retry_after_s(resp.headers.get("retry-after"))
             pause = self.spec.poll_interval_s if wait is None else wait
+            still = "" if state is None else f", still {state!r}"
             if time.monotonic() + pause >= deadline:
-                still = "" if state is None else f", still {state!r}"
                 asked = "" if wait is None else f"; the endpoint asked to wait {wait:g}s more"
                 raise VendorFault(f"job did not finish within {self.timeout_s:g}s{still}{asked}")
             time.sleep(pause)
-            resp = self.client.request("GET", url, deadline=deadline, exam_id=exam_id, ok=(303,))
+            try:
+                resp = self.client.request(
+                    "GET", url, deadline=deadline, exam_id=exam_id, ok=(303,)
+                )
+            except VendorFault as fault:
+                if time.monotonic() < deadline:
+                    raise
+                # The deadline fell during the poll: the job is what did not finish in time.
+                raise VendorFault(
+                    f"job did not finish within {self.timeout_s:g}s{still}; last poll: "
+                    f"{fault.reason}"
+                ) from None
             what = f"GET {urlsplit(url).path}"
 
     def _location(self, resp: Any, what: str) -> str:
