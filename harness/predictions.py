@@ -212,12 +212,14 @@ def _native(d: Mapping[str, Any], where: str, n_findings: int) -> Native | None:
     breasts = raw.get("breasts") or {}
     if not isinstance(breasts, Mapping):
         raise UsageError(f'{nw}.breasts: expected an object like {{"L": 7, "R": 2}}')
+    score = _num(f"{nw}.score", raw.get("score"), False)
+    native_breasts = {str(k): _num(f"{nw}.breasts.{k}", v, False) for k, v in breasts.items()}
     scores = raw.get("findings") or []
     if not isinstance(scores, list) or len(scores) != n_findings:
         raise UsageError(f"{nw}.findings: expected a list of {n_findings} numbers, one per finding")
     return Native(
-        _num(f"{nw}.score", raw.get("score"), False),
-        {str(k): _num(f"{nw}.breasts.{k}", v, False) for k, v in breasts.items()},
+        score,
+        native_breasts,
         tuple(_num(f"{nw}.findings[{k}]", v, False) for k, v in enumerate(scores)),
     )
 

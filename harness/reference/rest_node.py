@@ -217,7 +217,8 @@ class ReferenceRestNode:
         self.seen: list[Seen] = []
         self.jobs: dict[str, Job] = {}
         self._submissions = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the request log and the submission count
+        self._scoring = threading.Lock()  # one exam at a time through the adapter
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rest-node-job")
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -428,7 +429,7 @@ class ReferenceRestNode:
     def _run_job(self, job: Job, datasets: list[Dataset]) -> None:
         job.state = "running"
         try:
-            with self._lock:
+            with self._scoring:
                 out = self.adapter.infer(self.adapter.prepare(exam_of(datasets)))
         except VendorFault as exc:
             job.state, job.message = (
