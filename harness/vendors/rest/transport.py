@@ -293,7 +293,12 @@ class RestClient:
                 raise VendorFault(f"{what}: no response within the read timeout") from None
             except httpx.TransportError as exc:
                 record("protocol-error")
-                raise VendorFault(f"{what}: {_reason(exc)}") from None
+                hint = ""
+                if url.startswith("https:") and self.spec.tls.client_cert is None:
+                    # Under TLS 1.3 a server checks the client certificate after the handshake
+                    # and just closes: the client sees no TLS error, only a silent server.
+                    hint = "; a server that wants a client certificate (rest.tls.client_cert) does this"
+                raise VendorFault(f"{what}: {_reason(exc)}{hint}") from None
             else:
                 try:
                     body = self._read(resp, deadline, what)
