@@ -8,15 +8,19 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pydicom
 import pytest
-from dicom_testkit import deidentified_set
-from rest_testkit import RecordingProxy
+from dicom_testkit import deidentified_set, process
+from rest_testkit import RecordingProxy, free_port
 from vendors.jsonjob_kit import SCALE_RANGE, write_jsonjob_package
 from vendors.mgfactory import write_package
 
+from harness.cases import DEFAULT_RECIPE
+from harness.cases.build import build_reference_set
 from harness.cases.manifest import load_manifest
 from harness.errors import UsageError
 from harness.predictions import (
@@ -28,8 +32,11 @@ from harness.predictions import (
     write_predictions,
 )
 from harness.reference.rest_node import ReferenceRestNode
+from harness.resources import REFERENCE_VENDOR
 from harness.runner import run_predictions
 from harness.vendors import load_vendor_package, open_adapter
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +210,61 @@ def http_bodies(stream: bytes) -> list[bytes]:
         out.append(rest[:length])
         stream = rest[length:]
     return out
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mammocert.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.slow
+def test_mammocert_run_through_the_node_gives_the_onnx_verdict_and_scores(tmp_path):
+    """The reference vendor's ONNX package run directly, and the same package behind the
+    reference REST node (async jobs, native 0-100 scale): the same verdict, criterion by
+    criterion, and the same scores exam by exam (original and perturbed conditions)."""
+    build_reference_set(DEFAULT_RECIPE, tmp_path / "cases", exams=4, workers=1)
+    standard = str(ROOT / "standards" / "demo.yaml")
+    select = "RECALL or DEGEN or TFR or INV-MIRROR"
+    common = ("--standard", standard, "--cases", "cases", "-k", select)
+    direct = _cli(tmp_path, "run", "--vendor", str(REFERENCE_VENDOR), "--out", "onnx", *common)
+    assert direct.returncode in (0, 1), direct.stderr
+    port = free_port()
+    node = [sys.executable, "-m", "mammocert.cli", "serve-reference", "rest", "--vendor"]
+    node += [str(REFERENCE_VENDOR), "--port", str(port), "--scale", "0-100", "--mode", "async"]
+    write_jsonjob_package(tmp_path / "rest", f"http://127.0.0.1:{port}", scale="0-100")
+    with process(node, port=port):
+        remote = _cli(tmp_path, "run", "--vendor", "rest", "--out", "viarest", *common)
+        predicted = _cli(
+            tmp_path, "predict", "--vendor", "rest", "--cases", "cases", "--out", "p.jsonl"
+        )
+    assert remote.returncode == direct.returncode, remote.stderr
+    assert predicted.returncode == 0, predicted.stderr
+    a = json.loads((tmp_path / "onnx" / "results.json").read_text())
+    b = json.loads((tmp_path / "viarest" / "results.json").read_text())
+    assert a["verdict"] == b["verdict"]
+    verdicts = lambda r: [(c["id"], c["outcome"], c["value"], c["n"]) for c in r["criteria"]]  # noqa: E731
+    assert verdicts(a) == verdicts(b)
+    judged = {c["id"]: c["outcome"] for c in a["criteria"]}
+    assert {judged["DK-TFR-01"], judged["DK-INV-MIRROR"]} <= {"passed", "failed"}  # evaluated
+    want = read_predictions(tmp_path / "onnx" / "predictions.jsonl")
+    for got in (
+        read_predictions(tmp_path / "viarest" / "predictions.jsonl"),
+        read_predictions(tmp_path / "p.jsonl"),
+    ):
+        assert len(got) >= 4 and {p.condition for p in got} <= {p.condition for p in want}
+        wanted = {(p.exam_id, p.condition): p for p in want}
+        for p in got:
+            w = wanted[(p.exam_id, p.condition)]
+            assert p.status == w.status == "ok", p.error
+            assert p.score == pytest.approx(w.score, abs=1e-9)
+            assert p.breasts == pytest.approx(dict(w.breasts), abs=1e-9)
+            assert p.native.score == pytest.approx(100 * w.score, rel=1e-12)
+            assert [(f.file, f.x, f.y) for f in p.findings] == [
+                (f.file, f.x, f.y) for f in w.findings
+            ]
+    assert (tmp_path / "viarest" / "rest-evidence" / "attempts.jsonl").is_file()
