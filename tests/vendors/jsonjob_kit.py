@@ -33,6 +33,8 @@ def write_jsonjob_package(
     body: str = "multipart",
     timeout_s: float = 10.0,
     poll_interval_s: float = 0.1,
+    path: str = "/exams",
+    result: dict[str, Any] | None = None,
     **rest: Any,
 ) -> Path:
     """A json-job vendor package (vendor.yaml only) for a node at ``url``; ``rest`` adds keys
@@ -52,9 +54,9 @@ def write_jsonjob_package(
             "timeout_s": timeout_s,
             **rest,
             "json_job": {
-                "submit": {"path": "/exams", "body": body},
+                "submit": {"path": path, "body": body},
                 "poll_interval_s": poll_interval_s,
-                "result": RESULT,
+                "result": RESULT if result is None else result,
             },
         },
     }

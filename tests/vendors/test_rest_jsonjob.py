@@ -268,3 +268,107 @@ def test_mammocert_run_through_the_node_gives_the_onnx_verdict_and_scores(tmp_pa
                 (f.file, f.x, f.y) for f in w.findings
             ]
     assert (tmp_path / "viarest" / "rest-evidence" / "attempts.jsonl").is_file()
+
+
+# ---------------------------------------------------------------- the polling rules, scripted
+
+DONE = {"state": "succeeded", "result": {"exam_score": 7.0}}
+
+
+def _scripted_app():
+    """Endpoints that answer the ways the json-job rules name (each path one way)."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    polls: dict[str, int] = {}
+
+    async def see_other(request):
+        return Response(b"", 303, headers={"Location": "/result"})
+
+    async def result(request):
+        return JSONResponse(DONE)
+
+    async def created(request):  # 201, no body: the job is at the (relative) Location
+        return Response(b"", 201, headers={"Location": "jobs/a"})
+
+    async def job(request):  # "still processing" once, then the result
+        name = request.path_params["name"]
+        polls[name] = polls.get(name, 0) + 1
+        return JSONResponse(DONE if polls[name] > 1 else {"state": "running"})
+
+    async def pending_here(request):  # a pending 200 with an absolute Location of this origin
+        where = f"http://{request.url.netloc}/jobs/b"
+        return JSONResponse({"state": "queued"}, headers={"Location": where})
+
+    routes = [
+        Route("/see-other", see_other, methods=["POST"]),
+        Route("/result", result),
+        Route("/created", created, methods=["POST"]),
+        Route("/jobs/{name}", job),
+        Route("/pending-here", pending_here, methods=["POST"]),
+    ]
+    for path, body, status in (
+        ("/pending-nowhere", b'{"state": "running"}', 200),
+        ("/state-number", b'{"state": 3, "result": {"exam_score": 7}}', 200),
+        ("/no-body", b"", 200),
+        ("/failed-custom", b'{"state": "aborted"}', 200),
+    ):
+
+        def make(body=body, status=status):
+            async def endpoint(request):
+                return Response(body, status, media_type="application/json")
+
+            return endpoint
+
+        routes.append(Route(path, make(), methods=["POST"]))
+    return Starlette(routes=routes), polls
+
+
+@pytest.fixture(scope="module")
+def scripted():
+    import threading
+
+    import uvicorn
+
+    app, polls = _scripted_app()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="critical")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.02)
+    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", polls
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.parametrize(
+    "path, status, reason",
+    [
+        ("/see-other", "ok", None),
+        ("/created", "ok", None),
+        ("/pending-here", "ok", None),
+        ("/pending-nowhere", "error", "the result is 'running' and no Location to poll"),
+        ("/state-number", "error", "state 'state' gave 3, not a string"),
+        ("/no-body", "error", "HTTP 200 without a result body"),
+        ("/failed-custom", "error", "the job ended in state 'aborted'"),
+    ],
+)
+def test_the_polling_rules(tmp_path, cases, scripted, path, status, reason):
+    url, _ = scripted
+    result = {"state": "state", "exam_score": "result.exam_score", "failed": ["aborted"]}
+    preds, attempts = run_rest(tmp_path, url, cases, path=path, result=result)
+    for p in preds:
+        assert p.status == status, p.error
+        if status == "ok":
+            assert p.score == pytest.approx(6 / 9) and p.native.score == 7.0
+        else:
+            assert reason in p.error, p.error
+    if path == "/created":  # the relative Location resolved against the request's URL
+        assert [a["url"].removeprefix(url) for a in attempts][:3] == [
+            "/created",
+            "/jobs/a",
+            "/jobs/a",
+        ]
