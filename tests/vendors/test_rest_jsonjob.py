@@ -101,6 +101,8 @@ def test_scores_equal_the_onnx_package_exam_by_exam(
             [f.score for f in got.findings], abs=1e-12
         )
     first = [a for a in attempts if a["exam_id"] == "E0000"]
+    kept = tmp_path / "rest-evidence" / "results" / f"{first[-1]['body_sha256']}.json"
+    assert json.loads(kept.read_bytes())["result"]["exam_score"] == preds[0].native.score
     if mode == "sync":
         assert [(a["method"], a["status"]) for a in first] == [("POST", 200)]
     else:  # 202 + Location, then at least one "still running" poll, then the result
@@ -372,3 +374,12 @@ def test_the_polling_rules(tmp_path, cases, scripted, path, status, reason):
             "/jobs/a",
             "/jobs/a",
         ]
+
+
+def test_a_location_on_the_same_origin_is_recognised_with_or_without_its_default_port():
+    from harness.vendors.rest.jsonjob import _origin
+
+    assert _origin("https://AI.example.org") == _origin("https://ai.example.org:443/jobs/1")
+    assert _origin("http://127.0.0.1:8080") == _origin("http://127.0.0.1:8080/x?y=1")
+    for other in ("http://ai.example.org/", "https://ai.example.org:8443/", "https://evil.org/"):
+        assert _origin(other) != _origin("https://ai.example.org"), other

@@ -17,6 +17,9 @@ deadline; a poll answered ``202``, or ``200`` with a pending state (the Qure-sty
 processing" body), keeps polling; a ``303`` is followed to the result. A state in ``failed`` is
 an error, one in ``rejected`` a rejection, any other state the finished result.
 
+The final answer is kept in the evidence as ``results/<sha256>.json`` (``attempts.jsonl``
+names its exam).
+
 Mapping (``rest.json_job.result``, JMESPath): the exam score, breast scores (``L``/``R``),
 findings (a list expression and per-finding expressions; a finding cites the SOP Instance UID
 this send gave the image, mapped back with :meth:`~harness.vendors.remote.OutgoingExam.reidentify`)
@@ -31,6 +34,7 @@ Instance UID are faults naming the field.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import math
@@ -125,8 +129,7 @@ class JsonJobProfile:
             if f is not None
             else {}
         )
-        origin = urlsplit(client.base_url)
-        self._origin = (origin.scheme, origin.netloc)
+        self._origin = _origin(client.base_url)
 
     # ------------------------------------------------------------------ sending
 
@@ -169,6 +172,7 @@ class JsonJobProfile:
                 doc = self.client.json(resp, what)
                 state = self._state(doc, what)
                 if state is None or state not in self.spec.result.pending:
+                    self._keep(resp.content)
                     return self._output(doc, state, prepared, what)
                 if not location and resp.request.method == "POST":
                     raise VendorFault(f"{what}: the result is {state!r} and no Location to poll")
@@ -195,12 +199,18 @@ class JsonJobProfile:
                 ) from None
             what = f"GET {urlsplit(url).path}"
 
+    def _keep(self, body: bytes) -> None:
+        """The final answer in the evidence as ``results/<sha256>.json``; ``attempts.jsonl``
+        names its exam (an exam id is not a safe file name)."""
+        folder = self.evidence_dir / "results"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{hashlib.sha256(body).hexdigest()}.json").write_bytes(body)
+
     def _location(self, resp: Any, what: str) -> str:
         """The absolute URL of a ``Location``, which must stay on the endpoint's origin (the
         credentials go with every request)."""
         url = urljoin(str(resp.request.url), resp.headers["location"])
-        parts = urlsplit(url)
-        if (parts.scheme, parts.netloc) != self._origin:
+        if _origin(url) != self._origin:
             raise VendorFault(
                 f"{what}: Location {url[:120]} leaves the endpoint {self.client.base_url}; "
                 "not followed"
@@ -318,6 +328,16 @@ class JsonJobProfile:
 
     def close(self) -> None:
         pass
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the default one filled in) of a URL."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a port that is not a number: an origin nothing equals
+        port = -1
+    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 def _shown(value: Any) -> str:
