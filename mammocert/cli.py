@@ -342,6 +342,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="AE@host:port to send results to (default: the caller's results port)",
     )
     p.add_argument("--tid1500", action="store_true", help="also send a TID 1500 measurement report")
+    p = _add(
+        serve,
+        "rest",
+        "harness.reference.rest_node:serve_cli",
+        "a vendor-style JSON API (json-job profile) that scores exams, with fault modes",
+    )
+    p.add_argument("--vendor", required=True, help="ONNX vendor package that scores the exams")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument(
+        "--scale", choices=["0-1", "1-10", "0-100"], default="1-10", help="native score scale"
+    )
+    p.add_argument(
+        "--mode", choices=["sync", "async"], default="sync", help="answer 200, or 202 + a job"
+    )
+    p.add_argument(
+        "--fault", default=None, help="misbehave on purpose (harness/reference/rest_node.py FAULTS)"
+    )
     return parser
 
 

@@ -200,6 +200,7 @@ class JsonJobFindingSpec:
     x: str
     y: str
     score: str
+    laterality: str | None = None  # the vendor's side of the finding, checked against the image
 
 
 @dataclass(frozen=True)
@@ -822,7 +823,9 @@ def _rest_spec(r: dict[str, Any], root: Path, source: str) -> RestSpec:
                 dict(res.get("breast_scores", {})),
                 res.get("study_uid"),
                 res.get("findings"),
-                JsonJobFindingSpec(f["sop_instance_uid"], f["x"], f["y"], f["score"])
+                JsonJobFindingSpec(
+                    f["sop_instance_uid"], f["x"], f["y"], f["score"], f.get("laterality")
+                )
                 if f
                 else None,
             ),
