@@ -5,8 +5,11 @@ tell a good model from a poor one on a set of a given composition. This simulate
 stated true performance on sets of that composition, judges each simulated set with the suite's
 own evaluators (``conformance.engine.judge``, the verdict code itself), and reports per criterion
 the probability to pass, the expected half-width of the interval it judges, and the smallest set
-(the composition scaled) on which a model at the target passes with the chosen probability and a
-model at the standard's limits passes at most ``false_pass`` of the time.
+(the composition scaled) on which a model at the target passes with the chosen probability while
+a model at the standard's limits (the "below" model) does not surely pass more than
+``false_pass`` of the time. A bound on an interval keeps a model at its limit to about the
+interval's one-sided level at every size; a bound on a point estimate passes such a model about
+half the time at any size, so no set meets it.
 
 The simulated model (``Model``): exam scores are binormal on a latent scale: non-cancers
 N(0, 1), cancers N(mu, sigma^2), the score is Phi(x - t) so that the operating point 0.5 has the
@@ -511,18 +514,24 @@ class _Tally:
             self.error,
         )
 
-    def settled(self, threshold: float, above: bool) -> bool | None:
-        """True/False once the pass rate is surely at least/below ``threshold`` (3 standard
-        errors, with a floor so 0 or 1 after a few runs still needs a batch), None while not."""
+    def settled(self, threshold: float) -> bool | None:
+        """True once the pass rate is surely at least ``threshold``, False once surely below
+        it, None while neither."""
         if self.runs == 0:
             return None
         p = self.passed / self.runs
-        se = max(math.sqrt(p * (1 - p) / self.runs), 1 / self.runs)
-        if p - 3 * se >= threshold:
+        if _surely_above(p, self.runs, threshold):
             return True
-        if p + 3 * se < threshold:
+        if _surely_above(1 - p, self.runs, 1 - threshold) and p < threshold:
             return False
         return None
+
+
+def _surely_above(p: float, runs: int, threshold: float) -> bool:
+    """A pass rate ``p`` over ``runs`` simulations is at least ``threshold`` by 3 standard errors
+    (with a floor of 1/runs, so 0 or 1 after a few runs still needs a batch)."""
+    se = max(math.sqrt(p * (1 - p) / runs), 1 / runs)
+    return p - 3 * se >= threshold
 
 
 class _Simulator:
@@ -584,7 +593,8 @@ def _decide(
     false_pass: float,
 ) -> set[str]:
     """The ids of ``specs`` met on sets of this size: the target model passes with at least
-    ``probability`` and (for ``below_ids``) the below model with at most ``false_pass``.
+    ``probability`` and (for ``below_ids``) the below model does not surely pass more often than
+    ``false_pass``.
 
     Simulated in batches; a criterion is settled as soon as its pass rates are surely on one
     side (3 standard errors), else by the estimates after ``sims`` sets. Each set is judged once
@@ -606,18 +616,16 @@ def _decide(
         if (i + 1) % BATCH and i + 1 < sims:
             continue
         for cid in list(open_ids):
-            up = t_tally[cid].settled(probability, above=True)
-            down = b_tally[cid].settled(false_pass, above=False) if cid in b_tally else False
+            up = t_tally[cid].settled(probability)
+            # the below model rules a size out only when it surely passes too often
+            down = b_tally[cid].settled(false_pass) if cid in b_tally else False
             if up is False or down is True:
                 open_ids.discard(cid)
             elif up is True and down is False:
                 open_ids.discard(cid)
                 met.add(cid)
-            elif i + 1 == sims:
-                t = t_tally[cid].estimate().p_pass
-                b = b_tally[cid].estimate().p_pass if cid in b_tally else 0.0
-                if t >= probability and b <= false_pass:
-                    met.add(cid)
+            elif i + 1 == sims and t_tally[cid].estimate().p_pass >= probability:
+                met.add(cid)
         if not open_ids:
             break
     return met
@@ -639,8 +647,8 @@ def _whole_met(
         results = sim.results(i, specs)
         whole.runs += 1
         whole.passed += all(r.outcome == "passed" for r in results)
-        if (i + 1) % BATCH == 0 and whole.settled(probability, above=True) is not None:
-            return bool(whole.settled(probability, above=True))
+        if (i + 1) % BATCH == 0 and whole.settled(probability) is not None:
+            return bool(whole.settled(probability))
     return whole.estimate().p_pass >= probability
 
 
@@ -681,7 +689,7 @@ def power(
     hi = {c.id: len(sizes) for c in specs}
     for c in specs:
         ok = at[c.id].p_pass >= target_probability and (
-            c.id not in low or low[c.id].p_pass <= false_pass
+            c.id not in low or not _surely_above(low[c.id].p_pass, simulations, false_pass)
         )
         (hi if ok else lo)[c.id] = base
     while True:
