@@ -885,7 +885,8 @@ def render_text(r: PowerReport) -> str:
         f"target model: {r.target.describe()}",
         f"below model:  {r.below.describe()}",
         f"smallest set: the target model passes with >= {r.target_probability:.0%} and the below "
-        f"model with <= {r.false_pass:.0%} (sets of {min(r.searched_cancers)}-{top} cancers searched)",
+        f"model not surely more than {r.false_pass:.0%} of the time (sets of "
+        f"{min(r.searched_cancers)}-{top} cancers searched)",
         "",
         f"{'criterion':<16} {'kind':<31} {'P target':>8} {'P below':>7} {'CI ±':>7}  smallest set",
     ]

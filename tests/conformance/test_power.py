@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -258,3 +259,38 @@ def test_power_cli(tmp_path, capsys):
         assert main(["standard", "power", "--standard", str(std_path), *bad]) == 2
         err = capsys.readouterr().err
         assert says in err and err.count("\n") == 1, err
+
+
+DRAFT_COMPOSITION = (
+    "cancers=100,benign=40,normal=260,density=a:0.1/b:0.4/c:0.4/d:0.1,"
+    "manufacturer=HOLOGIC:0.4/GE:0.3/SIEMENS:0.3,age=55:0.4/65:0.4/75:0.2"
+)
+
+
+@pytest.mark.slow
+def test_the_draft_figures_in_standards_readme_are_what_the_command_gives(capsys):
+    """standards/README.md, "How large a set the draft needs": the command quoted there, with
+    its defaults (the standard's seed, 100 simulations), gives the table printed there."""
+    readme = (ROOT / "standards" / "README.md").read_text()
+    assert f'--composition "{DRAFT_COMPOSITION}"' in readme
+    rows = re.findall(r"^\| (DK-[A-Z0-9-]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", readme, re.M)
+    assert len(rows) == 10
+    args = ["standard", "power", "--standard", str(DRAFT), "--composition", DRAFT_COMPOSITION]
+    assert main([*args, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    got = {c["id"]: c for c in doc["criteria"]}
+    for cid, p, width, size in rows:
+        c = got[cid]
+        assert c["mandatory"], cid
+        assert f"{c['target']['p_pass']:.2f}" == p.strip() or (
+            p.startswith("0 (too few") and c["target"]["errors"] == doc["simulations"]
+        ), (cid, c)
+        hw = c["target"]["half_width"]
+        assert width.strip() == ("–" if hw is None else f"{hw:.3f}"), (cid, c)
+        shown = (
+            f"{c['smallest_cancers']} ({c['smallest_exams']})"
+            if c["smallest_cancers"] is not None
+            else f"not reached with {max(doc['searched_cancers'])} (6400)"
+        )
+        assert size.strip() == shown, (cid, c)
+    assert doc["whole"]["smallest_cancers"] is None  # DK-RECALL-01 is never met
