@@ -11,12 +11,12 @@ removed; ``mandatory`` switched — else ``changed``; a criterion is ``added`` (
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from packaging.version import InvalidVersion, Version
 
 from harness.errors import UsageError
 from harness.passif import PASS_KEYS
@@ -122,11 +122,10 @@ def _order(a: list[str], b: list[str]) -> list[str]:
     return out
 
 
-def _version(std: Standard) -> Version | None:
-    try:
-        return Version(std.version)
-    except InvalidVersion:
-        return None
+def _version(std: Standard) -> tuple[int, int, int] | None:
+    """MAJOR.MINOR.PATCH as numbers (the schema requires semver; pre-release tags are ignored)."""
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", std.version)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
 
 
 def diff_standards(a: Standard, b: Standard) -> StandardDiff:
