@@ -675,7 +675,11 @@ def power(
     below_specs = [c for c in specs if c.kind in BELOW_KINDS]
     below_ids = frozenset(c.id for c in below_specs)
     at, whole = _estimates(standard, specs, design, target, simulations, seed, 0)
-    low, _ = _estimates(standard, below_specs, design, below, simulations, seed, 1)
+    low = (
+        _estimates(standard, below_specs, design, below, simulations, seed, 1)[0]
+        if below_specs
+        else {}
+    )
     sizes: list[Design] = []
     for factor in sorted({*scales, 1.0}):
         d = design.scaled(factor)

@@ -200,6 +200,10 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _md_value(v: Any) -> str:
+    return "*(absent)*" if v is ABSENT else f"`{as_yaml(v)}`"
+
+
 def render_markdown(d: StandardDiff) -> str:
     lines = [f"## {d.a.id} {d.a.version} → {d.b.id} {d.b.version}", ""]
     lines += [f"> **Warning:** {w}" for w in d.warnings]
@@ -221,8 +225,8 @@ def render_markdown(d: StandardDiff) -> str:
                 row = (
                     c.criterion or "(header)",
                     c.key or "",
-                    f"`{as_yaml(c.before)}`",
-                    f"`{as_yaml(c.after)}`",
+                    _md_value(c.before),
+                    _md_value(c.after),
                     c.tag,
                 )
             lines.append("| " + " | ".join(_cell(str(x)) for x in row) + " |")
