@@ -45,13 +45,13 @@ class Change:
     tag: str  # stricter | looser | changed | added | removed
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "criterion": self.criterion,
-            "key": self.key,
-            "from": None if self.before is ABSENT else self.before,
-            "to": None if self.after is ABSENT else self.after,
-            "tag": self.tag,
-        }
+        """JSON: ``from``/``to`` are left out where that side has no such key (null is a value)."""
+        out: dict[str, Any] = {"criterion": self.criterion, "key": self.key}
+        if self.before is not ABSENT:
+            out["from"] = self.before
+        if self.after is not ABSENT:
+            out["to"] = self.after
+        return out | {"tag": self.tag}
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,7 @@ def test_diff_reports_changes_in_document_order_as_yaml_with_their_direction(tmp
     removed = json.loads(mammocert("standard", "diff", str(b), str(a), "--format", "json").stdout)
     gone = [c for c in removed["changes"] if c["tag"] == "removed"]
     assert [c["criterion"] for c in gone] == ["T-AUC-2"] and gone[0]["from"]["kind"] == "auc"
+    assert "to" not in gone[0]
 
 
 def test_diff_warns_when_content_changes_without_a_version_bump_or_the_version_goes_down(
