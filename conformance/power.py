@@ -232,10 +232,10 @@ class Model:
         if self.perfect:
             return "a perfect model (every cancer above every non-cancer)"
         return (
-            f"AUC {self.auc:g}, sensitivity {self.sensitivity:g} and specificity "
-            f"{self.specificity:g} at the operating point, reader correlation "
-            f"{self.reader_correlation:g}"
-            + (f", technical failures {self.failure_rate:g}" if self.failure_rate else "")
+            f"AUC {self.auc:.4g}, sensitivity {self.sensitivity:.4g} and specificity "
+            f"{self.specificity:.4g} at the operating point, reader correlation "
+            f"{self.reader_correlation:.4g}"
+            + (f", technical failures {self.failure_rate:.4g}" if self.failure_rate else "")
         )
 
 
