@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="directory for signing-key.pem and signing-key.pub.pem"
     )
 
-    std = sub.add_parser("standard", help="lint, diff and bar standards").add_subparsers(
+    std = sub.add_parser("standard", help="lint, diff, bar and power standards").add_subparsers(
         dest="standard_command", required=True, metavar="ACTION"
     )
     p = _add(
@@ -214,11 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(
         std,
         "diff",
-        "harness.standard:diff_cli",
+        "harness.standard_diff:diff_cli",
         "show added, removed and changed criteria between two standards",
     )
     p.add_argument("a")
     p.add_argument("b")
+    p.add_argument(
+        "--format", choices=("text", "markdown", "json"), default="text", help="output format"
+    )
     p = _add(
         std,
         "explore",
@@ -257,6 +260,53 @@ def build_parser() -> argparse.ArgumentParser:
         default=[0, 1, 2, 3, 4, 5, 6],
         help="false-positive counts to tabulate",
     )
+    p = _add(
+        std,
+        "power",
+        "conformance.power:power_cli",
+        "per criterion, the chance a model of stated performance passes on a set of a given "
+        "composition, and the smallest set for a chosen chance (simulation)",
+    )
+    p.add_argument("--standard", required=True, help="standard YAML")
+    p.add_argument("--cases", default=None, help="a built reference set (its truths and reads)")
+    p.add_argument("--recipe", default=None, help="a recipe, planned without rendering")
+    p.add_argument("--exams", type=int, default=None, help="with --recipe: plan this many exams")
+    p.add_argument(
+        "--composition",
+        default=None,
+        help="cancers=N,benign=N,normal=N[,ATTR=value:share/value:share...]",
+    )
+    p.add_argument(
+        "--reader",
+        action="append",
+        default=None,
+        help="with --composition: a simulated reader NAME=SENS/SPEC (default: reader1 and "
+        "consensus from Elhakim 2023)",
+    )
+    p.add_argument("--auc", type=float, default=None, help="target model's AUC (default 0.93)")
+    p.add_argument(
+        "--sensitivity",
+        type=float,
+        default=None,
+        help="at the operating point (default: consensus)",
+    )
+    p.add_argument(
+        "--specificity",
+        type=float,
+        default=None,
+        help="at the operating point (default: consensus)",
+    )
+    p.add_argument("--reader-correlation", type=float, default=0.5, help="model-reader correlation")
+    p.add_argument("--failure-rate", type=float, default=0.0, help="share of exams not read")
+    p.add_argument("--below-auc", type=float, default=None, help="below model (default: limits)")
+    p.add_argument("--below-sensitivity", type=float, default=None)
+    p.add_argument("--below-specificity", type=float, default=None)
+    p.add_argument("--target-probability", type=float, default=0.8)
+    p.add_argument("--false-pass", type=float, default=0.05, help="the below model's most")
+    p.add_argument("--seed", type=int, default=None, help="default: the standard's seed")
+    p.add_argument("--simulations", type=int, default=100)
+    p.add_argument("--max-scale", type=float, default=16.0, help="largest composition multiple")
+    p.add_argument("--format", choices=("text", "json"), default="text")
 
     p = _add(
         sub,
