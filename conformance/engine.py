@@ -592,7 +592,7 @@ def recompute_criteria(bundle_dir: Path, cases_dir: Path) -> Recomputation:
             rejudged.append(evaluate(spec, ctx))
         except NotRecorded as exc:
             raise VerificationError(
-                f"{spec.id}: cannot be re-judged from the bundle's records: {exc} "
+                f"{spec.id}: cannot be recomputed from the bundle's records: {exc} "
                 "(removed from the bundle, or the run was not reproducible)"
             ) from None
         except Exception as exc:  # as in a run: a harness fault is that criterion's error

@@ -327,7 +327,9 @@ def write_attestation(
     for name in ("report.html", "predictions.jsonl"):
         if not (bundle_dir / name).is_file():
             raise UsageError(f"{bundle_dir / name}: missing; the attestation must cover it")
-    for stale in OUTSIDE_SEAL:
+    # Every file present is sealed: an earlier run's envelope, statement or (unless this is a
+    # demo) demo public key in this directory would be listed and mislead.
+    for stale in OUTSIDE_SEAL + (() if demo_key else (DEMO_PUBLIC_KEY,)):
         (bundle_dir / stale).unlink(missing_ok=True)
     if expected == "unsigned":
         out = bundle_dir / UNSIGNED_FILE

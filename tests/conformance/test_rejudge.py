@@ -160,7 +160,7 @@ def test_perturbed_records_removed_and_resigned_fail_with_cases(ws, bundle):
     write_attestation(bundle, key_path=ws / "keys" / "signing-key.pem")
     _verify(ws, bundle, cases=False)
     with pytest.raises(
-        VerificationError, match="DK-DET-01: cannot be re-judged.*determinism:repeat=1"
+        VerificationError, match="DK-DET-01: cannot be recomputed.*determinism:repeat=1"
     ):
         _verify(ws, bundle)
 

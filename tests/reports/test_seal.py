@@ -214,3 +214,14 @@ def test_the_unsigned_statement_lists_every_file_too(tmp_path: Path) -> None:
     names = {s["name"] for s in st["subject"]}
     assert {f"bundle/{EVIDENCE}", "bundle/journal.sqlite", "bundle/junit.xml"} <= names
     assert f"bundle/{UNSIGNED_FILE}" not in names
+
+
+def test_an_earlier_demo_key_is_not_sealed_into_a_key_signed_bundle(
+    tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    bundle = _bundle(tmp_path / "bundle")
+    (bundle / "demo-key.pub.pem").write_text("an earlier demo run's public key\n")
+    write_attestation(bundle, key_path=keypair[0])
+    assert not (bundle / "demo-key.pub.pem").exists()
+    assert "bundle/demo-key.pub.pem" not in _subjects(bundle)
+    verify_bundle(bundle, keypair[1])
