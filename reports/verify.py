@@ -347,7 +347,8 @@ def verify_bundle(
     recompute: Recompute | None = None,
     today: dt.date | None = None,
 ) -> VerifyReport:
-    """Verify signature, digests, completeness and (with ``cases_dir``) every recomputable result.
+    """Verify the one signature, the seal over every file of the bundle, completeness and (with
+    ``cases_dir``) every criterion re-judged from the bundle's records.
 
     ``path`` is the bundle directory or its ``attestation.intoto.json``. ``recompute`` (needed with
     ``cases_dir``) is ``conformance.engine.recompute_criteria``, passed in by ``mammocert verify``
