@@ -45,8 +45,10 @@ from harness.results import (
 from harness.standard import CriterionSpec, Standard, load_standard
 from harness.vendors import VendorPackage, load_vendor_package
 from harness.vendors.adapter import VendorAdapter
+from reports.verify import Recomputation
 
 MODES = ("certify", "self-test", "demo")
+NOT_SELECTED = "not selected in this self-test run"  # an unselected criterion's error reason
 LOCKED_MODES = ("certify", "demo")  # certify's rules; demo adds the banner and the demo key
 DEMO_NOTICE = (
     "DEMONSTRATION — synthetic reference set, demo standard and demo key; not a certificate"
@@ -311,7 +313,7 @@ class Session:
             res = self.results.get(spec.id)
             if res is None:
                 why = (
-                    "not selected in this self-test run"
+                    NOT_SELECTED
                     if mode == "self-test"
                     else "the conformance test for it did not run to completion"
                 )
@@ -462,10 +464,7 @@ def run(
             try:
                 res = session.evaluate(spec)
             except Exception as exc:  # a harness fault in one evaluator is that criterion's error
-                res = error_result(
-                    spec,
-                    f"the harness failed while evaluating it ({type(exc).__name__}: {exc})",
-                )
+                res = harness_error(spec, exc)
                 session.record(res)
             if on_result is not None:
                 on_result(res)
@@ -477,6 +476,34 @@ def run(
     return session.finish()
 
 
+def harness_error(spec: CriterionSpec, exc: Exception) -> CriterionResult:
+    """A harness fault in one evaluator is that criterion's error (in a run and in a replay)."""
+    return error_result(
+        spec, f"the harness failed while evaluating it ({type(exc).__name__}: {exc})"
+    )
+
+
+def _context(
+    standard: Standard,
+    manifest: Manifest,
+    predictions: Iterable[Prediction],
+    operating_point: float,
+    vendor: Mapping[str, Any] | None,
+    mode: str,
+    live: Any = None,
+) -> EvaluationContext:
+    return EvaluationContext(
+        standard=standard,
+        manifest=manifest,
+        predictions=list(predictions),
+        operating_point=operating_point,
+        vendor=dict(vendor or {}),
+        mode=mode,
+        live=live,
+        hypothesis=HypothesisProfile.of(standard, mode),
+    )
+
+
 def judge(
     standard: Standard,
     manifest: Manifest,
@@ -486,24 +513,33 @@ def judge(
     vendor: Mapping[str, Any] | None = None,
     mode: str = "self-test",
 ) -> list[CriterionResult]:
-    """Judge criteria that need only predictions (no model): ``verify --cases`` and
-    ``standard bar`` use this."""
-    ctx = EvaluationContext(
-        standard=standard,
-        manifest=manifest,
-        predictions=list(predictions),
-        operating_point=operating_point,
-        vendor=dict(vendor or {}),
-        mode=mode,
-        live=None,
-        hypothesis=HypothesisProfile.of(standard, mode),
-    )
+    """Judge criteria that need only predictions (no model): ``standard bar`` uses this."""
+    ctx = _context(standard, manifest, predictions, operating_point, vendor, mode)
     return [evaluate(spec, ctx) for spec in criteria]
 
 
-def recompute_criteria(bundle_dir: Path, cases_dir: Path) -> list[CriterionResult]:
-    """Re-evaluate, from the bundle's predictions and a reference set, every criterion that needs
-    only predictions; ``mammocert verify --cases`` compares them with results.json."""
+# Why a criterion of a bundle is not re-judged from the bundle's records.
+NEEDS_MODEL = "needs the model again: its kind {kind} is not judged from the predictions alone"
+SEARCH_NOT_RECORDED = (
+    "needs the model again: its Hypothesis search reused examples that earlier runs saved "
+    "(self-test without derandomize), which the bundle does not record"
+)
+NOT_RUN = "not evaluated in this run (not selected by -k in self-test): nothing to re-judge"
+
+
+def recompute_criteria(bundle_dir: Path, cases_dir: Path) -> Recomputation:
+    """Re-judge, from a bundle's own records and its reference set, every criterion that does not
+    need the model again; ``mammocert verify --cases`` compares them with results.json.
+
+    A kind judged from the original predictions is evaluated on them. A live kind that is
+    ``replayable`` (its verdict is a function of the predictions it asked the model for) is
+    re-run against the bundle's ``predictions.jsonl`` in the model's place
+    (:class:`conformance.live.RecordedModel`): the same seeded draws and Hypothesis search ask for
+    the same perturbed, repeated or invalid inputs and get the recorded answers, so an outcome
+    edited in results.json and re-signed no longer matches. A request the bundle does not record
+    fails verification. The rest is listed with the reason it needs the model."""
+    from conformance.live import NotRecorded, RecordedModel
+
     bundle_dir = Path(bundle_dir)
     results = read_results(bundle_dir / "results.json")
     standard = load_standard(bundle_dir / "standard.yaml")
@@ -513,15 +549,55 @@ def recompute_criteria(bundle_dir: Path, cases_dir: Path) -> list[CriterionResul
             f"{cases_dir}: reference set digest {manifest.digest} is not the bundle's "
             f"{results.reference_set['digest']}"
         )
-    return judge(
+    records = read_predictions(bundle_dir / "predictions.jsonl")
+    database_on = results.seeds.get("hypothesis", {}).get("database") == "on"
+    # a predictions-file run had no model: its live criteria were judged without one, as here
+    model_ran = results.vendor.get("interface") != "predictions-file"
+    ctx = _context(
         standard,
         manifest,
-        read_predictions(bundle_dir / "predictions.jsonl"),
+        [p for p in records if p.condition == ORIGINAL],
         float(results.vendor["operating_point"]),
-        [spec for spec in standard.criteria if spec.kind not in LIVE_KINDS],
-        vendor=results.vendor,
-        mode=results.mode,
+        results.vendor,
+        results.mode,
+        live=RecordedModel(manifest, records) if model_ran else None,
     )
+    attested = {c.id: c for c in results.criteria}
+    rejudged: list[CriterionResult] = []
+    not_rejudged: dict[str, str] = {}
+    for spec in standard.criteria:
+        kind = KINDS.get(spec.kind)
+        if kind is None:
+            raise VerificationError(
+                f"{spec.id}: kind {spec.kind!r} is unknown to this harness ({__version__}); "
+                "verify with the harness version that ran it"
+            )
+        was = attested.get(spec.id)
+        if (
+            results.mode == "self-test"  # the only mode that selects; certify runs everything
+            and was is not None
+            and was.outcome == "error"
+            and was.evidence.get("error") == NOT_SELECTED
+        ):
+            not_rejudged[spec.id] = NOT_RUN
+            continue
+        if model_ran and kind.needs_live:
+            if not kind.replayable:
+                not_rejudged[spec.id] = NEEDS_MODEL.format(kind=spec.kind)
+                continue
+            if kind.searches and database_on:
+                not_rejudged[spec.id] = SEARCH_NOT_RECORDED
+                continue
+        try:
+            rejudged.append(evaluate(spec, ctx))
+        except NotRecorded as exc:
+            raise VerificationError(
+                f"{spec.id}: cannot be recomputed from the bundle's records: {exc} "
+                "(removed from the bundle, or the run was not reproducible)"
+            ) from None
+        except Exception as exc:  # as in a run: a harness fault is that criterion's error
+            rejudged.append(harness_error(spec, exc))
+    return Recomputation(results=tuple(rejudged), not_rejudged=not_rejudged)
 
 
 def write_junit(path: Path, results: RunResults, timings: Mapping[str, float]) -> None:
@@ -560,6 +636,7 @@ __all__ = [
     "MODES",
     "RunRequest",
     "Session",
+    "harness_error",
     "judge",
     "open_session",
     "recompute_criteria",

@@ -52,8 +52,9 @@ class LiveModel:
         journal = None
         if out is not None:
             path = out / "journal.sqlite"
-            if path.exists() and not resume:
-                path.unlink()  # a fresh run starts a fresh journal; --resume keeps it
+            if not resume:  # a fresh run starts a fresh journal; --resume keeps it
+                for old in (path, *(path.with_name(path.name + x) for x in ("-wal", "-shm"))):
+                    old.unlink(missing_ok=True)  # with a killed run's side files, if any
             journal = Journal(path, model_digest(adapter.info.model_digests))
         live = cls(adapter, manifest, journal, package.timeout_s)
         live.run(ORIGINAL, None, progress=True)
@@ -100,6 +101,61 @@ class LiveModel:
         ]
 
     def close(self) -> None:
-        self.adapter.close()
-        if self.journal is not None:
-            self.journal.close()
+        try:
+            self.adapter.close()
+        finally:  # the journal is closed (one file, no -wal/-shm) even if the adapter's close fails
+            if self.journal is not None:
+                self.journal.close()
+
+
+class NotRecorded(BaseException):
+    """A replayed evaluator asked for a prediction that the bundle does not record.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: neither an evaluator, nor Hypothesis (which
+    would take an ``Exception`` for a failing example and shrink it), nor the engine's
+    per-criterion guard may turn a missing record into a verdict."""
+
+
+class RecordedModel:
+    """The model's answers as a bundle's ``predictions.jsonl`` records them, in the place of a
+    :class:`LiveModel`: ``verify --cases`` re-runs a live kind's evaluator against them.
+
+    An evaluator's requests are a function of the standard's seed, the criterion id and the
+    answers it got, so a genuine bundle records every prediction the replay asks for, and the
+    replay reaches the verdict the run reached. ``transform`` is never applied: the answer to a
+    perturbed exam is the recorded one. There is no journal, so no Hypothesis example database.
+    """
+
+    journal = None
+
+    def __init__(self, manifest: Manifest, records: Sequence[Prediction]) -> None:
+        self.manifest = manifest
+        self._by_condition: dict[str, dict[str, Prediction]] = {}
+        for p in records:
+            self._by_condition.setdefault(p.condition, {})[p.exam_id] = p
+
+    def run(
+        self,
+        condition: str,
+        transform: Callable[[ExamInput], ExamInput] | None,
+        exam_ids: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> dict[str, Prediction]:
+        """The recorded predictions of ``condition`` for the given exams, in the set's order (as
+        the runner returns them)."""
+        wanted = None if exam_ids is None else set(exam_ids)
+        ids = [e.exam_id for e in self.manifest.exams if wanted is None or e.exam_id in wanted]
+        got = self._by_condition.get(condition, {})
+        for exam_id in ids:
+            if exam_id not in got:
+                raise NotRecorded(
+                    f"the prediction for exam {exam_id} under condition {condition!r} is not in "
+                    "predictions.jsonl"
+                )
+        return {exam_id: got[exam_id] for exam_id in ids}
+
+    def original(self, exam_id: str) -> Prediction:
+        return self.run(ORIGINAL, None, [exam_id])[exam_id]
+
+    def close(self) -> None:
+        """Nothing to close: no model runs."""

@@ -206,6 +206,9 @@ def record_criterion(request: pytest.FixtureRequest) -> Any:
     return record
 
 
+# Last: `--junitxml` into the bundle is written by pytest's own sessionfinish, and the bundle is
+# sealed whole when ours writes the attestation, so junit.xml must be there by then.
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _session(session.config)
     if state is None or not state.started:

@@ -2,8 +2,8 @@
 
 Each criteria module (``conformance/criteria/*.py``) registers its kinds with ``@evaluator(...)``,
 stating there the suite family that collects the kind, the report's section and method text, the
-``pass_if`` keys it accepts, whether it needs the running model, and whether ``standard bar``
-tabulates it. Every other table (families, live kinds, the report's headings) is derived from
+``pass_if`` keys it accepts, whether it needs the running model (and, if so, whether ``verify
+--cases`` can replay it from the bundle's records), and whether ``standard bar`` tabulates it. Every other table (families, live kinds, the report's headings) is derived from
 these in ``conformance.criteria``, which imports every criteria module; this module imports none.
 """
 
@@ -28,9 +28,16 @@ class KindSpec:
     family: str  # the suite module conformance/test_<family>.py that collects it
     section: str  # the report's section heading
     method: str  # plain-language method text for the report's appendix
-    needs_live: bool  # needs the running model; cannot be recomputed from predictions
+    needs_live: bool  # asks the running model for predictions beyond the original ones
     pass_keys: tuple[str, ...]  # the pass_if keys this kind accepts (harness.passif.PASS_KEYS)
     operating_point: bool = False  # judged only by which exams are recalled (`standard bar`)
+    # A live kind whose judgement is a function of the predictions it asked the model for (all in
+    # the bundle's predictions.jsonl): `verify --cases` re-runs its evaluator against those
+    # records instead of the model. False: only the model itself can re-judge it.
+    replayable: bool = False
+    # Draws its examples with Hypothesis: with the example database on (self-test without
+    # derandomize) the search depends on earlier runs, which the bundle does not record.
+    searches: bool = False
     evaluate: EvaluatorFn
 
     @property
@@ -52,6 +59,8 @@ def evaluator(
     pass_keys: tuple[str, ...],
     needs_live: bool = False,
     operating_point: bool = False,
+    replayable: bool = False,
+    searches: bool = False,
 ) -> Callable[[EvaluatorFn], EvaluatorFn]:
     """Register the evaluator of one criterion kind, with the facts about the kind."""
     unknown = [k for k in pass_keys if k not in PASS_KEYS]
@@ -63,6 +72,11 @@ def evaluator(
         raise RuntimeError(f"kind {kind!r}: declare the pass_if keys it accepts (pass_keys)")
     if operating_point and needs_live:
         raise RuntimeError(f"kind {kind!r}: an operating-point kind is judged from predictions")
+    if (replayable or searches) and not needs_live:
+        raise RuntimeError(
+            f"kind {kind!r}: replayable/searches describe how a live kind asks the model; "
+            "a kind without needs_live is judged from the original predictions already"
+        )
 
     def deco(fn: EvaluatorFn) -> EvaluatorFn:
         if kind in REGISTERED:
@@ -75,6 +89,8 @@ def evaluator(
             needs_live=needs_live,
             pass_keys=tuple(pass_keys),
             operating_point=operating_point,
+            replayable=replayable,
+            searches=searches,
             evaluate=fn,
         )
         return fn

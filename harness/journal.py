@@ -93,7 +93,17 @@ class Journal:
         )
 
     def close(self) -> None:
-        self._db.close()
+        """Fold the write-ahead log into the database and leave WAL mode, then close: the journal
+        is one file again, with no ``-wal``/``-shm`` beside it (a finished bundle seals every
+        file, and empty SQLite side files are litter in it). Another process still holding the
+        journal keeps WAL mode; SQLite then leaves the side files to the last one to close."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.OperationalError:
+            pass  # busy: another connection has it open, and cleans up when it closes
+        finally:
+            self._db.close()
 
     def __enter__(self) -> Journal:
         return self

@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         "re-render report.html from an evidence bundle",
     )
     p.add_argument("dir", help="evidence bundle directory")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="write the report here instead (outside the bundle, whose files are sealed)",
+    )
 
     p = _add(
         sub, "verify", "mammocert.cli:verify_cli", "verify an attestation and its evidence bundle"

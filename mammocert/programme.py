@@ -22,6 +22,7 @@ from harness.programme.screening import ScreeningSet
 from harness.results import read_results
 from harness.standard import load_standard
 from reports.programme_page import write_programme_page
+from reports.signing import OUTSIDE_SEAL
 
 
 def _inputs(args: Any) -> tuple[Path, Path, float | None, dict[str, Any]]:
@@ -123,6 +124,12 @@ def print_summary(doc: dict[str, Any]) -> None:
 
 def programme_cli(args: Any) -> int:
     """``mammocert programme``: exit 0 when the analysis was written."""
+    sealed = [n for n in OUTSIDE_SEAL if (Path(args.out) / n).is_file()]
+    if sealed:  # every file of a signed bundle is sealed: an added one fails `verify`
+        raise UsageError(
+            f"--out {args.out}: an evidence bundle sealed by {sealed[0]}; write the programme "
+            "analysis to another directory (programme.json names the bundle it came from)"
+        )
     model = load_costs(args.costs, args.region)
     standard_path, predictions_path, op, vendor = _inputs(args)
     standard = load_standard(standard_path)

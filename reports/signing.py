@@ -7,6 +7,11 @@ accepts our envelopes too (a test checks this).
 
 Without a key a run is not signed: we write ``statement.unsigned.json`` (never an envelope with
 an empty signature list, which a careless consumer might take for a signed one).
+
+The statement seals the whole bundle: besides the model artifact(s), its ``subject`` lists every
+file of the bundle directory (``bundle/<path>``, subdirectories included) with its sha256, the
+envelope or unsigned statement itself excepted (it cannot contain its own digest), so ``verify``
+fails on a file added, removed or changed anywhere in the bundle.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import argparse
 import base64
 import json
 import os
+import stat
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +43,9 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 ATTESTATION_FILE = "attestation.intoto.json"
 UNSIGNED_FILE = "statement.unsigned.json"
 DEMO_PUBLIC_KEY = "demo-key.pub.pem"
-DEMO_KEY_DIR = ".demo-key"
+# The one file of a bundle its attestation cannot list (whichever of the two the run wrote).
+OUTSIDE_SEAL = (ATTESTATION_FILE, UNSIGNED_FILE)
+BUNDLE_SUBJECT_PREFIX = "bundle/"
 PRIVATE_KEY_FILE = "signing-key.pem"
 PUBLIC_KEY_FILE = "signing-key.pub.pem"
 # Keys the predicate adds next to the results.json content (everything else *is* results.json).
@@ -141,6 +150,47 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
+def bundle_files(bundle_dir: Path, error: type[Exception]) -> dict[str, Path]:
+    """Every file the attestation seals: POSIX path relative to the bundle -> path, sorted.
+
+    Everything under ``bundle_dir`` but the envelope (or unsigned statement) at its top: hidden
+    files and subdirectories too (``dicom-evidence/``, a Hypothesis database), since a file left
+    out is a file that can be planted or edited unnoticed. A link or any other non-regular entry,
+    and a name that is not UTF-8, cannot be sealed and raise ``error`` (``UsageError`` when
+    signing, ``VerificationError`` when verifying)."""
+    found: dict[str, Path] = {}
+    for root, dirs, files in os.walk(bundle_dir, followlinks=False):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = Path(root) / name
+            rel = path.relative_to(bundle_dir).as_posix()
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                raise error(
+                    f"{bundle_dir}: file name {rel!r} is not UTF-8; it cannot be sealed"
+                ) from None
+            mode = path.lstat().st_mode
+            if stat.S_ISDIR(mode):
+                continue
+            if not stat.S_ISREG(mode):
+                raise error(
+                    f"{path}: not a regular file (a link, FIFO or device); an evidence bundle "
+                    "holds only files and directories"
+                )
+            if rel not in OUTSIDE_SEAL:
+                found[rel] = path
+    return dict(sorted(found.items()))
+
+
+def bundle_subjects(bundle_dir: Path) -> list[dict[str, Any]]:
+    """in-toto subjects for every sealed file of the bundle (``bundle/<path>``)."""
+    return [
+        {"name": BUNDLE_SUBJECT_PREFIX + rel, "digest": {"sha256": sha256_file(path)}}
+        for rel, path in bundle_files(bundle_dir, UsageError).items()
+    ]
+
+
 def subjects_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """in-toto subjects from ``vendor.model_digests`` ({name: sha256 hex, optionally 'sha256:'-prefixed})."""
     digests = results.get("vendor", {}).get("model_digests")
@@ -184,6 +234,10 @@ def build_statement(
         not isinstance(s.get("digest", {}).get("sha256"), str) for s in subjects
     ):
         raise UsageError("attestation: every subject needs a sha256 digest")
+    names = [s.get("name") for s in subjects]
+    twice = sorted({str(n) for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"attestation: subject name(s) {twice} appear twice; names must be unique")
     clash = [k for k in PREDICATE_EXTRA_KEYS if k in results]
     if clash:
         raise UsageError(
@@ -270,39 +324,45 @@ def write_attestation(
             f"{results_path}: says signing={results['signing']!r} but the attestation "
             f"is being written as {expected!r}; the report would misstate it"
         )
-    digests = {}
     for name in ("report.html", "predictions.jsonl"):
         if not (bundle_dir / name).is_file():
             raise UsageError(f"{bundle_dir / name}: missing; the attestation must cover it")
-        digests[name] = sha256_file(bundle_dir / name)
-    statement = build_statement(
-        results,
-        subjects_of(results),
-        digests["report.html"],
-        digests["predictions.jsonl"],
-        sha256_file(results_path),
-    )
-    for stale in (ATTESTATION_FILE, UNSIGNED_FILE):
+    # Every file present is sealed: an earlier run's envelope, statement or (unless this is a
+    # demo) demo public key in this directory would be listed and mislead.
+    for stale in OUTSIDE_SEAL + (() if demo_key else (DEMO_PUBLIC_KEY,)):
         (bundle_dir / stale).unlink(missing_ok=True)
     if expected == "unsigned":
         out = bundle_dir / UNSIGNED_FILE
+        statement = _bundle_statement(bundle_dir, results)
         text = json.dumps(statement, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         write_atomic(out, text.encode("utf-8"), UNSIGNED_FILE)
         return Attestation(out, signed=False, demo_key=False, public_key=None)
-    public: Path | None = None
-    if demo_key:
-        key_dir = bundle_dir / DEMO_KEY_DIR
-        key_dir.mkdir(mode=0o700, exist_ok=True)
-        for old in (key_dir / PRIVATE_KEY_FILE, key_dir / PUBLIC_KEY_FILE):
-            old.unlink(missing_ok=True)
-        key_path, generated_pub = generate_keypair(key_dir)
-        public = bundle_dir / DEMO_PUBLIC_KEY
-        public.write_bytes(generated_pub.read_bytes())
-        generated_pub.unlink()
-    assert key_path is not None
     out = bundle_dir / ATTESTATION_FILE
-    write_atomic(out, envelope_bytes(sign_statement(statement, key_path)), ATTESTATION_FILE)
-    return Attestation(out, signed=True, demo_key=demo_key, public_key=public)
+    if not demo_key:
+        assert key_path is not None
+        statement = _bundle_statement(bundle_dir, results)
+        write_atomic(out, envelope_bytes(sign_statement(statement, key_path)), ATTESTATION_FILE)
+        return Attestation(out, signed=True, demo_key=False, public_key=None)
+    # A demo key signs this one bundle and is then discarded: its private half never enters the
+    # bundle (nobody can re-sign an edited demo bundle with it), its public half is sealed in it.
+    public = bundle_dir / DEMO_PUBLIC_KEY
+    with tempfile.TemporaryDirectory(prefix="mammocert-demo-key-") as tmp:
+        demo_private, demo_public = generate_keypair(Path(tmp))
+        write_atomic(public, demo_public.read_bytes(), DEMO_PUBLIC_KEY)
+        statement = _bundle_statement(bundle_dir, results)
+        write_atomic(out, envelope_bytes(sign_statement(statement, demo_private)), ATTESTATION_FILE)
+    return Attestation(out, signed=True, demo_key=True, public_key=public)
+
+
+def _bundle_statement(bundle_dir: Path, results: Mapping[str, Any]) -> dict[str, Any]:
+    """The statement over the bundle as it is now: call it after the last file is written."""
+    return build_statement(
+        results,
+        subjects_of(results) + bundle_subjects(bundle_dir),
+        sha256_file(bundle_dir / "report.html"),
+        sha256_file(bundle_dir / "predictions.jsonl"),
+        sha256_file(bundle_dir / "results.json"),
+    )
 
 
 def keys_cli(args: argparse.Namespace) -> int:

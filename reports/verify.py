@@ -13,8 +13,9 @@ import binascii
 import datetime as dt
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +27,32 @@ from harness.jsonutil import canonical_json, sha256_file
 from harness.results import CONFORMANT, MODES, SELF_TEST_BANNER, verdict_of
 from reports.signing import (
     ATTESTATION_FILE,
+    BUNDLE_SUBJECT_PREFIX,
     PAYLOAD_TYPE,
     PREDICATE_EXTRA_KEYS,
     PREDICATE_TYPE,
     STATEMENT_TYPE,
     UNSIGNED_FILE,
+    bundle_files,
     envelope_bytes,
     keyid_of,
     load_public_key,
     pae,
 )
 
-Recompute = Callable[[Path, Path], Sequence[Any]]
 COMPARED_FIELDS = ("id", "outcome", "value", "ci", "n")
+
+
+@dataclass(frozen=True)
+class Recomputation:
+    """What ``--cases`` re-judged: each criterion result (anything with ``to_dict`` or the
+    compared fields), and every criterion not re-judged with the reason (e.g. it needs the model)."""
+
+    results: Sequence[Any]
+    not_rejudged: Mapping[str, str] = field(default_factory=dict)
+
+
+Recompute = Callable[[Path, Path], "Recomputation | Sequence[Any]"]
 
 
 @dataclass(frozen=True)
@@ -53,14 +67,17 @@ class VerifyReport:
     criteria: int
     recomputed: int | None  # None when --cases was not given
     demo_key: bool
+    not_rejudged: tuple[tuple[str, str], ...] = ()  # (criterion id, why) under --cases
 
     def summary(self) -> str:
         """The one line printed on success."""
-        extra = (
-            f"; recomputed {self.recomputed} criteria from predictions"
-            if self.recomputed is not None
-            else ""
-        )
+        extra = ""
+        if self.recomputed is not None:
+            extra = f"; re-judged {self.recomputed} criteria from the bundle's records"
+            if self.not_rejudged:
+                extra += "; not re-judged: " + "; ".join(
+                    f"{cid} ({why})" for cid, why in self.not_rejudged
+                )
         demo = " (DEMO key: integrity only)" if self.demo_key else ""
         return (
             f"verified: {self.bundle_dir} signed by key {self.keyid[:16]}{demo}; {self.standard}; "
@@ -114,27 +131,31 @@ def _verified_payload(envelope_path: Path, public_key_path: Path) -> tuple[bytes
             f"{envelope_path}: bytes differ from the canonical envelope form (the file was altered)"
         )
     body = _strict_b64(env["payload"], "payload")
-    message = pae(env["payloadType"], body)
     keyid = keyid_of(key)
-    good = 0
-    for i, s in enumerate(sigs):
-        if not isinstance(s, dict) or not set(s) <= {"keyid", "sig"}:
-            raise _fail(f"{envelope_path}: signature {i} is malformed")
-        # keyid is an unauthenticated hint: it may only narrow which key to try, never grant trust.
-        if s.get("keyid", keyid) != keyid:
-            continue
-        try:
-            key.verify(_strict_b64(s.get("sig"), f"signature {i}"), message)
-        except InvalidSignature:
-            raise _fail(
-                f"{envelope_path}: signature {i} does not verify with {public_key_path} "
-                f"(payload or signature altered)"
-            ) from None
-        good += 1
-    if not good:
+    # Exactly one signature, by the trusted key. DSSE allows several, but the contract says any
+    # changed byte fails: an appended signature is a changed envelope, and a verifier that skips
+    # signatures it cannot check would let anything ride along. Another party's endorsement
+    # belongs in its own envelope, outside the bundle.
+    if len(sigs) != 1:
         raise _fail(
-            f"{envelope_path}: not signed by the key in {public_key_path} (keyid {keyid[:16]})"
+            f"{envelope_path}: {len(sigs)} signatures; a mammocert attestation carries exactly "
+            "one, by the signing key (the envelope was altered)"
         )
+    s = sigs[0]
+    if not isinstance(s, dict) or set(s) != {"keyid", "sig"}:
+        raise _fail(f"{envelope_path}: the signature is malformed (want exactly keyid and sig)")
+    if s["keyid"] != keyid:
+        raise _fail(
+            f"{envelope_path}: not signed by the key in {public_key_path} (the signature names "
+            f"keyid {str(s['keyid'])[:16]}, the key is {keyid[:16]})"
+        )
+    try:
+        key.verify(_strict_b64(s["sig"], "signature"), pae(env["payloadType"], body))
+    except InvalidSignature:
+        raise _fail(
+            f"{envelope_path}: the signature does not verify with {public_key_path} "
+            f"(payload or signature altered)"
+        ) from None
     return body, keyid
 
 
@@ -143,6 +164,48 @@ def _digest_matches(path: Path, expected: Any, what: str) -> None:
         raise _fail(f"{path}: missing from the bundle; the attestation covers it")
     if not isinstance(expected, str) or sha256_file(path) != expected:
         raise _fail(f"{path}: sha256 differs from the attested {what} (the file was changed)")
+
+
+def _check_seal(bundle: Path, results: Mapping[str, Any], subjects: Any) -> None:
+    """The subjects are the model artifact(s) of results.json plus every file of the bundle, and
+    the bundle holds exactly those files, byte for byte (`reports.signing.bundle_files`)."""
+    model = results.get("vendor", {}).get("model_digests", {})
+    want = (
+        Counter((str(n), str(d).removeprefix("sha256:")) for n, d in model.items())
+        if isinstance(model, Mapping)
+        else Counter()
+    )
+    if not isinstance(subjects, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("digest"), dict) for s in subjects
+    ):
+        raise _fail("attestation subjects are not a list of {name, digest} objects")
+    got = Counter((str(s.get("name")), str(s["digest"].get("sha256"))) for s in subjects)
+    if not want or want - got:
+        raise _fail("attestation subjects differ from results.vendor.model_digests")
+    sealed: dict[str, str] = {}
+    for name, digest in sorted((got - want).elements()):
+        if not name.startswith(BUNDLE_SUBJECT_PREFIX) or name in sealed:
+            raise _fail(
+                f"attestation subject {name!r} is neither a model artifact of "
+                "results.vendor.model_digests nor a file of the bundle"
+            )
+        sealed[name.removeprefix(BUNDLE_SUBJECT_PREFIX)] = digest
+    if not sealed:
+        raise _fail(
+            f"{bundle}: the attestation seals no bundle file (written before bundles were sealed "
+            "whole); re-run the suite to get a verifiable bundle"
+        )
+    present = bundle_files(bundle, VerificationError)
+    for rel in sealed:
+        if rel not in present:
+            raise _fail(f"{bundle / rel}: missing from the bundle; the attestation seals it")
+    for rel, path in present.items():
+        if rel not in sealed:
+            raise _fail(
+                f"{path}: not sealed by the attestation (a file added to the bundle after signing)"
+            )
+        if sha256_file(path) != sealed[rel]:
+            raise _fail(f"{path}: sha256 differs from the attested subject (the file was changed)")
 
 
 def _as_date(v: Any, what: str) -> dt.date:
@@ -243,17 +306,22 @@ def _same(a: Any, b: Any) -> bool:
 
 def _check_recomputed(
     results: Mapping[str, Any], bundle: Path, cases: Path, recompute: Recompute | None
-) -> int:
+) -> Recomputation:
+    """Every attested criterion is re-judged with the same outcome, value, CI and n, or named as
+    not re-judged with the reason; anything else fails."""
     if recompute is None:
         raise HarnessFault(
             "--cases needs the conformance engine's recompute_criteria; "
             "use `mammocert verify`, which passes it"
         )
     by_id = {c.get("id"): c for c in results.get("criteria", [])}
-    recomputed = recompute(bundle, cases)
-    for rc in recomputed:
+    got = recompute(bundle, cases)
+    rec = got if isinstance(got, Recomputation) else Recomputation(tuple(got))
+    accounted = set()
+    for rc in rec.results:
         d = rc.to_dict() if hasattr(rc, "to_dict") else dict(rc)
         d = _json_round_trip({k: d.get(k) for k in COMPARED_FIELDS})
+        accounted.add(d["id"])
         mine = by_id.get(d["id"])
         if mine is None:
             raise _fail(f"recomputed criterion {d['id']} is not in the attested results")
@@ -263,7 +331,13 @@ def _check_recomputed(
                     f"recomputation differs for {d['id']}: {key} attested {mine.get(key)!r}, "
                     f"recomputed {d[key]!r}"
                 )
-    return len(recomputed)
+    missing = [cid for cid in by_id if cid not in accounted and cid not in rec.not_rejudged]
+    if missing:
+        raise _fail(
+            f"--cases: criteria {', '.join(map(str, missing))} were neither re-judged nor "
+            "named as needing the model"
+        )
+    return rec
 
 
 def verify_bundle(
@@ -273,7 +347,8 @@ def verify_bundle(
     recompute: Recompute | None = None,
     today: dt.date | None = None,
 ) -> VerifyReport:
-    """Verify signature, digests, completeness and (with ``cases_dir``) every recomputable result.
+    """Verify the one signature, the seal over every file of the bundle, completeness and (with
+    ``cases_dir``) every criterion re-judged from the bundle's records.
 
     ``path`` is the bundle directory or its ``attestation.intoto.json``. ``recompute`` (needed with
     ``cases_dir``) is ``conformance.engine.recompute_criteria``, passed in by ``mammocert verify``
@@ -323,24 +398,11 @@ def verify_bundle(
     if canonical_json(on_disk) != canonical_json(results):
         raise _fail(f"{results_path}: content differs from the attested results")
 
-    model = results.get("vendor", {}).get("model_digests", {})
-    want = (
-        sorted((str(n), str(d).removeprefix("sha256:")) for n, d in model.items())
-        if isinstance(model, Mapping)
-        else []
-    )
-    subjects = statement.get("subject")
-    got = (
-        sorted((str(s.get("name")), str(s.get("digest", {}).get("sha256"))) for s in subjects)
-        if isinstance(subjects, list) and all(isinstance(s, dict) for s in subjects)
-        else None
-    )
-    if not want or got != want:
-        raise _fail("attestation subjects differ from results.vendor.model_digests")
+    _check_seal(bundle, results, statement.get("subject"))
 
     standard = _check_standard(bundle, results, today or dt.datetime.now(dt.UTC).date())
     _check_consistency(results, predicate)
-    n_recomputed = (
+    rec = (
         _check_recomputed(results, bundle, Path(cases_dir), recompute)
         if cases_dir is not None
         else None
@@ -352,6 +414,7 @@ def verify_bundle(
         verdict=str(results.get("verdict")),
         mode=str(results.get("mode")),
         criteria=len(results.get("criteria", [])),
-        recomputed=n_recomputed,
+        recomputed=None if rec is None else len(rec.results),
         demo_key=results.get("signing") == "demo-key",
+        not_rejudged=() if rec is None else tuple(sorted(rec.not_rejudged.items())),
     )

@@ -24,8 +24,28 @@ def test_round_trip_is_exact_and_survives_reopen(tmp_path):
         got = j.get("case1", "original")
         assert got == _pred(score=0.1 + 0.2) and got.to_json() == _pred(score=0.1 + 0.2).to_json()
         assert j.get("case1", "blur-1") is None and j.count() == 1
-    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+        # crash safety while it is open: write-ahead log
+        other = sqlite3.connect(path)
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        other.close()
+
+
+def test_a_closed_journal_is_one_file_and_stays_one(tmp_path):
+    """Closing folds the WAL in and leaves WAL mode: no -wal/-shm beside a finished journal, and
+    none appear when someone inspects it later (a read-only integrity check of a journal still in
+    WAL mode left empty -wal/-shm files in the evidence bundle, breaking its seal)."""
+    path = tmp_path / "journal.sqlite"
+    with Journal(path, model_digest({"m": "a" * 64})) as j:
+        j.put("case1", _pred())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.sqlite"]
+    ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    assert ro.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert ro.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    ro.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.sqlite"]
+    with Journal(path, model_digest({"m": "a" * 64})) as j:  # reopened: WAL again, row kept
+        assert j.count() == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.sqlite"]
 
 
 def test_other_model_or_harness_version_never_reuses(tmp_path):

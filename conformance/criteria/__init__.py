@@ -36,8 +36,12 @@ FAMILIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 FAMILY_OF: Mapping[str, str] = MappingProxyType({k: s.family for k, s in KINDS.items()})
-# kinds that need the running model: not recomputable from a bundle's predictions
+# kinds that need the running model during a run
 LIVE_KINDS: frozenset[str] = frozenset(k for k, s in KINDS.items() if s.needs_live)
+# live kinds that `verify --cases` cannot replay from a bundle's records: they need the model again
+MODEL_ONLY_KINDS: frozenset[str] = frozenset(
+    k for k, s in KINDS.items() if s.needs_live and not s.replayable
+)
 # kinds judged only by which exams are recalled (what `standard bar` tabulates), in order
 OPERATING_POINT_KINDS: tuple[str, ...] = tuple(k for k, s in KINDS.items() if s.operating_point)
 # what the report needs of each kind (reports.render.render_report's ``kinds``)
@@ -66,6 +70,7 @@ __all__ = [
     "KINDS",
     "KIND_FACTS",
     "LIVE_KINDS",
+    "MODEL_ONLY_KINDS",
     "OPERATING_POINT_KINDS",
     "KindSpec",
     "evaluate",

@@ -275,6 +275,8 @@ def _counterexample(
     ),
     pass_keys=("max_flip_fraction", "flip_ci_upper_lte"),
     needs_live=True,
+    replayable=True,
+    searches=True,
 )
 def decision_stability(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     live = ctx.require_live(f"the {spec.params['relation']} relation")
@@ -420,6 +422,8 @@ def _lesion_grid(lesion: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int,
     ),
     pass_keys=("min_response_fraction", "response_ci_lower_gte"),
     needs_live=True,
+    replayable=True,
+    searches=True,
 )
 def insertion_response(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     from harness.perturb.lesion import LesionParams

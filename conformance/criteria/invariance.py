@@ -89,6 +89,8 @@ def _eligible(ctx: EvaluationContext, relation: Relation[Any]) -> list[str]:
     ),
     pass_keys=("max_violations",),
     needs_live=True,
+    replayable=True,
+    searches=True,
 )
 def invariance(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     from hypothesis import given, seed
@@ -180,6 +182,7 @@ def invariance(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     ),
     pass_keys=("max_auc_drop", "max_sensitivity_drop"),
     needs_live=True,
+    replayable=True,
 )
 def robustness_sweep(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     live = ctx.require_live(f"the {spec.params['relation']} sweep")

@@ -116,6 +116,7 @@ def _identity(exam: Any) -> Any:
     method="The same exams scored repeatedly; the largest score difference is reported.",
     pass_keys=("max_abs_diff_lte",),
     needs_live=True,
+    replayable=True,
 )
 def determinism(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     """Every exam again (repeat 1..k), the second pass one exam at a time in a shuffled order, so
@@ -172,6 +173,7 @@ def determinism(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     method="Scores of repeated submissions compared with first submissions.",
     pass_keys=("max_abs_diff_lte",),
     needs_live=True,
+    replayable=True,
 )
 def caching(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     """(a) fresh UIDs must not change the score; (b) another exam's pixels under this exam's UIDs
@@ -232,6 +234,7 @@ def caching(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     method="Invalid or out-of-scope inputs are submitted; the model must decline them.",
     pass_keys=("min_rejected_fraction",),
     needs_live=True,
+    replayable=True,
 )
 def input_rejection(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     from harness.perturb.invalid import INVALID_BUILDERS

@@ -71,6 +71,15 @@ def test_the_derived_tables():
         "input_rejection",
         "caching",
     }
+    # every live kind's verdict is a function of the predictions it asked for: `verify --cases`
+    # replays them all from the bundle's records; only the searching ones depend on Hypothesis
+    assert all(criteria.KINDS[k].replayable for k in criteria.LIVE_KINDS)
+    assert criteria.MODEL_ONLY_KINDS == frozenset()
+    assert {k for k, s in criteria.KINDS.items() if s.searches} == {
+        "invariance",
+        "decision_stability",
+        "insertion_response",
+    }
     assert criteria.OPERATING_POINT_KINDS == (
         "sensitivity_at_specificity",
         "sensitivity_at_operating_point",
@@ -120,6 +129,16 @@ def test_a_kind_registered_twice_or_with_an_unknown_pass_key_is_refused():
         evaluator("new_kind", family="x", section="x", method="x", pass_keys=("value_nearly",))
     with pytest.raises(RuntimeError, match="declare the pass_if keys"):
         evaluator("new_kind", family="x", section="x", method="x", pass_keys=())
+    for fact in ("replayable", "searches"):  # facts about how a live kind asks the model
+        with pytest.raises(RuntimeError, match="without needs_live"):
+            evaluator(
+                "new_kind",
+                family="x",
+                section="x",
+                method="x",
+                pass_keys=("value_gte",),
+                **{fact: True},
+            )
     assert "new_kind" not in REGISTERED
 
 
@@ -150,6 +169,8 @@ def test_adding_a_kind_is_one_module(example_kind):
     assert criteria.FAMILIES["operations"][-1] == kind
     assert criteria.FAMILY_OF[kind] == "operations"
     assert kind in criteria.LIVE_KINDS and kind not in criteria.OPERATING_POINT_KINDS
+    # a restart cannot be replayed from recorded predictions: `verify --cases` names it
+    assert kind in criteria.MODEL_ONLY_KINDS
     facts = criteria.KIND_FACTS[kind]
     assert facts.section == "Example: behaviour after a restart"
 

@@ -13,6 +13,7 @@ import synthetic_set
 import yaml
 
 from harness.cases.manifest import load_manifest
+from harness.jsonutil import sha256_file
 from harness.predictions import write_predictions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +164,10 @@ def test_plain_pytest_with_selection_is_a_self_test_with_junit(workspace):
     assert res["verdict"] == "NOT CONFORMANT"
     junit = (workspace / "b3" / "junit.xml").read_text()
     assert "test_discrimination[DK-AUC-01]" in junit
+    # pytest wrote junit.xml into the bundle before the bundle was sealed, so the seal lists it
+    st = json.loads((workspace / "b3" / "statement.unsigned.json").read_text())
+    listed = {s["name"]: s["digest"]["sha256"] for s in st["subject"]}
+    assert listed.get("bundle/junit.xml") == sha256_file(workspace / "b3" / "junit.xml")
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,12 @@ def test_bundle_mode_takes_predictions_standard_and_operating_point_from_the_bun
     assert doc["operating_point"] == 0.4
     assert doc["cost_model"]["region"] == "national"
     assert doc["predictions"].endswith("predictions.jsonl")
+    # the bundle's files are sealed by its statement: programme output goes elsewhere
+    before = sorted(p.name for p in (ws / "bundle").iterdir())
+    args = ("--bundle", "bundle", "--cases", "cases", "--replicates", "200", "--draws", "200")
+    r = mammocert(ws, "programme", *args, "--out", "bundle")
+    assert r.returncode == 2 and "sealed by statement.unsigned.json" in r.stderr, r.stderr
+    assert sorted(p.name for p in (ws / "bundle").iterdir()) == before
 
 
 def test_usage_errors_are_one_line_exit_2(ws: Path):

@@ -22,7 +22,6 @@ from mammocert.cli import main
 from reports.render import render_report
 from reports.signing import (
     ATTESTATION_FILE,
-    DEMO_KEY_DIR,
     DEMO_PUBLIC_KEY,
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
@@ -130,7 +129,21 @@ def test_envelope_verifies_with_securesystemslib(keypair: tuple[Path, Path]) -> 
 def test_attestation_with_key(signed_bundle: Path) -> None:
     env = json.loads((signed_bundle / ATTESTATION_FILE).read_bytes())
     st = json.loads(base64.b64decode(env["payload"]))
-    assert st["subject"] == [{"name": "model.onnx", "digest": {"sha256": synthetic.MODEL_DIGEST}}]
+    # the model artifact, then every file of the bundle but the envelope itself
+    files = sorted(
+        f.relative_to(signed_bundle).as_posix()
+        for f in signed_bundle.rglob("*")
+        if f.is_file() and f.name != ATTESTATION_FILE
+    )
+    assert st["subject"] == [
+        {"name": "model.onnx", "digest": {"sha256": synthetic.MODEL_DIGEST}}
+    ] + [
+        {"name": f"bundle/{rel}", "digest": {"sha256": sha256_file(signed_bundle / rel)}}
+        for rel in files
+    ]
+    assert {"bundle/results.json", "bundle/report.html", "bundle/standard.yaml"} <= {
+        s["name"] for s in st["subject"]
+    }
     assert st["predicate"]["report_sha256"] == sha256_file(signed_bundle / "report.html")
     assert st["predicate"]["predictions_sha256"] == sha256_file(signed_bundle / "predictions.jsonl")
     assert st["predicate"]["results_sha256"] == sha256_file(signed_bundle / "results.json")
@@ -154,10 +167,9 @@ def test_demo_key_signs_and_says_so(tmp_path: Path) -> None:
     att = write_attestation(tmp_path, demo_key=True)
     assert att.signed and att.demo_key and "DEMO key" in att.describe()
     pub = tmp_path / DEMO_PUBLIC_KEY
-    priv = tmp_path / DEMO_KEY_DIR / "signing-key.pem"
     assert att.public_key == pub and pub.is_file()
-    assert stat.S_IMODE(priv.stat().st_mode) == 0o600
-    assert stat.S_IMODE((tmp_path / DEMO_KEY_DIR).stat().st_mode) & 0o077 == 0
+    # the private half signed this bundle and was discarded: nothing in the bundle can re-sign it
+    assert not any(b"PRIVATE KEY" in f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
     report = verify_bundle(tmp_path, pub)
     assert report.demo_key and "DEMO key" in report.summary()
     html = (tmp_path / "report.html").read_text(encoding="utf-8")

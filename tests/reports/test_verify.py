@@ -15,7 +15,7 @@ from harness.errors import HarnessFault, UsageError, VerificationError
 from mammocert.cli import main
 from reports.render import render_report
 from reports.signing import ATTESTATION_FILE, UNSIGNED_FILE, write_attestation
-from reports.verify import verify_bundle
+from reports.verify import Recomputation, verify_bundle
 
 
 def flip(path: Path, position: float) -> int:
@@ -268,9 +268,36 @@ def test_recomputation_gets_the_bundle_and_cases(
         signed_bundle,
         keypair[1],
         cases_dir=tmp_path,
-        recompute=lambda b, c: seen.append((b, c)) or [],
+        recompute=lambda b, c: seen.append((b, c)) or _recompute_from_results(b, c),
     )
     assert seen == [(signed_bundle, tmp_path)]
+
+
+def test_recomputation_must_account_for_every_criterion(
+    signed_bundle: Path, keypair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A criterion silently left out of the re-judgement fails; one named as needing the model
+    again is listed, with the reason, in the one-line summary."""
+    with pytest.raises(VerificationError, match="DK-INV-01 were neither re-judged"):
+        verify_bundle(
+            signed_bundle,
+            keypair[1],
+            cases_dir=tmp_path,
+            recompute=lambda b, c: [
+                r for r in _recompute_from_results(b, c) if r["id"] != "DK-INV-01"
+            ],
+        )
+    report = verify_bundle(
+        signed_bundle,
+        keypair[1],
+        cases_dir=tmp_path,
+        recompute=lambda b, c: Recomputation(
+            [r for r in _recompute_from_results(b, c) if r["id"] != "DK-INV-01"],
+            {"DK-INV-01": "needs the model again: a test reason"},
+        ),
+    )
+    assert report.recomputed == len(synthetic.criteria()) - 1
+    assert "not re-judged: DK-INV-01 (needs the model again: a test reason)" in report.summary()
 
 
 def test_cases_without_the_engine_is_a_harness_fault(
