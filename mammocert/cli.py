@@ -363,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="evidence bundle directories")
     p.add_argument("--key", required=True, help="public key the bundles were signed with")
+    p.add_argument(
+        "--programme",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="a `mammocert programme --bundle BUNDLE` output: that vendor's programme figures",
+    )
     p.add_argument("--out", required=True, help="output directory (compare.html, compare.json)")
 
     p = _add(

@@ -8,8 +8,8 @@ same reference set (digest); otherwise the page and the terminal say so before a
 The page (``compare.html``, one self-contained file, checked in headless Chromium like the
 report) has the vendors as columns and the criteria as rows (the standard's order): value with
 its CI, and the outcome; the ROC curves of the AUC criterion overlaid with each vendor's
-operating point; and, when a bundle holds a programme analysis (``programme.json``, written by
-``mammocert programme --bundle DIR --out DIR``), each vendor's programme figures.
+operating point; and, with ``--programme DIR`` (a ``mammocert programme --bundle B --out DIR``
+output, which names its bundle), each vendor's programme figures.
 ``compare.json`` holds the same table.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from harness.errors import MammocertError
+from harness.errors import MammocertError, UsageError
 from harness.fsio import make_dir, write_atomic
 from harness.results import CriterionResult, RunResults, read_results
 from reports.plots import BLUE, GREY, INK, ORANGE, _figure, _floats, _styled, _to_svg
@@ -156,15 +156,30 @@ def roc_overlay(cols: Sequence[Column], salt: str) -> str | None:
     return _to_svg(fig, salt)
 
 
-def programme_rows(cols: Sequence[Column]) -> list[tuple[str, list[str]]]:
-    """Each vendor's programme figures (from ``programme.json`` in its bundle), per protocol,
-    formatted as the programme page formats them."""
+def load_programmes(dirs: Sequence[Path]) -> list[Mapping[str, Any]]:
+    """``programme.json`` of each ``mammocert programme --bundle B --out DIR`` directory."""
     docs = []
-    for c in cols:
-        path = c.path / "programme.json"
-        docs.append(
-            json.loads(path.read_text(encoding="utf-8")) if c.verified and path.is_file() else None
-        )
+    for d in dirs:
+        path = Path(d) / "programme.json"
+        if not path.is_file():
+            raise UsageError(
+                f"--programme {d}: no programme.json; give a `mammocert programme` output"
+            )
+        docs.append(json.loads(path.read_text(encoding="utf-8")))
+    return docs
+
+
+def programme_rows(
+    cols: Sequence[Column], programmes: Sequence[Mapping[str, Any]] = ()
+) -> list[tuple[str, list[str]]]:
+    """Each verified vendor's programme figures, from the analysis that names its bundle
+    (``vendor.bundle`` in ``programme.json``), per protocol, formatted as the programme page."""
+    by_bundle = {
+        str(Path(d.get("vendor", {}).get("bundle", "")).resolve()): d
+        for d in programmes
+        if d.get("vendor", {}).get("bundle")
+    }
+    docs = [by_bundle.get(str(c.path.resolve())) if c.verified else None for c in cols]
     if not any(docs):
         return []
     names = dict.fromkeys(p["name"] for d in docs if d for p in d.get("protocols", []))
@@ -179,7 +194,11 @@ def programme_rows(cols: Sequence[Column]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def render_compare_html(cols: Sequence[Column], acceptances: Sequence[Acceptance] = ()) -> str:
+def render_compare_html(
+    cols: Sequence[Column],
+    acceptances: Sequence[Acceptance] = (),
+    programmes: Sequence[Mapping[str, Any]] = (),
+) -> str:
     """The page: vendors' bundles side by side, or (``acceptances``) regions' site acceptances."""
     if acceptances:
         heads = [a.name for a in acceptances]
@@ -204,7 +223,7 @@ def render_compare_html(cols: Sequence[Column], acceptances: Sequence[Acceptance
             problems=problems,
             table=table,
             roc=Markup(svg) if svg else None,
-            programme=programme_rows(cols),
+            programme=programme_rows(cols, programmes),
             acceptance=bool(acceptances),
         )
     )
@@ -326,7 +345,9 @@ def compare_cli(args: Any) -> int:
     if any(is_acceptance(p) for p in paths):
         return _compare_acceptances(paths, Path(args.key), out)
     cols = load_columns(paths, Path(args.key))
-    write_atomic(out / "compare.html", render_compare_html(cols).encode("utf-8"), "compare.html")
+    programmes = load_programmes([Path(d) for d in (getattr(args, "programme", None) or [])])
+    html = render_compare_html(cols, programmes=programmes)
+    write_atomic(out / "compare.html", html.encode("utf-8"), "compare.html")
     doc = compare_document(cols)
     write_atomic(out / "compare.json", (json.dumps(doc, indent=1) + "\n").encode(), "compare.json")
     console = Console()
@@ -354,8 +375,6 @@ def _compare_acceptances(paths: Sequence[Path], key: Path, out: Path) -> int:
 
     not_acc = [p for p in paths if not is_acceptance(p)]
     if not_acc:
-        from harness.errors import UsageError
-
         raise UsageError(
             f"{not_acc[0]}: not a site acceptance; compare either bundles or acceptances, not both"
         )

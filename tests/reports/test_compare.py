@@ -93,3 +93,25 @@ def test_cli_exit_zero_and_json_for_comparable_bundles(two, keypair, tmp_path):
     assert doc["comparable"] is True
     auc = next(c for c in doc["criteria"] if c["id"] == "DK-AUC-01")
     assert [cell["value"] for cell in auc["cells"]] == [0.91, 0.74]
+
+
+def test_programme_figures_are_matched_to_their_bundle(two, keypair, tmp_path):
+    """`--programme DIR`: each programme.json names the bundle it came from; its figures land in
+    that vendor's column, formatted as the programme page formats them."""
+    a, b = two
+    prog = tmp_path / "prog-b"
+    prog.mkdir()
+    doc = {
+        "vendor": {"product": "WeakMammo", "bundle": str(b)},
+        "protocols": [
+            {"name": "AI triage", "measures": {"reads_per_1000": {"value": 1097.0, "ci": None}}},
+        ],
+    }
+    (prog / "programme.json").write_text(json.dumps(doc))
+    out = tmp_path / "cmp"
+    args = ["compare", str(a), str(b), "--key", str(keypair[1]), "--programme", str(prog)]
+    assert main(args + ["--out", str(out)]) == 0
+    html = (out / "compare.html").read_text()
+    assert "Programme impact" in html and "AI triage: Human reads per 1,000 screens" in html
+    row = html[html.index("AI triage: Human reads") :].split("</tr>")[0]
+    assert row.count("—") == 1 and "1097" in row  # vendor A has no analysis, vendor B its own
