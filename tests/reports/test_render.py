@@ -266,3 +266,14 @@ def test_plot_svg_is_deterministic_and_salted() -> None:
     a, b = plots.roc_plot(ev, "s1"), plots.roc_plot(ev, "s1")
     assert a == b and a.startswith("<svg") and "<?xml" not in a and "Date" not in a
     assert plots.roc_plot(ev, "s2") != a  # the salt reaches the ids, so two figures never share one
+
+
+def test_the_operating_point_is_shown_on_the_vendors_scale_and_mapped(tmp_path: Path) -> None:
+    """#35 item 15: the report said "score ≥ 0.6 means recall" for a [0, 100] vendor's 60."""
+    results = synthetic.write_bundle(tmp_path)
+    vendor = dict(results.vendor, operating_point=0.6, operating_point_native=60.0)
+    vendor["score_range"] = [0.0, 100.0]
+    write_results(tmp_path / "results.json", dataclasses.replace(results, vendor=vendor))
+    html = html_of(tmp_path)
+    assert "score ≥ 60.0 on the vendor scale 0.0–100.0 means recall" in html
+    assert "(mapped threshold 0.6 on the 0–1 scores)" in html
