@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from conformance.context import EvaluationContext
-from conformance.outcome import NotEvaluable, error_result
+from conformance.outcome import NotApplicable, NotEvaluable, error_result
 from conformance.registry import REGISTERED, KindSpec
 from harness.errors import UsageError
 from harness.results import CriterionResult, KindFacts
@@ -58,6 +58,8 @@ def evaluate(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
         )
     try:
         outcome = kind.evaluate(spec, ctx)
+    except NotApplicable as exc:
+        return error_result(spec, exc.why, not_applicable=exc.interface)
     except NotEvaluable as exc:
         return error_result(spec, str(exc))
     except UsageError as exc:  # e.g. a statistic on a set without cancers

@@ -234,6 +234,10 @@ def check_mammogram(ds: Dataset, file: str) -> tuple[str, str]:
 class OnnxAdapter:
     """A :class:`~harness.vendors.adapter.VendorAdapter` over an onnxruntime session."""
 
+    # The model sees only the tensors ``prepare`` builds; the intended-use check in ``prepare``
+    # (:func:`check_mammogram`) is the harness's, so input rejection cannot be the vendor's.
+    harness_checks_input = True
+
     def __init__(
         self, pkg: VendorPackage, *, device: str = "cpu", evidence_dir: Path | None = None
     ) -> None:
