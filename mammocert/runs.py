@@ -129,11 +129,15 @@ def progress(res: CriterionResult) -> None:
     print(f"  {res.id:<22} {res.outcome}", file=sys.stderr, flush=True)
 
 
+def _figure(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float | int) and not isinstance(v, bool) else ""
+
+
 def print_verdict(results: RunResults, out: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.passif import describe
+    from harness.passif import describe, row_figures
 
     console = Console(stderr=False, width=160)
     table = Table(
@@ -144,8 +148,9 @@ def print_verdict(results: RunResults, out: Path | None) -> None:
         table.add_column(col)
     for c in results.criteria:
         style = {"passed": "green", "failed": "red", "error": "yellow"}[c.outcome]
-        ci = f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci else ""
-        val = f"{c.value:.4g}" if isinstance(c.value, float | int) else ""
+        measured = c.evidence.get("measured") if isinstance(c.evidence, Mapping) else None
+        val, with_ci = row_figures(c.threshold, c.value, measured, _figure)
+        ci = f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci and with_ci else ""
         table.add_row(
             c.id + ("" if c.mandatory else " (opt)"),
             c.kind,

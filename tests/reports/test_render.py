@@ -277,3 +277,17 @@ def test_the_operating_point_is_shown_on_the_vendors_scale_and_mapped(tmp_path: 
     html = html_of(tmp_path)
     assert "score ≥ 60.0 on the vendor scale 0.0–100.0 means recall" in html
     assert "(mapped threshold 0.6 on the 0–1 scores)" in html
+
+
+def test_a_row_shows_the_figure_its_threshold_is_held_to(tmp_path: Path) -> None:
+    """#35 item 19: "value 0 · violations ≤ 0 · failed" showed the largest score change."""
+    crit = synthetic.criteria()
+    k = next(i for i, c in enumerate(crit) if c.kind == "invariance")
+    ev = dict(crit[k].evidence, measured={"value": 0.0, "violations": 1})
+    crit[k] = dataclasses.replace(crit[k], value=0.0, evidence=ev)
+    synthetic.write_bundle(tmp_path, crit=crit)
+    html = html_of(tmp_path)
+    row = html[html.index(f'<tr id="row-{crit[k].id}">') :]
+    row = row[: row.index("</tr>")]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+    assert cells[:2] == ["violations 1", "—"]

@@ -1,5 +1,6 @@
-"""The preflight summary ``mammocert run`` prints before judging (#35 item 15): a histogram of the
-original scores, the share recalled at the operating point, warnings for suspect scores."""
+"""What ``mammocert run`` prints: the preflight summary before judging (#35 item 15: a histogram
+of the original scores, the share recalled at the operating point, warnings for suspect scores)
+and the verdict table (#35 item 19: each figure in the unit of its threshold)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,50 @@ def test_constant_saturated_and_empty_scores_are_warned_about():
     none = preflight([Prediction.failed("E1", "original", "error", "x", None)], 0.5, {})
     assert none.scored == 0 and any("no exam has a valid score" in w for w in none.warnings)
     assert "0 of 1 exams scored" in preflight_text(none)
+
+
+def test_the_verdict_table_shows_each_figure_in_its_thresholds_unit(capsys):
+    """#35 item 19: "value 0 · violations ≤ 0 · failed" and DK-CDR-01's 0.003 against
+    "value per 1000 > 3.0"."""
+    from harness.results import CriterionResult, RunResults
+    from mammocert.runs import print_verdict
+
+    def row(cid, kind, value, ci, threshold, measured):
+        return CriterionResult(
+            cid,
+            cid,
+            kind,
+            True,
+            "failed",
+            value,
+            ci,
+            threshold,
+            10,
+            "x",
+            {"measured": measured},
+            "",
+        )
+
+    criteria = [
+        row("DK-INV-MIRROR", "invariance", 0.0, None, {"max_violations": 0}, {"violations": 1}),
+        row(
+            "DK-CDR-01",
+            "cancer_detection_rate",
+            0.0031,
+            (0.002, 0.004),
+            {"ratio_gte": 0.9, "value_per_1000_gt": 3.0},
+            {"value": 0.0031, "ratio": 0.8, "value_per_1000": 3.1},
+        ),
+    ]
+    results = RunResults(
+        "NOT CONFORMANT", "self-test", {"id": "S", "version": "1"}, {}, {"product": "P"}, {}, {},
+        "", "", criteria, {},
+    )  # fmt: skip
+    print_verdict(results, None)
+    out = capsys.readouterr().out
+    inv = next(line for line in out.splitlines() if "DK-INV-MIRROR" in line)
+    assert "violations 1" in inv and "0.0 " not in inv
+    cdr = next(line for line in out.splitlines() if "DK-CDR-01" in line)
+    assert (
+        "ratio 0.8 · value per 1000 3.1" in cdr and "0.002" not in cdr
+    )  # the rate's CI: not shown
