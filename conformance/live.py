@@ -46,7 +46,7 @@ class LiveModel:
             adapter = open_adapter(
                 package,
                 device,
-                evidence_dir=(out / "dicom-evidence") if out is not None else None,
+                evidence_dir=(out / f"{package.interface}-evidence") if out is not None else None,
                 manifest=manifest,
             )
         journal = None

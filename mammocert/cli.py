@@ -67,6 +67,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = _add(
         cases,
+        "import",
+        "harness.cases.importer:import_cli",
+        "turn a folder of DICOM files and a labels table into a reference set",
+    )
+    p.add_argument(
+        "--dicom", required=True, help="folder of the set's DICOM files (searched recursively)"
+    )
+    p.add_argument(
+        "--labels", required=True, action="append", help="labels CSV (repeat for several tables)"
+    )
+    p.add_argument(
+        "--map",
+        required=True,
+        help="import map YAML, or a shipped one: vindr-mammo, rsna-screening, cmmd, cbis-ddsm",
+    )
+    p.add_argument(
+        "--out", required=True, help="output directory (created; must be empty or absent)"
+    )
+    p.add_argument("--id", default=None, help="set id (default: imported-<map name>)")
+    p.add_argument("--version", default="1.0.0", help="set version (default 1.0.0)")
+    p.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="apply the PS3.15 Basic Profile while copying (age band and device kept)",
+    )
+    p.add_argument(
+        "--deid-key",
+        default=None,
+        help="file of >= 32 random bytes: the same key makes a repeated import byte-identical",
+    )
+    p = _add(
+        cases,
         "verify",
         "harness.cases.build:verify_cli",
         "re-hash every file against the manifest and print the set digest",
@@ -189,6 +221,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b")
     p = _add(
         std,
+        "explore",
+        "conformance.explore:explore_cli",
+        "which vendors a candidate standard would pass, from their bundles, without a model",
+    )
+    p.add_argument("candidate", help="candidate standard YAML")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="evidence bundle directories")
+    p.add_argument("--cases", default=None, help="the reference set, to recompute changed criteria")
+    p.add_argument("--key", default=None, help="public key: verify each bundle first")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=None,
+        metavar="ID.KEY=A:B:STEP",
+        help="sweep one pass_if key, e.g. DK-AUC-01.ci_lower_gte=0.80:0.95:0.01 (repeatable)",
+    )
+    p.add_argument("--out", default=None, help="write explore.json here")
+    p = _add(
+        std,
         "bar",
         "conformance.bar:bar_cli",
         "the fewest cancers a model must find, per false-positive count, to pass a standard's "
@@ -250,6 +300,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=4000, help="probabilistic sensitivity draws")
     p.add_argument("--out", required=True, help="output directory")
 
+    p = _add(
+        sub,
+        "compare",
+        "reports.compare:compare_cli",
+        "vendors side by side: verify each bundle, then one page with the criteria as rows",
+    )
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="evidence bundle directories")
+    p.add_argument("--key", required=True, help="public key the bundles were signed with")
+    p.add_argument("--out", required=True, help="output directory (compare.html, compare.json)")
+
+    p = _add(
+        sub,
+        "accept",
+        "reports.acceptance:accept_cli",
+        "site acceptance: does this installation reproduce the vendor's certificate?",
+    )
+    p.add_argument("--certificate", required=True, help="the certificate's evidence bundle")
+    p.add_argument("--local", required=True, help="the bundle of the run through the installation")
+    p.add_argument("--key", required=True, help="public key of the certificate")
+    p.add_argument("--local-key", default=None, help="public key of the local run (default --key)")
+    p.add_argument("--site", default=None, help="the installation, e.g. 'Region Midtjylland PACS'")
+    p.add_argument("--sign", default=None, help="private key: sign the acceptance")
+    p.add_argument("--out", required=True, help="output directory")
+
     serve = sub.add_parser("serve-reference", help="run a reference AI node").add_subparsers(
         dest="serve_command", required=True, metavar="INTERFACE"
     )
@@ -275,8 +349,14 @@ def verify_cli(args: argparse.Namespace) -> int:
     """``mammocert verify``: the report library checks the bundle; with ``--cases`` the engine
     recomputes every statistic (reports never imports the engine itself)."""
     from conformance.engine import recompute_criteria
+    from reports.acceptance import ACCEPTANCE_FILE, verify_acceptance
     from reports.verify import verify_bundle
 
+    if (Path(args.path) / ACCEPTANCE_FILE).is_file():  # a site acceptance, not a bundle
+        statement = verify_acceptance(Path(args.path), Path(args.key))
+        p = statement["predicate"]
+        print(f"OK: site acceptance {p['verdict']} signed {p['signed']} ({args.path})")
+        return 0
     report = verify_bundle(
         Path(args.path),
         Path(args.key),
@@ -289,7 +369,20 @@ def verify_cli(args: argparse.Namespace) -> int:
 
 # Options and positionals that name files or directories (checked by harness.fsio.check_path).
 PATH_ARGS = frozenset(
-    {"out", "recipe", "dir", "vendor", "cases", "journal", "predictions", "standard", "key"}
+    {
+        "out",
+        "recipe",
+        "dir",
+        "vendor",
+        "cases",
+        "journal",
+        "predictions",
+        "standard",
+        "key",
+        "dicom",
+        "deid_key",
+        "labels",
+    }
     | {"path", "file", "a", "b"}
 )
 

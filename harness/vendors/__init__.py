@@ -45,6 +45,7 @@ class AdapterEntry:
 ADAPTERS: Mapping[str, AdapterEntry] = {
     "onnx": AdapterEntry("harness.vendors.onnx_adapter", "OnnxAdapter", remote=False),
     "dicom": AdapterEntry("harness.vendors.dicom_adapter", "DicomAdapter", remote=True),
+    "rest": AdapterEntry("harness.vendors.rest", "RestAdapter", remote=True),
 }
 
 

@@ -241,16 +241,12 @@ class DicomAdapter:
             return self._infer_pacs(prepared)
         return self._infer_push(prepared)
 
-    def _deadline(self) -> float:
-        # Finish a little before the runner's own per-exam timeout so the reason is ours.
-        return time.monotonic() + max(0.5, self.timeout_s - min(1.0, 0.05 * self.timeout_s))
-
     def _infer_push(self, prepared: PreparedSend) -> ExamOutput:
         study = prepared.study_uid
         waiter = _Waiter(prepared.exam_id)
         with self._lock:
             self._waiters[study] = waiter
-        deadline = self._deadline()
+        deadline = remote.exam_deadline(self.timeout_s)
         try:
             try:
                 scu.send_study(
@@ -282,7 +278,7 @@ class DicomAdapter:
     def _infer_pacs(self, prepared: PreparedSend) -> ExamOutput:
         assert self.pacs is not None
         study = prepared.study_uid
-        deadline = self._deadline()
+        deadline = remote.exam_deadline(self.timeout_s)
         try:
             scu.send_study(
                 self.pacs, self.calling_ae, list(prepared.datasets), timeout_s=self.timeout_s

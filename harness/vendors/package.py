@@ -40,6 +40,7 @@ import stat
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -51,6 +52,7 @@ from harness import yamlio
 from harness.errors import VendorPackageError
 from harness.fsio import NAME_MAX
 from harness.jsonutil import canonical_json, sha256_bytes, sha256_file
+from harness.schemas import best_error, schema_message
 
 SCHEMA_PATH = Path(__file__).with_name("vendor.schema.json")
 MAX_MEMBERS = 1000
@@ -139,13 +141,111 @@ class DicomSpec:
 
 
 @dataclass(frozen=True)
+class RestAuthSpec:
+    """``rest.auth``: the scheme and the environment variables that hold the secrets."""
+
+    scheme: str  # bearer | basic
+    token_env: str | None = None
+    username_env: str | None = None
+    password_env: str | None = None
+
+
+@dataclass(frozen=True)
+class RestTlsSpec:
+    """``rest.tls``: paths already resolved (relative ones against the package root)."""
+
+    ca_bundle: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class OipOutputSpec:
+    """``rest.oip.output``: which response tensors carry what."""
+
+    score: str
+    study_uid: str
+    heatmap: str | None = None
+    breast_scores: str | None = None
+
+
+@dataclass(frozen=True)
+class OipSpec:
+    """``rest.oip``: the model on an Open Inference Protocol (KServe V2) server and the tensor
+    binding, whose input is built exactly as an ONNX package's ``onnx.input``."""
+
+    model: str
+    input: OnnxInputSpec
+    output: OipOutputSpec
+    version: str | None = None
+    encoding: str = "auto"  # auto | json | binary
+    study_uid_input: str = "study_uid"
+    aggregate: str = "max"
+
+
+@dataclass(frozen=True)
+class DicomwebSpec:
+    """``rest.dicomweb``: STOW-RS the exam, find and fetch the result report by QIDO/WADO-RS."""
+
+    format: str  # mammography-cad-sr | tid1500-sr
+    score_code: tuple[str, str] = ("111047", "DCM")
+    score_scale: tuple[float, float] | None = None
+    poll_interval_s: float = 0.5
+    workitem: bool = False
+
+
+@dataclass(frozen=True)
+class JsonJobFindingSpec:
+    """``rest.json_job.result.finding``: JMESPath expressions over one finding."""
+
+    sop_instance_uid: str
+    x: str
+    y: str
+    score: str
+
+
+@dataclass(frozen=True)
+class JsonJobResultSpec:
+    """``rest.json_job.result``: JMESPath expressions mapping the vendor's JSON to predictions."""
+
+    exam_score: str
+    state: str | None = None
+    pending: tuple[str, ...] = ("queued", "running", "pending")
+    failed: tuple[str, ...] = ("failed", "error")
+    rejected: tuple[str, ...] = ("rejected",)
+    breast_scores: Mapping[str, str] = field(default_factory=dict)  # "L"/"R" -> expression
+    study_uid: str | None = None
+    findings: str | None = None
+    finding: JsonJobFindingSpec | None = None
+
+
+@dataclass(frozen=True)
+class JsonJobSpec:
+    """``rest.json_job``: a vendor's own JSON API (upload, then a result or a 202 job to poll)."""
+
+    submit_path: str
+    result: JsonJobResultSpec
+    body: str = "multipart"  # multipart | json
+    poll_interval_s: float = 0.5
+
+
+@dataclass(frozen=True)
 class RestSpec:
-    """The ``rest`` section."""
+    """The ``rest`` section: the transport every profile shares, and the active profile's part."""
 
     url: str
-    protocol: str
+    protocol: str  # oip-v2 | dicomweb | json-job
     timeout_s: float = DEFAULT_TIMEOUT_S
     allow_identifiable: bool = False
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    retries: int = 2
+    auth: RestAuthSpec | None = None
+    tls: RestTlsSpec = RestTlsSpec()
+    oip: OipSpec | None = None
+    dicomweb: DicomwebSpec | None = None
+    json_job: JsonJobSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -206,55 +306,6 @@ def _validator() -> jsonschema.Draft202012Validator:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
-
-
-def _key_path(parts: Any) -> str:
-    out = ""
-    for p in parts:
-        name = p if isinstance(p, str) and p.isprintable() and p else repr(p)
-        out += f"[{p}]" if isinstance(p, int) else (f".{name}" if out else name)
-    return out or "(top level)"
-
-
-def schema_message(error: jsonschema.ValidationError, source: str) -> str:
-    """One line for a jsonschema error: the key path, the problem and the fix."""
-    where = f"{source}: {_key_path(error.absolute_path)}"
-    v = error.validator
-    if v == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = (
-            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
-        )
-        key = f"{_key_path(list(error.absolute_path) + [extra[0]])}" if extra else where
-        return f"{source}: {key}: unknown key; remove it (allowed here: {', '.join(allowed)})"
-    if v == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return f"{where}: missing key {missing!r}; add it (see docs/contracts.md §3.2)"
-    if v == "enum":
-        return f"{where}: {error.instance!r} is not allowed; use one of {', '.join(map(str, error.validator_value))}"
-    if v == "exclusiveMinimum":
-        return f"{where}: {error.instance!r} must be greater than {error.validator_value}; fix the value"
-    if v == "const":
-        return f"{where}: must be {error.validator_value!r}, got {error.instance!r}"
-    if v == "type":
-        return f"{where}: expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
-    if v == "pattern" and isinstance(error.instance, str) and "://" not in error.validator_value:
-        return f"{where}: {error.instance!r} must be a relative path inside the package (no '..', no leading '/')"
-    if v in ("minItems", "maxItems"):
-        return f"{where}: expected exactly 2 numbers [low, high], got {error.instance!r}"
-    return f"{where}: {error.message}; fix the value"
-
-
-def _best_error(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
-    # Prefer unknown keys (the most actionable), then the deepest error: stable, not set-order.
-    def rank(e: jsonschema.ValidationError) -> tuple[int, int, str]:
-        return (
-            0 if e.validator == "additionalProperties" else 1,
-            -len(e.absolute_path),
-            str(list(e.absolute_path)),
-        )
-
-    return sorted(errors, key=rank)[0]
 
 
 # --------------------------------------------------------------------------- files
@@ -656,6 +707,158 @@ def _timeout(section: dict[str, Any], name: str, source: str) -> float:
     return float(value)
 
 
+def _tensor_input(i: dict[str, Any], key: str, source: str) -> OnnxInputSpec:
+    """``onnx.input`` or ``rest.oip.input``: how exams become the model's input tensor."""
+    return OnnxInputSpec(
+        i["unit"],
+        i["name"],
+        int(i["height"]),
+        int(i["width"]),
+        i.get("orientation", "chest_wall_left"),
+        i.get("pixels", "presentation"),
+        _range(i.get("scale", [0.0, 1.0]), f"{key}.scale", source),
+        i.get("resize", "fit"),
+    )
+
+
+def _sr_score(score: dict[str, Any], key: str, source: str) -> tuple[tuple[str, str], Any]:
+    """A result report's score NUM: (code, scheme) and its scale (None: the package's range)."""
+    code = (str(score.get("code", "111047")), str(score.get("scheme", "DCM")))
+    scale = _range(score["scale"], f"{key}.scale", source) if "scale" in score else None
+    return code, scale
+
+
+def _seconds(section: dict[str, Any], key: str, default: float, where: str, source: str) -> float:
+    """An optional positive, finite number of seconds."""
+    value = section.get(key, default)
+    if not (math.isfinite(value) and value > 0):
+        raise VendorPackageError(
+            f"{source}: {where}.{key}: {value!r} must be a finite number of seconds > 0"
+        )
+    return float(value)
+
+
+def _local_file(value: str | None, key: str, root: Path, source: str) -> Path | None:
+    """A TLS file: absolute (a hospital's PKI lives outside the package) or inside the package."""
+    if value is None:
+        return None
+    p = Path(value)
+    if not p.is_absolute():
+        p = root / p
+        if not p.resolve().is_relative_to(root.resolve()):
+            raise VendorPackageError(
+                f"{source}: {key} {value!r} leaves the package; give an absolute path or one inside it"
+            )
+    if not p.is_file():
+        raise VendorPackageError(f"{source}: {key}: no such file {str(p)!r}; fix the path")
+    return p
+
+
+def _check_jmespath(section: Any, key: str, source: str) -> None:
+    """Every string under ``rest.json_job.result`` except the state lists compiles as JMESPath."""
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
+    if isinstance(section, dict):
+        for k, v in section.items():
+            if k not in ("pending", "failed", "rejected"):
+                _check_jmespath(v, f"{key}.{k}", source)
+    elif isinstance(section, str):
+        try:
+            jmespath.compile(section)
+        except JMESPathError as exc:
+            first = str(exc).splitlines()[0]
+            raise VendorPackageError(
+                f"{source}: {key}: {section!r} is not a JMESPath expression ({first}); see jmespath.org"
+            ) from None
+
+
+def _rest_spec(r: dict[str, Any], root: Path, source: str) -> RestSpec:
+    """The ``rest`` section (already schema-valid)."""
+    auth = None
+    if "auth" in r:
+        a = r["auth"]
+        auth = RestAuthSpec(
+            a["scheme"], a.get("token_env"), a.get("username_env"), a.get("password_env")
+        )
+    t = r.get("tls", {})
+    tls = RestTlsSpec(
+        _local_file(t.get("ca_bundle"), "rest.tls.ca_bundle", root, source),
+        _local_file(t.get("client_cert"), "rest.tls.client_cert", root, source),
+        _local_file(t.get("client_key"), "rest.tls.client_key", root, source),
+        bool(t.get("verify", True)),
+    )
+    oip = dicomweb = json_job = None
+    if "oip" in r:
+        o = r["oip"]
+        out = o["output"]
+        oip = OipSpec(
+            o["model"],
+            _tensor_input(o["input"], "rest.oip.input", source),
+            OipOutputSpec(
+                out["score"], out["study_uid"], out.get("heatmap"), out.get("breast_scores")
+            ),
+            o.get("version"),
+            o.get("encoding", "auto"),
+            o.get("study_uid_input", "study_uid"),
+            o.get("aggregate", "max"),
+        )
+    if "dicomweb" in r:
+        w = r["dicomweb"]
+        code, scale = _sr_score(
+            w["results"].get("score", {}), "rest.dicomweb.results.score", source
+        )
+        dicomweb = DicomwebSpec(
+            w["results"]["format"],
+            code,
+            scale,
+            _seconds(w, "poll_interval_s", 0.5, "rest.dicomweb", source),
+            bool(w.get("workitem", False)),
+        )
+    if "json_job" in r:
+        j = r["json_job"]
+        res = j["result"]
+        f = res.get("finding")
+        _check_jmespath(res, "rest.json_job.result", source)
+        json_job = JsonJobSpec(
+            j["submit"]["path"],
+            JsonJobResultSpec(
+                res["exam_score"],
+                res.get("state"),
+                tuple(res.get("pending", ("queued", "running", "pending"))),
+                tuple(res.get("failed", ("failed", "error"))),
+                tuple(res.get("rejected", ("rejected",))),
+                dict(res.get("breast_scores", {})),
+                res.get("study_uid"),
+                res.get("findings"),
+                JsonJobFindingSpec(f["sop_instance_uid"], f["x"], f["y"], f["score"])
+                if f
+                else None,
+            ),
+            j["submit"].get("body", "multipart"),
+            _seconds(j, "poll_interval_s", 0.5, "rest.json_job", source),
+        )
+    if "@" in r["url"].split("://", 1)[1].split("/", 1)[0]:
+        raise VendorPackageError(
+            f"{source}: rest.url carries credentials; remove them and use rest.auth with an "
+            "environment variable"
+        )
+    return RestSpec(
+        r["url"],
+        r["protocol"],
+        _timeout(r, "rest", source),
+        bool(r.get("allow_identifiable", False)),
+        _seconds(r, "connect_timeout_s", 10.0, "rest", source),
+        _seconds(r, "read_timeout_s", 60.0, "rest", source),
+        int(r.get("retries", 2)),
+        auth,
+        tls,
+        oip,
+        dicomweb,
+        json_job,
+    )
+
+
 def load_vendor_package(path: Path | str) -> VendorPackage:
     """Load and validate a vendor package from a directory or a .zip (see module docstring)."""
     src = Path(path)
@@ -684,7 +887,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
         )
     errors = list(_validator().iter_errors(data))
     if errors:
-        raise VendorPackageError(schema_message(_best_error(errors), source))
+        raise VendorPackageError(schema_message(best_error(errors), source))
     lo, hi = _range(data["score_range"], "score_range", source)
     op = data["operating_point"]
     if not math.isfinite(op):
@@ -701,17 +904,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
     model_digests: dict[str, str] = {}
     if "onnx" in data:
         o = data["onnx"]
-        i = o["input"]
-        inp = OnnxInputSpec(
-            i["unit"],
-            i["name"],
-            int(i["height"]),
-            int(i["width"]),
-            i.get("orientation", "chest_wall_left"),
-            i.get("pixels", "presentation"),
-            _range(i.get("scale", [0.0, 1.0]), "onnx.input.scale", source),
-            i.get("resize", "fit"),
-        )
+        inp = _tensor_input(o["input"], "onnx.input", source)
         facts, artifact_digests = (None, {})
         if data["interface"] == "onnx":
             facts, artifact_digests = check_onnx(
@@ -737,7 +930,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
     if "dicom" in data:
         d = data["dicom"]
         r = d["results"]
-        score = r.get("score", {})
+        code, scale = _sr_score(r.get("score", {}), "dicom.results.score", source)
         pacs = r.get("pacs")
         dicom_spec = DicomSpec(
             d["ae_title"],
@@ -748,23 +941,15 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
                 r["format"],
                 r.get("from", "push"),
                 r.get("listen_port"),
-                (str(score.get("code", "111047")), str(score.get("scheme", "DCM"))),
-                _range(score["scale"], "dicom.results.score.scale", source)
-                if "scale" in score
-                else None,
+                code,
+                scale,
                 PacsSpec(pacs["ae_title"], pacs["host"], int(pacs["port"])) if pacs else None,
             ),
             _timeout(d, "dicom", source),
             bool(d.get("allow_identifiable", False)),
         )
     if "rest" in data:
-        r = data["rest"]
-        rest_spec = RestSpec(
-            r["url"],
-            r["protocol"],
-            _timeout(r, "rest", source),
-            bool(r.get("allow_identifiable", False)),
-        )
+        rest_spec = _rest_spec(data["rest"], root, source)
     model_digests["vendor.yaml"] = files.get("vendor.yaml", sha256_file(yml))
     package_digest = "sha256:" + sha256_bytes(canonical_json({"files": files}))
     return VendorPackage(

@@ -1,4 +1,4 @@
-"""Rules every network interface shares (``dicom`` today, ``rest`` next): nothing identifiable
+"""Rules every network interface shares (``dicom`` and ``rest``): nothing identifiable
 leaves the machine, and what does leave cannot be linked back to the reference set.
 
 * :func:`refuse_identifiable` is the de-identification gate over a whole set, run by
@@ -7,6 +7,8 @@ leaves the machine, and what does leave cannot be linked back to the reference s
   interface section says ``allow_identifiable: true`` (``dicom.allow_identifiable``,
   ``rest.allow_identifiable``) for a local, in-hospital endpoint. Otherwise a one-line
   :class:`~harness.errors.UsageError` (exit 2) names the first such file and nothing is sent.
+* :func:`exam_deadline` is when an adapter gives up on one exam: a little before the runner's
+  own per-exam timeout, so the recorded reason is the adapter's (what it was waiting for).
 * :func:`pseudonymise` prepares one exam for sending: the same check on the exam as it will be
   sent (a perturbed copy included), then fresh Study/Series/SOP Instance UIDs and patient
   pseudonyms per send (:func:`harness.dicomnet.deid.pseudonymise_exam`). The returned
@@ -16,6 +18,7 @@ leaves the machine, and what does leave cannot be linked back to the reference s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
@@ -29,6 +32,11 @@ if TYPE_CHECKING:
     from harness.cases.manifest import Manifest
     from harness.exam_input import ExamInput
     from harness.vendors.package import VendorPackage
+
+
+def exam_deadline(timeout_s: float) -> float:
+    """The ``time.monotonic()`` by which an exam sent now must have its result."""
+    return time.monotonic() + max(0.5, timeout_s - min(1.0, 0.05 * timeout_s))
 
 
 def allows_identifiable(package: VendorPackage) -> bool:

@@ -17,6 +17,7 @@ from harness.vendors import ADAPTERS, AdapterEntry, load_vendor_package, open_ad
 from harness.vendors.adapter import AdapterInfo
 from harness.vendors.dicom_adapter import DicomAdapter
 from harness.vendors.onnx_adapter import OnnxAdapter
+from harness.vendors.rest import RestAdapter
 
 
 class RecordingAdapter:
@@ -68,7 +69,11 @@ def package_for(root: Path, interface: str, *, allow_identifiable: bool = False)
             "results": {"format": "mammography-cad-sr", "listen_port": 11113},
         }
     elif interface == "rest":
-        data["rest"] = {"url": "http://127.0.0.1:8080/v1/analyses", "protocol": "mammocert-rest-v1"}
+        data["rest"] = {
+            "url": "http://127.0.0.1:8080/",
+            "protocol": "json-job",
+            "json_job": {"submit": {"path": "/exams"}, "result": {"exam_score": "score"}},
+        }
     if allow_identifiable:
         data[interface]["allow_identifiable"] = True
     (pkg / "vendor.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -76,9 +81,10 @@ def package_for(root: Path, interface: str, *, allow_identifiable: bool = False)
 
 
 def test_each_interface_maps_to_its_adapter_class():
-    assert set(ADAPTERS) == {"onnx", "dicom"}
+    assert set(ADAPTERS) == {"onnx", "dicom", "rest"}
     assert ADAPTERS["onnx"].adapter_class is OnnxAdapter and not ADAPTERS["onnx"].remote
     assert ADAPTERS["dicom"].adapter_class is DicomAdapter and ADAPTERS["dicom"].remote
+    assert ADAPTERS["rest"].adapter_class is RestAdapter and ADAPTERS["rest"].remote
 
 
 @pytest.mark.parametrize("interface", sorted(ADAPTERS))
@@ -89,7 +95,8 @@ def test_every_adapter_has_the_one_constructor_signature(interface):
     assert len(positional) == 1 and keyword == {"device", "evidence_dir"}, params
 
 
-def test_an_unknown_interface_names_the_supported_ones(tmp_path):
+def test_an_unknown_interface_names_the_supported_ones(tmp_path, monkeypatch):
+    monkeypatch.delitem(ADAPTERS, "rest")  # every interface the schema allows has an adapter
     pkg = load_vendor_package(package_for(tmp_path / "pkg", "rest"))
     with pytest.raises(VendorPackageError) as exc:
         open_adapter(pkg)

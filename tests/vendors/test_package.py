@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 from vendors.mgfactory import write_package, write_set
 
-from harness.errors import VendorPackageError
+from harness.errors import UsageError, VendorPackageError
 from harness.vendors import load_vendor_package, open_adapter
 
 
@@ -241,20 +242,55 @@ def test_dicom_section_with_pacs_results_parses(tmp_path):
         load_vendor_package(pkg)
 
 
-def test_rest_is_not_supported_yet(tmp_path):
-    def to_rest(d):
-        d["interface"] = "rest"
-        d["rest"] = {"url": "http://127.0.0.1:8080/v1/analyses", "protocol": "mammocert-rest-v1"}
-
-    pkg = write_package(tmp_path / "pkg")
-    edit_yaml(pkg, to_rest)
-    with pytest.raises(VendorPackageError, match="not supported yet"):
-        open_adapter(load_vendor_package(pkg))
+REST_JOB = {
+    "url": "http://127.0.0.1:8080/",
+    "protocol": "json-job",
+    "json_job": {"submit": {"path": "/exams"}, "result": {"exam_score": "score"}},
+}
 
 
 def _rest(d: dict) -> None:
     d["interface"] = "rest"
-    d["rest"] = {"url": "http://127.0.0.1:8080/v1/analyses", "protocol": "mammocert-rest-v1"}
+    d["rest"] = copy.deepcopy(REST_JOB)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda r: r.update(url="http://user:secret@127.0.0.1:8080/"),
+            "rest.url carries credentials",
+        ),
+        (lambda r: r.update(protocol="oip-v2"), "missing key 'oip'"),
+        (lambda r: r["json_job"]["result"].update(exam_score="a.[b"), "not a JMESPath expression"),
+        (lambda r: r.update(auth={"scheme": "bearer"}), "missing key 'token_env'"),
+        (lambda r: r.update(tls={"ca_bundle": "nope.pem"}), "rest.tls.ca_bundle: no such file"),
+        (lambda r: r.update(tls={"ca_bundle": "../../etc/ca.pem"}), "leaves the package"),
+        (lambda r: r.update(retries=9), "rest.retries"),
+        (lambda r: r.update(read_timeout_s=float("nan")), "read_timeout_s"),
+    ],
+)
+def test_rest_section_is_checked_before_any_request(tmp_path, edit, message):
+    def to_rest(d):
+        _rest(d)
+        edit(d["rest"])
+
+    pkg = write_package(tmp_path / "pkg")
+    edit_yaml(pkg, to_rest)
+    with pytest.raises(VendorPackageError, match=re.escape(message)):
+        load_vendor_package(pkg)
+
+
+def test_rest_secret_comes_from_the_environment(tmp_path, monkeypatch):
+    def to_rest(d):
+        _rest(d)
+        d["rest"]["auth"] = {"scheme": "bearer", "token_env": "MAMMOCERT_TEST_TOKEN"}
+
+    pkg = write_package(tmp_path / "pkg")
+    edit_yaml(pkg, to_rest)
+    monkeypatch.delenv("MAMMOCERT_TEST_TOKEN", raising=False)
+    with pytest.raises(UsageError, match="MAMMOCERT_TEST_TOKEN, which is not set"):
+        open_adapter(load_vendor_package(pkg), evidence_dir=tmp_path / "ev")
 
 
 def _dicom(d: dict) -> None:
