@@ -279,3 +279,26 @@ def test_run_honours_the_onnx_deadline_and_leaves_no_thread_running(tmp_path):
     assert time.monotonic() - t0 < 60  # not the 300 s default per exam
     assert not [t for t in threading.enumerate() if t.name == "mammocert-infer" and t.is_alive()]
     assert not [p for p in multiprocessing.active_children() if p.name == "mammocert-onnx"]
+
+
+def test_mammocert_run_with_a_hung_model_ends_with_its_verdict(tmp_path):
+    """``mammocert run`` takes the deadline from ``onnx.timeout_s`` and, with every call abandoned,
+    still judges, writes the bundle and exits 1 (not conformant), not 134."""
+    cases = write_set(tmp_path / "cases", n=3)
+    pkg = _hanging_package(tmp_path / "pkg", timeout_s=1)
+    out = tmp_path / "bundle"
+    r = subprocess.run(
+        [sys.executable, "-m", "mammocert.cli", "run", "--vendor", str(pkg), "--cases", str(cases)]
+        + ["--standard", str(Path(__file__).parents[1] / "standards" / "demo.yaml")]
+        + ["--out", str(out), "--mode", "self-test"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "terminate called" not in r.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["verdict"] == "NOT CONFORMANT"
+    assert results["summary"]["predictions"] == {"error": 3}
+    assert {f["reason"] for f in results["summary"]["faults"]} == {"timeout after 1s"}
+    assert not any(c["outcome"] == "passed" for c in results["criteria"])
