@@ -140,6 +140,7 @@ class EvaluationContext:
 
         if self.live is None:
             raise NotEvaluable(
-                f"{what} needs the running model; run with --vendor (a predictions file alone is not enough)"
+                f"{what} needs the running model, and a predictions file alone cannot run it; "
+                "judge it with `mammocert run --vendor PKG`"
             )
         return self.live

@@ -298,7 +298,8 @@ class Session:
             "product": pkg.product,
             "version": pkg.version,
             "interface": pkg.interface,
-            "operating_point": float(pkg.operating_point),
+            "operating_point": float(pkg.operating_point),  # on the mapped [0, 1] scores
+            "operating_point_native": float(pkg.native_operating_point),  # on score_range
             "score_range": list(pkg.score_range),
             "package_digest": pkg.package_digest,
             "model_digests": dict(pkg.model_digests),
@@ -452,14 +453,18 @@ def run(
     request: RunRequest,
     adapter: VendorAdapter | None = None,
     on_result: Callable[[CriterionResult], None] | None = None,
+    on_start: Callable[[EvaluationContext], None] | None = None,
 ) -> RunResults:
-    """The whole run: open, evaluate every selected criterion, write the bundle."""
+    """The whole run: open, evaluate every selected criterion, write the bundle.
+    ``on_start`` sees the context once the original predictions are in, before any criterion."""
     session = open_session(request, adapter)
     try:
         # The model runs over the set first, outside any one criterion: a refusal there (a set
         # that is not de-identified for a remote vendor, a journal of another model) is the
         # run's input error, not every criterion's.
-        session.context()
+        ctx = session.context()
+        if on_start is not None:
+            on_start(ctx)
         for spec in session.criteria:
             try:
                 res = session.evaluate(spec)

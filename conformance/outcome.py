@@ -16,6 +16,17 @@ class NotEvaluable(Exception):
     """The criterion could not be evaluated (outcome ``error``); the message says why."""
 
 
+class NotApplicable(NotEvaluable):
+    """The criterion does not apply to this vendor's interface (the harness, not the vendor's
+    product, would be judged). Still outcome ``error``: a criterion the standard requires is not
+    met by a product it cannot be checked on, so it never passes silently."""
+
+    def __init__(self, interface: str, why: str) -> None:
+        super().__init__(f"does not apply to the {interface} interface: {why}")
+        self.interface = interface
+        self.why = why
+
+
 def clean(x: Any) -> Any:
     """Round floats to 12 significant digits for JSON stability; recurse into containers."""
     if isinstance(x, float):
@@ -69,8 +80,20 @@ def result(
     )
 
 
-def error_result(spec: CriterionSpec, reason: str) -> CriterionResult:
-    """Could not be evaluated: counts as not passed."""
+def error_result(
+    spec: CriterionSpec, reason: str, not_applicable: str | None = None
+) -> CriterionResult:
+    """Could not be evaluated: counts as not passed. ``not_applicable`` names the interface the
+    criterion does not apply to (recorded in the evidence, said in the explanation)."""
+    explanation = (
+        f"Not applicable to the {not_applicable} interface: {reason}. A criterion that cannot "
+        "be checked on this interface is not met: this counts as not passed."
+        if not_applicable
+        else f"Could not be evaluated: {reason}. This counts as not passed."
+    )
+    evidence: dict[str, Any] = {"error": reason}
+    if not_applicable:
+        evidence["not_applicable"] = not_applicable
     return CriterionResult(
         id=spec.id,
         title=spec.title,
@@ -81,7 +104,7 @@ def error_result(spec: CriterionSpec, reason: str) -> CriterionResult:
         ci=None,
         threshold=dict(spec.pass_if),
         n=0,
-        explanation=f"Could not be evaluated: {reason}. This counts as not passed.",
-        evidence={"error": reason},
+        explanation=explanation,
+        evidence=evidence,
         source=spec.source,
     )

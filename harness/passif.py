@@ -10,7 +10,7 @@ disagree. It lives in ``harness`` because both ``conformance`` (which checks) an
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +117,45 @@ def check(pass_if: Mapping[str, Any], measured: Mapping[str, Any]) -> tuple[bool
     return not failed, failed
 
 
+# Quantities a row shows as its headline ``value`` and ``ci``; every other bounded quantity is
+# shown by name, so a row's measured figure is always in the unit of its threshold.
+HEADLINE = frozenset({"value", "ci_lower", "ci_upper"})
+
+
+def bounded(pass_if: Mapping[str, Any] | None) -> tuple[bool, tuple[str, ...]]:
+    """What a row must show to be read against its ``pass_if``: whether a key bounds the headline
+    value or its CI, and the other quantities it bounds, in ``pass_if`` order, each once.
+    ``{max_violations: 0}`` -> ``(False, ("violations",))``; ``{ci_lower_gte: 0.85}`` ->
+    ``(True, ())``; unknown keys are left out."""
+    if not isinstance(pass_if, Mapping):
+        return False, ()
+    quantities = [PASS_KEYS[k].quantity for k in pass_if if k in PASS_KEYS]
+    others = tuple(dict.fromkeys(q for q in quantities if q not in HEADLINE))
+    return any(q in HEADLINE for q in quantities), others
+
+
+def row_figures(
+    pass_if: Mapping[str, Any] | None,
+    value: Any,
+    measured: Mapping[str, Any] | None,
+    fmt: Callable[[Any], str],
+) -> tuple[str, bool]:
+    """A row's measured cell, in the units of its threshold, and whether the row's CI (the
+    headline value's) belongs beside it: the value when ``pass_if`` bounds it (or bounds nothing
+    known), then each other bounded quantity by name, from ``measured`` (a result's
+    ``evidence.measured``). ``{max_violations: 0}`` shows "violations 1", not the score change.
+    Without the measurements (an error outcome) it is the value, as recorded."""
+    head, others = bounded(pass_if)
+    measured = measured if isinstance(measured, Mapping) else {}
+    if any(q not in measured for q in others):
+        return fmt(value), True  # not evaluated, or recorded without its measurements
+    parts = [fmt(value)] if head or not others else []
+    for q in others:
+        v = measured.get(q)
+        parts.append(f"{_words(q)} {('yes' if v else 'no') if isinstance(v, bool) else fmt(v)}")
+    return " · ".join(parts), head or not others
+
+
 def numeric_limits(pass_if: Mapping[str, Any] | None) -> dict[str, float]:
     """Limits worth drawing on a plot: ``{'p95': 2.0}`` for latency, ``{'reference': x}`` for a
     bound on the headline value (the first such key)."""
@@ -153,12 +192,15 @@ def _value(v: Any) -> str:
 
 
 __all__ = [
+    "HEADLINE",
     "NO_CONDITION",
     "PASS_KEYS",
     "MissingMeasurement",
     "PassKey",
+    "bounded",
     "check",
     "describe",
     "describe_clause",
+    "row_figures",
     "numeric_limits",
 ]

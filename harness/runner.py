@@ -15,12 +15,14 @@ processes. OpenJPEG is not thread-safe: JPEG 2000 encoding and decoding take
 ``harness.pixels.CODEC_LOCK`` (one at a time; without it two threads crash the process).
 
 Timeouts: ``infer`` runs in a dedicated daemon thread and the main thread waits at most
-``timeout_s``. A Python thread stuck inside a native call (a hung ONNX kernel, a socket read)
-cannot be killed, so on a timeout the exam is recorded as ``error: timeout after Ns``, the stuck
-thread is abandoned (it is a daemon thread: it never blocks process exit, and its late result
-is discarded) and a fresh worker thread takes the next exam. If ``MAX_HUNG`` abandoned threads
-are still stuck, the model is considered dead: the remaining exams are recorded as ``error``
-("not run: ...") without being journaled, so a later ``--resume`` tries them again.
+``timeout_s``. On a timeout the exam is recorded as ``error: timeout after Ns`` and the call is
+abandoned: an adapter that can stop its model (the ONNX adapter runs its session in a worker
+process) has its ``abandon()`` called, which ends the hung call, so no thread is left behind
+and the process exits normally. A Python thread stuck inside a native call of an adapter without
+``abandon`` cannot be killed: it is left as a daemon thread (its late result is discarded) and a
+fresh worker thread takes the next exam. If ``MAX_HUNG`` abandoned threads are still stuck, the
+model is considered dead: the remaining exams are recorded as ``error`` ("not run: ...") without
+being journaled, so a later ``--resume`` tries them again.
 
 Vendor faults (:class:`VendorFault` from prepare/infer, or any exception out of the vendor's
 adapter code) become per-exam ``rejected``/``error`` records; the run goes on. ``latency_s`` is
@@ -53,6 +55,7 @@ from harness.vendors.package import DEFAULT_TIMEOUT_S
 
 Transform = Callable[[ExamInput, str], ExamInput]
 MAX_HUNG = 3
+ABANDON_WAIT_S = 10.0  # how long an abandoned call may take to return once its model is stopped
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,16 @@ class _InferWorker:
     def stuck(self) -> int:
         return sum(t.is_alive() for t in self.hung)
 
+    def reap(self, wait_s: float) -> None:
+        """Wait for abandoned threads whose call was stopped; those still stuck stay counted."""
+        for t in self.hung:
+            t.join(wait_s)
+        self.hung = [t for t in self.hung if t.is_alive()]
+
     def close(self) -> None:
         self._jobs.append(None)  # type: ignore[arg-type]
         self._ready.release()
+        self._thread.join(1.0)  # idle: it returns at once
 
 
 def _prepare(
@@ -297,6 +307,10 @@ def run_predictions(
                 try:
                     out, latency = worker.call(adapter.infer, prepared, timeout_s)
                 except FutureTimeout:
+                    abandon = getattr(adapter, "abandon", None)
+                    if abandon is not None:
+                        abandon()
+                        worker.reap(ABANDON_WAIT_S)
                     record(
                         Prediction.failed(
                             exam.exam_id, cond, "error", f"timeout after {timeout_s:g}s", timeout_s

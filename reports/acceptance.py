@@ -88,14 +88,11 @@ def _limits(bundle: Path) -> Mapping[str, Any]:
 
 
 def threshold(vendor: Mapping[str, Any]) -> float:
-    """A run's recall threshold on the [0, 1] scale of its recorded scores: the vendor's
-    operating point is on its native scale, mapped with its ``score_range`` (§3.2)."""
+    """The recall threshold a run applied to its recorded [0, 1] scores: ``vendor.operating_point``
+    in ``results.json`` (the native value, when there is one, is ``operating_point_native``)."""
     op = vendor.get("operating_point")
     if not isinstance(op, int | float):
         raise UsageError("the bundle's results.json records no operating point")
-    rng = vendor.get("score_range")
-    if isinstance(rng, Sequence) and len(rng) == 2 and rng[1] != rng[0]:
-        return (float(op) - float(rng[0])) / (float(rng[1]) - float(rng[0]))
     return float(op)
 
 

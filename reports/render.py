@@ -21,7 +21,7 @@ from markupsafe import Markup
 from harness.errors import UsageError
 from harness.fsio import write_atomic
 from harness.jsonutil import sha256_file
-from harness.passif import describe, numeric_limits
+from harness.passif import describe, numeric_limits, row_figures
 from harness.results import (
     CONFORMANT,
     SELF_TEST_BANNER,
@@ -164,14 +164,19 @@ def criterion_view(c: CriterionResult) -> CriterionView:
     ev = c.evidence if isinstance(c.evidence, Mapping) else {}
     unit = str(ev.get("unit", ""))
     svg, caption = _plot_for(c)
+    value, with_ci = row_figures(
+        c.threshold, c.value, ev.get("measured"), lambda v: fmt_number(v, unit)
+    )
     return CriterionView(
         id=c.id,
         title=c.title,
         kind=c.kind,
         mandatory=c.mandatory,
         outcome=c.outcome,
-        value=fmt_number(c.value, unit),
-        ci=f"{fmt_number(c.ci[0])} – {fmt_number(c.ci[1])}" if c.ci is not None else "—",
+        value=value,
+        ci=f"{fmt_number(c.ci[0])} – {fmt_number(c.ci[1])}"
+        if c.ci is not None and with_ci
+        else "—",
         threshold=describe(c.threshold),
         n=c.n,
         explanation=c.explanation,

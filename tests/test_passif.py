@@ -6,7 +6,15 @@ import math
 
 import pytest
 
-from harness.passif import PASS_KEYS, MissingMeasurement, check, describe, numeric_limits
+from harness.passif import (
+    HEADLINE,
+    PASS_KEYS,
+    MissingMeasurement,
+    check,
+    describe,
+    numeric_limits,
+    row_figures,
+)
 
 # The wording of every key in results.json explanations; it must not change (a bundle's
 # explanations, and so its signed results.json, would).
@@ -85,3 +93,45 @@ def test_numeric_limits():
     assert numeric_limits({"p50_lte_s": 1, "p95_lte_s": 2}) == {"p50": 1.0, "p95": 2.0}
     assert numeric_limits({"value_gte": 0.9, "ci_lower_gte": 0.85}) == {"reference": 0.9}
     assert numeric_limits({"max_gap": 0.05, "noninferior": True, "odd": 3}) == {}
+
+
+def _figure(v):
+    return "—" if v is None else f"{v:g}"
+
+
+@pytest.mark.parametrize("key", sorted(PASS_KEYS))
+def test_every_row_shows_the_figure_its_threshold_is_held_to(key):
+    """#35 item 19: a row's measured figure is in the unit of its threshold, for every key. The
+    headline value differs from every other quantity here, so showing it instead would fail."""
+    quantity = PASS_KEYS[key].quantity
+    measured = {"value": 0.003, "ci_lower": 0.001, "ci_upper": 0.005, quantity: 7.25}
+    if quantity in HEADLINE:
+        measured = {"value": 0.003, "ci_lower": 0.001, "ci_upper": 0.005}
+    target = 1.0
+    if PASS_KEYS[key].op == "is":
+        target = measured[quantity] = True
+    text, with_ci = row_figures({key: target}, measured["value"], measured, _figure)
+    if quantity in HEADLINE:  # the value, with its CI beside it
+        assert (text, with_ci) == ("0.003", True)
+    elif PASS_KEYS[key].op == "is":
+        assert text == f"{quantity.replace('_', ' ')} yes" and not with_ci
+    else:
+        assert text == f"{quantity.replace('_', ' ')} 7.25" and not with_ci
+
+
+def test_rows_of_the_reported_contradictions():
+    # invariance: the largest score change (0) under "violations <= 0"
+    text, with_ci = row_figures(
+        {"max_violations": 0}, 0.0, {"value": 0.0, "violations": 1}, _figure
+    )
+    assert (text, with_ci) == ("violations 1", False)
+    # DK-CDR-01: 0.003 against "value per 1000 > 3.0"
+    cdr = {"value": 0.00312, "ratio": 0.85, "value_per_1000": 3.12}
+    text, with_ci = row_figures({"ratio_gte": 0.9, "value_per_1000_gt": 3.0}, 0.00312, cdr, _figure)
+    assert (text, with_ci) == ("ratio 0.85 · value per 1000 3.12", False)
+    # a bound on the value and on another quantity: both, the value's CI beside
+    recall = {"value": 0.04, "ratio": 1.05}
+    text, with_ci = row_figures({"ratio_lte": 1.1, "value_lte": 0.05}, 0.04, recall, _figure)
+    assert (text, with_ci) == ("0.04 · ratio 1.05", True)
+    # not evaluated: no measurements, the recorded value
+    assert row_figures({"max_violations": 0}, None, None, _figure) == ("—", True)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from vendors.mgfactory import write_package, write_set
+from vendors.mgfactory import hanging_model, write_package, write_set
 
 from harness.cases.manifest import load_manifest
 from harness.errors import VendorFault
@@ -225,3 +225,80 @@ def test_predict_refuses_a_timeout_that_is_not_finite_and_positive(cases, tmp_pa
     )
     with pytest.raises(UsageError, match="must be a finite number of seconds > 0"):
         predict_cli(args)
+
+
+def _hanging_package(root: Path, timeout_s: float | None = None) -> Path:
+    pkg = write_package(root, heatmap=False)
+    hanging_model(pkg / "model.onnx")
+    if timeout_s is not None:
+        import yaml
+
+        data = yaml.safe_load((pkg / "vendor.yaml").read_text())
+        data["onnx"]["timeout_s"] = timeout_s
+        (pkg / "vendor.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    return pkg
+
+
+def test_a_hung_onnx_model_is_abandoned_and_predict_exits_normally(tmp_path):
+    """Every exam of a model that never returns is recorded as a timeout (none left "not run"),
+    the file is written and the process exits 0, not abort() from a hung onnxruntime thread at
+    interpreter exit (exit 134); --resume likewise."""
+    cases = write_set(tmp_path / "cases", n=4)
+    pkg = _hanging_package(tmp_path / "pkg")
+    out = tmp_path / "p.jsonl"
+    cmd = [sys.executable, "-m", "mammocert.cli", "predict", "--vendor", str(pkg)]
+    cmd += ["--cases", str(cases), "--out", str(out), "--timeout", "1"]
+    for extra in ([], ["--resume"]):
+        r = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "terminate called" not in r.stderr
+        preds = read_predictions(out)
+        assert [(p.exam_id, p.status, p.error) for p in preds] == [
+            (f"E000{k}", "error", "timeout after 1s") for k in range(4)
+        ]
+
+
+def test_run_honours_the_onnx_deadline_and_leaves_no_thread_running(tmp_path):
+    """``mammocert run``'s model (LiveModel) takes ``onnx.timeout_s`` from vendor.yaml; after the
+    hung calls are abandoned no inference thread and no model process is left running."""
+    import multiprocessing
+
+    from conformance.live import LiveModel
+    from harness.vendors import load_vendor_package
+
+    cases = write_set(tmp_path / "cases", n=3)
+    package = load_vendor_package(_hanging_package(tmp_path / "pkg", timeout_s=0.5))
+    t0 = time.monotonic()
+    live = LiveModel.start(package, load_manifest(cases), tmp_path / "out", "cpu", resume=False)
+    try:
+        assert [(p.exam_id, p.error) for p in live.original_predictions()] == [
+            (f"E000{k}", "timeout after 0.5s") for k in range(3)
+        ]
+    finally:
+        live.close()
+    assert time.monotonic() - t0 < 60  # not the 300 s default per exam
+    assert not [t for t in threading.enumerate() if t.name == "mammocert-infer" and t.is_alive()]
+    assert not [p for p in multiprocessing.active_children() if p.name == "mammocert-onnx"]
+
+
+def test_mammocert_run_with_a_hung_model_ends_with_its_verdict(tmp_path):
+    """``mammocert run`` takes the deadline from ``onnx.timeout_s`` and, with every call abandoned,
+    still judges, writes the bundle and exits 1 (not conformant), not 134."""
+    cases = write_set(tmp_path / "cases", n=3)
+    pkg = _hanging_package(tmp_path / "pkg", timeout_s=1)
+    out = tmp_path / "bundle"
+    r = subprocess.run(
+        [sys.executable, "-m", "mammocert.cli", "run", "--vendor", str(pkg), "--cases", str(cases)]
+        + ["--standard", str(Path(__file__).parents[1] / "standards" / "demo.yaml")]
+        + ["--out", str(out), "--mode", "self-test"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "terminate called" not in r.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["verdict"] == "NOT CONFORMANT"
+    assert results["summary"]["predictions"] == {"error": 3}
+    assert {f["reason"] for f in results["summary"]["faults"]} == {"timeout after 1s"}
+    assert not any(c["outcome"] == "passed" for c in results["criteria"])

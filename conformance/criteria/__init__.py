@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from conformance.context import EvaluationContext
-from conformance.outcome import NotEvaluable, error_result
+from conformance.outcome import NotApplicable, NotEvaluable, error_result
 from conformance.registry import REGISTERED, KindSpec
 from harness.errors import UsageError
 from harness.results import CriterionResult, KindFacts
@@ -48,6 +48,11 @@ OPERATING_POINT_KINDS: tuple[str, ...] = tuple(k for k, s in KINDS.items() if s.
 KIND_FACTS: Mapping[str, KindFacts] = MappingProxyType({k: s.facts for k, s in KINDS.items()})
 
 
+NO_VALID_READ = (
+    "the model returned no valid score for any reference exam, so there is nothing to judge"
+)
+
+
 def evaluate(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     """Evaluate one criterion; anything that prevents evaluation becomes an ``error`` outcome."""
     kind = KINDS.get(spec.kind)
@@ -56,11 +61,18 @@ def evaluate(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
             f"criterion {spec.id}: no evaluator for kind {spec.kind!r}; this harness cannot check it"
         )
     try:
-        return kind.evaluate(spec, ctx)
+        outcome = kind.evaluate(spec, ctx)
+    except NotApplicable as exc:
+        return error_result(spec, exc.why, not_applicable=exc.interface)
     except NotEvaluable as exc:
         return error_result(spec, str(exc))
     except UsageError as exc:  # e.g. a statistic on a set without cancers
         return error_result(spec, str(exc))
+    if outcome.outcome == "passed" and not ctx.table().readable.any():
+        # Every kind judges the vendor's model; a pass that rests on no exam the model read is
+        # vacuous (a drop from nothing, a gap between empty groups), whatever the kind computed.
+        return error_result(spec, NO_VALID_READ)
+    return outcome
 
 
 __all__ = [

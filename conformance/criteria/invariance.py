@@ -190,6 +190,14 @@ def robustness_sweep(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionRe
     if rel.at_level is None:
         raise NotEvaluable(f"relation {rel.name} has no severity grid")
     base = ctx.table()
+    # A drop needs a baseline: without a valid score of a cancer and of a normal exam the
+    # original AUC is the worst-case floor, nothing can fall below it, and a "pass" would be empty.
+    for label, what in ((1, "cancer"), (0, "normal")):
+        if not base.readable[base.labels == label].any():
+            raise NotEvaluable(
+                f"the model read no {what} exam of the original set successfully, so there is "
+                "no baseline AUC to measure a drop from"
+            )
     base_auc = stats.delong(base.scores, base.labels).auc
     base_sens = float(base.flags(ctx.operating_point)[base.labels == 1].mean())
     levels: list[dict[str, Any]] = []

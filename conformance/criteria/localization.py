@@ -77,15 +77,16 @@ def localization(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult
             best = -np.inf
             top_hit = False
             for m in les.marks:
-                spacing = _spacing_mm(ctx.manifest.root / m.file)
                 on_img = by_file.get(m.file, [])
+                if not on_img:
+                    continue  # nothing to hit; an unread exam's images are never opened
+                spacing = _spacing_mm(ctx.manifest.root / m.file)
                 for f in on_img:
                     if _hits(f, m.box, spacing, r_min):
                         hit_findings.add(id(f))
                         best = max(best, f.score)
-                if on_img:
-                    top = max(on_img, key=lambda f: (f.score, -f.x, -f.y))
-                    top_hit = top_hit or _hits(top, m.box, spacing, r_min)
+                top = max(on_img, key=lambda f: (f.score, -f.x, -f.y))
+                top_hit = top_hit or _hits(top, m.box, spacing, r_min)
             breast_score = pred.breasts.get(les.laterality) if ok else None
             flagged = breast_score is not None and breast_score >= op
             ll_best.append(best)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from conformance.context import EvaluationContext
-from conformance.outcome import NotEvaluable, result
+from conformance.outcome import NotApplicable, NotEvaluable, result
 from conformance.registry import evaluator
 from harness import stats
 from harness.perturb.relation import largest_change
@@ -231,15 +231,31 @@ def caching(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     "input_rejection",
     family="operations",
     section="Technical reliability",
-    method="Invalid or out-of-scope inputs are submitted; the model must decline them.",
+    method=(
+        "Invalid or out-of-scope inputs are submitted; the vendor's product must decline them. "
+        "Judged only where the product receives the DICOM objects itself (not for an ONNX "
+        "package, whose inputs the harness checks and builds)."
+    ),
     pass_keys=("min_rejected_fraction",),
     needs_live=True,
     replayable=True,
 )
 def input_rejection(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
+    """Every refusal must be the vendor's. An adapter that builds the model's input itself (an
+    ONNX package receives tensors) says so with ``harness_checks_input``: its intended-use check
+    is the harness's, refusing a chest CR before the model could see it, so crediting those
+    refusals would credit the harness to the vendor."""
     from harness.perturb.invalid import INVALID_BUILDERS
 
     live = ctx.require_live("input rejection")
+    if getattr(getattr(live, "adapter", None), "harness_checks_input", False):
+        raise NotApplicable(
+            live.info.interface,
+            "its model receives input tensors that the harness builds, and the harness's own "
+            "intended-use check refuses these inputs before the model sees them, so no refusal "
+            "here would be the vendor's; input rejection is judged for products that receive the "
+            "DICOM objects themselves",
+        )
     ids = _sample(ctx, spec, int(spec.params.get("examples", 5)))
     rows: list[dict[str, Any]] = []
     for variant in spec.params["variants"]:

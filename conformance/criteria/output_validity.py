@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from conformance.context import EvaluationContext
-from conformance.outcome import result
+from conformance.outcome import NotEvaluable, result
 from conformance.registry import evaluator
 from harness.predictions import is_valid_score
 from harness.results import CriterionResult
@@ -40,7 +40,12 @@ def degenerate_output(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionR
     valid_scores = np.array([p.score for p in scored if is_valid_score(p.score)], dtype=np.float64)
     distinct = int(len(np.unique(np.round(valid_scores, 6)))) if len(valid_scores) else 0
     n = len(scored)
-    frac = len(invalid) / n if n else 1.0
+    if n == 0:
+        raise NotEvaluable(
+            "the model returned no score for any reference exam (every exam was rejected or "
+            "failed), so there is no score output to check"
+        )
+    frac = len(invalid) / n
     sd = float(valid_scores.std()) if len(valid_scores) else 0.0
     measured = {"value": frac, "ci": None, "invalid_fraction": frac, "distinct_scores": distinct}
     examples = [

@@ -26,13 +26,24 @@ most ``FINDINGS_PER_IMAGE`` per image, mapped score >= ``FINDING_FLOOR``, and in
 content (not the padding); each is mapped back through :func:`harness.pixels.model_to_image` to
 stored-image columns/rows. A one-channel heatmap for a breast/exam unit cannot be attributed to
 a view, so it gives no findings.
+
+The session runs in a worker process (:class:`SessionProcess`), not in this one: a Python thread
+stuck inside a native onnxruntime call cannot be stopped, keeps a core busy for the rest of the
+run, and aborts the interpreter at exit ("terminate called without an active exception" when
+onnxruntime's thread pools are destroyed under it). A process can be killed: when the runner gives
+up on a call it calls :meth:`OnnxAdapter.abandon`, the worker is killed (the blocked call ends at
+once with the pipe closed) and the next exam starts a fresh one. A model that crashes its process
+becomes an ``error`` record for that exam instead of ending the run.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import sys
+import threading
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +63,113 @@ VIEW_CODES = codes.VIEW_OF_CODE_VALUE
 FINDINGS_PER_IMAGE = 3
 FINDING_FLOOR = 0.05
 PEAK_WINDOW = 5
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def serve_session(conn: Connection, model: str, providers: list[str]) -> None:
+    """The worker process: load the model, say which provider runs it, then answer each
+    ``(output names, feeds)`` request with ``("ok", outputs)`` or ``("error", reason)`` until
+    ``None`` or the pipe closes."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model, sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        conn.send(("load-error", _first_line(exc)))
+        return
+    conn.send(("ready", session.get_providers()[0]))
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        names, feeds = request
+        try:
+            reply = ("ok", session.run(names, feeds))
+        except Exception as exc:  # onnxruntime raises Fail/InvalidArgument/RuntimeException
+            reply = ("error", _first_line(exc))
+        conn.send(reply)
+
+
+class SessionProcess:
+    """One worker process holding an onnxruntime session; killable when a call hangs.
+
+    Started from a fork server (a clean process that has imported this module once), so a restart
+    after a hung call costs the model's load time, not a fresh interpreter, and never forks the
+    harness's own threads."""
+
+    def __init__(self, model: str, providers: list[str]) -> None:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=serve_session,
+            args=(child, model, providers),
+            daemon=True,  # never outlives the harness
+            name="mammocert-onnx",
+        )
+        self._proc.start()
+        child.close()
+        try:
+            status, detail = self._conn.recv()
+        except (EOFError, OSError):
+            self._proc.join(5)
+            status, detail = (
+                "load-error",
+                f"the model process died (exit code {self._proc.exitcode})",
+            )
+        if status != "ready":
+            self.kill()
+            raise _LoadError(detail)
+        self.provider: str = detail
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One session call; a failed call or a dead (killed, crashed) process is a VendorFault."""
+        try:
+            self._conn.send((names, feeds))
+            status, payload = self._conn.recv()
+        except (EOFError, OSError):
+            self._proc.join(5)
+            self._conn.close()
+            code = self._proc.exitcode
+            raise VendorFault(
+                "the model process ended during the call"
+                + (f" (exit code {code})" if code is not None else ""),
+                "error",
+            ) from None
+        if status != "ok":
+            raise VendorFault(f"onnxruntime failed: {payload}", "error")
+        return payload
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.is_alive()
+
+    def kill(self) -> None:
+        """End the process now (a call blocked in :meth:`run` then raises)."""
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join(5)
+
+    def close(self) -> None:
+        try:
+            self._conn.send(None)
+        except OSError:
+            pass  # already ended
+        self._proc.join(5)
+        self.kill()
+        self._conn.close()
+
+
+class _LoadError(Exception):
+    """The worker process could not load the model (the message is onnxruntime's first line)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +234,10 @@ def check_mammogram(ds: Dataset, file: str) -> tuple[str, str]:
 class OnnxAdapter:
     """A :class:`~harness.vendors.adapter.VendorAdapter` over an onnxruntime session."""
 
+    # The model sees only the tensors ``prepare`` builds; the intended-use check in ``prepare``
+    # (:func:`check_mammogram`) is the harness's, so input rejection cannot be the vendor's.
+    harness_checks_input = True
+
     def __init__(
         self, pkg: VendorPackage, *, device: str = "cpu", evidence_dir: Path | None = None
     ) -> None:
@@ -139,18 +261,16 @@ class OnnxAdapter:
                 )
         elif device != "cpu":
             raise VendorPackageError(f"device {device!r} is not cpu or cuda")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
+        self._model = str(self.spec.model_path(pkg.root))
+        self._providers = providers
+        self._lock = threading.Lock()
         try:
-            self.session = ort.InferenceSession(
-                str(self.spec.model_path(pkg.root)), sess_options=options, providers=providers
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._process: SessionProcess | None = SessionProcess(self._model, providers)
+        except _LoadError as exc:
             raise VendorPackageError(
-                f"{pkg.source}: onnxruntime cannot load {self.spec.model}: {first}; export a valid model"
+                f"{pkg.source}: onnxruntime cannot load {self.spec.model}: {exc}; export a valid model"
             ) from None
-        used = self.session.get_providers()[0]
+        used = self._process.provider
         if device == "cuda" and used != "CUDAExecutionProvider" and not self.warnings:
             self.warnings.append(f"--device cuda: CUDA provider did not start; running on {used}")
         for w in self.warnings:
@@ -318,11 +438,7 @@ class OnnxAdapter:
         exam_score: float | None = None
         findings: list[Finding] = []
         for batch in prepared.batches:
-            try:
-                outputs = self.session.run(names, {self.spec.input.name: batch.tensor})
-            except Exception as exc:  # onnxruntime raises Fail/InvalidArgument/RuntimeException
-                first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-                raise VendorFault(f"onnxruntime failed: {first}", "error") from None
+            outputs = self._session().run(names, {self.spec.input.name: batch.tensor})
             scores = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
             if scores.shape[0] != len(batch.items):
                 raise VendorFault(
@@ -365,5 +481,29 @@ class OnnxAdapter:
         findings.sort(key=lambda f: (-f.score, f.file, f.y, f.x))
         return ExamOutput(score=exam_score, breasts=breast_scores, findings=tuple(findings))
 
+    def _session(self) -> SessionProcess:
+        """The live worker process; a fresh one after :meth:`abandon` or a crash."""
+        with self._lock:
+            if self._process is not None and not self._process.alive:
+                self._process.close()  # crashed: its call has already been recorded
+                self._process = None
+            if self._process is None:
+                try:
+                    self._process = SessionProcess(self._model, self._providers)
+                except _LoadError as exc:
+                    raise VendorFault(f"the model could not be reloaded: {exc}", "error") from None
+            return self._process
+
+    def abandon(self) -> None:
+        """Give up on the call in progress (the runner's deadline passed): kill the worker
+        process, so the waiting thread returns at once and nothing is left running."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None:
+            process.close()

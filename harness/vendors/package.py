@@ -17,6 +17,9 @@ refuses anything unsafe *before* a single case runs:
   of the unit, height/width equal or dynamic).
 * every interface section has a per-exam deadline ``timeout_s`` (default 300 s), a finite number
   of seconds > 0; :attr:`VendorPackage.timeout_s` is the active interface's.
+* ``operating_point`` is on the model's own scale, like ``score_range`` (a [0, 100] model writes
+  60, not 0.6), and must lie within the range; :attr:`VendorPackage.operating_point` is it mapped
+  onto [0, 1] like every score, the threshold every criterion applies.
 
 Digests: ``model_digests`` maps each artifact (the ONNX model, every external-data file, and
 ``vendor.yaml`` itself, since it fixes preprocessing and the operating point) to its bare hex
@@ -256,7 +259,7 @@ class VendorPackage:
     product: str
     version: str
     interface: str
-    operating_point: float
+    native_operating_point: float  # as vendor.yaml writes it, on the score_range scale
     score_range: tuple[float, float]
     onnx: OnnxSpec | None
     dicom: DicomSpec | None
@@ -288,6 +291,12 @@ class VendorPackage:
         """Map a model score linearly from ``score_range`` onto [0, 1]; never clipped."""
         lo, hi = self.score_range
         return (float(raw) - lo) / (hi - lo)
+
+    @property
+    def operating_point(self) -> float:
+        """The recall threshold on the mapped [0, 1] scores: ``operating_point`` mapped with
+        ``score_range``, exactly as the model's scores are."""
+        return self.map_score(self.native_operating_point)
 
 
 # --------------------------------------------------------------------------- schema
@@ -883,9 +892,15 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
     if errors:
         raise VendorPackageError(schema_message(best_error(errors), source))
     lo, hi = _range(data["score_range"], "score_range", source)
-    if not math.isfinite(data["operating_point"]):
+    op = data["operating_point"]
+    if not math.isfinite(op):
         raise VendorPackageError(
-            f"{source}: operating_point {data['operating_point']} must be a finite number, e.g. 0.5"
+            f"{source}: operating_point {op} must be a finite number, e.g. 0.5"
+        )
+    if not lo <= op <= hi:
+        raise VendorPackageError(
+            f"{source}: operating_point {op:g} is outside score_range [{lo:g}, {hi:g}]; give the "
+            "threshold on the model's own scale, as its scores are (e.g. 60 for [0, 100])"
         )
     files = _file_hashes(root)
     onnx_spec = dicom_spec = rest_spec = None

@@ -176,6 +176,10 @@ def test_model_criteria_without_a_model_are_errors():
         spec("determinism", {"max_abs_diff_lte": 0.0}, repeats=1), ctx(synthetic.predictions(m), m)
     )
     assert r.outcome == "error" and "needs the running model" in r.explanation
+    # `evaluate --vendor PKG` judges a predictions file: "run with --vendor" misled (#35 item 19)
+    assert (
+        "`mammocert run --vendor PKG`" in r.explanation and "run with --vendor" not in r.explanation
+    )
 
 
 def test_evaluation_is_deterministic():

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import synthetic_set as synthetic
 
 import conformance.criteria as criteria
+from conformance.context import EvaluationContext
 from conformance.registry import REGISTERED, evaluator
 from harness.passif import PASS_KEYS
 from harness.results import CriterionResult
@@ -175,10 +177,12 @@ def test_adding_a_kind_is_one_module(example_kind):
     assert facts.section == "Example: behaviour after a restart"
 
     spec = CriterionSpec("T-RESTART", "Restart", kind, True, "test", {"max_abs_diff_lte": 0.01})
-    passed = criteria.evaluate(dataclasses.replace(spec, params={"diff": 0.0}), None)
+    m = synthetic.manifest(n_cancer=2, n_normal=2)
+    ctx = EvaluationContext(synthetic.standard(), m, synthetic.predictions(m), 0.5, {}, "x")
+    passed = criteria.evaluate(dataclasses.replace(spec, params={"diff": 0.0}), ctx)
     assert passed.outcome == "passed"
     assert passed.explanation.endswith("Meets the requirement (max abs diff ≤ 0.01).")
-    assert criteria.evaluate(spec, None).outcome == "error"  # NotEvaluable -> error result
+    assert criteria.evaluate(spec, ctx).outcome == "error"  # NotEvaluable -> error result
 
     shown = families([_result(kind), _result("auc")], criteria.KIND_FACTS)
     assert [f.name for f in shown] == [facts.section, "Discrimination"]

@@ -266,3 +266,28 @@ def test_plot_svg_is_deterministic_and_salted() -> None:
     a, b = plots.roc_plot(ev, "s1"), plots.roc_plot(ev, "s1")
     assert a == b and a.startswith("<svg") and "<?xml" not in a and "Date" not in a
     assert plots.roc_plot(ev, "s2") != a  # the salt reaches the ids, so two figures never share one
+
+
+def test_the_operating_point_is_shown_on_the_vendors_scale_and_mapped(tmp_path: Path) -> None:
+    """#35 item 15: the report said "score ≥ 0.6 means recall" for a [0, 100] vendor's 60."""
+    results = synthetic.write_bundle(tmp_path)
+    vendor = dict(results.vendor, operating_point=0.6, operating_point_native=60.0)
+    vendor["score_range"] = [0.0, 100.0]
+    write_results(tmp_path / "results.json", dataclasses.replace(results, vendor=vendor))
+    html = html_of(tmp_path)
+    assert "score ≥ 60.0 on the vendor scale 0.0–100.0 means recall" in html
+    assert "(mapped threshold 0.6 on the 0–1 scores)" in html
+
+
+def test_a_row_shows_the_figure_its_threshold_is_held_to(tmp_path: Path) -> None:
+    """#35 item 19: "value 0 · violations ≤ 0 · failed" showed the largest score change."""
+    crit = synthetic.criteria()
+    k = next(i for i, c in enumerate(crit) if c.kind == "invariance")
+    ev = dict(crit[k].evidence, measured={"value": 0.0, "violations": 1})
+    crit[k] = dataclasses.replace(crit[k], value=0.0, evidence=ev)
+    synthetic.write_bundle(tmp_path, crit=crit)
+    html = html_of(tmp_path)
+    row = html[html.index(f'<tr id="row-{crit[k].id}">') :]
+    row = row[: row.index("</tr>")]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+    assert cells[:2] == ["violations 1", "—"]

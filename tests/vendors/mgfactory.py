@@ -159,6 +159,46 @@ def tiny_score_model(
     onnx.save(model, str(path))
 
 
+def hanging_model(path: Path, height: int = 64, width: int = 48) -> None:
+    """A valid ONNX model that never returns: a Loop of 10^15 no-op iterations inside onnxruntime
+    (a hung kernel, which no Python-level interrupt can stop)."""
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, height, width])
+    body = helper.make_graph(
+        [
+            helper.make_node("Add", ["acc_in", "nothing"], ["acc_out"]),
+            helper.make_node("Or", ["cond_in", "cond_in"], ["cond_out"]),
+        ],
+        "spin",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [1]),
+        ],
+        initializer=[helper.make_tensor("nothing", TensorProto.FLOAT, [1], [0.0])],
+    )
+    nodes = [
+        helper.make_node("ReduceMax", ["image"], ["peak"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Loop", ["trips", "go", "zero"], ["acc"], body=body),
+        helper.make_node("Add", ["peak", "acc"], ["flat"]),
+        helper.make_node("Unsqueeze", ["flat", "axis"], ["score"]),
+    ]
+    inits = [
+        helper.make_tensor("trips", TensorProto.INT64, [], [10**15]),
+        helper.make_tensor("go", TensorProto.BOOL, [], [True]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
+        helper.make_tensor("axis", TensorProto.INT64, [1], [1]),
+    ]
+    score = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1])
+    graph = helper.make_graph(nodes, "hang", [x], [score], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
 def write_package(
     root: Path,
     *,

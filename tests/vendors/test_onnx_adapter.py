@@ -160,6 +160,7 @@ def test_score_range_mapping_is_not_clipped(tmp_path):
     pkg = write_package(tmp_path / "pkg")
     data = yaml.safe_load((pkg / "vendor.yaml").read_text())
     data["score_range"] = [0.0, 0.25]
+    data["operating_point"] = 0.2  # on the score_range scale
     (pkg / "vendor.yaml").write_text(yaml.safe_dump(data))
     a = open_adapter(load_vendor_package(pkg))
     out = a.infer(a.prepare(exam_input(four_views())))

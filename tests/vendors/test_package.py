@@ -375,3 +375,48 @@ def test_wide_but_sane_score_ranges_still_load(tmp_path):
     pkg = write_package(tmp_path / "pkg")
     edit_yaml(pkg, lambda d: d.update(score_range=[-1000.0, 1000.0]))
     assert load_vendor_package(pkg).map_score(0.0) == 0.5
+
+
+def test_the_operating_point_is_on_the_vendors_scale_and_mapped_with_it(tmp_path):
+    """#35 item 15: ``score_range: [0, 100]`` with ``operating_point: 60`` was applied to the
+    mapped [0, 1] scores as 60, so nothing was recalled and the verdict was silently wrong."""
+    pkg = write_package(tmp_path / "pkg")
+    edit_yaml(pkg, lambda d: d.update(score_range=[0, 100], operating_point=60))
+    p = load_vendor_package(pkg)
+    assert p.native_operating_point == 60.0 and p.score_range == (0.0, 100.0)
+    assert p.operating_point == pytest.approx(0.6) and p.operating_point == p.map_score(60)
+    edit_yaml(pkg, lambda d: d.update(score_range=[-5, 5], operating_point=0))
+    assert load_vendor_package(pkg).operating_point == 0.5
+    edit_yaml(pkg, lambda d: d.update(score_range=[0, 1], operating_point=0.7672))
+    assert load_vendor_package(pkg).operating_point == 0.7672  # [0, 1] vendors: unchanged
+
+
+@pytest.mark.parametrize(
+    ("score_range", "op"), [([0, 1], 1.5), ([0, 100], 150), ([0, 100], -1), ([10, 20], 5)]
+)
+def test_an_operating_point_outside_the_score_range_is_refused(tmp_path, score_range, op):
+    pkg = write_package(tmp_path / "pkg")
+    edit_yaml(pkg, lambda d: d.update(score_range=score_range, operating_point=op))
+    lo, hi = score_range
+    with pytest.raises(
+        VendorPackageError,
+        match=re.escape(f"operating_point {op:g} is outside score_range [{lo:g}, {hi:g}]"),
+    ) as exc:
+        load_vendor_package(pkg)
+    assert "\n" not in str(exc.value)
+
+
+def test_predict_refuses_an_operating_point_outside_the_range_in_one_line(tmp_path):
+    pkg = write_package(tmp_path / "pkg")
+    edit_yaml(pkg, lambda d: d.update(score_range=[0, 100], operating_point=150))
+    cases = write_set(tmp_path / "cases", n=2)
+    r = subprocess.run(
+        [sys.executable, "-m", "mammocert.cli", "predict", "--vendor", str(pkg)]
+        + ["--cases", str(cases), "--out", str(tmp_path / "p.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "operating_point 150" in r.stderr
+    assert not (tmp_path / "p.jsonl").exists()
