@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from conformance import redaction
 from conformance.context import EvaluationContext, HypothesisProfile
 from conformance.criteria import KIND_FACTS, KINDS, LIVE_KINDS, evaluate
 from conformance.outcome import error_result
@@ -86,6 +87,9 @@ class RunRequest:
     resume: bool = False
     select: str = ""
     junit: bool = True  # write junit.xml into the bundle (the plugin leaves it to pytest)
+    # who gets a copy: "vendor" adds the vendor's copy (vendor/, aggregate figures only) to the
+    # bundle; "authority" writes the authority's full record alone (conformance.redaction)
+    audience: str = "vendor"
 
 
 def utcnow() -> str:
@@ -381,6 +385,18 @@ class Session:
         from reports.signing import write_attestation
 
         render_report(out, KIND_FACTS)
+        vendor_dir = out / redaction.VENDOR_DIR
+        if self.request.audience == "vendor":
+            # written before the attestation, so it covers the vendor's copy too
+            copy = redaction.vendor_copy(results)
+            make_dir(vendor_dir, "--out")
+            write_results(vendor_dir / "results.json", copy)
+            if self.request.junit:
+                write_junit(vendor_dir / "junit.xml", copy, self.timings)
+            render_report(vendor_dir, KIND_FACTS)
+        else:  # a copy left by an earlier run into this directory is not this run's
+            for name in redaction.VENDOR_FILES:
+                (vendor_dir / name).unlink(missing_ok=True)
         write_attestation(
             out,
             key_path=self.request.key,
@@ -397,6 +413,10 @@ def open_session(request: RunRequest, adapter: VendorAdapter | None = None) -> S
     req = request
     if req.mode not in MODES:
         raise UsageError(f"--mode {req.mode!r}: use one of {', '.join(MODES)}")
+    if req.audience not in redaction.AUDIENCES:
+        raise UsageError(
+            f"--audience {req.audience!r}: use one of {', '.join(redaction.AUDIENCES)}"
+        )
     if req.vendor is None and req.predictions is None:
         raise UsageError(
             "pass --vendor PKG (run the model) or --predictions FILE (evaluate a predictions file)"

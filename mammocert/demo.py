@@ -62,6 +62,7 @@ def demo_cli(args: Any) -> int:
         mode=mode,
         vendor=REFERENCE_VENDOR,
         resume=True,
+        audience=getattr(args, "audience", "vendor"),
     )
     results = run(request, on_result=progress)
     print_verdict(results, bundle)

@@ -30,6 +30,7 @@ def request_of(args: Any) -> RunRequest:
         key=_path(get("key")),
         resume=bool(get("resume")),
         select=get("keyword") or "",
+        audience=get("audience") or "vendor",
     )
 
 
@@ -68,7 +69,14 @@ def print_verdict(results: RunResults, out: Path | None) -> None:
     console.print(f"[bold]{banner}[/bold]")
     if out is None:
         return
-    for name in ("results.json", "report.html", "attestation.intoto.json", "predictions.jsonl"):
+    for name in (
+        "results.json",
+        "report.html",
+        "vendor/results.json",
+        "vendor/report.html",
+        "attestation.intoto.json",
+        "predictions.jsonl",
+    ):
         if (out / name).exists():
             console.print(f"  {name}: {out / name}")
 
