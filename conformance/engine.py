@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from conformance import redaction
+from conformance import judging, redaction, resolution
 from conformance.context import EvaluationContext, HypothesisProfile
 from conformance.criteria import KIND_FACTS, KINDS, LIVE_KINDS, evaluate
 from conformance.outcome import error_result
@@ -221,6 +221,28 @@ class Session:
     def hypothesis(self) -> HypothesisProfile:
         return HypothesisProfile.of(self.standard, self.request.mode)
 
+    @property
+    def set_note(self) -> str:
+        """In self-test on a set the standard does not pin: its thresholds were set for another
+        set, so a criterion may be not resolvable here (said before any work and in the report)."""
+        if self.request.mode != "self-test":
+            return ""
+        pin = self.standard.reference_set
+        if pin and pin.get("digest") == self.manifest.digest:
+            return ""
+        size = f"{self.manifest.id} ({len(self.manifest.exams)} exams)"
+        if not pin:
+            return (
+                f"{self.standard.id} {self.standard.version} pins no reference set: its thresholds "
+                f"were not set for {size}, so a criterion may not be resolvable on it."
+            )
+        return (
+            f"The thresholds of {self.standard.id} {self.standard.version} were set for its "
+            f"pinned reference set {pin.get('id', '')} ({pin.get('digest', '')}); this self-test "
+            f"runs on {size}, so a criterion may not be resolvable here and the outcome does not "
+            "predict a certify run."
+        )
+
     # -- evaluation --------------------------------------------------------------------------
     def context(self) -> EvaluationContext:
         """The evaluation context; the first call runs the model over the set (or reads the
@@ -270,7 +292,7 @@ class Session:
     def evaluate(self, spec: CriterionSpec) -> CriterionResult:
         """Evaluate one criterion and record it as evidence."""
         t0 = time.perf_counter()
-        res = evaluate(spec, self.context())
+        res = resolution.settle(self.standard, self.manifest, spec, evaluate(spec, self.context()))
         self.record(res, time.perf_counter() - t0)
         return res
 
@@ -365,6 +387,7 @@ class Session:
                 "faults": faults[:200],
                 "n_faults": len(faults),
                 "skipped_tests": list(skipped),
+                **({"set_note": self.set_note} if self.set_note else {}),
             },
             notice=notice,
             signing="key" if self.request.key else ("demo-key" if mode == "demo" else "unsigned"),
@@ -470,9 +493,13 @@ def run(
     request: RunRequest,
     adapter: VendorAdapter | None = None,
     on_result: Callable[[CriterionResult], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> RunResults:
-    """The whole run: open, evaluate every selected criterion, write the bundle."""
+    """The whole run: open, evaluate every selected criterion, write the bundle. ``on_note``
+    hears, before any work, what the reader must know first (``Session.set_note``)."""
     session = open_session(request, adapter)
+    if on_note is not None and session.set_note:
+        on_note(session.set_note)
     try:
         # The model runs over the set first, outside any one criterion: a refusal there (a set
         # that is not de-identified for a remote vendor, a journal of another model) is the
@@ -506,19 +533,11 @@ def judge(
     vendor: Mapping[str, Any] | None = None,
     mode: str = "self-test",
 ) -> list[CriterionResult]:
-    """Judge criteria that need only predictions (no model): ``verify --cases`` and
-    ``standard bar`` use this."""
-    ctx = EvaluationContext(
-        standard=standard,
-        manifest=manifest,
-        predictions=list(predictions),
-        operating_point=operating_point,
-        vendor=dict(vendor or {}),
-        mode=mode,
-        live=None,
-        hypothesis=HypothesisProfile.of(standard, mode),
-    )
-    return [evaluate(spec, ctx) for spec in criteria]
+    """Judge criteria that need only predictions (no model), as a run does: ``verify --cases``
+    uses this (``standard bar`` judges idealised models with the raw ``conformance.judging``)."""
+    specs = list(criteria)
+    raw = judging.judge(standard, manifest, predictions, operating_point, specs, vendor, mode)
+    return resolution.settle_all(standard, manifest, specs, raw)
 
 
 def recompute_criteria(bundle_dir: Path, cases_dir: Path) -> list[CriterionResult]:

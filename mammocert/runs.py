@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ def progress(res: CriterionResult) -> None:
     print(f"  {res.id:<22} {res.outcome}", file=sys.stderr, flush=True)
 
 
+def note(text: str) -> None:
+    print(f"Note: {text}", file=sys.stderr, flush=True)
+
+
 def print_verdict(results: RunResults, out: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -67,6 +72,9 @@ def print_verdict(results: RunResults, out: Path | None) -> None:
     console.print(table)
     banner = results.verdict + (f"  [{results.notice}]" if results.notice else "")
     console.print(f"[bold]{banner}[/bold]")
+    set_note = results.summary.get("set_note") if isinstance(results.summary, Mapping) else None
+    if set_note:
+        console.print(f"Note: {set_note}", markup=False)
     if out is None:
         return
     for name in (
@@ -85,6 +93,6 @@ def run_cli(args: Any) -> int:
     """``mammocert run`` (and ``evaluate``, whose options omit the model's): exit 0 conformant,
     1 not conformant."""
     request = request_of(args)
-    results = run(request, on_result=progress)
+    results = run(request, on_result=progress, on_note=note)
     print_verdict(results, request.out)
     return 0 if results.verdict == CONFORMANT else 1

@@ -319,6 +319,7 @@ def render_html(results: RunResults, results_sha256: str, kinds: Mapping[str, Ki
             banner=banner(results),
             signing_note=signing_note(results),
             audience_note=audience_note(results),
+            set_note=str(summary.get("set_note") or ""),
             families=families(results.criteria, kinds),
             outcome_counts=outcome_counts,
             failed_mandatory=[c for c in results.criteria if c.mandatory and c.outcome != "passed"],
@@ -329,7 +330,11 @@ def render_html(results: RunResults, results_sha256: str, kinds: Mapping[str, Ki
             summary_rows=[
                 row
                 for row in _scalars(
-                    {k: v for k, v in summary.items() if k not in ("faults", "withheld")}
+                    {
+                        k: v
+                        for k, v in summary.items()
+                        if k not in ("faults", "withheld", "set_note")
+                    }
                 )
             ],
             seed_rows=_scalars(results.seeds),
