@@ -164,9 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "-k", dest="keyword", default=None, help="select criteria (self-test only)"
             )
-            p.add_argument(
-                "--audience", choices=["vendor", "authority"], default="vendor", help=AUDIENCE_HELP
-            )
         else:
             p.add_argument("--predictions", required=True, help="predictions.jsonl")
             p.add_argument(
@@ -183,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--standard", required=True, help="standard YAML")
         p.add_argument("--cases", required=True, help="reference-set directory")
         p.add_argument("--out", required=True, help="evidence bundle directory")
+        p.add_argument(
+            "--audience", choices=["vendor", "authority"], default="vendor", help=AUDIENCE_HELP
+        )
 
     p = _add(
         sub,
