@@ -161,7 +161,7 @@ def vendor_criterion(c: CriterionResult) -> CriterionResult:
     ev = c.evidence if isinstance(c.evidence, Mapping) else {}
     keep = COMMON | facts.evidence
     evidence = {k: v for k, v in ev.items() if k in keep}
-    withheld = sorted(k for k in ev if k not in keep)
+    withheld = sorted(k for k, v in ev.items() if k not in keep and v not in (None, [], {}))
     if withheld:
         evidence["withheld"] = withheld
     # an error's reason is free text (it may quote an exam); the resolution note is built from
