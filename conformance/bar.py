@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.criteria import OPERATING_POINT_KINDS
-from conformance.engine import judge
+from conformance.judging import judge
 from harness.cases.manifest import Exam, Manifest
 from harness.errors import UsageError
 from harness.predictions import ORIGINAL, Prediction

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from conformance import judging, redaction, resolution
 from conformance.context import EvaluationContext, HypothesisProfile
 from conformance.criteria import KIND_FACTS, KINDS, LIVE_KINDS, evaluate
 from conformance.outcome import error_result
@@ -88,6 +89,9 @@ class RunRequest:
     resume: bool = False
     select: str = ""
     junit: bool = True  # write junit.xml into the bundle (the plugin leaves it to pytest)
+    # who gets a copy: "vendor" adds the vendor's copy (vendor/, aggregate figures only) to the
+    # bundle; "authority" writes the authority's full record alone (conformance.redaction)
+    audience: str = "vendor"
 
 
 def utcnow() -> str:
@@ -219,6 +223,28 @@ class Session:
     def hypothesis(self) -> HypothesisProfile:
         return HypothesisProfile.of(self.standard, self.request.mode)
 
+    @property
+    def set_note(self) -> str:
+        """In self-test on a set the standard does not pin: its thresholds were set for another
+        set, so a criterion may be not resolvable here (said before any work and in the report)."""
+        if self.request.mode != "self-test":
+            return ""
+        pin = self.standard.reference_set
+        if pin and pin.get("digest") == self.manifest.digest:
+            return ""
+        size = f"{self.manifest.id} ({len(self.manifest.exams)} exams)"
+        if not pin:
+            return (
+                f"{self.standard.id} {self.standard.version} pins no reference set: its thresholds "
+                f"were not set for {size}, so a criterion may not be resolvable on it."
+            )
+        return (
+            f"The thresholds of {self.standard.id} {self.standard.version} were set for its "
+            f"pinned reference set {pin.get('id', '')} ({pin.get('digest', '')}); this self-test "
+            f"runs on {size}, so a criterion may not be resolvable here and the outcome does not "
+            "predict a certify run."
+        )
+
     # -- evaluation --------------------------------------------------------------------------
     def context(self) -> EvaluationContext:
         """The evaluation context; the first call runs the model over the set (or reads the
@@ -268,7 +294,7 @@ class Session:
     def evaluate(self, spec: CriterionSpec) -> CriterionResult:
         """Evaluate one criterion and record it as evidence."""
         t0 = time.perf_counter()
-        res = evaluate(spec, self.context())
+        res = resolution.settle(self.standard, self.manifest, spec, evaluate(spec, self.context()))
         self.record(res, time.perf_counter() - t0)
         return res
 
@@ -364,6 +390,7 @@ class Session:
                 "faults": faults[:200],
                 "n_faults": len(faults),
                 "skipped_tests": list(skipped),
+                **({"set_note": self.set_note} if self.set_note else {}),
             },
             notice=notice,
             signing="key" if self.request.key else ("demo-key" if mode == "demo" else "unsigned"),
@@ -384,6 +411,18 @@ class Session:
         from reports.signing import write_attestation
 
         render_report(out, KIND_FACTS)
+        vendor_dir = out / redaction.VENDOR_DIR
+        if self.request.audience == "vendor":
+            # written before the attestation, so it covers the vendor's copy too
+            copy = redaction.vendor_copy(results)
+            make_dir(vendor_dir, "--out")
+            write_results(vendor_dir / "results.json", copy)
+            if self.request.junit:
+                write_junit(vendor_dir / "junit.xml", copy, self.timings)
+            render_report(vendor_dir, KIND_FACTS)
+        else:  # a copy left by an earlier run into this directory is not this run's
+            for name in redaction.VENDOR_FILES:
+                (vendor_dir / name).unlink(missing_ok=True)
         write_attestation(
             out,
             key_path=self.request.key,
@@ -400,6 +439,10 @@ def open_session(request: RunRequest, adapter: VendorAdapter | None = None) -> S
     req = request
     if req.mode not in MODES:
         raise UsageError(f"--mode {req.mode!r}: use one of {', '.join(MODES)}")
+    if req.audience not in redaction.AUDIENCES:
+        raise UsageError(
+            f"--audience {req.audience!r}: use one of {', '.join(redaction.AUDIENCES)}"
+        )
     if req.vendor is None and req.predictions is None:
         raise UsageError(
             "pass --vendor PKG (run the model) or --predictions FILE (evaluate a predictions file)"
@@ -454,10 +497,14 @@ def run(
     adapter: VendorAdapter | None = None,
     on_result: Callable[[CriterionResult], None] | None = None,
     on_start: Callable[[EvaluationContext], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> RunResults:
-    """The whole run: open, evaluate every selected criterion, write the bundle.
+    """The whole run: open, evaluate every selected criterion, write the bundle. ``on_note``
+    hears, before any work, what the reader must know first (``Session.set_note``);
     ``on_start`` sees the context once the original predictions are in, before any criterion."""
     session = open_session(request, adapter)
+    if on_note is not None and session.set_note:
+        on_note(session.set_note)
     try:
         # The model runs over the set first, outside any one criterion: a refusal there (a set
         # that is not de-identified for a remote vendor, a journal of another model) is the
@@ -488,25 +535,7 @@ def harness_error(spec: CriterionSpec, exc: Exception) -> CriterionResult:
     )
 
 
-def _context(
-    standard: Standard,
-    manifest: Manifest,
-    predictions: Iterable[Prediction],
-    operating_point: float,
-    vendor: Mapping[str, Any] | None,
-    mode: str,
-    live: Any = None,
-) -> EvaluationContext:
-    return EvaluationContext(
-        standard=standard,
-        manifest=manifest,
-        predictions=list(predictions),
-        operating_point=operating_point,
-        vendor=dict(vendor or {}),
-        mode=mode,
-        live=live,
-        hypothesis=HypothesisProfile.of(standard, mode),
-    )
+_context = judging.context
 
 
 def judge(
@@ -518,9 +547,11 @@ def judge(
     vendor: Mapping[str, Any] | None = None,
     mode: str = "self-test",
 ) -> list[CriterionResult]:
-    """Judge criteria that need only predictions (no model): ``standard bar`` uses this."""
-    ctx = _context(standard, manifest, predictions, operating_point, vendor, mode)
-    return [evaluate(spec, ctx) for spec in criteria]
+    """Judge criteria that need only predictions (no model), as a run does: ``verify --cases``
+    uses this (``standard bar`` judges idealised models with the raw ``conformance.judging``)."""
+    specs = list(criteria)
+    raw = judging.judge(standard, manifest, predictions, operating_point, specs, vendor, mode)
+    return resolution.settle_all(standard, manifest, specs, raw)
 
 
 # Why a criterion of a bundle is not re-judged from the bundle's records.

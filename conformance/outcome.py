@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness import passif
@@ -107,4 +108,46 @@ def error_result(
         explanation=explanation,
         evidence=evidence,
         source=spec.source,
+    )
+
+
+def not_resolvable_result(
+    res: CriterionResult,
+    perfect_failed: Sequence[str],
+    n_exams: int,
+    needs_exams: int | None,
+    searched_up_to: int,
+) -> CriterionResult:
+    """A failed result that even a perfect model would get on this set: outcome ``error`` (not
+    passed), worded as a limit of the set, with the set size a perfect result would need.
+
+    Built from counts and the measured figures only (the vendor's copy keeps it whole)."""
+    short = f": with it, {'; '.join(perfect_failed)}" if perfect_failed else ""
+    need = (
+        f"it needs at least {needs_exams:,} exams with this set's mix of cancers and non-cancers"
+        if needs_exams is not None
+        else f"not even {searched_up_to:,} exams with this set's mix would be enough"
+    )
+    measured = ""
+    if isinstance(res.value, int | float) and not isinstance(res.value, bool):
+        measured = f" Measured here: {res.value:.4g}"
+        if res.ci is not None:
+            measured += f" ({res.ci[0]:.4g}–{res.ci[1]:.4g})"
+        measured += f" on {res.n} case(s)."
+    ev = dict(res.evidence) if isinstance(res.evidence, Mapping) else {}
+    ev["not_resolvable"] = {
+        "n_exams": n_exams,
+        "needs_exams": needs_exams,
+        "searched_up_to": searched_up_to,
+        "perfect_result_fails": list(perfect_failed),
+    }
+    return dataclasses.replace(
+        res,
+        outcome="error",
+        explanation=(
+            f"Not resolvable on this set: even a perfect result on its {n_exams:,} exams would not "
+            f"meet the requirement ({passif.describe(res.threshold)}){short}; {need}.{measured} "
+            "This counts as not passed; it is a limit of the set, not a finding about the model."
+        ),
+        evidence=ev,
     )

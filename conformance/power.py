@@ -3,7 +3,7 @@
 Before a reference set is curated, a standard's authors need to know whether its criteria can
 tell a good model from a poor one on a set of a given composition. This simulates a model with a
 stated true performance on sets of that composition, judges each simulated set with the suite's
-own evaluators (``conformance.engine.judge``, the verdict code itself), and reports per criterion
+own evaluators (``conformance.judging.judge``, the verdict code itself), and reports per criterion
 the probability to pass, the expected half-width of the interval it judges, and the smallest set
 (the composition scaled) on which a model at the target passes with the chosen probability while
 a model at the standard's limits (the "below" model) does not surely pass more than
@@ -42,7 +42,7 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 from conformance.criteria import KINDS
-from conformance.engine import judge
+from conformance.judging import judge
 from harness.cases.manifest import Exam, Lesion, Manifest
 from harness.errors import UsageError
 from harness.passif import PASS_KEYS

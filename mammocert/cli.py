@@ -18,6 +18,13 @@ from pathlib import Path
 from harness import __version__
 from harness.errors import MammocertError
 
+AUDIENCE_HELP = (
+    "who gets a copy of this run: vendor (default) adds the vendor's copy, vendor/results.json "
+    "and vendor/report.html with aggregate figures only (no exam ids, no per-exam evidence, no "
+    "images of the sequestered set), next to the authority's full record; authority writes the "
+    "full record alone"
+)
+
 
 def _add(sub, name: str, target: str, help: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help)
@@ -43,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--exams", type=int, default=None, help="number of exams (default: the recipe's)"
+    )
+    p.add_argument(
+        "--audience", choices=["vendor", "authority"], default="vendor", help=AUDIENCE_HELP
     )
 
     cases = sub.add_parser("cases", help="build and verify reference sets").add_subparsers(
@@ -170,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--standard", required=True, help="standard YAML")
         p.add_argument("--cases", required=True, help="reference-set directory")
         p.add_argument("--out", required=True, help="evidence bundle directory")
+        p.add_argument(
+            "--audience", choices=["vendor", "authority"], default="vendor", help=AUDIENCE_HELP
+        )
 
     p = _add(
         sub,

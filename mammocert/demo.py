@@ -38,7 +38,7 @@ def _reuse_or_build(cases: Path, exams: int | None) -> None:
 
 def demo_cli(args: Any) -> int:
     from conformance.engine import RunRequest, run
-    from mammocert.runs import print_preflight, print_verdict, progress
+    from mammocert.runs import note, print_preflight, print_verdict, progress
 
     out = Path(args.out)
     cases = out / "cases"
@@ -62,8 +62,9 @@ def demo_cli(args: Any) -> int:
         mode=mode,
         vendor=REFERENCE_VENDOR,
         resume=True,
+        audience=getattr(args, "audience", "vendor"),
     )
-    results = run(request, on_result=progress, on_start=print_preflight)
+    results = run(request, on_result=progress, on_start=print_preflight, on_note=note)
     print_verdict(results, bundle)
     pub = bundle / "demo-key.pub.pem"
     if pub.is_file():

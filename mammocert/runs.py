@@ -37,6 +37,7 @@ def request_of(args: Any) -> RunRequest:
         key=_path(get("key")),
         resume=bool(get("resume")),
         select=get("keyword") or "",
+        audience=get("audience") or "vendor",
     )
 
 
@@ -133,6 +134,10 @@ def _figure(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float | int) and not isinstance(v, bool) else ""
 
 
+def note(text: str) -> None:
+    print(f"Note: {text}", file=sys.stderr, flush=True)
+
+
 def print_verdict(results: RunResults, out: Path | None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -163,9 +168,19 @@ def print_verdict(results: RunResults, out: Path | None) -> None:
     console.print(table)
     banner = results.verdict + (f"  [{results.notice}]" if results.notice else "")
     console.print(f"[bold]{banner}[/bold]")
+    set_note = results.summary.get("set_note") if isinstance(results.summary, Mapping) else None
+    if set_note:
+        console.print(f"Note: {set_note}", markup=False)
     if out is None:
         return
-    for name in ("results.json", "report.html", "attestation.intoto.json", "predictions.jsonl"):
+    for name in (
+        "results.json",
+        "report.html",
+        "vendor/results.json",
+        "vendor/report.html",
+        "attestation.intoto.json",
+        "predictions.jsonl",
+    ):
         if (out / name).exists():
             console.print(f"  {name}: {out / name}")
 
@@ -174,6 +189,6 @@ def run_cli(args: Any) -> int:
     """``mammocert run`` (and ``evaluate``, whose options omit the model's): exit 0 conformant,
     1 not conformant."""
     request = request_of(args)
-    results = run(request, on_result=progress, on_start=print_preflight)
+    results = run(request, on_result=progress, on_start=print_preflight, on_note=note)
     print_verdict(results, request.out)
     return 0 if results.verdict == CONFORMANT else 1

@@ -232,8 +232,24 @@ def banner(r: RunResults) -> Banner:
     return Banner(r.verdict, css, f"{counts}.")
 
 
+VENDOR_DIR = "vendor"  # the vendor's copy inside a bundle (conformance.redaction.VENDOR_DIR)
+
+
+def audience_note(r: RunResults) -> str:
+    """For the vendor's copy, what it withholds and why (``summary.withheld``); else ""."""
+    summary = r.summary if isinstance(r.summary, Mapping) else {}
+    if summary.get("audience") != "vendor":
+        return ""
+    return str(summary.get("withheld") or "Vendor copy: aggregate figures only.")
+
+
 def signing_note(r: RunResults) -> str:
     """What the reader must check besides this page, given how the run was to be signed."""
+    if audience_note(r) and r.signing != "unsigned":
+        return (
+            "This is the vendor's copy of the run. The run's signed attestation, which the "
+            "authority holds, records this file's SHA-256; ask the authority to confirm it."
+        )
     if r.signing == "unsigned":
         return (
             "Unsigned: no attestation was signed for this run, so nothing proves this report "
@@ -307,6 +323,8 @@ def render_html(results: RunResults, results_sha256: str, kinds: Mapping[str, Ki
             r=results,
             banner=banner(results),
             signing_note=signing_note(results),
+            audience_note=audience_note(results),
+            set_note=str(summary.get("set_note") or ""),
             families=families(results.criteria, kinds),
             outcome_counts=outcome_counts,
             failed_mandatory=[c for c in results.criteria if c.mandatory and c.outcome != "passed"],
@@ -315,7 +333,14 @@ def render_html(results: RunResults, results_sha256: str, kinds: Mapping[str, Ki
             else [],
             faults=faults,
             summary_rows=[
-                row for row in _scalars({k: v for k, v in summary.items() if k != "faults"})
+                row
+                for row in _scalars(
+                    {
+                        k: v
+                        for k, v in summary.items()
+                        if k not in ("faults", "withheld", "set_note")
+                    }
+                )
             ],
             seed_rows=_scalars(results.seeds),
             package_rows=_scalars(results.harness.get("packages", {})),
@@ -344,7 +369,8 @@ def render_report(bundle_dir: Path, kinds: Mapping[str, KindFacts]) -> Path:
 
 
 def report_cli(args: argparse.Namespace, kinds: Mapping[str, KindFacts]) -> int:
-    """``mammocert report DIR``; the application passes the suite's kind facts."""
+    """``mammocert report DIR`` (and the vendor's copy in ``DIR/vendor``, when the run wrote one);
+    the application passes the suite's kind facts."""
     bundle = Path(args.dir)
     if not bundle.is_dir():
         raise UsageError(
@@ -352,4 +378,6 @@ def report_cli(args: argparse.Namespace, kinds: Mapping[str, KindFacts]) -> int:
         )
     out = render_report(bundle, kinds)
     print(f"report: {out}")
+    if (bundle / VENDOR_DIR / "results.json").is_file():
+        print(f"vendor's copy: {render_report(bundle / VENDOR_DIR, kinds)}")
     return 0
