@@ -625,7 +625,7 @@ def recompute_criteria(bundle_dir: Path, cases_dir: Path) -> Recomputation:
                 not_rejudged[spec.id] = SEARCH_NOT_RECORDED
                 continue
         try:
-            rejudged.append(evaluate(spec, ctx))
+            rejudged.append(resolution.settle(standard, manifest, spec, evaluate(spec, ctx)))
         except NotRecorded as exc:
             raise VerificationError(
                 f"{spec.id}: cannot be recomputed from the bundle's records: {exc} "

@@ -24,9 +24,9 @@ from typing import Any
 
 from harness import passif
 from harness.results import CriterionResult, RunResults
+from reports.render import VENDOR_DIR
 
 AUDIENCES = ("vendor", "authority")
-VENDOR_DIR = "vendor"  # the vendor's copy, inside the bundle
 VENDOR_FILES = ("results.json", "report.html", "junit.xml")
 WITHHELD_NOTE = (
     "Vendor copy: aggregate figures only. Per-exam evidence (which exams were missed, flipped or "

@@ -21,7 +21,7 @@ def report_cli(args: argparse.Namespace) -> int:
     from harness.fsio import check_output_file, write_atomic
     from harness.jsonutil import sha256_file
     from harness.results import read_results
-    from reports.render import render_html
+    from reports.render import VENDOR_DIR, render_html
     from reports.render import report_cli as render_cli
     from reports.signing import OUTSIDE_SEAL
 
@@ -47,9 +47,23 @@ def report_cli(args: argparse.Namespace) -> int:
         print(f"report: {out}")
         return 0
     assert seal is not None
-    current = check_output_file(bundle / "report.html", "report.html")
-    if current.is_file() and current.read_bytes() == data:
-        print(f"report: {current} (unchanged; the bundle's seal holds)")
+    copies = [(bundle, data)]
+    if (bundle / VENDOR_DIR / "results.json").is_file():  # the vendor's copy: the same rule
+        vendor_results = bundle / VENDOR_DIR / "results.json"
+        copies.append(
+            (
+                bundle / VENDOR_DIR,
+                render_html(
+                    read_results(vendor_results), sha256_file(vendor_results), KIND_FACTS
+                ).encode("utf-8"),
+            )
+        )
+    for where, rendered in copies:
+        current = check_output_file(where / "report.html", "report.html")
+        if not (current.is_file() and current.read_bytes() == rendered):
+            break
+    else:
+        print(f"report: {bundle / 'report.html'} (unchanged; the bundle's seal holds)")
         return 0
     raise UsageError(
         f"{current}: re-rendering changes it and {seal.name} seals the bundle, which would then "

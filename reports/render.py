@@ -232,7 +232,7 @@ def banner(r: RunResults) -> Banner:
     return Banner(r.verdict, css, f"{counts}.")
 
 
-VENDOR_DIR = "vendor"  # the vendor's copy inside a bundle (conformance.redaction.VENDOR_DIR)
+VENDOR_DIR = "vendor"  # the vendor's copy inside a bundle (written by conformance.redaction)
 
 
 def audience_note(r: RunResults) -> str:

@@ -148,13 +148,16 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_report_rerenders_both_copies_byte_for_byte(bundle, tmp_path):
+    """The report is a pure function of each copy's results: re-rendering a sealed bundle gives
+    both reports byte for byte (nothing written), and a copy changed after sealing is refused."""
     b = bundle / "bundle"
     before = {n: (b / n).read_bytes() for n in ("report.html", f"{VENDOR_DIR}/report.html")}
-    for n in before:
-        (b / n).write_text("edited")
     r = _cli("report", str(b))
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0 and "unchanged" in r.stdout, r.stderr
     assert {n: (b / n).read_bytes() for n in before} == before
+    (b / VENDOR_DIR / "report.html").write_text("edited")
+    r = _cli("report", str(b))
+    assert r.returncode == 2 and f"{VENDOR_DIR}/report.html" in r.stderr
 
 
 def test_audience_authority_writes_no_vendor_copy_and_a_bad_audience_is_refused(bundle, tmp_path):
