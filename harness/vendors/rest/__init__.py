@@ -83,6 +83,9 @@ class RestAdapter:
         digests = dict(pkg.model_digests)
         digests.update(self.profile.identity)
         where = f"rest {spec.protocol} {self.client.base_url}"
+        detail = getattr(self.profile, "transport_detail", "")  # e.g. oip-v2's tensor encoding
+        if detail:
+            where += f" ({detail})"
         if self.client.insecure:
             where += " (TLS not verified)"
         self.info = AdapterInfo(interface="rest", model_digests=digests, execution_provider=where)
