@@ -371,6 +371,8 @@ def decode_response(resp: httpx.Response, what: str) -> dict[str, Tensor]:
         if n > len(body):
             raise VendorFault(f"{what}: {HEADER_LENGTH} {n} is beyond the {len(body)}-byte body")
         head, raw = strict_json(body[:n], what), body[n:]
+    elif resp.headers.get("content-type", "").startswith("application/octet-stream"):
+        raise VendorFault(f"{what}: binary response without an {HEADER_LENGTH} header")
     else:
         head, raw = strict_json(body, what), b""
     if not isinstance(head, dict) or not isinstance(head.get("outputs"), list):
