@@ -16,7 +16,8 @@ for name in "${names[@]}"; do
   rm -rf "$venv"
   start=$(date +%s)
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q -r "$req"
+  # pip's warnings about this machine's extra index folders are noise; errors still show
+  "$venv/bin/pip" install -q -r "$req" 2> >(grep -v "is ignored: it is neither" >&2)
   touch "$venv/.installed"
   echo "peers.sh: $venv made in $(( $(date +%s) - start )) s"
 done
