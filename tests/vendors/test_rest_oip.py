@@ -177,6 +177,8 @@ def test_run_through_mlserver_matches_the_onnx_run(ref_set, tmp_path):
     assert (tmp_path / "rest" / "rest-evidence" / "oip.json").is_file()
     direct = run(REFERENCE_VENDOR, tmp_path / "onnx")
     assert via_rest == direct
+    selected = keyword.split(" or ")
+    assert all(via_rest[k][0] in ("passed", "failed") for k in selected), via_rest  # all judged
 
 
 # ---------------------------------------------------------------------- a fake OIP server
