@@ -469,3 +469,20 @@ def test_encoding_json_never_probes(small_set, tmp_path):
     assert info.execution_provider.endswith("(json tensors)")
     attempts = (tmp_path / "attempts.jsonl").read_text("utf-8").splitlines()
     assert sum('"POST"' in a for a in attempts) == 2
+
+
+@pytest.mark.parametrize(("first_dim", "posts"), [(-1, 2), (1, 8)])
+def test_image_unit_batches_follow_the_metadata(small_set, tmp_path, first_dim, posts):
+    """Unit image: a variable first dimension sends an exam's four views in one request, a
+    fixed one sends one request per view."""
+    meta = _meta_with("inputs", "image", shape=[first_dim, 1, H, W])
+    with FakeOip(meta=meta) as fake:
+        pkg = write_oip_package(
+            tmp_path / "pkg",
+            fake.port,
+            oip={"input": {**SMALL_INPUT, "unit": "image"}, "encoding": "json"},
+        )
+        preds, _ = _predict(pkg, small_set, tmp_path)
+    assert [(p.status, p.score) for p in preds] == [("ok", 0.25), ("ok", 0.25)]
+    attempts = (tmp_path / "attempts.jsonl").read_text("utf-8").splitlines()
+    assert sum('"POST"' in a for a in attempts) == posts
