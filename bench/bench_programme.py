@@ -43,7 +43,7 @@ def main() -> None:
     ss = synthetic(a.n)
     w = screening_weights(ss.labels, 6.0)
     model = load_costs(region="midtjylland")
-    specs = [s for s in model.protocols if s.params.get("single_reader") != "random"]
+    specs = list(model.protocols)
     for run in range(a.repeat):
         t0 = time.perf_counter()
         paths = [replay(s, ss, w) for s in specs]

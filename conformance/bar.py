@@ -123,6 +123,12 @@ def bar(standard: Standard, manifest: Manifest, false_positives: Sequence[int]) 
     return rows
 
 
+def left_out(standard: Standard) -> list[tuple[str, str]]:
+    """The standard's criteria bar does not judge, as (id, kind) in document order: every kind
+    but the operating-point ones (AUC, subgroups, invariance, ...); `standard power` covers them."""
+    return [(c.id, c.kind) for c in standard.criteria if c.kind not in KINDS]
+
+
 def bar_cli(args: Any) -> int:
     """``mammocert standard bar``: print the table."""
     from harness.cases.build import planned_manifest
@@ -159,7 +165,18 @@ def bar_cli(args: Any) -> int:
         print(
             f"{r.false_positives:>3}  {r.specificity:>11.3f}  {k:>7}  {s:>11}  {' '.join(r.failing_below)}"
         )
+    skipped = left_out(standard)
+    if skipped:
+        kinds: dict[str, list[str]] = {}
+        for cid, kind in skipped:
+            kinds.setdefault(kind, []).append(cid)
+        print(
+            f"not covered ({len(skipped)} criteria; bar judges only {', '.join(KINDS)}; "
+            "see `mammocert standard power`):"
+        )
+        for kind, ids in kinds.items():
+            print(f"  {kind}: {', '.join(ids)}")
     return 0
 
 
-__all__ = ["BarRow", "KINDS", "bar", "idealised_predictions", "outcomes"]
+__all__ = ["BarRow", "KINDS", "bar", "idealised_predictions", "left_out", "outcomes"]

@@ -40,11 +40,33 @@ class Finding:
 
 @dataclass(frozen=True)
 class ExamOutput:
-    """What a vendor adapter returns for one exam (scores already mapped to [0, 1])."""
+    """What a vendor adapter returns for one exam (scores already mapped to [0, 1]).
+
+    ``native`` keeps the values as the vendor gave them on its own scale (``score_range``), for
+    an adapter that maps a vendor's native scale (see :class:`Native`); None for one that does not.
+    """
 
     score: float
     breasts: Mapping[str, float] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
+    native: Native | None = None
+
+
+@dataclass(frozen=True)
+class Native:
+    """A vendor's raw scores before mapping to [0, 1]: the exam score, the breast scores and one
+    score per finding (in the order of ``findings``)."""
+
+    score: float
+    breasts: Mapping[str, float] = field(default_factory=dict)
+    findings: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "breasts": dict(sorted(self.breasts.items())),
+            "findings": list(self.findings),
+        }
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,7 @@ class Prediction:
     findings: tuple[Finding, ...]
     latency_s: float | None
     error: str | None
+    native: Native | None = None  # only where the adapter maps a native scale
 
     @classmethod
     def ok(cls, exam_id: str, condition: str, out: ExamOutput, latency_s: float) -> Prediction:
@@ -71,6 +94,7 @@ class Prediction:
             tuple(out.findings),
             latency_s,
             None,
+            out.native,
         )
 
     @classmethod
@@ -80,16 +104,19 @@ class Prediction:
         return cls(exam_id, condition, status, None, {}, (), latency_s, reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "exam_id": self.exam_id,
             "condition": self.condition,
             "status": self.status,
             "score": self.score,
             "breasts": dict(sorted(self.breasts.items())),
             "findings": [f.to_dict() for f in self.findings],
-            "latency_s": self.latency_s,
-            "error": self.error,
         }
+        if self.native is not None:  # absent, not null: records without it stay as they were
+            d["native"] = self.native.to_dict()
+        d["latency_s"] = self.latency_s
+        d["error"] = self.error
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(", ", ": "))
@@ -163,6 +190,37 @@ def prediction_from_dict(d: Mapping[str, Any], where: str = "predictions") -> Pr
         tuple(findings),
         _num(f"{where}.latency_s", d.get("latency_s"), True),
         None if d.get("error") is None else str(d.get("error")),
+        _native(d, where, len(findings)),
+    )
+
+
+def _native(d: Mapping[str, Any], where: str, n_findings: int) -> Native | None:
+    """The optional ``native`` object: the vendor's unmapped score, breast and finding scores."""
+    if "native" not in d:
+        return None
+    nw = f"{where}.native"
+    raw = d["native"]
+    if not isinstance(raw, Mapping):
+        raise UsageError(
+            f'{nw}: expected an object like {{"score": 7, "breasts": {{}}, "findings": []}}'
+        )
+    unknown = sorted(set(raw) - {"score", "breasts", "findings"})
+    if unknown:
+        raise UsageError(f"{nw}.{unknown[0]}: unknown key; allowed: score, breasts, findings")
+    if d.get("status") != "ok":
+        raise UsageError(f"{nw}: only an 'ok' record has native scores; remove it")
+    breasts = raw.get("breasts") or {}
+    if not isinstance(breasts, Mapping):
+        raise UsageError(f'{nw}.breasts: expected an object like {{"L": 7, "R": 2}}')
+    score = _num(f"{nw}.score", raw.get("score"), False)
+    native_breasts = {str(k): _num(f"{nw}.breasts.{k}", v, False) for k, v in breasts.items()}
+    scores = raw.get("findings") or []
+    if not isinstance(scores, list) or len(scores) != n_findings:
+        raise UsageError(f"{nw}.findings: expected a list of {n_findings} numbers, one per finding")
+    return Native(
+        score,
+        native_breasts,
+        tuple(_num(f"{nw}.findings[{k}]", v, False) for k, v in enumerate(scores)),
     )
 
 

@@ -1,4 +1,5 @@
-"""Machine-readable standards (`docs/contracts.md` §3.5): load, validate with line numbers, lint, diff.
+"""Machine-readable standards (`docs/contracts.md` §3.5): load, validate with line numbers, lint
+(the diff between two versions is ``harness.standard_diff``).
 
 A standard is YAML validated against ``standards/schema/standard.schema.json``. Every problem
 is reported as ``FILE:LINE: where: what; how to fix``. The standard's digest is the SHA-256 of
@@ -338,60 +339,4 @@ def lint_cli(args: Any) -> int:
     print(
         f"{p}: OK — {std.id} {std.version} ({std.status}), {len(std.criteria)} criteria, digest {std.digest}"
     )
-    return 0
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def diff_standards(a: Standard, b: Standard) -> list[str]:
-    """Human-readable lines: header changes, added/removed criteria, changed keys and thresholds."""
-    lines: list[str] = []
-    for key in (
-        "id",
-        "version",
-        "status",
-        "title",
-        "issuer",
-        "effective",
-        "expires",
-        "reference_set",
-        "population",
-        "seed",
-    ):
-        if a.raw.get(key) != b.raw.get(key):
-            lines.append(f"~ {key}: {a.raw.get(key)!r} -> {b.raw.get(key)!r}")
-    ca = {c.id: c for c in a.criteria}
-    cb = {c.id: c for c in b.criteria}
-    for cid in sorted(cb.keys() - ca.keys()):
-        c = cb[cid]
-        lines.append(
-            f"+ {cid} ({c.kind}, {'mandatory' if c.mandatory else 'optional'}): {c.title}; pass_if {dict(c.pass_if)}"
-        )
-    for cid in sorted(ca.keys() - cb.keys()):
-        lines.append(f"- {cid} ({ca[cid].kind}): {ca[cid].title}")
-    for cid in sorted(ca.keys() & cb.keys()):
-        fa, fb = _flatten(ca[cid].to_dict()), _flatten(cb[cid].to_dict())
-        for key in sorted(fa.keys() | fb.keys()):
-            if fa.get(key) != fb.get(key):
-                tag = "threshold" if key.startswith("pass_if") else "changed"
-                lines.append(
-                    f"~ {cid} {key}: {fa.get(key, '(absent)')!r} -> {fb.get(key, '(absent)')!r} [{tag}]"
-                )
-    return lines
-
-
-def diff_cli(args: Any) -> int:
-    a, b = load_standard(args.a), load_standard(args.b)
-    lines = diff_standards(a, b)
-    print(f"--- {args.a} ({a.id} {a.version})\n+++ {args.b} ({b.id} {b.version})")
-    print("\n".join(lines) if lines else "(no differences in content)")
     return 0

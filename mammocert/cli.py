@@ -67,6 +67,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = _add(
         cases,
+        "import",
+        "harness.cases.importer:import_cli",
+        "turn a folder of DICOM files and a labels table into a reference set",
+    )
+    p.add_argument(
+        "--dicom", required=True, help="folder of the set's DICOM files (searched recursively)"
+    )
+    p.add_argument(
+        "--labels", required=True, action="append", help="labels CSV (repeat for several tables)"
+    )
+    p.add_argument(
+        "--map",
+        required=True,
+        help="import map YAML, or a shipped one: vindr-mammo, rsna-screening, cmmd, cbis-ddsm",
+    )
+    p.add_argument(
+        "--out", required=True, help="output directory (created; must be empty or absent)"
+    )
+    p.add_argument("--id", default=None, help="set id (default: imported-<map name>)")
+    p.add_argument("--version", default="1.0.0", help="set version (default 1.0.0)")
+    p.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="apply the PS3.15 Basic Profile while copying (age band and device kept)",
+    )
+    p.add_argument(
+        "--deid-key",
+        default=None,
+        help="file of >= 32 random bytes: the same key makes a repeated import byte-identical",
+    )
+    p = _add(
+        cases,
         "verify",
         "harness.cases.build:verify_cli",
         "re-hash every file against the manifest and print the set digest",
@@ -169,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="directory for signing-key.pem and signing-key.pub.pem"
     )
 
-    std = sub.add_parser("standard", help="lint, diff and bar standards").add_subparsers(
+    std = sub.add_parser("standard", help="lint, diff, bar and power standards").add_subparsers(
         dest="standard_command", required=True, metavar="ACTION"
     )
     p = _add(
@@ -182,11 +214,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(
         std,
         "diff",
-        "harness.standard:diff_cli",
+        "harness.standard_diff:diff_cli",
         "show added, removed and changed criteria between two standards",
     )
     p.add_argument("a")
     p.add_argument("b")
+    p.add_argument(
+        "--format", choices=("text", "markdown", "json"), default="text", help="output format"
+    )
+    p = _add(
+        std,
+        "explore",
+        "conformance.explore:explore_cli",
+        "which vendors a candidate standard would pass, from their bundles, without a model",
+    )
+    p.add_argument("candidate", help="candidate standard YAML")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="evidence bundle directories")
+    p.add_argument("--cases", default=None, help="the reference set, to recompute changed criteria")
+    p.add_argument("--key", default=None, help="public key: verify each bundle first")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=None,
+        metavar="ID.KEY=A:B:STEP",
+        help="sweep one pass_if key, e.g. DK-AUC-01.ci_lower_gte=0.80:0.95:0.01 (repeatable)",
+    )
+    p.add_argument("--out", default=None, help="write explore.json here")
     p = _add(
         std,
         "bar",
@@ -207,6 +260,53 @@ def build_parser() -> argparse.ArgumentParser:
         default=[0, 1, 2, 3, 4, 5, 6],
         help="false-positive counts to tabulate",
     )
+    p = _add(
+        std,
+        "power",
+        "conformance.power:power_cli",
+        "per criterion, the chance a model of stated performance passes on a set of a given "
+        "composition, and the smallest set for a chosen chance (simulation)",
+    )
+    p.add_argument("--standard", required=True, help="standard YAML")
+    p.add_argument("--cases", default=None, help="a built reference set (its truths and reads)")
+    p.add_argument("--recipe", default=None, help="a recipe, planned without rendering")
+    p.add_argument("--exams", type=int, default=None, help="with --recipe: plan this many exams")
+    p.add_argument(
+        "--composition",
+        default=None,
+        help="cancers=N,benign=N,normal=N[,ATTR=value:share/value:share...]",
+    )
+    p.add_argument(
+        "--reader",
+        action="append",
+        default=None,
+        help="with --composition: a simulated reader NAME=SENS/SPEC (default: reader1 and "
+        "consensus from Elhakim 2023)",
+    )
+    p.add_argument("--auc", type=float, default=None, help="target model's AUC (default 0.93)")
+    p.add_argument(
+        "--sensitivity",
+        type=float,
+        default=None,
+        help="at the operating point (default: consensus)",
+    )
+    p.add_argument(
+        "--specificity",
+        type=float,
+        default=None,
+        help="at the operating point (default: consensus)",
+    )
+    p.add_argument("--reader-correlation", type=float, default=0.5, help="model-reader correlation")
+    p.add_argument("--failure-rate", type=float, default=0.0, help="share of exams not read")
+    p.add_argument("--below-auc", type=float, default=None, help="below model (default: limits)")
+    p.add_argument("--below-sensitivity", type=float, default=None)
+    p.add_argument("--below-specificity", type=float, default=None)
+    p.add_argument("--target-probability", type=float, default=0.8)
+    p.add_argument("--false-pass", type=float, default=0.05, help="the below model's most")
+    p.add_argument("--seed", type=int, default=None, help="default: the standard's seed")
+    p.add_argument("--simulations", type=int, default=100)
+    p.add_argument("--max-scale", type=float, default=16.0, help="largest composition multiple")
+    p.add_argument("--format", choices=("text", "json"), default="text")
 
     p = _add(
         sub,
@@ -250,6 +350,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=4000, help="probabilistic sensitivity draws")
     p.add_argument("--out", required=True, help="output directory")
 
+    p = _add(
+        sub,
+        "compare",
+        "reports.compare:compare_cli",
+        "vendors side by side: verify each bundle, then one page with the criteria as rows",
+    )
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE", help="evidence bundle directories")
+    p.add_argument("--key", required=True, help="public key the bundles were signed with")
+    p.add_argument("--out", required=True, help="output directory (compare.html, compare.json)")
+
+    p = _add(
+        sub,
+        "accept",
+        "reports.acceptance:accept_cli",
+        "site acceptance: does this installation reproduce the vendor's certificate?",
+    )
+    p.add_argument("--certificate", required=True, help="the certificate's evidence bundle")
+    p.add_argument("--local", required=True, help="the bundle of the run through the installation")
+    p.add_argument("--key", required=True, help="public key of the certificate")
+    p.add_argument("--local-key", default=None, help="public key of the local run (default --key)")
+    p.add_argument("--site", default=None, help="the installation, e.g. 'Region Midtjylland PACS'")
+    p.add_argument("--sign", default=None, help="private key: sign the acceptance")
+    p.add_argument("--out", required=True, help="output directory")
+
     serve = sub.add_parser("serve-reference", help="run a reference AI node").add_subparsers(
         dest="serve_command", required=True, metavar="INTERFACE"
     )
@@ -268,6 +392,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="AE@host:port to send results to (default: the caller's results port)",
     )
     p.add_argument("--tid1500", action="store_true", help="also send a TID 1500 measurement report")
+    p = _add(
+        serve,
+        "rest",
+        "harness.reference.rest_node:serve_cli",
+        "a vendor-style JSON API (json-job profile) that scores exams, with fault modes",
+    )
+    p.add_argument("--vendor", required=True, help="ONNX vendor package that scores the exams")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument(
+        "--scale", choices=["0-1", "1-10", "0-100"], default="1-10", help="native score scale"
+    )
+    p.add_argument(
+        "--mode", choices=["sync", "async"], default="sync", help="answer 200, or 202 + a job"
+    )
+    p.add_argument(
+        "--fault", default=None, help="misbehave on purpose (harness/reference/rest_node.py FAULTS)"
+    )
     return parser
 
 
@@ -275,8 +416,14 @@ def verify_cli(args: argparse.Namespace) -> int:
     """``mammocert verify``: the report library checks the bundle; with ``--cases`` the engine
     recomputes every statistic (reports never imports the engine itself)."""
     from conformance.engine import recompute_criteria
+    from reports.acceptance import ACCEPTANCE_FILE, verify_acceptance
     from reports.verify import verify_bundle
 
+    if (Path(args.path) / ACCEPTANCE_FILE).is_file():  # a site acceptance, not a bundle
+        statement = verify_acceptance(Path(args.path), Path(args.key))
+        p = statement["predicate"]
+        print(f"OK: site acceptance {p['verdict']} signed {p['signed']} ({args.path})")
+        return 0
     report = verify_bundle(
         Path(args.path),
         Path(args.key),
@@ -289,7 +436,20 @@ def verify_cli(args: argparse.Namespace) -> int:
 
 # Options and positionals that name files or directories (checked by harness.fsio.check_path).
 PATH_ARGS = frozenset(
-    {"out", "recipe", "dir", "vendor", "cases", "journal", "predictions", "standard", "key"}
+    {
+        "out",
+        "recipe",
+        "dir",
+        "vendor",
+        "cases",
+        "journal",
+        "predictions",
+        "standard",
+        "key",
+        "dicom",
+        "deid_key",
+        "labels",
+    }
     | {"path", "file", "a", "b"}
 )
 

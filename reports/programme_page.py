@@ -13,12 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 from markupsafe import Markup
 
 from reports import plots
-from reports.render import TEMPLATES, fmt_number
+from reports.render import _environment, fmt_number
 
 MEASURE_ROWS = (
     ("reads_per_1000", "Human reads per 1,000 screens", "{:.0f}", 1),
@@ -223,23 +222,18 @@ def render_programme_html(doc: Mapping[str, Any]) -> str:
             (Markup(svg), "Probabilistic sensitivity: median and 95 % interval of net cost.")
         )
     inputs = [(name, q) for name, q in cost.get("inputs", {}).items() if isinstance(q, Mapping)]
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["num"] = fmt_number
-    return env.get_template("programme.html.j2").render(
-        doc=doc,
-        protocols=protocols,
-        measures=measures,
-        yearly=yearly,
-        figures=figures,
-        inputs=inputs,
-        currency=cur,
+    return (
+        _environment()
+        .get_template("programme.html.j2")
+        .render(
+            doc=doc,
+            protocols=protocols,
+            measures=measures,
+            yearly=yearly,
+            figures=figures,
+            inputs=inputs,
+            currency=cur,
+        )
     )
 
 

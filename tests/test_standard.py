@@ -128,17 +128,85 @@ def test_in_force_window():
     assert not std.in_force(dt.date(2029, 1, 1))
 
 
-def test_diff_reports_threshold_changes(tmp_path):
+SPEC_OP = """  - id: T-SPEC
+    title: specificity
+    kind: specificity_at_operating_point
+    ci: {method: wilson, level: 0.95}
+    pass_if: {ci_lower_gte: 0.9}
+    mandatory: true
+    source: test
+"""
+RECALL = """  - id: T-RECALL
+    title: recall
+    kind: recall_rate
+    ci: {method: bootstrap, level: 0.95, replicates: 200}
+    comparator_reader: consensus
+    pass_if: {ratio_ci_upper_lte: 1.1}
+    mandatory: false
+    source: test
+"""
+
+
+def test_diff_reports_changes_in_document_order_as_yaml_with_their_direction(tmp_path):
+    a = tmp_path / "a.yaml"
+    b = tmp_path / "b.yaml"
+    a.write_text(HEADER + SPEC_OP + AUC + RECALL)
+    b.write_text(
+        HEADER.replace("1.0.0", "1.1.0")
+        + SPEC_OP.replace("0.9}", "0.85}").replace("wilson", "clopper_pearson")
+        + AUC.replace("T-AUC", "T-AUC-2")
+        + AUC.replace("0.8}", "0.85}")
+        + RECALL.replace("1.1}", "1.05}").replace("mandatory: false", "mandatory: true")
+    )
+    r = mammocert("standard", "diff", str(a), str(b))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    changes = [line for line in lines if line[:2] in ("~ ", "+ ", "- ")]
+    assert changes == [
+        "~ version: 1.0.0 -> 1.1.0 [changed]",
+        "~ T-SPEC ci.method: wilson -> clopper_pearson [changed]",
+        "~ T-SPEC pass_if.ci_lower_gte: 0.9 -> 0.85 [looser]",
+        "+ T-AUC-2 [added]",
+        "~ T-AUC pass_if.ci_lower_gte: 0.8 -> 0.85 [stricter]",
+        "~ T-RECALL pass_if.ratio_ci_upper_lte: 1.1 -> 1.05 [stricter]",
+        "~ T-RECALL mandatory: false -> true [stricter]",
+    ]
+    # the added criterion is shown whole, as YAML
+    added = lines.index("+ T-AUC-2 [added]")
+    assert lines[added + 1].strip() == "- id: T-AUC-2"
+    assert "    ci: {method: delong, level: 0.95}" in "\n".join(lines[added : added + 9])
+    assert not any(line.startswith("warning") for line in lines)
+    md = mammocert("standard", "diff", str(a), str(b), "--format", "markdown").stdout
+    assert "| T-SPEC | pass_if.ci_lower_gte | `0.9` | `0.85` | looser |" in md
+    assert "**Added: T-AUC-2**" in md and "```yaml" in md
+    doc = json.loads(mammocert("standard", "diff", str(a), str(b), "--format", "json").stdout)
+    assert doc["warnings"] == []
+    assert {
+        "criterion": "T-AUC",
+        "key": "pass_if.ci_lower_gte",
+        "from": 0.8,
+        "to": 0.85,
+        "tag": "stricter",
+    } in doc["changes"]
+    removed = json.loads(mammocert("standard", "diff", str(b), str(a), "--format", "json").stdout)
+    gone = [c for c in removed["changes"] if c["tag"] == "removed"]
+    assert [c["criterion"] for c in gone] == ["T-AUC-2"] and gone[0]["from"]["kind"] == "auc"
+    assert "to" not in gone[0]
+
+
+def test_diff_warns_when_content_changes_without_a_version_bump_or_the_version_goes_down(
+    tmp_path,
+):
     a = tmp_path / "a.yaml"
     b = tmp_path / "b.yaml"
     a.write_text(HEADER + AUC)
-    b.write_text(
-        HEADER.replace("1.0.0", "1.1.0")
-        + AUC.replace("0.8}", "0.85}")
-        + AUC.replace("T-AUC", "T-AUC-2")
-    )
+    b.write_text(HEADER + AUC.replace("0.8}", "0.85}"))
     r = mammocert("standard", "diff", str(a), str(b))
-    assert r.returncode == 0
-    assert "~ version: '1.0.0' -> '1.1.0'" in r.stdout
-    assert "~ T-AUC pass_if.ci_lower_gte: 0.8 -> 0.85 [threshold]" in r.stdout
-    assert "+ T-AUC-2 (auc, mandatory)" in r.stdout
+    assert "warning: the content changed but the version did not (1.0.0)" in r.stdout
+    b.write_text(HEADER.replace("1.0.0", "0.9.0") + AUC)
+    r = mammocert("standard", "diff", str(a), str(b), "--format", "markdown")
+    assert "> **Warning:** the version goes down (1.0.0 -> 0.9.0)" in r.stdout
+    r = mammocert("standard", "diff", str(a), str(a))
+    assert r.stdout.splitlines()[-1] == "(no differences in content)"
+    r = mammocert("standard", "diff", str(a), str(b), "--format", "yaml")
+    assert r.returncode == 2 and "invalid choice" in r.stderr

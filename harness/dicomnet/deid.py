@@ -156,3 +156,211 @@ def pseudonymise_exam(exam_id: str, items: Iterable[tuple[str, Dataset]]) -> Pse
     return PseudonymisedExam(
         study_uids.pop(), tuple(out), sop_to_file, {v: k for k, v in mapping.items()}
     )
+
+
+# --------------------------------------------------------------------------------------------
+# PS3.15 Annex E Basic Application Level Confidentiality Profile, for sets a region imports
+# (`mammocert cases import`). The profile's table is data from dicom-anonymizer (one module per
+# edition of the standard); the actions are applied here so the result is deterministic.
+
+PROFILE_EDITION = "dicomfields_2026c"
+# What the suite needs kept (PS3.15 options Retain Patient Characteristics, 113108, and Retain
+# Device Identity, 113109): sex, age as a band, and the device that made the image.
+RETAINED = frozenset(
+    {
+        "PatientSex",
+        "PatientAge",
+        "Manufacturer",
+        "ManufacturerModelName",
+        "DetectorID",
+        "DeviceSerialNumber",
+        "StationName",
+    }
+)
+AGE_BAND_YEARS = 5
+ACTION_OF_CATEGORY = {  # the profile's column codes, read as the action this module applies
+    "X_TAGS": "X",
+    "Z_TAGS": "Z",
+    "D_TAGS": "D",
+    "U_TAGS": "U",
+    "Z_D_TAGS": "Z",
+    "X_Z_TAGS": "X",
+    "X_D_TAGS": "X",
+    "X_Z_D_TAGS": "X",
+    "X_Z_U_STAR_TAGS": "X",
+}
+
+
+@dataclass(frozen=True)
+class ProfileFinding:
+    """An attribute the Basic Profile acts on that still carries a value."""
+
+    tag: str  # "(gggg,eeee)"
+    keyword: str
+    action: str  # X remove, Z empty, D dummy value, U new UID, P private, retained: R
+
+
+def _profile_table() -> tuple[dict[tuple[int, int], str], list[tuple[int, int, int, int, str]]]:
+    import importlib
+
+    db = importlib.import_module(f"dicomanonymizer.dicom_anonymization_databases.{PROFILE_EDITION}")
+    exact: dict[tuple[int, int], str] = {}
+    masked: list[tuple[int, int, int, int, str]] = []
+    for category, action in ACTION_OF_CATEGORY.items():
+        for t in getattr(db, category):
+            if len(t) == 2:
+                exact[(t[0], t[1])] = action
+            else:
+                masked.append((t[0], t[1], t[2], t[3], action))
+    return exact, masked
+
+
+_TABLE: tuple[dict[tuple[int, int], str], list[tuple[int, int, int, int, str]]] | None = None
+
+
+def profile_action(tag: int) -> str | None:
+    """The Basic Profile's action for a tag (X, Z, D, U), None if it leaves it alone."""
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = _profile_table()
+    exact, masked = _TABLE
+    g, e = tag >> 16, tag & 0xFFFF
+    if (g, e) in exact:
+        return exact[(g, e)]
+    for mg, me, gmask, emask, action in masked:
+        if g & gmask == mg & gmask and e & emask == me & emask:
+            return action
+    return None
+
+
+def profile_findings(ds: Dataset) -> list[ProfileFinding]:
+    """Every top-level attribute that the Basic Profile would change and that still has a value,
+    and every private attribute (the profile removes them); retained ones are listed as ``R``."""
+    out: list[ProfileFinding] = []
+    # A file that declares the Basic Profile applied (113100) has had its UIDs replaced; a UID
+    # cannot show whether it was, so only such a declaration lifts the U findings.
+    declared = _text(ds, "PatientIdentityRemoved").upper() == "YES" and any(
+        str(c.get("CodeValue", "")) == "113100"
+        for c in ds.get("DeidentificationMethodCodeSequence", [])
+    )
+    for elem in ds:
+        if elem.tag.is_private:
+            if not elem.tag.is_private_creator:
+                out.append(
+                    ProfileFinding(f"({elem.tag.group:04X},{elem.tag.element:04X})", "", "P")
+                )
+            continue
+        action = profile_action(int(elem.tag))
+        if action is None or elem.value in (None, "", b"") or (elem.VR == "SQ" and not elem.value):
+            continue
+        if action == "U" and (declared or is_dicom_defined(str(elem.value))):
+            continue
+        if (
+            action in ("Z", "D")
+            and elem.VR in ("PN", "LO", "SH")
+            and _is_dummy_name(str(elem.value))
+        ):
+            continue  # a recognised placeholder is the profile's dummy value
+        kw = elem.keyword or ""
+        out.append(
+            ProfileFinding(
+                f"({elem.tag.group:04X},{elem.tag.element:04X})",
+                kw,
+                "R" if kw in RETAINED else action,
+            )
+        )
+    return out
+
+
+def age_band(value: str) -> str | None:
+    """A DICOM Age String (``057Y``) as the start of its band (``055Y``); None if not in years."""
+    m = re.fullmatch(r"(\d{3})Y", value.strip())
+    if not m:
+        return None
+    return f"{int(m.group(1)) // AGE_BAND_YEARS * AGE_BAND_YEARS:03d}Y"
+
+
+def keyed_uid(key: bytes, uid: str) -> str:
+    """A new UID for ``uid``, the same for the same key (``2.25.`` + 128 bits of an HMAC): an
+    import repeated with the same key is byte-identical, and nobody without it can link back."""
+    import hashlib
+    import hmac
+
+    return "2.25." + str(
+        int.from_bytes(hmac.new(key, uid.encode(), hashlib.sha256).digest()[:16], "big")
+    )
+
+
+def apply_basic_profile(ds: Dataset, key: bytes, pseudonym: str) -> None:
+    """De-identify ``ds`` in place: the Basic Profile with Retain Patient Characteristics (age as
+    a band) and Retain Device Identity; private attributes removed; UIDs keyed (:func:`keyed_uid`);
+    the patient becomes ``pseudonym``."""
+    from pydicom.dataset import Dataset as _Dataset
+
+    for elem in list(ds):
+        if elem.tag.is_private:
+            del ds[elem.tag]
+            continue
+        kw = elem.keyword or ""
+        action = profile_action(int(elem.tag))
+        if kw == "PatientAge":
+            band = age_band(str(elem.value or ""))
+            if band is None:
+                del ds[elem.tag]
+            else:
+                elem.value = band
+            continue
+        if action is None or kw in RETAINED:
+            continue
+        if action == "X" and elem.VR == "SQ":
+            elem.value = []  # emptied, not removed: an IOD may require the sequence (Type 2)
+        elif action == "X":
+            del ds[elem.tag]
+        elif action == "Z":
+            elem.value = [] if elem.VR == "SQ" else ""
+        elif action == "D":
+            if elem.VR == "SQ":
+                elem.value = []
+            elif elem.VR in ("DA",):
+                elem.value = "19000101"
+            elif elem.VR in ("TM",):
+                elem.value = "000000"
+            elif elem.VR in ("DT",):
+                elem.value = "19000101000000"
+            elif elem.VR in ("US", "SS", "UL", "SL", "FL", "FD", "IS", "DS"):
+                elem.value = 0
+            else:
+                elem.value = "ANONYMISED"
+    mapping: dict[str, str] = {}
+    for elem in ds.iterall():
+        if elem.VR != "UI" or elem.value in (None, ""):
+            continue
+        values = elem.value if elem.VM > 1 else [elem.value]
+        new = [
+            str(u)
+            if is_dicom_defined(str(u))
+            else mapping.setdefault(str(u), keyed_uid(key, str(u)))
+            for u in values
+        ]
+        elem.value = new if elem.VM > 1 else new[0]
+    if hasattr(ds, "file_meta") and "MediaStorageSOPInstanceUID" in ds.file_meta:
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientName = f"ANONYMISED^{pseudonym}"
+    ds.PatientID = f"ANONYMISED-{pseudonym}"
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = [  # LO: 64 characters per value
+        "PS3.15 Basic Application Confidentiality Profile",
+        f"Retain Patient Characteristics (age as a {AGE_BAND_YEARS}-year band)",
+        "Retain Device Identity",
+        "mammocert cases import",
+    ]
+    codes = []
+    for value, meaning in (
+        ("113100", "Basic Application Confidentiality Profile"),
+        ("113108", "Retain Patient Characteristics Option"),
+        ("113109", "Retain Device Identity Option"),
+    ):
+        c = _Dataset()
+        c.CodeValue, c.CodingSchemeDesignator, c.CodeMeaning = value, "DCM", meaning
+        codes.append(c)
+    ds.DeidentificationMethodCodeSequence = codes

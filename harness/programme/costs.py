@@ -3,8 +3,8 @@
 A cost model is a YAML file validated against ``data/costs.schema.json``: every input has a
 value, a unit, optionally a ``[low, high]`` range (the sensitivity analysis sweeps it), a source
 and ``verified`` (was the value read in that source). The shipped Danish defaults are
-``data/dk-default.yaml``; ``--costs FILE`` replaces them and ``--region NAME`` picks a region's
-yearly volume. A file with a missing or wrong unit, a negative value, a range that does not hold
+``data/dk-default.yaml``; ``--costs FILE`` replaces them (a file with ``extends: dk-default``
+changes only the entries it gives) and ``--region NAME`` picks a region's yearly volume. A file with a missing or wrong unit, a negative value, a range that does not hold
 its value, an unknown region or an unknown protocol is refused with one line
 (:class:`harness.errors.CostModelError`, exit 2).
 
@@ -187,13 +187,56 @@ def _refuse(source: str, text: str, path: list[Any], problem: str) -> CostModelE
     return CostModelError(f"{source}{f':{line}' if line else ''}: {where}: {problem}")
 
 
+MERGED_BY_NAME = ("regions", "inputs", "protocols")  # an overlay replaces these entry by entry
+
+
+def _overlay(data: dict[str, Any], source: str, depth: int = 0) -> dict[str, Any]:
+    """``extends``: the base model with this file's keys on top (``regions``, ``inputs`` and
+    ``protocols`` merged by name, whole entries replaced), so a region states only what differs."""
+    base_ref = data.get("extends")
+    if not isinstance(base_ref, str):
+        return data
+    if depth > 4:
+        raise CostModelError(f"{source}: extends: more than 4 levels of extends; flatten the chain")
+    if base_ref == "dk-default":
+        base_path, base_source = DEFAULT_COSTS, "dk-default.yaml"
+    else:
+        base_path = Path(source).parent / base_ref
+        base_source = str(base_path)
+    try:
+        base_text = Path(base_path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CostModelError(
+            f"{source}: extends: cannot read {base_ref!r} ({exc.strerror}); give 'dk-default' "
+            "or a path relative to this file"
+        ) from None
+    base = safe_load(base_text, base_source, CostModelError)
+    if not isinstance(base, dict):
+        raise CostModelError(f"{base_source}: a cost model is a YAML mapping")
+    base = _overlay(base, base_source, depth + 1)
+    merged = {k: v for k, v in base.items() if k != "extends"}
+    for key, value in data.items():
+        if key == "extends":
+            continue
+        if key in MERGED_BY_NAME and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def parse_costs(text: str, source: str, region: str | None = None) -> CostModel:
-    """Validate a cost model's text and select a region (default: the file's ``default_region``)."""
+    """Validate a cost model's text and select a region (default: the file's ``default_region``).
+    A file with ``extends`` is validated as merged onto its base (:func:`_overlay`)."""
     data = safe_load(text, source, CostModelError)
     if not isinstance(data, dict):
         raise CostModelError(
             f"{source}: a cost model is a YAML mapping (schema: {COSTS_SCHEMA_ID})"
         )
+    if "extends" in data:
+        if not isinstance(data["extends"], str) or not data["extends"]:
+            raise CostModelError(f"{source}: extends: give 'dk-default' or a path to a cost model")
+        data = _overlay(data, source)  # refusals below name this file's line where it has one
     errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         err = _leaf(errors[0])

@@ -220,11 +220,7 @@ def replay(
                 raise UsageError(
                     f"{where}.single_reader: {who!r} is not one of {', '.join(SINGLE_READERS)}"
                 )
-            if who == "random":
-                gen = rng if rng is not None else np.random.default_rng(0)
-                single = np.where(gen.random(ss.n) < 0.5, ss.reader1, ss.reader2)
-            else:
-                single = getattr(ss, who)
+            single = single_reads(ss, who, rng)
             reads = np.where(in_band, 1, reads).astype(np.int8)
             arb = arb & ~in_band
             recall = np.where(in_band, single, recall)
@@ -256,16 +252,35 @@ def replay(
     )
 
 
+def reader1_reads_alone(n: int, rng: np.random.Generator | None) -> NDArray[np.bool_]:
+    """``single_reader: random``: per exam, whether reader 1 (else reader 2) is the single
+    reader; one seeded coin per exam, in exam order (default seed 0)."""
+    gen = rng if rng is not None else np.random.default_rng(0)
+    return gen.random(n) < 0.5
+
+
+def single_reads(ss: ScreeningSet, who: str, rng: np.random.Generator | None) -> NDArray[np.bool_]:
+    """The recorded read of each exam's single reader (``reader1``, ``reader2`` or ``random``)."""
+    if who == "random":
+        return np.where(reader1_reads_alone(ss.n, rng), ss.reader1, ss.reader2)
+    return getattr(ss, who)
+
+
 def replay_loop(
-    spec: ProtocolSpec, ss: ScreeningSet, thresholds: Mapping[str, float]
+    spec: ProtocolSpec,
+    ss: ScreeningSet,
+    thresholds: Mapping[str, float],
+    rng: np.random.Generator | None = None,
 ) -> dict[str, list[Any]]:
     """Reference: the same rules one exam at a time (for tests and the benchmark's baseline).
 
-    Takes resolved thresholds (``Pathway.thresholds``); ``single_reader: random`` is not
-    supported here. Returns per-exam lists of reads, arbitration, recall (the stated model).
+    Takes resolved thresholds (``Pathway.thresholds``) and, for ``single_reader: random``, a
+    generator in the state :func:`replay` got. Returns per-exam lists of reads, arbitration,
+    recall (the stated model).
     """
     p = spec.params
     out: dict[str, list[Any]] = {"reads": [], "arbitrations": [], "recall": []}
+    coin = reader1_reads_alone(ss.n, rng).tolist() if p.get("single_reader") == "random" else None
     for i in range(ss.n):
         r1, r2, cons = bool(ss.reader1[i]), bool(ss.reader2[i]), bool(ss.consensus[i])
         s, ok = float(ss.scores[i]), bool(ss.readable[i])
@@ -285,7 +300,8 @@ def replay_loop(
                 ]
         elif spec.protocol == "ai_triage" and ok and s < thresholds["band"]:
             reads, arb = 1, False
-            rec = r1 if p.get("single_reader", "reader1") == "reader1" else r2
+            who = p.get("single_reader", "reader1")
+            rec = r1 if (coin[i] if coin is not None else who == "reader1") else r2
         elif spec.protocol == "ai_rule_out":
             if ok and s < thresholds["band"]:
                 reads, arb, rec = 0, False, False

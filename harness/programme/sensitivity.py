@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from harness.programme.costs import CostModel, compare, yearly
-from harness.programme.protocols import BASELINE, ProtocolSpec, thresholds_for_shares
+from harness.programme.protocols import BASELINE, ProtocolSpec, single_reads, thresholds_for_shares
 from harness.programme.screening import ScreeningSet
 
 RATE_KEYS = ("reads_per_1000", "arbitrations_per_1000", "recall_rate", "cdr_per_1000")
@@ -81,12 +81,7 @@ def band_sweep(
     cancer = ss.labels == 1
     dr_found = ss.consensus & cancer
     if spec.protocol == "ai_triage":
-        who = spec.params.get("single_reader", "reader1")
-        if who == "random":
-            gen = rng if rng is not None else np.random.default_rng(0)
-            single = np.where(gen.random(ss.n) < 0.5, ss.reader1, ss.reader2)
-        else:
-            single = getattr(ss, who)
+        single = single_reads(ss, spec.params.get("single_reader", "reader1"), rng)
         removed_per_exam, lost = 1.0, band & (dr_found & ~single)[None, :]
     else:
         removed_per_exam, lost = 2.0, band & dr_found[None, :]

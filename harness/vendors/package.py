@@ -49,6 +49,7 @@ from harness import yamlio
 from harness.errors import VendorPackageError
 from harness.fsio import NAME_MAX
 from harness.jsonutil import canonical_json, sha256_bytes, sha256_file
+from harness.schemas import best_error, schema_message
 
 SCHEMA_PATH = Path(__file__).with_name("vendor.schema.json")
 MAX_MEMBERS = 1000
@@ -199,6 +200,7 @@ class JsonJobFindingSpec:
     x: str
     y: str
     score: str
+    laterality: str | None = None  # the vendor's side of the finding, checked against the image
 
 
 @dataclass(frozen=True)
@@ -296,55 +298,6 @@ def _validator() -> jsonschema.Draft202012Validator:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
-
-
-def _key_path(parts: Any) -> str:
-    out = ""
-    for p in parts:
-        name = p if isinstance(p, str) and p.isprintable() and p else repr(p)
-        out += f"[{p}]" if isinstance(p, int) else (f".{name}" if out else name)
-    return out or "(top level)"
-
-
-def schema_message(error: jsonschema.ValidationError, source: str) -> str:
-    """One line for a jsonschema error: the key path, the problem and the fix."""
-    where = f"{source}: {_key_path(error.absolute_path)}"
-    v = error.validator
-    if v == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = (
-            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
-        )
-        key = f"{_key_path(list(error.absolute_path) + [extra[0]])}" if extra else where
-        return f"{source}: {key}: unknown key; remove it (allowed here: {', '.join(allowed)})"
-    if v == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return f"{where}: missing key {missing!r}; add it (see docs/contracts.md §3.2)"
-    if v == "enum":
-        return f"{where}: {error.instance!r} is not allowed; use one of {', '.join(map(str, error.validator_value))}"
-    if v == "exclusiveMinimum":
-        return f"{where}: {error.instance!r} must be greater than {error.validator_value}; fix the value"
-    if v == "const":
-        return f"{where}: must be {error.validator_value!r}, got {error.instance!r}"
-    if v == "type":
-        return f"{where}: expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
-    if v == "pattern" and isinstance(error.instance, str) and "://" not in error.validator_value:
-        return f"{where}: {error.instance!r} must be a relative path inside the package (no '..', no leading '/')"
-    if v in ("minItems", "maxItems"):
-        return f"{where}: expected exactly 2 numbers [low, high], got {error.instance!r}"
-    return f"{where}: {error.message}; fix the value"
-
-
-def _best_error(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationError:
-    # Prefer unknown keys (the most actionable), then the deepest error: stable, not set-order.
-    def rank(e: jsonschema.ValidationError) -> tuple[int, int, str]:
-        return (
-            0 if e.validator == "additionalProperties" else 1,
-            -len(e.absolute_path),
-            str(list(e.absolute_path)),
-        )
-
-    return sorted(errors, key=rank)[0]
 
 
 # --------------------------------------------------------------------------- files
@@ -870,7 +823,9 @@ def _rest_spec(r: dict[str, Any], root: Path, source: str) -> RestSpec:
                 dict(res.get("breast_scores", {})),
                 res.get("study_uid"),
                 res.get("findings"),
-                JsonJobFindingSpec(f["sop_instance_uid"], f["x"], f["y"], f["score"])
+                JsonJobFindingSpec(
+                    f["sop_instance_uid"], f["x"], f["y"], f["score"], f.get("laterality")
+                )
                 if f
                 else None,
             ),
@@ -926,7 +881,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
         )
     errors = list(_validator().iter_errors(data))
     if errors:
-        raise VendorPackageError(schema_message(_best_error(errors), source))
+        raise VendorPackageError(schema_message(best_error(errors), source))
     lo, hi = _range(data["score_range"], "score_range", source)
     if not math.isfinite(data["operating_point"]):
         raise VendorPackageError(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.bar import OPERATING_POINT, bar, idealised_predictions, outcomes
+from conformance.bar import KINDS, OPERATING_POINT, bar, idealised_predictions, left_out, outcomes
 from harness.cases import DEFAULT_RECIPE
 from harness.cases.build import planned_manifest
 from harness.errors import UsageError
@@ -72,8 +72,21 @@ def test_bar_cli():
     r = bar_cli("--recipe", str(DEFAULT_RECIPE), "--false-positives", "4", "5")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[-2].split() == ["4", "0.973", "34", "0.68", "DK-CDR-01"]
-    assert lines[-1].split() == ["5", "0.967", "none", "-", "DK-RECALL-01"]
+    table = lines.index(next(line for line in lines if line.lstrip().startswith("FP")))
+    assert lines[table + 1].split() == ["4", "0.973", "34", "0.68", "DK-CDR-01"]
+    assert lines[table + 2].split() == ["5", "0.967", "none", "-", "DK-RECALL-01"]
+    # what bar does not judge is named, kind by kind, in the standard's order
+    rest = lines[table + 3 :]
+    assert rest[0].startswith("not covered (") and "see `mammocert standard power`" in rest[0]
+    assert rest[1] == "  auc: DK-AUC-01, DK-AUC-02"
+    assert "  subgroup: DK-SUB-DENSITY, DK-SUB-VENDOR, DK-SUB-AGE" in rest
+    assert any(line.startswith("  invariance: DK-INV-MIRROR") for line in rest)
+    assert [
+        cid
+        for _, cid in sorted(
+            (DEMO.criteria.index(c), c.id) for c in DEMO.criteria if c.kind not in KINDS
+        )
+    ] == [cid for cid, _ in left_out(DEMO)]
     for bad, says in (
         ((), "give exactly one of --cases"),
         (("--cases", ".", "--exams", "9"), "--exams plans a recipe"),

@@ -211,3 +211,46 @@ def test_probabilistic_draws_are_seeded():
 
 def test_the_default_file_is_the_package_copy():
     assert DEFAULT_COSTS.name == "dk-default.yaml" and DEFAULT_COSTS.is_file()
+
+
+def test_a_region_file_changes_only_what_it_gives(tmp_path: Path):
+    """`extends: dk-default`: one input and one region's volume replaced, the rest inherited."""
+    overlay = tmp_path / "region.yaml"
+    overlay.write_text(
+        "schema: mammocert/costs/v1\n"
+        "extends: dk-default\n"
+        "id: midtjylland-2027\n"
+        "default_region: midtjylland\n"
+        "inputs:\n"
+        "  radiologist_cost_per_hour: {value: 1234, unit: DKK/h, source: 'region payroll 2027', verified: true}\n"
+        "regions:\n"
+        "  midtjylland:\n"
+        "    screens_per_year: {value: 71000, unit: screens/year, source: 'region 2026 count', verified: true}\n",
+        encoding="utf-8",
+    )
+    base = load_costs()
+    mine = load_costs(overlay)
+    assert mine.id == "midtjylland-2027" and mine.region == "midtjylland"
+    assert mine.inputs["radiologist_cost_per_hour"].value == 1234
+    assert mine.inputs["radiologist_cost_per_hour"].verified is True
+    assert mine.inputs["screens_per_year"].value == 71000
+    for name, q in base.inputs.items():  # everything else is the defaults'
+        if name not in ("radiologist_cost_per_hour", "screens_per_year"):
+            assert mine.inputs[name] == q
+    assert [p.name for p in mine.protocols] == [p.name for p in base.protocols]
+    # a region the overlay does not touch keeps its default volume
+    assert load_costs(overlay, region="syddanmark").inputs["screens_per_year"].value == 85000
+
+
+def test_a_broken_overlay_is_refused_naming_its_line(tmp_path: Path):
+    overlay = tmp_path / "region.yaml"
+    overlay.write_text(
+        "schema: mammocert/costs/v1\nextends: dk-default\ninputs:\n"
+        "  biopsy_cost: {value: -3, unit: DKK/biopsy, source: 'a quote', verified: false}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(CostModelError, match=r"region.yaml:4: inputs.biopsy_cost.value"):
+        load_costs(overlay)
+    overlay.write_text("schema: mammocert/costs/v1\nextends: nowhere.yaml\n", encoding="utf-8")
+    with pytest.raises(CostModelError, match="extends: cannot read 'nowhere.yaml'"):
+        load_costs(overlay)

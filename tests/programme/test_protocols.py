@@ -130,9 +130,12 @@ def test_the_vectorised_replay_matches_the_per_exam_loop_on_a_random_set():
         ProtocolSpec("d", "ai_triage", {"band": {"quantile": 0.6}, "single_reader": "reader2"}),
         ProtocolSpec("e", "ai_rule_out", {"band": {"quantile": 0.3}, "safety_net": {"score": 2.0}}),
     ]
+    specs.append(
+        ProtocolSpec("f", "ai_triage", {"band": {"quantile": 0.5}, "single_reader": "random"})
+    )
     for spec in specs:
-        p = replay(spec, ss, w)
-        loop = replay_loop(spec, ss, p.thresholds)
+        p = replay(spec, ss, w, rng=np.random.default_rng(17))
+        loop = replay_loop(spec, ss, p.thresholds, rng=np.random.default_rng(17))
         assert p.reads.tolist() == loop["reads"], spec.name
         assert p.arbitrations.tolist() == loop["arbitrations"], spec.name
         assert p.recall.tolist() == loop["recall"], spec.name

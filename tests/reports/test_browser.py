@@ -240,6 +240,33 @@ def test_programme_page_in_chromium(browser: str, tmp_path: Path) -> None:
     assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 20_000
 
 
+def test_compare_page_in_chromium(browser: str, tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    """`mammocert compare`'s page: self-contained, no console errors, fits the window with two
+    vendors, the ROC overlay drawn."""
+    from reports.compare import compare_cli
+    from reports.signing import write_attestation
+
+    bundles = []
+    for name in ("a", "b"):
+        b = tmp_path / name
+        synthetic.write_bundle(b)
+        render_report(b, KIND_FACTS)
+        write_attestation(b, key_path=keypair[0])
+        bundles.append(str(b))
+    args = type(
+        "Args", (), {"bundles": bundles, "key": str(keypair[1]), "out": str(tmp_path / "o")}
+    )
+    assert compare_cli(args) == 0
+    url = (tmp_path / "o" / "compare.html").resolve().as_uri()
+    page = load(browser, url)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "compare-first-page.png").write_bytes(page.screenshot)
+    assert page.console_errors == []
+    assert page.foreign_requests(url) == []
+    assert page.scroll_width <= 1280, f"the page is {page.scroll_width}px wide in a 1280px window"
+    assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 20_000
+
+
 def test_probe_catches_requests_and_console_errors(browser: str, tmp_path: Path) -> None:
     """Negative control: a page that phones home and logs an error is caught by the same probe."""
     bad = tmp_path / "bad.html"

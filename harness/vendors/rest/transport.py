@@ -45,7 +45,6 @@ from harness.vendors.package import RestSpec, VendorPackage
 RETRY_STATUSES = frozenset({429, 503})
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # the wait before retry k when the server names none
 EXCERPT_BYTES = 300
-CHUNK_BYTES = 1 << 16
 MAX_BODY_BYTES = 512 * 1024**2  # a response larger than this is a fault, not a memory blow-up
 
 
@@ -294,7 +293,12 @@ class RestClient:
                 raise VendorFault(f"{what}: no response within the read timeout") from None
             except httpx.TransportError as exc:
                 record("protocol-error")
-                raise VendorFault(f"{what}: {_reason(exc)}") from None
+                hint = ""
+                if url.startswith("https:") and self.spec.tls.client_cert is None:
+                    # Under TLS 1.3 a server checks the client certificate after the handshake
+                    # and just closes: the client sees no TLS error, only a silent server.
+                    hint = "; a server that wants a client certificate (rest.tls.client_cert) does this"
+                raise VendorFault(f"{what}: {_reason(exc)}{hint}") from None
             else:
                 try:
                     body = self._read(resp, deadline, what)
@@ -339,7 +343,9 @@ class RestClient:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in resp.iter_bytes(CHUNK_BYTES):
+            # No chunk size: httpx would buffer up to it, and a trickle would never reach the
+            # deadline check below.
+            for chunk in resp.iter_bytes():
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
