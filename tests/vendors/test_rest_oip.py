@@ -28,6 +28,7 @@ from oip_testkit import (
     PeerUnavailable,
     kserve,
     mlserver,
+    peer_venv,
     write_oip_package,
 )
 from pydicom import dcmread
@@ -68,10 +69,12 @@ def _predict(pkg_dir: Path, ref_set: Path, evidence: Path):
 
 
 def _peer(factory, workdir: Path):
+    """The peer's context manager; its venv made first, so a missing one skips (fails in CI)."""
     try:
-        return factory(workdir)
+        peer_venv(factory.__name__)
     except PeerUnavailable as exc:
         _missing(str(exc), "scripts/peers.sh (needs the package index)")
+    return factory(workdir)
 
 
 def _secrets(ref_set: Path) -> list[bytes]:
