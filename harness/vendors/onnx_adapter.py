@@ -56,7 +56,7 @@ from harness.exam_input import ExamInput
 from harness.pixels import Geometry, PixelError, decoded, model_to_image, to_model_plane
 from harness.predictions import ExamOutput, Finding
 from harness.vendors.adapter import AdapterInfo
-from harness.vendors.package import VendorPackage
+from harness.vendors.package import OnnxSpec, VendorPackage
 
 MAMMO_SOP_CLASSES = codes.MAMMO_SOP_CLASSES
 VIEW_CODES = codes.VIEW_OF_CODE_VALUE
@@ -231,56 +231,24 @@ def check_mammogram(ds: Dataset, file: str) -> tuple[str, str]:
     return lat, view
 
 
-class OnnxAdapter:
-    """A :class:`~harness.vendors.adapter.VendorAdapter` over an onnxruntime session."""
+class TensorModel:
+    """Exams to one image tensor per call and the call's outputs to an
+    :class:`~harness.predictions.ExamOutput`: what the ONNX adapter and the Open Inference
+    Protocol profile (:mod:`harness.vendors.rest.oip`) share, so both build the same tensors and
+    read outputs the same way. A subclass sets ``pkg`` and ``spec`` (``input``, ``aggregate``,
+    ``score_output``, ``heatmap_output``, ``breast_scores_output``, ``graph``) and runs the model
+    in :meth:`_run`."""
 
     # The model sees only the tensors ``prepare`` builds; the intended-use check in ``prepare``
     # (:func:`check_mammogram`) is the harness's, so input rejection cannot be the vendor's.
     harness_checks_input = True
 
-    def __init__(
-        self, pkg: VendorPackage, *, device: str = "cpu", evidence_dir: Path | None = None
-    ) -> None:
-        """``evidence_dir`` is unused: a local model returns nothing besides its outputs."""
-        import onnxruntime as ort
+    pkg: VendorPackage
+    spec: OnnxSpec
 
-        if pkg.onnx is None:
-            raise VendorPackageError(f"{pkg.source}: no onnx section; the ONNX adapter needs one")
-        self.pkg = pkg
-        self.spec = pkg.onnx
-        self.warnings: list[str] = []
-        available = ort.get_available_providers()
-        providers = ["CPUExecutionProvider"]
-        if device == "cuda":
-            if "CUDAExecutionProvider" in available:
-                providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-            else:
-                self.warnings.append(
-                    "--device cuda: this onnxruntime has no CUDAExecutionProvider "
-                    "(install onnxruntime-gpu); running on CPU"
-                )
-        elif device != "cpu":
-            raise VendorPackageError(f"device {device!r} is not cpu or cuda")
-        self._model = str(self.spec.model_path(pkg.root))
-        self._providers = providers
-        self._lock = threading.Lock()
-        try:
-            self._process: SessionProcess | None = SessionProcess(self._model, providers)
-        except _LoadError as exc:
-            raise VendorPackageError(
-                f"{pkg.source}: onnxruntime cannot load {self.spec.model}: {exc}; export a valid model"
-            ) from None
-        used = self._process.provider
-        if device == "cuda" and used != "CUDAExecutionProvider" and not self.warnings:
-            self.warnings.append(f"--device cuda: CUDA provider did not start; running on {used}")
-        for w in self.warnings:
-            print(f"mammocert: warning: {w}", file=sys.stderr)
-        self.info = AdapterInfo(
-            interface="onnx",
-            model_digests=dict(pkg.model_digests),
-            execution_provider=used,
-            batchable=self.spec.graph.batch_dynamic,
-        )
+    def _run(self, names: list[str], batch: Batch, exam: PreparedExam) -> list[np.ndarray]:
+        """The outputs ``names`` (in that order) for ``batch`` of ``exam``; VendorFault if not."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ prepare
 
@@ -438,7 +406,7 @@ class OnnxAdapter:
         exam_score: float | None = None
         findings: list[Finding] = []
         for batch in prepared.batches:
-            outputs = self._session().run(names, {self.spec.input.name: batch.tensor})
+            outputs = self._run(names, batch, prepared)
             scores = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
             if scores.shape[0] != len(batch.items):
                 raise VendorFault(
@@ -480,6 +448,58 @@ class OnnxAdapter:
             exam_score = self._aggregate([breast_scores[k] for k in sorted(breast_scores)])
         findings.sort(key=lambda f: (-f.score, f.file, f.y, f.x))
         return ExamOutput(score=exam_score, breasts=breast_scores, findings=tuple(findings))
+
+
+class OnnxAdapter(TensorModel):
+    """A :class:`~harness.vendors.adapter.VendorAdapter` over an onnxruntime session in a worker
+    process (a hung call is abandoned by killing it)."""
+
+    def __init__(
+        self, pkg: VendorPackage, *, device: str = "cpu", evidence_dir: Path | None = None
+    ) -> None:
+        """``evidence_dir`` is unused: a local model returns nothing besides its outputs."""
+        import onnxruntime as ort
+
+        if pkg.onnx is None:
+            raise VendorPackageError(f"{pkg.source}: no onnx section; the ONNX adapter needs one")
+        self.pkg = pkg
+        self.spec = pkg.onnx
+        self.warnings: list[str] = []
+        available = ort.get_available_providers()
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            if "CUDAExecutionProvider" in available:
+                providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            else:
+                self.warnings.append(
+                    "--device cuda: this onnxruntime has no CUDAExecutionProvider "
+                    "(install onnxruntime-gpu); running on CPU"
+                )
+        elif device != "cpu":
+            raise VendorPackageError(f"device {device!r} is not cpu or cuda")
+        self._model = str(self.spec.model_path(pkg.root))
+        self._providers = providers
+        self._lock = threading.Lock()
+        try:
+            self._process: SessionProcess | None = SessionProcess(self._model, providers)
+        except _LoadError as exc:
+            raise VendorPackageError(
+                f"{pkg.source}: onnxruntime cannot load {self.spec.model}: {exc}; export a valid model"
+            ) from None
+        used = self._process.provider
+        if device == "cuda" and used != "CUDAExecutionProvider" and not self.warnings:
+            self.warnings.append(f"--device cuda: CUDA provider did not start; running on {used}")
+        for w in self.warnings:
+            print(f"mammocert: warning: {w}", file=sys.stderr)
+        self.info = AdapterInfo(
+            interface="onnx",
+            model_digests=dict(pkg.model_digests),
+            execution_provider=used,
+            batchable=self.spec.graph.batch_dynamic,
+        )
+
+    def _run(self, names: list[str], batch: Batch, exam: PreparedExam) -> list[np.ndarray]:
+        return self._session().run(names, {self.spec.input.name: batch.tensor})
 
     def _session(self) -> SessionProcess:
         """The live worker process; a fresh one after :meth:`abandon` or a crash."""

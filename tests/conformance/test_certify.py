@@ -86,13 +86,18 @@ def test_certify_refuses_a_tampered_set(certify_setup, tmp_path):
 
 
 def _stable(res: dict) -> dict:
-    """results.json without timestamps and timings."""
+    """results.json without timestamps and timings. Latency is wall-clock time, which another
+    load on the machine changes: its criterion (and so the counts and the verdict it enters) is
+    compared only for its presence, and the rest must be identical."""
     res = json.loads(json.dumps(res))
     for key in ("started", "finished"):
         res.pop(key)
-    for c in res["criteria"]:
-        if c["kind"] == "latency":
-            c.pop("value"), c.pop("evidence"), c.pop("explanation")
+    latency = [c["id"] for c in res["criteria"] if c["kind"] == "latency"]
+    res["criteria"] = [c for c in res["criteria"] if c["kind"] != "latency"]
+    if latency:
+        res.pop("verdict")
+        res["summary"].pop("criteria")
+    res["latency_criteria"] = latency
     return res
 
 

@@ -83,9 +83,15 @@ class RestAdapter:
         digests = dict(pkg.model_digests)
         digests.update(self.profile.identity)
         where = f"rest {spec.protocol} {self.client.base_url}"
+        detail = getattr(self.profile, "transport_detail", "")  # e.g. oip-v2's tensor encoding
+        if detail:
+            where += f" ({detail})"
         if self.client.insecure:
             where += " (TLS not verified)"
         self.info = AdapterInfo(interface="rest", model_digests=digests, execution_provider=where)
+        # oip-v2 sends tensors the harness built after its own intended-use check: input
+        # rejection is then not the vendor's to claim (DICOM-based profiles judge it).
+        self.harness_checks_input = bool(getattr(self.profile, "harness_checks_input", False))
 
     def prepare(self, exam: ExamInput) -> Any:
         return self.profile.prepare(exam)
