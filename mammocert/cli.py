@@ -268,6 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="AE@host:port to send results to (default: the caller's results port)",
     )
     p.add_argument("--tid1500", action="store_true", help="also send a TID 1500 measurement report")
+    p = _add(
+        serve,
+        "dicomweb",
+        "harness.reference.dicomweb_node:serve_cli",
+        "a DICOMweb AI node: polls a PACS by QIDO-RS, stores CAD SR back by STOW-RS",
+    )
+    p.add_argument("--vendor", required=True, help="ONNX vendor package that scores the exams")
+    p.add_argument(
+        "--url", required=True, help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web"
+    )
+    p.add_argument(
+        "--tid1500", action="store_true", help="also store a TID 1500 measurement report"
+    )
     return parser
 
 
