@@ -297,9 +297,16 @@ def orthanc(workdir: Path, *, aet: str, node: tuple[str, int], harness_ae: str) 
 @contextlib.contextmanager
 def orthanc_dicomweb(workdir: Path) -> Iterator[str]:
     """Orthanc 1.10 with its DICOMweb plugin on a free HTTP port (no DIMSE port at all);
-    yields the DICOMweb root URL."""
+    yields the DICOMweb root URL. Skips (fails in CI) without the plugin."""
     import json
 
+    from helpers import _missing
+
+    if not Path(DICOMWEB_PLUGIN).is_file():
+        _missing(
+            f"Orthanc DICOMweb plugin {DICOMWEB_PLUGIN} not found",
+            "apt-get install orthanc-dicomweb",
+        )
     http_port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config = _orthanc_config(workdir, http_port) | {
