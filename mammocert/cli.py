@@ -281,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tid1500", action="store_true", help="also store a TID 1500 measurement report"
     )
+    p.add_argument(
+        "--ups-port",
+        type=int,
+        default=None,
+        help="serve UPS-RS workitems (IHE AIW-I) on this port and perform them, instead of polling",
+    )
     return parser
 
 

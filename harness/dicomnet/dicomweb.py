@@ -209,3 +209,58 @@ def stow_response(stored: Iterable[str], failed: Iterable[tuple[str, int]]) -> d
     if bad:
         doc["00081198"] = {"vr": "SQ", "Value": bad}
     return doc
+
+
+# ------------------------------------------------------------------------------ UPS-RS
+
+
+def ups_workitem(
+    images: Sequence[Dataset], retrieve_url: str, storage_url: str, label: str, now: str
+) -> Dataset:
+    """A UPS workitem for IHE AIW-I Create UPS Workitem [RAD-80] (PS3.4 CC.2.5 N-CREATE
+    attributes): SCHEDULED and READY, the study's instances as Input Information Sequence with a
+    WADO-RS Retrieve URL, results wanted by STOW-RS at ``storage_url``; patient attributes as
+    the (pseudonymised) images carry them. ``now`` is the start DateTime (DT)."""
+    from pydicom.sequence import Sequence as DicomSequence
+
+    first = images[0]
+    ups = Dataset()
+    ups.PatientName = first.get("PatientName", "")
+    ups.PatientID = first.get("PatientID", "")
+    ups.PatientBirthDate = ""
+    ups.PatientSex = first.get("PatientSex", "")
+    ups.StudyInstanceUID = first.StudyInstanceUID
+    ups.ProcedureStepState = "SCHEDULED"
+    ups.ScheduledProcedureStepPriority = "MEDIUM"
+    ups.ProcedureStepLabel = label
+    ups.WorklistLabel = "mammocert"
+    ups.ScheduledProcedureStepStartDateTime = now
+    ups.InputReadinessState = "READY"
+    ups.ScheduledWorkitemCodeSequence = DicomSequence([])
+    ups.ScheduledProcessingParametersSequence = DicomSequence([])
+    ups.ScheduledStationNameCodeSequence = DicomSequence([])
+    inputs = []
+    for series in sorted({str(ds.SeriesInstanceUID) for ds in images}):
+        item = Dataset()
+        item.StudyInstanceUID = first.StudyInstanceUID
+        item.SeriesInstanceUID = series
+        refs = []
+        for ds in images:
+            if str(ds.SeriesInstanceUID) == series:
+                ref = Dataset()
+                ref.ReferencedSOPClassUID = ds.SOPClassUID
+                ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+                refs.append(ref)
+        item.ReferencedSOPSequence = DicomSequence(refs)
+        item.TypeOfInstances = "DICOM"
+        where = Dataset()
+        where.RetrieveURL = retrieve_url
+        item.WADORSRetrievalSequence = DicomSequence([where])
+        inputs.append(item)
+    ups.InputInformationSequence = DicomSequence(inputs)
+    store = Dataset()
+    store.StorageURL = storage_url
+    dest = Dataset()
+    dest.STOWRSStorageSequence = DicomSequence([store])
+    ups.OutputDestinationSequence = DicomSequence([dest])
+    return ups

@@ -10,12 +10,21 @@ into the same service, where a DICOMweb client (the harness's ``dicomweb`` profi
 A study is scored once its four screening views are stored, or ``idle_s`` after the node first
 saw it; a study whose modalities already include SR is taken as reported.
 
+With ``ups_port`` the node is instead an IHE AIW-I Task Manager and Task Performer: it serves
+UPS-RS on 127.0.0.1:``ups_port`` (``POST /workitems`` creates a workitem, 201 Created with its
+Location; ``GET /workitems/{uid}`` returns it), and performs each READY workitem: it retrieves
+every input by its WADO-RS Retrieve URL, scores the study, stores the report(s) at the
+workitem's STOW-RS Storage URL, and sets the workitem COMPLETED with the reports in its Output
+Information Sequence (CANCELED, with the reason, if that fails). It then does not poll for new
+studies: only workitems are performed.
+
 ``fault`` makes the node misbehave on purpose, as the DICOM node does: ``silent`` (never
 reports), ``malformed``, ``wrong-study``, ``partial``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -26,6 +35,7 @@ from typing import Any
 import httpx
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 from harness.dicomnet import dicomweb as wire
 from harness.errors import UsageError
@@ -49,6 +59,7 @@ class ReferenceDicomwebNode:
         poll_interval_s: float = 0.2,
         idle_s: float = 2.0,
         fault: str | None = None,
+        ups_port: int | None = None,
     ) -> None:
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"fault {fault!r}: use one of {', '.join(FAULTS)}")
@@ -65,6 +76,17 @@ class ReferenceDicomwebNode:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._http = httpx.Client(base_url=self.root + "/", timeout=60.0)
+        self.ups_port = ups_port
+        self.workitems: dict[str, Dataset] = {}
+        self._ready: list[str] = []
+        self._ups_lock = threading.Lock()
+        self._ups_server: Any = None
+        self._ups_thread: threading.Thread | None = None
+
+    @property
+    def ups_url(self) -> str:
+        """The UPS-RS root of this node's Task Manager."""
+        return f"http://127.0.0.1:{self.ups_port}"
 
     # ---------------------------------------------------------------- one poll
 
@@ -88,7 +110,14 @@ class ReferenceDicomwebNode:
         return images
 
     def poll_once(self) -> None:
-        """One QIDO-RS round: score and report every study that is ready."""
+        """One round: perform the READY workitems (UPS mode), else score and report every
+        study QIDO-RS shows ready."""
+        if self.ups_port is not None:
+            with self._ups_lock:
+                ready, self._ready = self._ready, []
+            for uid in ready:
+                self._perform(uid)
+            return
         for study in self._json("studies", ModalitiesInStudy="MG"):
             uid = wire.first_string(study, "0020000D")
             if uid is None or uid in self._done:
@@ -109,19 +138,120 @@ class ReferenceDicomwebNode:
                 log.warning("reference DICOMweb node: %s", msg)
                 self.errors.append(msg)
 
-    def _report(self, images: list[Dataset]) -> None:
+    def _report(self, images: list[Dataset], storage_url: str = "studies") -> list[Dataset]:
         if self.fault == "silent":
-            return
+            return []
         reports = score_and_report(self.adapter, images, self.tid1500, self.fault)
         body, ctype = wire.encode_related([wire.part10(r) for r in reports])
         resp = self._http.post(
-            "studies", content=body, headers={"Content-Type": ctype, "Accept": wire.DICOM_JSON}
+            storage_url, content=body, headers={"Content-Type": ctype, "Accept": wire.DICOM_JSON}
         )
         resp.raise_for_status()
         outcome = wire.stow_outcome(resp.json())
         if outcome.failed:
             raise RuntimeError(f"STOW-RS of the report failed: {outcome.failed}")
         self.reports_sent += len(reports)
+        return reports
+
+    # ---------------------------------------------------------------- UPS-RS (IHE AIW-I)
+
+    def _perform(self, uid: str) -> None:
+        """Claim, retrieve, score, store, complete one workitem."""
+        with self._ups_lock:
+            ups = self.workitems[uid]
+            ups.ProcedureStepState = "IN PROGRESS"
+        try:
+            images: list[Dataset] = []
+            for item in ups.InputInformationSequence:
+                url = str(item.WADORSRetrievalSequence[0].RetrieveURL)
+                resp = self._http.get(url, headers={"Accept": wire.RELATED_DICOM})
+                resp.raise_for_status()
+                parts = wire.decode_related(resp.content, resp.headers["content-type"])
+                wanted = {str(r.ReferencedSOPInstanceUID) for r in item.ReferencedSOPSequence}
+                got = [dcmread(BytesIO(p.content)) for p in parts]
+                images += [ds for ds in got if str(ds.SOPInstanceUID) in wanted]
+            storage = str(ups.OutputDestinationSequence[0].STOWRSStorageSequence[0].StorageURL)
+            reports = self._report(images, storage)
+        except Exception as exc:  # the workitem fails; the node keeps serving
+            msg = f"workitem {uid}: {type(exc).__name__}: {exc}"
+            log.warning("reference DICOMweb node: %s", msg)
+            self.errors.append(msg)
+            with self._ups_lock:
+                ups.ProcedureStepState = "CANCELED"
+                ups.ReasonForCancellation = msg[:64]
+            return
+        performed = Dataset()
+        outputs = []
+        for r in reports:
+            out = Dataset()
+            out.StudyInstanceUID, out.SeriesInstanceUID = r.StudyInstanceUID, r.SeriesInstanceUID
+            ref = Dataset()
+            ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = (
+                r.SOPClassUID,
+                r.SOPInstanceUID,
+            )
+            out.ReferencedSOPSequence = [ref]
+            out.TypeOfInstances = "DICOM"
+            outputs.append(out)
+        performed.OutputInformationSequence = outputs
+        with self._ups_lock:
+            ups.UnifiedProcedureStepPerformedProcedureSequence = [performed]
+            ups.ProcedureStepState = "COMPLETED"
+
+    def _ups_app(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, Response
+        from starlette.routing import Route
+
+        def problem(status: int, text: str) -> Response:
+            # PS3.18: an error response of UPS-RS carries its reason in a Warning header.
+            return Response(b"", status_code=status, headers={"Warning": f'299 mammocert "{text}"'})
+
+        async def create(request: Request) -> Response:
+            from pydicom.dataset import Dataset as Ds
+
+            try:
+                doc = json.loads(await request.body())
+                if isinstance(doc, list) and len(doc) == 1:
+                    doc = doc[0]
+                ups = Ds.from_json(doc)
+            except (ValueError, TypeError, KeyError) as exc:
+                return problem(400, f"not a DICOM JSON workitem: {exc}")
+            uid = request.query_params.get("workitem") or str(generate_uid())
+            if ups.get("ProcedureStepState") != "SCHEDULED":
+                return problem(400, "Procedure Step State must be SCHEDULED")
+            try:
+                for item in ups.InputInformationSequence:
+                    str(item.WADORSRetrievalSequence[0].RetrieveURL)
+                str(ups.OutputDestinationSequence[0].STOWRSStorageSequence[0].StorageURL)
+            except (AttributeError, IndexError):
+                return problem(400, "inputs need a WADO-RS Retrieve URL, outputs a Storage URL")
+            with self._ups_lock:
+                if uid in self.workitems:
+                    return problem(409, f"workitem {uid} exists")
+                ups.SOPInstanceUID = uid
+                self.workitems[uid] = ups
+                if ups.get("InputReadinessState") == "READY":
+                    self._ready.append(uid)
+            return Response(
+                b"", status_code=201, headers={"Location": f"{self.ups_url}/workitems/{uid}"}
+            )
+
+        async def get(request: Request) -> Response:
+            with self._ups_lock:
+                ups = self.workitems.get(request.path_params["uid"])
+                doc = ups.to_json_dict() if ups is not None else None
+            if doc is None:
+                return problem(404, "no such workitem")
+            return JSONResponse([doc], media_type=wire.DICOM_JSON)
+
+        return Starlette(
+            routes=[
+                Route("/workitems", create, methods=["POST"]),
+                Route("/workitems/{uid}", get, methods=["GET"]),
+            ]
+        )
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -135,6 +265,23 @@ class ReferenceDicomwebNode:
 
     def start(self) -> ReferenceDicomwebNode:
         self._stop.clear()
+        if self.ups_port is not None:
+            import uvicorn
+
+            self._ups_server = uvicorn.Server(
+                uvicorn.Config(
+                    self._ups_app(), host="127.0.0.1", port=self.ups_port, log_level="warning"
+                )
+            )
+            self._ups_thread = threading.Thread(
+                target=self._ups_server.run, name="dicomweb-node-ups", daemon=True
+            )
+            self._ups_thread.start()
+            deadline = time.monotonic() + 10
+            while not self._ups_server.started:
+                if time.monotonic() > deadline or not self._ups_thread.is_alive():
+                    raise OSError(f"UPS-RS server did not start on 127.0.0.1:{self.ups_port}")
+                time.sleep(0.02)
         self._worker = threading.Thread(target=self._loop, name="dicomweb-node", daemon=True)
         self._worker.start()
         return self
@@ -144,6 +291,10 @@ class ReferenceDicomwebNode:
         if self._worker is not None:
             self._worker.join(timeout=30)
             self._worker = None
+        if self._ups_server is not None and self._ups_thread is not None:
+            self._ups_server.should_exit = True
+            self._ups_thread.join(timeout=10)
+            self._ups_server = self._ups_thread = None
         self._http.close()
 
     def __enter__(self) -> ReferenceDicomwebNode:
@@ -166,11 +317,22 @@ def serve_cli(args: Any) -> int:
     if not str(args.url).startswith(("http://", "https://")):
         raise UsageError(f"--url {args.url}: expected the DICOMweb root, http(s)://host:port/path")
     adapter = open_adapter(pkg, "cpu")
-    node = ReferenceDicomwebNode(adapter, args.url, tid1500=bool(args.tid1500))
-    node.start()
+    node = ReferenceDicomwebNode(
+        adapter, args.url, tid1500=bool(args.tid1500), ups_port=args.ups_port
+    )
+    try:
+        node.start()
+    except OSError as exc:
+        adapter.close()
+        raise UsageError(f"--ups-port {args.ups_port}: cannot serve UPS-RS ({exc})") from None
+    how = (
+        f"performing UPS-RS workitems created at {node.ups_url}/workitems"
+        if args.ups_port
+        else f"polling {node.root}"
+    )
     print(
-        f"reference DICOMweb node polling {node.root}, scoring with {pkg.name}; reports are "
-        "stored back by STOW-RS; Ctrl-C stops it",
+        f"reference DICOMweb node {how}, scoring with {pkg.name}; reports are stored back by "
+        "STOW-RS; Ctrl-C stops it",
         flush=True,
     )
     stop = threading.Event()

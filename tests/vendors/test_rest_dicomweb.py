@@ -42,7 +42,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_dicomweb_package(
-    root: Path, url: str, *, timeout_s: float = 30.0, fmt: str = "mammography-cad-sr"
+    root: Path,
+    url: str,
+    *,
+    timeout_s: float = 30.0,
+    fmt: str = "mammography-cad-sr",
+    **dicomweb: object,
 ) -> Path:
     """A REST vendor package (vendor.yaml only) for a DICOMweb service; scores in percent."""
     doc = {
@@ -58,7 +63,7 @@ def write_dicomweb_package(
             "protocol": "dicomweb",
             "timeout_s": timeout_s,
             "retries": 0,
-            "dicomweb": {"poll_interval_s": 0.1, "results": {"format": fmt}},
+            "dicomweb": {"poll_interval_s": 0.1, "results": {"format": fmt}} | dicomweb,
         },
     }
     root.mkdir(parents=True, exist_ok=True)
@@ -132,28 +137,8 @@ def test_via_orthanc_equals_onnx_and_sends_nothing_identifiable(tmp_path, onnx_p
     assert sum('"POST"' in a for a in attempts) == len(got)
 
     # The wire: no patient name or ID, no original UID, no exam id, no ground truth.
-    manifest = json.loads((ref_set / "manifest.json").read_text())
     assert b"POST /dicom-web/studies" in sent
-    forbidden: set[str] = set()
-    uids: set[str] = set()
-    from pydicom import dcmread
-
-    for exam in manifest["exams"]:
-        forbidden.add(exam["exam_id"])
-        for im in exam["images"]:
-            ds = dcmread(ref_set / im["file"], stop_before_pixels=True)
-            forbidden |= {str(ds.PatientName), str(ds.PatientID)}
-            uids |= {str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)}
-    forbidden |= {"malignant", "cancer", "truth", "biopsy"}
-    forbidden.discard("")
-    for token in sorted(forbidden):
-        assert token.encode() not in sent, token
-    # mgfactory's study UID "<pydicom root>.1" is also pydicom's Implementation Class UID,
-    # which every Part-10 file meta carries; it identifies the writer, not the study.
-    uids.discard(PYDICOM_IMPLEMENTATION_UID)
-    assert len(uids) >= 4 * 4
-    for uid in sorted(uids):  # a whole UID, not the prefix a fresh UID shares with it
-        assert not re.search(rb"(?<![0-9.])" + re.escape(uid.encode()) + rb"(?![0-9.])", sent), uid
+    _assert_clean(sent, ref_set)
 
 
 @pytest.mark.external
@@ -181,6 +166,94 @@ def test_stow_instances_pass_dciodvfy_as_the_originals_do(tmp_path, onnx_pkg):
         sent = tmp_path / f"sent{k}.dcm"
         sent.write_bytes(part.content)
         assert errors(sent) <= errors(tmp_path / "study" / ref.file)
+
+
+def _forbidden(ref_set: Path) -> tuple[set[str], set[str]]:
+    """What must never be on the wire: exam ids, patient names/IDs, ground-truth words; and
+    the set's original UIDs (checked as whole UIDs)."""
+    from pydicom import dcmread
+
+    manifest = json.loads((ref_set / "manifest.json").read_text())
+    words: set[str] = {"malignant", "cancer", "truth", "biopsy"}
+    uids: set[str] = set()
+    for exam in manifest["exams"]:
+        words.add(exam["exam_id"])
+        for im in exam["images"]:
+            ds = dcmread(ref_set / im["file"], stop_before_pixels=True)
+            words |= {str(ds.PatientName), str(ds.PatientID)}
+            uids |= {str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)}
+    words.discard("")
+    # mgfactory's study UID "<pydicom root>.1" is also pydicom's Implementation Class UID,
+    # which every Part-10 file meta carries; it identifies the writer, not the study.
+    uids.discard(PYDICOM_IMPLEMENTATION_UID)
+    assert len(uids) >= 4 * len(manifest["exams"])
+    return words, uids
+
+
+def _assert_clean(sent: bytes, ref_set: Path) -> None:
+    words, uids = _forbidden(ref_set)
+    for token in sorted(words):
+        assert token.encode() not in sent, token
+    for uid in sorted(uids):  # a whole UID, not the prefix a fresh UID shares with it
+        assert not re.search(rb"(?<![0-9.])" + re.escape(uid.encode()) + rb"(?![0-9.])", sent), uid
+
+
+@pytest.mark.external
+def test_workitem_aiw_i_through_the_reference_task_manager(tmp_path, onnx_pkg, ref_set):
+    """``workitem: true``: after each STOW the harness creates a UPS workitem at the reference
+    node's Task Manager; the node performs it (WADO-RS the inputs, STOW-RS the report to the
+    Storage URL) and completes it; the harness finds the report by QIDO-RS as without one."""
+    require_tool("Orthanc", "apt-get install orthanc orthanc-dicomweb")
+    scorer = open_adapter(onnx_pkg)
+    try:
+        want = run_predictions(scorer, load_manifest(ref_set), progress=False)
+        with (
+            orthanc_dicomweb(tmp_path / "orthanc") as root,
+            ReferenceDicomwebNode(scorer, root, ups_port=free_port()) as node,
+            RecordingProxy(int(node.ups_port)) as proxy,
+        ):
+            pkg = write_dicomweb_package(
+                tmp_path / "pkg",
+                root,
+                workitem=True,
+                task_manager_url=f"http://127.0.0.1:{proxy.port}",
+            )
+            got = _predict(pkg, ref_set, tmp_path / "ev", 30)
+            sent = proxy.sent
+            assert node.errors == []
+    finally:
+        scorer.close()
+    for a, c in zip(got, want, strict=True):
+        assert a.status == "ok", a.error
+        assert a.score == pytest.approx(c.score, abs=1e-9)
+        assert a.breasts == pytest.approx(dict(c.breasts), abs=1e-9)
+    studies = {e["study_uid"] for e in map(json.loads, (tmp_path / "ev" / "evidence.jsonl").open())}
+    assert len(node.workitems) == len(got) == len(studies)
+    for ups in node.workitems.values():
+        assert ups.ProcedureStepState == "COMPLETED"
+        (item,) = ups.InputInformationSequence
+        assert str(item.StudyInstanceUID) in studies and len(item.ReferencedSOPSequence) == 4
+        assert (
+            str(item.WADORSRetrievalSequence[0].RetrieveURL)
+            == f"{root}/studies/{ups.StudyInstanceUID}"
+        )
+        (performed,) = ups.UnifiedProcedureStepPerformedProcedureSequence
+        assert len(performed.OutputInformationSequence) == 1
+    assert sent.count(b"POST /workitems?workitem=") == len(got)
+    _assert_clean(sent, ref_set)
+
+
+@pytest.mark.external
+def test_workitem_at_orthanc_is_a_fault_per_exam(tmp_path, small_set):
+    """Orthanc's DICOMweb plugin has no UPS-RS: creating the workitem there is a 404 for every
+    exam (the exams were stored; nothing else is waited for)."""
+    require_tool("Orthanc", "apt-get install orthanc orthanc-dicomweb")
+    with orthanc_dicomweb(tmp_path / "orthanc") as root:
+        pkg = write_dicomweb_package(tmp_path / "pkg", root, workitem=True)
+        got = _predict(pkg, small_set, tmp_path / "ev", 10)
+    for p in got:
+        assert p.status == "error" and "/dicom-web/workitems" in p.error
+        assert "HTTP 404" in p.error, p.error
 
 
 def test_service_down_makes_every_exam_an_error(tmp_path, ref_set):
@@ -420,3 +493,18 @@ def test_mammocert_run_via_dicomweb_gives_the_onnx_verdict(tmp_path, onnx_pkg, r
     for a, b in zip(via["criteria"], direct["criteria"], strict=True):
         assert a.get("value") == pytest.approx(b.get("value"), abs=1e-9), a["id"]
     assert (tmp_path / "dicomweb" / "rest-evidence" / "evidence.jsonl").is_file()
+
+
+def test_task_manager_url_is_checked_before_any_request(tmp_path):
+    from harness.errors import VendorPackageError
+
+    pkg = write_dicomweb_package(
+        tmp_path / "pkg", "http://127.0.0.1:1/dw", workitem=True, task_manager_url="http://u:p@h/"
+    )
+    with pytest.raises(VendorPackageError, match="task_manager_url"):
+        load_vendor_package(pkg)
+    pkg = write_dicomweb_package(
+        tmp_path / "ok", "http://127.0.0.1:1/dw", workitem=True, task_manager_url="http://h:1/ups"
+    )
+    spec = load_vendor_package(pkg).rest.dicomweb
+    assert spec.workitem and spec.task_manager_url == "http://h:1/ups"

@@ -15,17 +15,25 @@ transactions (RAD-108 STOW-RS, RAD-107 WADO-RS) use it.
   (multipart/related of Part-10 instances), kept in the evidence directory and listed in
   ``evidence.jsonl``. The report of the configured format decides
   (:class:`harness.vendors.sr_results.SrResults`, the same mapping as the ``dicom``
-  interface). Two such reports in one QIDO-RS answer are a fault (which one counts is not ours
-to guess); a report stored after the one that decided is not looked for.
+  interface). Two such reports in one QIDO-RS answer are a fault (which one counts is not
+  ours to guess); a report stored after the one that decided is not looked for.
+* ``workitem: true`` (IHE AIW-I): after the STOW, a UPS workitem naming the stored study as
+  input (Input Information Sequence, WADO-RS Retrieve URL) and this service as the STOW-RS
+  output destination is created at ``{task_manager_url or root}/workitems`` ([RAD-80],
+  201 Created expected); the result is then found by QIDO-RS as above.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from pydicom.uid import generate_uid
 
 from harness.dicomnet import dicomweb as wire
 from harness.dicomnet.scp import ReceivedObject, read_received
@@ -70,6 +78,8 @@ class DicomwebProfile:
             spec.format, spec.score_code, spec.score_scale or pkg.score_range
         )
         self.evidence = EvidenceIndex(evidence_dir)
+        self.workitem = spec.workitem
+        self.task_manager = (spec.task_manager_url or pkg.rest.url).rstrip("/")
         self.identity: dict[str, str] = {}
         self.down_reason: str | None = None
         try:
@@ -96,6 +106,8 @@ class DicomwebProfile:
     def infer(self, prepared: PreparedStow, deadline: float) -> ExamOutput:
         sent = prepared.sent
         self._stow(prepared, deadline)
+        if self.workitem:
+            self._create_workitem(sent, deadline)
         sent_series = {str(ds.SeriesInstanceUID) for ds in sent.datasets}
         fetched: set[str] = set()
         others = 0
@@ -144,6 +156,33 @@ class DicomwebProfile:
             )
             raise VendorFault(
                 f"{what}: {verdict} ({'; '.join(lost) or 'no failed instance named'})"
+            )
+
+    def _create_workitem(self, sent: remote.OutgoingExam, deadline: float) -> None:
+        """IHE AIW-I Create UPS Workitem [RAD-80]: the stored study as input (WADO-RS Retrieve
+        URL), results wanted back in the same service (STOW-RS Storage URL)."""
+        uid = generate_uid()
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S+0000")
+        ups = wire.ups_workitem(
+            sent.datasets,
+            self.client.url(f"studies/{sent.study_uid}"),
+            self.client.url("studies"),
+            f"mammography AI {sent.study_uid}",
+            now,
+        )
+        resp = self.client.request(
+            "POST",
+            f"{self.task_manager}/workitems",
+            params={"workitem": uid},
+            content=json.dumps([ups.to_json_dict()]).encode("utf-8"),
+            headers={"Content-Type": wire.DICOM_JSON, "Accept": wire.DICOM_JSON},
+            deadline=deadline,
+            exam_id=sent.exam_id,
+        )
+        if resp.status_code != 201:
+            raise VendorFault(
+                f"UPS-RS create workitem of exam {sent.exam_id}: HTTP {resp.status_code}, "
+                "expected 201 Created"
             )
 
     @staticmethod
