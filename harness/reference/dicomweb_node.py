@@ -1,14 +1,16 @@
 """The reference DICOMweb AI node: a vendor node attached to a PACS (or archive) by DICOMweb.
 
-It polls the service's QIDO-RS for mammography studies (``GET {root}/studies?
-ModalitiesInStudy=MG``), fetches each new study's MG series with WADO-RS, scores it with a
+It polls the service's QIDO-RS for studies (``GET {root}/studies``), fetches each new study's
+series with WADO-RS, scores it with a
 vendor adapter (the ONNX reference package in ``mammocert serve-reference dicomweb``) exactly as
 the reference DICOM node does (:func:`harness.reference.dicom_node.score_and_report`: a
 Mammography CAD SR in percent, optionally a TID 1500 report), and STOW-RSes the report(s) back
 into the same service, where a DICOMweb client (the harness's ``dicomweb`` profile) finds them.
 
 A study is scored once its four screening views are stored, or ``idle_s`` after the node first
-saw it; a study whose modalities already include SR is taken as reported.
+saw it; a study whose modalities already include SR is taken as reported. Like the DICOM node
+it scores whatever study arrives (a chest radiograph too): the adapter's refusal becomes a
+report saying no algorithm succeeded, so nothing waits for a report that never comes.
 
 With ``ups_port`` the node is instead an IHE AIW-I Task Manager and Task Performer: it serves
 UPS-RS on 127.0.0.1:``ups_port`` (``POST /workitems`` creates a workitem, 201 Created with its
@@ -99,7 +101,7 @@ class ReferenceDicomwebNode:
 
     def _fetch(self, study: str) -> list[Dataset]:
         images: list[Dataset] = []
-        for series in self._json(f"studies/{study}/series", Modality="MG"):
+        for series in self._json(f"studies/{study}/series"):
             uid = wire.first_string(series, "0020000E")
             resp = self._http.get(
                 f"studies/{study}/series/{uid}", headers={"Accept": wire.RELATED_DICOM}
@@ -118,7 +120,7 @@ class ReferenceDicomwebNode:
             for uid in ready:
                 self._perform(uid)
             return
-        for study in self._json("studies", ModalitiesInStudy="MG"):
+        for study in self._json("studies", includefield="00080061"):
             uid = wire.first_string(study, "0020000D")
             if uid is None or uid in self._done:
                 continue

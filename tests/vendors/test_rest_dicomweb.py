@@ -244,6 +244,35 @@ def test_workitem_aiw_i_through_the_reference_task_manager(tmp_path, onnx_pkg, r
 
 
 @pytest.mark.external
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        ("malformed", "malformed or foreign result report"),
+        ("partial", "node reports not all algorithms succeeded"),
+        ("wrong-study", "no Mammography CAD SR (TID 4000) within the timeout of 6s"),
+    ],
+)
+def test_node_faults_through_orthanc_are_recorded(tmp_path, onnx_pkg, small_set, fault, reason):
+    """The reference node misbehaving behind a real PACS: each exam is an error with the
+    reason, and the run goes on."""
+    require_tool("Orthanc", "apt-get install orthanc orthanc-dicomweb")
+    scorer = open_adapter(onnx_pkg)
+    try:
+        with (
+            orthanc_dicomweb(tmp_path / "orthanc") as root,
+            ReferenceDicomwebNode(scorer, root, fault=fault) as node,
+        ):
+            pkg = write_dicomweb_package(tmp_path / "pkg", root, timeout_s=6)
+            got = _predict(pkg, small_set, tmp_path / "ev", 6)
+            assert node.errors == [] and node.reports_sent == len(got)
+    finally:
+        scorer.close()
+    assert len(got) == 2
+    for p in got:
+        assert p.status == "error" and reason in p.error, p.error
+
+
+@pytest.mark.external
 def test_workitem_at_orthanc_is_a_fault_per_exam(tmp_path, small_set):
     """Orthanc's DICOMweb plugin has no UPS-RS: creating the workitem there is a 404 for every
     exam (the exams were stored; nothing else is waited for)."""
