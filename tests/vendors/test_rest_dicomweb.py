@@ -355,6 +355,8 @@ class FakeDicomweb:
             )
             if mode == "cut":
                 body = body[: len(body) - 60]
+            if mode == "junk":
+                body, ctype = wire.encode_related([b"not a DICOM instance"])
             return Response(body, media_type=ctype)
 
         self.app = Starlette(
@@ -426,6 +428,7 @@ def small_set(tmp_path_factory) -> Path:
         ("two", "2 Mammography CAD SR (TID 4000) reports for the exam's study"),
         ("foreign", "which the harness did not send in this study"),
         ("cut", "without its close delimiter"),
+        ("junk", "part 1 (application/dicom) is not a DICOM instance"),
     ],
 )
 def test_faults_are_recorded_per_exam(tmp_path, small_set, mode, reason):
