@@ -439,7 +439,9 @@ def test_faults_are_recorded_per_exam(tmp_path, small_set, mode, reason):
             write_dicomweb_package(tmp_path / "pkg", root, timeout_s=2), small_set, tmp_path, 2
         )
         wall = time.monotonic() - t0
-    assert len(got) == 2 and wall < 2 * 2 + 8
+    # Bounded by the runner's per-exam limit (timeout_s + 5 in _predict) plus start-up; that
+    # the profile's own 2 s deadline fired first shows in the reasons below.
+    assert len(got) == 2 and wall < 2 * (2 + 5) + 5
     for p in got:
         assert p.status == "error", p
         assert reason in p.error, p.error

@@ -112,11 +112,18 @@ class DicomwebProfile:
         fetched: set[str] = set()
         others = 0
         while True:
-            new = [s for s in self._result_series(sent, deadline) if s not in sent_series | fetched]
             objects: list[ReceivedObject] = []
-            for series in sorted(new):
-                objects.extend(self._retrieve(sent, series, deadline))
-                fetched.add(series)
+            try:
+                found = self._result_series(sent, deadline)
+                for series in sorted(set(found) - sent_series - fetched):
+                    objects.extend(self._retrieve(sent, series, deadline))
+                    fetched.add(series)
+            except VendorFault as exc:
+                if time.monotonic() < deadline:
+                    raise
+                # The search itself ran into the deadline: still, no report came in time.
+                reason = self.results.no_result_reason(self.timeout_s, others + len(objects))
+                raise VendorFault(f"{reason} (last request: {exc.reason})") from None
             reports = self.results.reports(objects)
             if len(reports) > 1:
                 raise VendorFault(
