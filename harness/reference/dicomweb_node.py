@@ -14,7 +14,8 @@ report saying no algorithm succeeded, so nothing waits for a report that never c
 
 With ``ups_port`` the node is instead an IHE AIW-I Task Manager and Task Performer: it serves
 UPS-RS on 127.0.0.1:``ups_port`` (``POST /workitems`` creates a workitem, 201 Created with its
-Location; ``GET /workitems/{uid}`` returns it), and performs each READY workitem: it retrieves
+Location; ``GET /workitems`` searches them, no matching keys but ``limit``; ``GET
+/workitems/{uid}`` returns one), and performs each READY workitem: it retrieves
 every input by its WADO-RS Retrieve URL, scores the study, stores the report(s) at the
 workitem's STOW-RS Storage URL, and sets the workitem COMPLETED with the reports in its Output
 Information Sequence (CANCELED, with the reason, if that fails). It then does not poll for new
@@ -240,6 +241,17 @@ class ReferenceDicomwebNode:
                 b"", status_code=201, headers={"Location": f"{self.ups_url}/workitems/{uid}"}
             )
 
+        async def search(request: Request) -> Response:
+            # Search Workitems without matching keys: every workitem, up to ``limit``.
+            limit = request.query_params.get("limit", "")
+            with self._ups_lock:
+                docs = [w.to_json_dict() for w in self.workitems.values()]
+            if limit.isdigit():
+                docs = docs[: int(limit)]
+            if not docs:
+                return Response(b"", status_code=204)
+            return JSONResponse(docs, media_type=wire.DICOM_JSON)
+
         async def get(request: Request) -> Response:
             with self._ups_lock:
                 ups = self.workitems.get(request.path_params["uid"])
@@ -251,6 +263,7 @@ class ReferenceDicomwebNode:
         return Starlette(
             routes=[
                 Route("/workitems", create, methods=["POST"]),
+                Route("/workitems", search, methods=["GET"]),
                 Route("/workitems/{uid}", get, methods=["GET"]),
             ]
         )

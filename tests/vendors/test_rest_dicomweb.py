@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from dicom_testkit import deidentified_set, make_exam, orthanc_dicomweb
@@ -273,16 +274,31 @@ def test_node_faults_through_orthanc_are_recorded(tmp_path, onnx_pkg, small_set,
 
 
 @pytest.mark.external
-def test_workitem_at_orthanc_is_a_fault_per_exam(tmp_path, small_set):
-    """Orthanc's DICOMweb plugin has no UPS-RS: creating the workitem there is a 404 for every
-    exam (the exams were stored; nothing else is waited for)."""
+def test_workitem_at_orthanc_is_refused_before_the_run(tmp_path, small_set):
+    """Orthanc's DICOMweb plugin has no UPS-RS: the pre-run UPS-RS search is a 404, so every
+    exam is an error with that reason and nothing is stored."""
     require_tool("Orthanc", "apt-get install orthanc orthanc-dicomweb")
     with orthanc_dicomweb(tmp_path / "orthanc") as root:
         pkg = write_dicomweb_package(tmp_path / "pkg", root, workitem=True)
         got = _predict(pkg, small_set, tmp_path / "ev", 10)
+        stored = httpx.get(f"{root}/studies").content.strip()
+    assert stored in (b"", b"[]")
     for p in got:
-        assert p.status == "error" and "/dicom-web/workitems" in p.error
-        assert "HTTP 404" in p.error, p.error
+        assert p.status == "error", p
+        assert p.error.startswith("UPS-RS Task Manager not usable before the run: GET ")
+        assert "/dicom-web/workitems: HTTP 404" in p.error, p.error
+
+
+def test_workitem_not_created_is_a_fault_per_exam(tmp_path, small_set):
+    """A Task Manager that answers the search but not 201 Created to the create: each exam is
+    an error naming the status (the scripted service answers POST /workitems with 200)."""
+    fake = FakeDicomweb("ok")
+    with fake.serving() as root:
+        pkg = write_dicomweb_package(tmp_path / "pkg", root, workitem=True)
+        got = _predict(pkg, small_set, tmp_path / "ev", 10)
+    for p in got:
+        assert p.status == "error"
+        assert "UPS-RS create workitem of exam" in p.error and "HTTP 200, expected 201" in p.error
 
 
 def test_service_down_makes_every_exam_an_error(tmp_path, ref_set):
@@ -359,8 +375,12 @@ class FakeDicomweb:
                 body, ctype = wire.encode_related([b"not a DICOM instance"])
             return Response(body, media_type=ctype)
 
+        async def workitems(request):
+            return JSONResponse([], media_type=wire.DICOM_JSON)
+
         self.app = Starlette(
             routes=[
+                Route("/dw/workitems", workitems, methods=["GET", "POST"]),
                 Route("/dw/studies", stow, methods=["POST"]),
                 Route("/dw/studies", studies, methods=["GET"]),
                 Route("/dw/studies/{study}/series", series, methods=["GET"]),

@@ -2,8 +2,9 @@
 DICOMweb service (a PACS or the vendor's own archive), as IHE AIW-I's storage and retrieval
 transactions (RAD-108 STOW-RS, RAD-107 WADO-RS) use it.
 
-* Before the run: a harmless QIDO-RS search (``GET {root}/studies?limit=1``); a service that
-  does not answer it sets ``down_reason`` and every exam is an error with it.
+* Before the run: a harmless QIDO-RS search (``GET {root}/studies?limit=1``), and with
+  ``workitem`` a UPS-RS search (``GET {task manager}/workitems?limit=1``); a service that does
+  not answer sets ``down_reason`` and every exam is an error with it.
 * ``prepare``: the exam is pseudonymised (fresh UIDs for this send,
   :func:`harness.vendors.remote.pseudonymise`) and written as one STOW-RS body, one Part-10
   instance per part.
@@ -92,6 +93,18 @@ class DicomwebProfile:
             )
         except VendorFault as exc:
             self.down_reason = f"DICOMweb service not reachable before the run: {exc.reason}"
+        if self.workitem and self.down_reason is None:
+            try:  # UPS-RS Search Workitems [RAD-81]: is there a Task Manager at all?
+                client.request(
+                    "GET",
+                    f"{self.task_manager}/workitems",
+                    params={"limit": "1"},
+                    headers={"Accept": wire.DICOM_JSON},
+                    deadline=time.monotonic() + PROBE_TIMEOUT_S,
+                )
+            except VendorFault as exc:
+                self.down_reason = f"UPS-RS Task Manager not usable before the run: {exc.reason}"
+        if self.down_reason is not None:
             log.warning("%s", self.down_reason)
 
     # ---------------------------------------------------------------- prepare
