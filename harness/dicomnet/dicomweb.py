@@ -28,6 +28,9 @@ from pydicom.dataset import Dataset
 DICOM_JSON = "application/dicom+json"
 DICOM = "application/dicom"
 RELATED_DICOM = 'multipart/related; type="application/dicom"'
+# WADO-RS Accept for instances as stored: without transfer-syntax=* a server transcodes to
+# Explicit VR Little Endian (PS3.18 8.7.3.5.2), which fails or is slow for some encodings.
+RELATED_DICOM_AS_STORED = RELATED_DICOM + "; transfer-syntax=*"
 
 # PS3.4 Table GG.4-1 / PS3.18 Table 10.5.3-1: the usual STOW-RS failure reasons.
 FAILURE_REASONS: Mapping[int, str] = {

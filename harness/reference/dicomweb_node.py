@@ -105,7 +105,7 @@ class ReferenceDicomwebNode:
         for series in self._json(f"studies/{study}/series"):
             uid = wire.first_string(series, "0020000E")
             resp = self._http.get(
-                f"studies/{study}/series/{uid}", headers={"Accept": wire.RELATED_DICOM}
+                f"studies/{study}/series/{uid}", headers={"Accept": wire.RELATED_DICOM_AS_STORED}
             )
             resp.raise_for_status()
             for part in wire.decode_related(resp.content, resp.headers["content-type"]):
@@ -129,14 +129,18 @@ class ReferenceDicomwebNode:
                 self._done.add(uid)
                 continue
             first = self._first_seen.setdefault(uid, time.monotonic())
-            images = self._fetch(uid)
-            views = {(str(d.get("ImageLaterality", "")), _view(d)) for d in images}
-            if not (SCREENING_VIEWS <= views or time.monotonic() - first >= self.idle_s):
-                continue
-            self._done.add(uid)
+            idle = time.monotonic() - first >= self.idle_s
             try:
+                images = self._fetch(uid)
+                views = {(str(d.get("ImageLaterality", "")), _view(d)) for d in images}
+                if not (SCREENING_VIEWS <= views or idle):
+                    continue
+                self._done.add(uid)
                 self._report(images)
-            except Exception as exc:  # keep serving other studies; note the failure
+            except Exception as exc:  # one bad study must not stall the others
+                if not idle and uid not in self._done:
+                    continue  # retried next round, until idle_s after it was first seen
+                self._done.add(uid)
                 msg = f"study {uid}: {type(exc).__name__}: {exc}"
                 log.warning("reference DICOMweb node: %s", msg)
                 self.errors.append(msg)
@@ -167,7 +171,7 @@ class ReferenceDicomwebNode:
             images: list[Dataset] = []
             for item in ups.InputInformationSequence:
                 url = str(item.WADORSRetrievalSequence[0].RetrieveURL)
-                resp = self._http.get(url, headers={"Accept": wire.RELATED_DICOM})
+                resp = self._http.get(url, headers={"Accept": wire.RELATED_DICOM_AS_STORED})
                 resp.raise_for_status()
                 parts = wire.decode_related(resp.content, resp.headers["content-type"])
                 wanted = {str(r.ReferencedSOPInstanceUID) for r in item.ReferencedSOPSequence}

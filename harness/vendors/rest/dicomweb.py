@@ -240,7 +240,7 @@ class DicomwebProfile:
         resp = self.client.request(
             "GET",
             path,
-            headers={"Accept": wire.RELATED_DICOM + "; transfer-syntax=*"},
+            headers={"Accept": wire.RELATED_DICOM_AS_STORED},
             deadline=deadline,
             exam_id=sent.exam_id,
         )
