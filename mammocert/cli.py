@@ -434,6 +434,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fault", default=None, help="misbehave on purpose (harness/reference/rest_node.py FAULTS)"
     )
+    p = _add(
+        serve,
+        "dicomweb",
+        "harness.reference.dicomweb_node:serve_cli",
+        "a DICOMweb AI node: polls a PACS by QIDO-RS, stores CAD SR back by STOW-RS",
+    )
+    p.add_argument("--vendor", required=True, help="ONNX vendor package that scores the exams")
+    p.add_argument(
+        "--url", required=True, help="DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web"
+    )
+    p.add_argument(
+        "--tid1500", action="store_true", help="also store a TID 1500 measurement report"
+    )
+    p.add_argument(
+        "--ups-port",
+        type=int,
+        default=None,
+        help="serve UPS-RS workitems (IHE AIW-I) on this port and perform them, instead of polling",
+    )
     return parser
 
 

@@ -242,6 +242,26 @@ end
 """
 
 
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"  # Debian orthanc-dicomweb
+
+
+def _orthanc_config(workdir: Path, http_port: int) -> dict:
+    """The settings every test Orthanc shares: loopback only, no authentication, no jobs kept."""
+    return {
+        "Name": "mammocert-test-pacs",
+        "StorageDirectory": str(workdir / "storage"),
+        "IndexDirectory": str(workdir / "index"),
+        "HttpPort": http_port,
+        "HttpServerEnabled": True,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "Plugins": [],
+        "SaveJobs": False,
+        "StableAge": 2,
+        "ConcurrentJobs": 4,
+    }
+
+
 @contextlib.contextmanager
 def orthanc(workdir: Path, *, aet: str, node: tuple[str, int], harness_ae: str) -> Iterator[int]:
     """Orthanc 1.10 as the region's PACS on a free DICOM port, routing MG instances to ``node``
@@ -251,14 +271,7 @@ def orthanc(workdir: Path, *, aet: str, node: tuple[str, int], harness_ae: str) 
     dicom_port, http_port = free_port(), free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "route.lua").write_text(ROUTING_LUA, encoding="utf-8")
-    config = {
-        "Name": "mammocert-test-pacs",
-        "StorageDirectory": str(workdir / "storage"),
-        "IndexDirectory": str(workdir / "index"),
-        "HttpPort": http_port,
-        "HttpServerEnabled": True,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
+    config = _orthanc_config(workdir, http_port) | {
         "DicomAet": aet,
         "DicomPort": dicom_port,
         "DicomCheckCalledAet": False,
@@ -273,15 +286,37 @@ def orthanc(workdir: Path, *, aet: str, node: tuple[str, int], harness_ae: str) 
         },
         "DicomAssociationCloseDelay": 0,
         "LuaScripts": [str(workdir / "route.lua")],
-        "Plugins": [],
-        "SaveJobs": False,
-        "StableAge": 2,
-        "ConcurrentJobs": 4,
         "DicomScuTimeout": 10,
     }
     (workdir / "orthanc.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     with process(["Orthanc", str(workdir / "orthanc.json")], port=dicom_port, cwd=workdir) as proc:
         yield dicom_port
+        del proc
+
+
+@contextlib.contextmanager
+def orthanc_dicomweb(workdir: Path) -> Iterator[str]:
+    """Orthanc 1.10 with its DICOMweb plugin on a free HTTP port (no DIMSE port at all);
+    yields the DICOMweb root URL. Skips (fails in CI) without the plugin."""
+    import json
+
+    from helpers import _missing
+
+    if not Path(DICOMWEB_PLUGIN).is_file():
+        _missing(
+            f"Orthanc DICOMweb plugin {DICOMWEB_PLUGIN} not found",
+            "apt-get install orthanc-dicomweb",
+        )
+    http_port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = _orthanc_config(workdir, http_port) | {
+        "DicomServerEnabled": False,
+        "Plugins": [DICOMWEB_PLUGIN],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
+    }
+    (workdir / "orthanc.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    with process(["Orthanc", str(workdir / "orthanc.json")], port=http_port, cwd=workdir) as proc:
+        yield f"http://127.0.0.1:{http_port}/dicom-web"
         del proc
 
 

@@ -86,6 +86,52 @@ def _view(ds: Dataset) -> str:
     return ""
 
 
+def score_study(
+    adapter: VendorAdapter, images: list[Dataset], complete: bool = True
+) -> ReportContent:
+    """What the node concludes about one study's images, in percent (the unit of 111047)."""
+    refs = [
+        (
+            ImageRef(
+                str(ds.SOPInstanceUID), str(ds.get("ImageLaterality", "")), _view(ds), "0" * 64
+            ),
+            ds,
+        )
+        for ds in images
+    ]
+    try:
+        out = adapter.infer(adapter.prepare(ExamInput("study", tuple(refs))))
+    except VendorFault as exc:
+        log.warning("reference node: model fault: %s", exc.reason)
+        return ReportContent(exam_score=None, breasts={}, complete=False)
+    marks: dict[str, list[MarkOut]] = {}
+    for f in out.findings:
+        marks.setdefault(f.laterality, []).append(MarkOut(f.file, f.x, f.y, 100.0 * f.score))
+    breasts = {k: 100.0 * v for k, v in out.breasts.items()}
+    return ReportContent(100.0 * out.score, breasts, marks, complete=complete)
+
+
+def score_and_report(
+    adapter: VendorAdapter, images: list[Dataset], tid1500: bool, fault: str | None
+) -> list[Dataset]:
+    """Score one study and write its report(s): the CAD SR, and a TID 1500 report if asked;
+    ``fault`` (one of :data:`FAULTS` other than the transport ones) spoils them on purpose."""
+    images = sorted(images, key=lambda d: (str(d.get("ImageLaterality", "")), _view(d)))
+    content = score_study(adapter, images, complete=fault != "partial")
+    reports = [write_mammo_cad_sr(images, content)]
+    if tid1500 and content.exam_score is not None:
+        reports.append(write_tid1500_sr(images, content))
+    if fault == "malformed":
+        for r in reports:
+            del r.ContentSequence
+    if fault == "wrong-study":
+        other = generate_uid()
+        for r in reports:
+            r.StudyInstanceUID = other
+            r.CurrentRequestedProcedureEvidenceSequence[0].StudyInstanceUID = other
+    return reports
+
+
 class ReferenceDicomNode:
     """The reference node; ``start()``/``stop()`` it (or use it as a context manager)."""
 
@@ -176,49 +222,10 @@ class ReferenceDicomNode:
 
     # ---------------------------------------------------------------- scoring and reporting
 
-    def _score(self, images: list[Dataset]) -> ReportContent:
-        refs = []
-        for ds in images:
-            refs.append(
-                (
-                    ImageRef(
-                        str(ds.SOPInstanceUID),
-                        str(ds.get("ImageLaterality", "")),
-                        _view(ds),
-                        "0" * 64,
-                    ),
-                    ds,
-                )
-            )
-        try:
-            out = self.adapter.infer(self.adapter.prepare(ExamInput("study", tuple(refs))))
-        except VendorFault as exc:
-            log.warning("reference node: model fault: %s", exc.reason)
-            return ReportContent(exam_score=None, breasts={}, complete=False)
-        marks: dict[str, list[MarkOut]] = {}
-        for f in out.findings:
-            marks.setdefault(f.laterality, []).append(MarkOut(f.file, f.x, f.y, 100.0 * f.score))
-        breasts = {k: 100.0 * v for k, v in out.breasts.items()}
-        return ReportContent(100.0 * out.score, breasts, marks, complete=self.fault != "partial")
-
     def _process(self, study_uid: str, st: _Study) -> None:
         if self.fault == "silent":
             return
-        images = sorted(
-            st.images.values(), key=lambda d: (str(d.get("ImageLaterality", "")), _view(d))
-        )
-        content = self._score(images)
-        reports = [write_mammo_cad_sr(images, content)]
-        if self.tid1500 and content.exam_score is not None:
-            reports.append(write_tid1500_sr(images, content))
-        if self.fault == "malformed":
-            for r in reports:
-                del r.ContentSequence
-        if self.fault == "wrong-study":
-            other = generate_uid()
-            for r in reports:
-                r.StudyInstanceUID = other
-                r.CurrentRequestedProcedureEvidenceSequence[0].StudyInstanceUID = other
+        reports = score_and_report(self.adapter, list(st.images.values()), self.tid1500, self.fault)
         dest = self._destination(st)
         scu.send_study(dest, self.ae_title, reports, timeout_s=60.0)
         self.reports_sent += len(reports)

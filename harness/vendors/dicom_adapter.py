@@ -16,19 +16,12 @@ exam, then fresh UIDs and pseudonyms per send); ``dicom.allow_identifiable: true
 check for a local, in-hospital endpoint.
 
 Results: the first structured report of the configured format (``mammography-cad-sr`` = TID
-4000, ``tid1500-sr``) for the exam's study decides. Scores are the NUMs coded
-``results.score`` (default 111047 DCM *Probability of cancer*), mapped linearly onto [0, 1]
-from ``results.score.scale`` if given, else the package's ``score_range`` (never clipped):
-
-* exam score: the report's exam-level NUM, else the maximum breast score;
-* breast score: the maximum Composite Feature / breast-level score of that side, else the
-  maximum finding score of that side; a breast that was imaged and has no finding in a complete
-  report scores the bottom of the range;
-* findings: every mark of a scored finding, mapped to the manifest file through the sent SOP
-  Instance UID; (x, y) are the SCOORD column/row (an outline's mean vertex).
-
-Every received object is kept in the evidence directory (``exams/<exam_id>/`` or
-``unmatched/``) and listed in ``evidence.jsonl``.
+4000, ``tid1500-sr``) for the exam's study decides; :class:`harness.vendors.sr_results.SrResults`
+maps it to predictions (the same mapping as the ``dicomweb`` REST profile), with the score NUM
+``results.score`` (default 111047 DCM *Probability of cancer*) on ``results.score.scale`` if
+given, else the package's ``score_range``. Every received object is kept in the evidence
+directory (``exams/<exam_id>/`` or ``unmatched/``) and listed in ``evidence.jsonl``
+(:class:`~harness.vendors.sr_results.EvidenceIndex`).
 
 Per-exam faults (:class:`VendorFault`, recorded by the runner): node down at C-ECHO before the
 run (every exam ``error`` with that reason), association rejected/aborted/refused, no results
@@ -39,30 +32,26 @@ is not waiting for are logged and kept in ``unmatched/``; they never match an ex
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pydicom import dcmread
-
 from harness.dicomnet import pacs, scu
 from harness.dicomnet.scp import ReceivedObject, StorageSCP
-from harness.dicomnet.sr import SR_SOP_CLASSES, ParsedReport, SrError, parse_report
+from harness.dicomnet.sr import ParsedReport
 from harness.errors import UsageError, VendorFault, VendorPackageError
 from harness.exam_input import ExamInput
-from harness.predictions import ExamOutput, Finding
+from harness.predictions import ExamOutput
 from harness.vendors import remote
 from harness.vendors.adapter import AdapterInfo
 from harness.vendors.package import VendorPackage
+from harness.vendors.sr_results import EvidenceIndex, SrResults
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_OF_FORMAT = {"mammography-cad-sr": "4000", "tid1500-sr": "1500"}
 POLL_INTERVAL_S = 0.25
 ECHO_TIMEOUT_S = 10.0
 
@@ -93,9 +82,9 @@ class DicomAdapter:
         self.spec = pkg.dicom
         results = self.spec.results
         self.mode = results.source
-        self.template = TEMPLATE_OF_FORMAT[results.format]
-        self.score_code = results.score_code
-        self.scale = results.score_scale or pkg.score_range
+        self.results = SrResults.of(
+            results.format, results.score_code, results.score_scale or pkg.score_range
+        )
         self.node = scu.Peer(self.spec.ae_title, self.spec.host, self.spec.port)
         self.calling_ae = self.spec.calling_ae_title
         self.timeout_s = float(self.spec.timeout_s)
@@ -107,8 +96,7 @@ class DicomAdapter:
         if evidence_dir is None:
             evidence_dir = tempfile.mkdtemp(prefix="mammocert-dicom-evidence-")
         self.evidence_dir = Path(evidence_dir)
-        self.evidence_dir.mkdir(parents=True, exist_ok=True)
-        self._index_lock = threading.Lock()
+        self._index = EvidenceIndex(self.evidence_dir)
         self._waiters: dict[str, _Waiter] = {}
         self._finished: dict[
             str, str
@@ -157,27 +145,7 @@ class DicomAdapter:
 
     def _record(self, obj: ReceivedObject, exam_id: str | None, role: str) -> Path:
         """Move a received object into the evidence tree and list it in evidence.jsonl."""
-        sub = self.evidence_dir / ("exams/" + exam_id if exam_id else "unmatched")
-        sub.mkdir(parents=True, exist_ok=True)
-        dest = sub / obj.path.name
-        if obj.path != dest:
-            shutil.move(obj.path, dest)
-        entry = {
-            "exam_id": exam_id,
-            "role": role,
-            "file": dest.relative_to(self.evidence_dir).as_posix(),
-            "sop_class_uid": obj.sop_class_uid,
-            "sop_instance_uid": obj.sop_instance_uid,
-            "study_uid": obj.study_uid,
-            "modality": obj.modality,
-            "from": obj.calling_ae,
-        }
-        with (
-            self._index_lock,
-            open(self.evidence_dir / "evidence.jsonl", "a", encoding="utf-8") as fh,
-        ):
-            fh.write(json.dumps(entry, sort_keys=True) + "\n")
-        return dest
+        return self._index.record(obj, exam_id, role)
 
     def _on_object(self, obj: ReceivedObject) -> None:
         with self._lock:
@@ -203,33 +171,12 @@ class DicomAdapter:
 
     def evidence(self, exam_id: str) -> list[dict]:
         """The evidence.jsonl entries of one exam (result reports and every other object)."""
-        path = self.evidence_dir / "evidence.jsonl"
-        if not path.is_file():
-            return []
-        with self._index_lock:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        return [e for e in map(json.loads, lines) if e.get("exam_id") == exam_id]
+        return self._index.entries(exam_id)
 
-    def _decide(
-        self, prepared: PreparedSend, objects: list[ReceivedObject], seen: int
-    ) -> ParsedReport | None:
+    def _decide(self, objects: list[ReceivedObject], seen: int) -> ParsedReport | None:
         """Parse newly arrived SRs; the first report of the configured template decides."""
-        for obj in objects[seen:]:
-            if obj.sop_class_uid not in SR_SOP_CLASSES:
-                continue  # secondary captures, presentation states, PDFs: evidence only
-            try:
-                report = parse_report(dcmread(obj.path), self.score_code)
-            except SrError as exc:
-                raise VendorFault(
-                    f"malformed or foreign result report {obj.path.name}: {exc}"
-                ) from None
-            except Exception as exc:  # unreadable DICOM
-                raise VendorFault(
-                    f"unreadable result object {obj.path.name}: {type(exc).__name__}: {exc}"
-                ) from None
-            if report.template == self.template:
-                return report
-        return None
+        reports = self.results.reports(objects[seen:])
+        return reports[0] if reports else None
 
     # ---------------------------------------------------------------- infer
 
@@ -264,10 +211,10 @@ class DicomAdapter:
                     if len(waiter.objects) == seen and remaining > 0:
                         waiter.cond.wait(timeout=remaining)
                     objects = list(waiter.objects)
-                report = self._decide(prepared, objects, seen)
+                report = self._decide(objects, seen)
                 seen = len(objects)
                 if report is not None:
-                    return self._output(prepared, report)
+                    return self.results.output(prepared, report)
                 if time.monotonic() >= deadline:
                     raise VendorFault(self._no_result_reason(objects))
         finally:
@@ -316,92 +263,14 @@ class DicomAdapter:
                 raise VendorFault(
                     f"retrieving results from the PACS failed: {exc.reason}"
                 ) from None
-            report = self._decide(prepared, objects, seen)
+            report = self._decide(objects, seen)
             seen = len(objects)
             if report is not None:
-                return self._output(prepared, report)
+                return self.results.output(prepared, report)
             time.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
 
     def _no_result_reason(self, objects: list[ReceivedObject]) -> str:
-        what = (
-            "Mammography CAD SR (TID 4000)"
-            if self.template == "4000"
-            else "TID 1500 measurement report"
-        )
-        extra = f" ({len(objects)} other object(s) received)" if objects else ""
-        return f"no {what} within the timeout of {self.timeout_s:g}s{extra}"
-
-    # ---------------------------------------------------------------- mapping
-
-    def _map(self, raw: float) -> float:
-        lo, hi = self.scale
-        return (float(raw) - lo) / (hi - lo)
-
-    def _output(self, prepared: PreparedSend, report: ParsedReport) -> ExamOutput:
-        if not report.complete:
-            raise VendorFault(f"node reports not all algorithms succeeded ({report.summary})")
-        images = prepared.images
-        sent_lats = {lat for _, lat, _ in images.values()}
-        findings: list[Finding] = []
-        breast_level: dict[str, list[float]] = {}
-        finding_level: dict[str, list[float]] = {}
-
-        def side_of(idx: int) -> str | None:
-            les = report.lesions[idx]
-            for m in les.marks:
-                if m.sop_instance_uid in images:
-                    return images[m.sop_instance_uid][1]
-            if les.laterality:
-                return les.laterality
-            for m in les.marks:
-                if report.image_laterality.get(m.sop_instance_uid):
-                    return report.image_laterality[m.sop_instance_uid]
-            children = [i for i, c in enumerate(report.lesions) if c.parent == idx]
-            for c in children:
-                s = side_of(c)
-                if s:
-                    return s
-            return None
-
-        for idx, les in enumerate(report.lesions):
-            for m in les.marks:
-                if m.sop_instance_uid not in images:
-                    raise VendorFault(
-                        f"result report marks image {m.sop_instance_uid}, which the harness did not send in this study"
-                    )
-            score = les.score
-            if score is None and les.parent is not None:
-                score = report.lesions[les.parent].score
-            if score is None:
-                continue
-            side = side_of(idx)
-            # A lesion with marks is a finding; a lesion without marks but with a side is a breast-level score.
-            if les.marks:
-                if side:
-                    finding_level.setdefault(side, []).append(score)
-                for m in les.marks:
-                    file, lat, view = images[m.sop_instance_uid]
-                    findings.append(
-                        Finding(lat, view, file, float(m.x), float(m.y), self._map(score))
-                    )
-            elif side:
-                breast_level.setdefault(side, []).append(score)
-        breasts: dict[str, float] = {}
-        for side in sorted(set(breast_level) | set(finding_level) | sent_lats):
-            if side in breast_level:
-                breasts[side] = self._map(max(breast_level[side]))
-            elif side in finding_level:
-                breasts[side] = self._map(max(finding_level[side]))
-            else:
-                breasts[side] = self._map(self.scale[0])
-        if report.exam_score is not None:
-            exam = self._map(report.exam_score)
-        elif breasts:
-            exam = max(breasts.values())
-        else:
-            raise VendorFault("result report carries no score for the exam or any breast")
-        findings.sort(key=lambda f: (f.file, -f.score, f.x, f.y))
-        return ExamOutput(score=exam, breasts=breasts, findings=tuple(findings))
+        return self.results.no_result_reason(self.timeout_s, len(objects))
 
     def close(self) -> None:
         if self._scp is not None:

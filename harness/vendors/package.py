@@ -193,6 +193,7 @@ class DicomwebSpec:
     score_scale: tuple[float, float] | None = None
     poll_interval_s: float = 0.5
     workitem: bool = False
+    task_manager_url: str | None = None  # UPS-RS root when not rest.url itself
 
 
 @dataclass(frozen=True)
@@ -815,6 +816,7 @@ def _rest_spec(r: dict[str, Any], root: Path, source: str) -> RestSpec:
             scale,
             _seconds(w, "poll_interval_s", 0.5, "rest.dicomweb", source),
             bool(w.get("workitem", False)),
+            w.get("task_manager_url"),
         )
     if "json_job" in r:
         j = r["json_job"]
