@@ -9,7 +9,9 @@ baseline every other path is divided by:
 * ``oip-json``: ``oip-v2`` with JSON tensors, Seldon MLServer serving the same model through
   harness/reference/oip/mlserver;
 * ``oip-binary``: ``oip-v2`` with the binary tensor extension, KServe's Python model server
-  through harness/reference/oip/kserve.
+  through harness/reference/oip/kserve;
+* ``dicomweb``: STOW-RS to Orthanc (DICOMweb plugin), the reference DICOMweb node scoring with
+  the same package and storing its CAD SR back, QIDO-RS/WADO-RS for the result.
 
 Every path runs the whole set through :func:`harness.runner.run_predictions` (prefetch and
 preprocessing included) after one warm-up exam, ``--repeat`` times, the passes alternating
@@ -35,7 +37,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # oip_testkit: the real OIP peers, package writer
+sys.path.insert(0, str(ROOT / "tests"))  # the real peers: oip_testkit, dicom_testkit
 
 from oip_testkit import REFERENCE_VENDOR, kserve, mlserver, write_oip_package  # noqa: E402
 
@@ -78,10 +80,53 @@ def path_oip_binary(stack: ExitStack, manifest, workdir: Path):
     return _oip(stack, "oip-binary", kserve, "binary", manifest, workdir)
 
 
+def path_dicomweb(stack: ExitStack, manifest, workdir: Path):
+    """dicomweb: STOW-RS to Orthanc with its DICOMweb plugin, the reference DICOMweb node
+    (polling Orthanc, scoring with the same package) storing its CAD SR back, QIDO/WADO-RS."""
+    import yaml
+    from dicom_testkit import orthanc_dicomweb
+
+    from harness.reference.dicomweb_node import ReferenceDicomwebNode
+    from harness.vendors import load_vendor_package, open_adapter
+
+    scorer = open_adapter(load_vendor_package(REFERENCE_VENDOR))
+    stack.callback(scorer.close)
+    root = stack.enter_context(orthanc_dicomweb(workdir / "orthanc"))
+    stack.enter_context(ReferenceDicomwebNode(scorer, root, poll_interval_s=DICOMWEB_POLL_S))
+    doc = {
+        "schema": "mammocert/vendor/v1",
+        "vendor": "Bench",
+        "product": "DicomwebNode",
+        "version": "1.0",
+        "interface": "rest",
+        "operating_point": 50.0,
+        "score_range": [0.0, 100.0],
+        "rest": {
+            "url": root,
+            "protocol": "dicomweb",
+            "timeout_s": 120,
+            "dicomweb": {
+                "poll_interval_s": DICOMWEB_POLL_S,
+                "results": {"format": "mammography-cad-sr"},
+            },
+        },
+    }
+    pkg_dir = workdir / "dicomweb-pkg"
+    pkg_dir.mkdir(parents=True, exist_ok=True)
+    (pkg_dir / "vendor.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    adapter = open_adapter(
+        load_vendor_package(pkg_dir), evidence_dir=workdir / "dicomweb-evidence", manifest=manifest
+    )
+    stack.callback(adapter.close)
+    return adapter
+
+
+DICOMWEB_POLL_S = 0.1  # the node's and the harness's poll: a floor on the exam latency
 PATHS: dict[str, Callable[..., object]] = {
     "onnx": path_onnx,
     "oip-json": path_oip_json,
     "oip-binary": path_oip_binary,
+    "dicomweb": path_dicomweb,
 }
 
 

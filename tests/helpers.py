@@ -42,3 +42,20 @@ def _missing(msg: str, install_hint: str) -> None:
     if os.environ.get("MAMMOCERT_REQUIRE_TOOLS") == "1":
         pytest.fail(msg + " (MAMMOCERT_REQUIRE_TOOLS=1: CI must have every tool)")
     pytest.skip(msg)
+
+
+def certify_standard(base: Path, cases: Path, keep, out: Path) -> Path:
+    """``base`` cut to the criteria ``keep(criterion) -> bool`` selects and pinned to the set in
+    ``cases``: a standard a certify run accepts on a small test set (certify runs every criterion
+    of its standard on the set it pins)."""
+    import yaml
+
+    from harness.cases.manifest import load_manifest
+
+    manifest = load_manifest(cases)
+    doc = yaml.safe_load(Path(base).read_text(encoding="utf-8"))
+    doc["reference_set"] = {"id": manifest.id, "digest": manifest.digest}
+    doc["criteria"] = [c for c in doc["criteria"] if keep(c)]
+    assert doc["criteria"], "no criterion kept"
+    out.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return out

@@ -26,7 +26,7 @@ import httpx
 import pytest
 import yaml
 from dicom_testkit import deidentified_set, make_exam, orthanc_dicomweb
-from helpers import require_tool
+from helpers import certify_standard, require_tool
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 from rest_testkit import RecordingProxy, free_port
 from vendors.mgfactory import write_package
@@ -502,34 +502,35 @@ def test_multipart_round_trip_and_strictness():
 @pytest.mark.external
 @pytest.mark.slow
 def test_mammocert_run_via_dicomweb_gives_the_onnx_verdict(tmp_path, onnx_pkg, ref_set):
-    """``mammocert run`` (self-test: the draft standard's prediction-only criteria, plus the
-    live ones that send re-encoded, repeated and invalid exams) through Orthanc and the
-    reference DICOMweb node gives the same results as the ONNX package."""
+    """``mammocert run --mode certify`` (the draft standard's prediction-only criteria, plus the
+    live ones that send re-encoded, repeated and invalid exams, pinned to the test set) through
+    Orthanc and the reference DICOMweb node gives the same results as the ONNX package."""
     require_tool("Orthanc", "apt-get install orthanc orthanc-dicomweb")
     from conformance.engine import LIVE_KINDS
 
-    std = yaml.safe_load((ROOT / "standards" / "dk-mammo-ai-draft.yaml").read_text())
     live = {"DK-INV-ENCODING", "DK-DET-01", "DK-REJ-01"}
-    std["criteria"] = [
-        c
-        for c in std["criteria"]
-        if (c["kind"] not in LIVE_KINDS and c["kind"] != "latency") or c["id"] in live
-    ]
-    assert live <= {c["id"] for c in std["criteria"]}
-    (tmp_path / "std.yaml").write_text(yaml.safe_dump(std, sort_keys=False))
+    std = certify_standard(
+        ROOT / "standards" / "dk-mammo-ai-draft.yaml",
+        ref_set,
+        lambda c: (c["kind"] not in LIVE_KINDS and c["kind"] != "latency") or c["id"] in live,
+        tmp_path / "std.yaml",
+    )
+    assert live <= {c["id"] for c in yaml.safe_load(std.read_text())["criteria"]}
 
     def run(vendor: Path, out: str) -> dict:
         r = subprocess.run(
             [sys.executable, "-m", "mammocert.cli", "run", "--vendor", str(vendor)]
             + ["--standard", "std.yaml", "--cases", str(ref_set), "--out", out]
-            + ["--mode", "self-test"],
+            + ["--mode", "certify"],
             capture_output=True,
             text=True,
             timeout=600,
             cwd=tmp_path,
         )
         assert r.returncode in (0, 1), r.stderr[-2000:]
-        return json.loads((tmp_path / out / "results.json").read_text())
+        results = json.loads((tmp_path / out / "results.json").read_text())
+        assert results["mode"] == "certify"
+        return results
 
     direct = run(onnx_pkg.root, "direct")
     scorer = open_adapter(onnx_pkg)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from dicom_testkit import deidentified_set, process
+from helpers import certify_standard
 from rest_testkit import RecordingProxy, free_port
 from vendors.jsonjob_kit import SCALE_RANGE, write_jsonjob_package
 from vendors.mgfactory import write_package
@@ -227,12 +228,18 @@ def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_mammocert_run_through_the_node_gives_the_onnx_verdict_and_scores(tmp_path):
     """The reference vendor's ONNX package run directly, and the same package behind the
-    reference REST node (async jobs, native 0-100 scale): the same verdict, criterion by
+    reference REST node (async jobs, native 0-100 scale), both in certify mode (the demo
+    standard cut to four criteria and pinned to a 4-exam set): the same verdict, criterion by
     criterion, and the same scores exam by exam (original and perturbed conditions)."""
     build_reference_set(DEFAULT_RECIPE, tmp_path / "cases", exams=4, workers=1)
-    standard = str(ROOT / "standards" / "demo.yaml")
-    select = "RECALL or DEGEN or TFR or INV-MIRROR"
-    common = ("--standard", standard, "--cases", "cases", "-k", select)
+    select = ("RECALL", "DEGEN", "TFR", "INV-MIRROR")
+    standard = certify_standard(
+        ROOT / "standards" / "demo.yaml",
+        tmp_path / "cases",
+        lambda c: any(k in c["id"] for k in select),
+        tmp_path / "standard.yaml",
+    )
+    common = ("--standard", str(standard), "--cases", "cases", "--mode", "certify")
     direct = _cli(tmp_path, "run", "--vendor", str(REFERENCE_VENDOR), "--out", "onnx", *common)
     assert direct.returncode in (0, 1), direct.stderr
     port = free_port()
@@ -248,7 +255,7 @@ def test_mammocert_run_through_the_node_gives_the_onnx_verdict_and_scores(tmp_pa
     assert predicted.returncode == 0, predicted.stderr
     a = json.loads((tmp_path / "onnx" / "results.json").read_text())
     b = json.loads((tmp_path / "viarest" / "results.json").read_text())
-    assert a["verdict"] == b["verdict"]
+    assert a["verdict"] == b["verdict"] and a["mode"] == b["mode"] == "certify"
     verdicts = lambda r: [(c["id"], c["outcome"], c["value"], c["n"]) for c in r["criteria"]]  # noqa: E731
     assert verdicts(a) == verdicts(b)
     judged = {c["id"]: c["outcome"] for c in a["criteria"]}
