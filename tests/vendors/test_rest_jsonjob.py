@@ -259,7 +259,9 @@ def test_mammocert_run_through_the_node_gives_the_onnx_verdict_and_scores(tmp_pa
     verdicts = lambda r: [(c["id"], c["outcome"], c["value"], c["n"]) for c in r["criteria"]]  # noqa: E731
     assert verdicts(a) == verdicts(b)
     judged = {c["id"]: c["outcome"] for c in a["criteria"]}
-    assert {judged["DK-TFR-01"], judged["DK-INV-MIRROR"]} <= {"passed", "failed"}  # evaluated
+    assert judged["DK-INV-MIRROR"] in ("passed", "failed")  # evaluated through the node
+    # four exams cannot bound a technical-failure rate at 2 %: not resolvable here, in both runs
+    assert judged["DK-TFR-01"] == "error"
     want = read_predictions(tmp_path / "onnx" / "predictions.jsonl")
     for got in (
         read_predictions(tmp_path / "viarest" / "predictions.jsonl"),

