@@ -237,7 +237,12 @@ def explore_cli(args: Any) -> int:
         cid, key, values = parse_sweep(text, candidate)
         curve = sweep(candidate, bundles, cases, cid, key, values)
         doc["sweeps"].append({"criterion": cid, "key": key, "curve": curve})
-        st = Table(title=f"sweep {cid}.{key}")
+        kept = {
+            k: v
+            for k, v in next(x for x in candidate.criteria if x.id == cid).pass_if.items()
+            if k != key
+        }
+        st = Table(title=f"sweep {cid}.{key}" + (f" (with {kept} kept)" if kept else ""))
         st.add_column(key)
         for v in vendors:
             st.add_column(v.name)

@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from harness.errors import MammocertError, UsageError
 from harness.fsio import make_dir, write_atomic
+from harness.passif import row_figures
 from harness.results import CriterionResult, RunResults, read_results
 from reports.plots import BLUE, GREY, INK, ORANGE, _figure, _floats, _styled, _to_svg
 from reports.programme_page import MEASURE_ROWS, _cell
@@ -110,10 +111,14 @@ def rows(cols: Sequence[Column]) -> list[Row]:
 
 
 def cell_text(cr: CriterionResult | None) -> str:
+    """A criterion's figure in the unit of its threshold (as the report shows it), its CI where
+    the CI belongs to that figure, and the outcome."""
     if cr is None:
         return "—"
-    value = fmt_number(cr.value)
-    if cr.ci is not None:
+    value, with_ci = row_figures(
+        cr.threshold, cr.value, (cr.evidence or {}).get("measured"), fmt_number
+    )
+    if with_ci and cr.ci is not None:
         value += f" ({fmt_number(cr.ci[0])}–{fmt_number(cr.ci[1])})"
     return f"{value} · {cr.outcome}"
 
