@@ -218,6 +218,7 @@ class Session:
     started: str | None = None
     _ctx: EvaluationContext | None = None
     _adapter_info: Any = None
+    _harness_checks_input: bool | None = None  # known once the model ran
 
     @property
     def hypothesis(self) -> HypothesisProfile:
@@ -272,6 +273,7 @@ class Session:
             )
             predictions = live.original_predictions()
             self._adapter_info = live.info
+            self._harness_checks_input = live.harness_checks_input
         self._ctx = EvaluationContext(
             standard=self.standard,
             manifest=self.manifest,
@@ -329,6 +331,13 @@ class Session:
             "score_range": list(pkg.score_range),
             "package_digest": pkg.package_digest,
             "model_digests": dict(pkg.model_digests),
+            # whether the model's input is built by the harness after its own intended-use
+            # check (ONNX, oip-v2): recorded so `verify --cases` replays input rejection alike
+            **(
+                {"harness_checks_input": self._harness_checks_input}
+                if self._harness_checks_input is not None
+                else {}
+            ),
         }
 
     # -- the bundle --------------------------------------------------------------------------
@@ -596,7 +605,7 @@ def recompute_criteria(bundle_dir: Path, cases_dir: Path) -> Recomputation:
         float(results.vendor["operating_point"]),
         results.vendor,
         results.mode,
-        live=RecordedModel(manifest, records) if model_ran else None,
+        live=RecordedModel(manifest, records, results.vendor) if model_ran else None,
     )
     attested = {c.id: c for c in results.criteria}
     rejudged: list[CriterionResult] = []

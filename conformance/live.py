@@ -7,8 +7,9 @@ model, and every prediction the verdict rests on lands in predictions.jsonl.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from harness.cases.manifest import Manifest
@@ -21,6 +22,8 @@ class LiveModel:
 
     def __init__(self, adapter: Any, manifest: Manifest, journal: Any, timeout_s: float) -> None:
         self.adapter = adapter
+        # the model's input is built by the harness after its own intended-use check (ONNX)
+        self.harness_checks_input = bool(getattr(adapter, "harness_checks_input", False))
         self.manifest = manifest
         self.journal = journal
         self.timeout_s = timeout_s
@@ -128,8 +131,16 @@ class RecordedModel:
 
     journal = None
 
-    def __init__(self, manifest: Manifest, records: Sequence[Prediction]) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        records: Sequence[Prediction],
+        vendor: Mapping[str, Any] | None = None,
+    ) -> None:
         self.manifest = manifest
+        vendor = vendor or {}
+        self.harness_checks_input = bool(vendor.get("harness_checks_input", False))
+        self.info = SimpleNamespace(interface=str(vendor.get("interface", "")))
         self._by_condition: dict[str, dict[str, Prediction]] = {}
         for p in records:
             self._by_condition.setdefault(p.condition, {})[p.exam_id] = p

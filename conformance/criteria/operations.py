@@ -242,13 +242,14 @@ def caching(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
 )
 def input_rejection(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
     """Every refusal must be the vendor's. An adapter that builds the model's input itself (an
-    ONNX package receives tensors) says so with ``harness_checks_input``: its intended-use check
+    ONNX package receives tensors) says so with ``harness_checks_input`` (the live model carries
+    it; a bundle records it for the replay in ``vendor``): its intended-use check
     is the harness's, refusing a chest CR before the model could see it, so crediting those
     refusals would credit the harness to the vendor."""
     from harness.perturb.invalid import INVALID_BUILDERS
 
     live = ctx.require_live("input rejection")
-    if getattr(getattr(live, "adapter", None), "harness_checks_input", False):
+    if live.harness_checks_input:
         raise NotApplicable(
             live.info.interface,
             "its model receives input tensors that the harness builds, and the harness's own "
