@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -630,7 +629,10 @@ def _exam_part(raw: Any) -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     """The node's OpenAPI document (``rest_node.openapi.yaml``)."""
-    return yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    from harness import yamlio
+    from harness.errors import HarnessFault
+
+    return yamlio.safe_load(OPENAPI_PATH.read_bytes(), str(OPENAPI_PATH), HarnessFault)
 
 
 def serve_cli(args: Any) -> int:
