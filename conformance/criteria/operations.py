@@ -249,7 +249,7 @@ def input_rejection(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionRes
     from harness.perturb.invalid import INVALID_BUILDERS
 
     live = ctx.require_live("input rejection")
-    if live.harness_checks_input:
+    if getattr(live, "harness_checks_input", False):
         raise NotApplicable(
             live.info.interface,
             "its model receives input tensors that the harness builds, and the harness's own "
