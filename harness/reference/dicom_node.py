@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import re
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from harness.dicomnet import scu
 from harness.dicomnet.sr import MarkOut, ReportContent, write_mammo_cad_sr, write_tid1500_sr
 from harness.errors import UsageError, VendorFault
 from harness.exam_input import ExamInput
+from harness.reference.serving import serve_until_stopped
 from harness.vendors.adapter import VendorAdapter
 
 log = logging.getLogger(__name__)
@@ -297,13 +297,4 @@ def serve_cli(args: Any) -> int:
         f"reports go to {dest}; Ctrl-C stops it",
         flush=True,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.stop()
-        adapter.close()
-    return 0
+    return serve_until_stopped(node, adapter)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import threading
 import time
 from io import BytesIO
@@ -43,6 +42,7 @@ from pydicom.uid import generate_uid
 from harness.dicomnet import dicomweb as wire
 from harness.errors import UsageError
 from harness.reference.dicom_node import SCREENING_VIEWS, _view, score_and_report
+from harness.reference.serving import serve_until_stopped
 from harness.vendors.adapter import VendorAdapter
 
 log = logging.getLogger(__name__)
@@ -354,13 +354,4 @@ def serve_cli(args: Any) -> int:
         "STOW-RS; Ctrl-C stops it",
         flush=True,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.stop()
-        adapter.close()
-    return 0
+    return serve_until_stopped(node, adapter)

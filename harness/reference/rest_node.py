@@ -31,7 +31,6 @@ import io
 import json
 import math
 import secrets
-import signal
 import socket
 import struct
 import threading
@@ -58,6 +57,7 @@ from harness.cases.manifest import ImageRef
 from harness.errors import UsageError, VendorFault
 from harness.exam_input import ExamInput
 from harness.predictions import ExamOutput
+from harness.reference.serving import serve_until_stopped
 from harness.vendors.adapter import VendorAdapter
 from harness.vendors.onnx_adapter import image_view
 
@@ -665,16 +665,7 @@ def serve_cli(args: Any) -> int:
         f"{', fault ' + args.fault if args.fault else ''}), scoring with {pkg.name}; Ctrl-C stops it",
         flush=True,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.stop()
-        adapter.close()
-    return 0
+    return serve_until_stopped(node, adapter)
 
 
 __all__ = ["FAULTS", "MODES", "SCALES", "ReferenceRestNode", "exam_of", "openapi_document"]

@@ -14,7 +14,6 @@ import pytest
 from dicom_testkit import deidentified_set
 from rest_testkit import free_port
 from vendors.jsonjob_kit import write_jsonjob_package
-from vendors.mgfactory import write_package
 
 from harness.cases.manifest import load_manifest
 from harness.reference.rest_node import FAULTS, ReferenceRestNode
@@ -101,15 +100,6 @@ def test_the_table_covers_every_fault_the_node_has():
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory) -> Path:
     return deidentified_set(tmp_path_factory.mktemp("set") / "set", n=2)
-
-
-@pytest.fixture(scope="module")
-def scorer(tmp_path_factory):
-    adapter = open_adapter(
-        load_vendor_package(write_package(tmp_path_factory.mktemp("onnx") / "pkg"))
-    )
-    yield adapter
-    adapter.close()
 
 
 @pytest.fixture(scope="module")

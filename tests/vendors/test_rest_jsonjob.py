@@ -18,7 +18,6 @@ from dicom_testkit import deidentified_set, process
 from helpers import certify_standard
 from rest_testkit import RecordingProxy, free_port
 from vendors.jsonjob_kit import SCALE_RANGE, write_jsonjob_package
-from vendors.mgfactory import write_package
 
 from harness.cases import DEFAULT_RECIPE
 from harness.cases.build import build_reference_set
@@ -43,15 +42,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory) -> Path:
     return deidentified_set(tmp_path_factory.mktemp("set") / "set", n=4)
-
-
-@pytest.fixture(scope="module")
-def scorer(tmp_path_factory):
-    adapter = open_adapter(
-        load_vendor_package(write_package(tmp_path_factory.mktemp("onnx") / "pkg"))
-    )
-    yield adapter
-    adapter.close()
 
 
 @pytest.fixture(scope="module")

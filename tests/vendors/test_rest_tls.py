@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from dicom_testkit import deidentified_set
 from vendors.jsonjob_kit import write_jsonjob_package
-from vendors.mgfactory import write_package
 
 from harness.cases.manifest import load_manifest
 from harness.errors import VendorFault
@@ -29,15 +28,6 @@ TOKEN = "tok-3f9a1c0de2b7"
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory) -> Path:
     return deidentified_set(tmp_path_factory.mktemp("set") / "set", n=1)
-
-
-@pytest.fixture(scope="module")
-def scorer(tmp_path_factory):
-    adapter = open_adapter(
-        load_vendor_package(write_package(tmp_path_factory.mktemp("onnx") / "pkg"))
-    )
-    yield adapter
-    adapter.close()
 
 
 @pytest.fixture(scope="module")
