@@ -31,6 +31,7 @@ from conformance.outcome import error_result
 from harness import __version__
 from harness.cases.manifest import Manifest, load_manifest, verify_set
 from harness.errors import HarnessFault, UsageError, VerificationError
+from harness.executor import ExecutorChoice
 from harness.fsio import make_dir, write_atomic
 from harness.jsonutil import sha256_file
 from harness.predictions import ORIGINAL, Prediction, read_predictions, write_predictions
@@ -92,6 +93,8 @@ class RunRequest:
     # who gets a copy: "vendor" adds the vendor's copy (vendor/, aggregate figures only) to the
     # bundle; "authority" writes the authority's full record alone (conformance.redaction)
     audience: str = "vendor"
+    # where the model calls run: this machine, or Dask workers (docs/distributed.md)
+    executor: ExecutorChoice = ExecutorChoice()
 
 
 def utcnow() -> str:
@@ -270,6 +273,7 @@ class Session:
                 req.device,
                 req.resume,
                 adapter=self.adapter,
+                executor=req.executor,
             )
             predictions = live.original_predictions()
             self._adapter_info = live.info

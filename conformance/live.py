@@ -8,6 +8,7 @@ model, and every prediction the verdict rests on lands in predictions.jsonl.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,8 +21,18 @@ from harness.predictions import ORIGINAL, Prediction
 class LiveModel:
     """An opened vendor adapter plus its journal; runs conditions on demand."""
 
-    def __init__(self, adapter: Any, manifest: Manifest, journal: Any, timeout_s: float) -> None:
+    def __init__(
+        self,
+        adapter: Any,
+        manifest: Manifest,
+        journal: Any,
+        timeout_s: float,
+        executor: Any = None,
+        resources: ExitStack | None = None,
+    ) -> None:
         self.adapter = adapter
+        self.executor = executor  # None: the runner's local executor
+        self._resources = resources or ExitStack()
         # the model's input is built by the harness after its own intended-use check (ONNX)
         self.harness_checks_input = bool(getattr(adapter, "harness_checks_input", False))
         self.manifest = manifest
@@ -39,9 +50,11 @@ class LiveModel:
         device: str,
         resume: bool,
         adapter: Any = None,
+        executor: Any = None,
     ) -> LiveModel:
-        """Open the package's adapter (or use the injected one), then run the original exams.
-        Opening a remote interface's adapter first checks that the set is de-identified."""
+        """Open the package's adapter (or use the injected one) and the ``executor``
+        (a :class:`harness.executor.ExecutorChoice`; default local), then run the original
+        exams. Opening a remote interface's adapter first checks that the set is de-identified."""
         from harness.journal import Journal, model_digest
         from harness.vendors import open_adapter
 
@@ -59,8 +72,16 @@ class LiveModel:
                 for old in (path, *(path.with_name(path.name + x) for x in ("-wal", "-shm"))):
                     old.unlink(missing_ok=True)  # with a killed run's side files, if any
             journal = Journal(path, model_digest(adapter.info.model_digests))
-        live = cls(adapter, manifest, journal, package.timeout_s)
-        live.run(ORIGINAL, None, progress=True)
+        resources = ExitStack()
+        try:
+            chosen = None
+            if executor is not None:
+                chosen = resources.enter_context(executor.open(package, device))
+            live = cls(adapter, manifest, journal, package.timeout_s, chosen, resources)
+            live.run(ORIGINAL, None, progress=True)
+        except BaseException:
+            resources.close()
+            raise
         return live
 
     def run(
@@ -83,6 +104,7 @@ class LiveModel:
             progress=progress,
             transform=wrapped,
             exam_ids=exam_ids,
+            executor=self.executor,
         )
         got = self._by_condition.setdefault(condition, {})
         for p in preds:
@@ -105,7 +127,10 @@ class LiveModel:
 
     def close(self) -> None:
         try:
-            self.adapter.close()
+            try:
+                self.adapter.close()
+            finally:
+                self._resources.close()  # the Dask client (and a cluster started for the run)
         finally:  # the journal is closed (one file, no -wal/-shm) even if the adapter's close fails
             if self.journal is not None:
                 self.journal.close()

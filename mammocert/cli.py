@@ -26,6 +26,29 @@ AUDIENCE_HELP = (
 )
 
 
+def _add_executor(p: argparse.ArgumentParser) -> None:
+    """Where the model calls run (docs/distributed.md)."""
+    p.add_argument(
+        "--executor",
+        choices=["local", "dask"],
+        default="local",
+        help="local: this machine (default); dask: Dask workers (needs --scheduler or --workers)",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="with --executor dask: a running Dask scheduler, e.g. tcp://10.0.0.5:8786",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --executor dask: start a local Dask cluster of N worker processes",
+    )
+
+
 def _add(sub, name: str, target: str, help: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help)
     p.set_defaults(_target=target)
@@ -137,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="per-exam timeout in seconds (default: the package's)",
     )
+    _add_executor(p)
 
     for name, target, help_ in (
         (
@@ -161,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--key", default=None, help="Ed25519 private key (PEM) to sign the attestation"
             )
             p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+            _add_executor(p)
             p.add_argument(
                 "-k", dest="keyword", default=None, help="select criteria (self-test only)"
             )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.engine import RunRequest, run
+from harness.executor import ExecutorChoice
 from harness.predictions import ORIGINAL, Prediction, is_valid_score
 from harness.results import CONFORMANT, CriterionResult, RunResults
 
@@ -38,6 +39,7 @@ def request_of(args: Any) -> RunRequest:
         resume=bool(get("resume")),
         select=get("keyword") or "",
         audience=get("audience") or "vendor",
+        executor=ExecutorChoice.from_args(args),
     )
 
 

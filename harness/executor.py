@@ -1,0 +1,347 @@
+"""The executor seam: where the runner's exam-conditions are loaded, perturbed and inferred.
+
+The runner (:mod:`harness.runner`) keeps the journal and decides which exam-conditions still
+need the model; an :class:`Executor` computes those and yields one :class:`TaskOutcome` per task,
+as each arrives. Two implementations:
+
+* :class:`LocalExecutor` (here): this process, a prefetch pool of threads for
+  ``load -> transform -> adapter.prepare`` and one infer thread with a deadline;
+* :class:`harness.dask_executor.DaskExecutor`: the same per-task work on Dask workers, each with
+  its own adapter opened from the vendor package.
+
+What one task does, on either side, is :class:`ModelCaller`: prepare, then a timed ``infer``
+with the deadline; vendor faults (any exception out of the adapter) become ``rejected``/``error``
+records, so both executors give the same predictions for the same exams.
+
+Prefetch: ``prepare`` of the next exams overlaps with ``infer`` of the current one; onnxruntime
+and numpy release the GIL, so threads give real overlap without pickling sessions or datasets
+between processes. OpenJPEG is not thread-safe: JPEG 2000 encoding and decoding take
+``harness.pixels.CODEC_LOCK``.
+
+Timeouts: ``infer`` runs in a dedicated daemon thread and the caller waits at most ``timeout_s``.
+On a timeout the exam is recorded as ``error: timeout after Ns`` and the call is abandoned: an
+adapter that can stop its model (the ONNX adapter runs its session in a worker process) has its
+``abandon()`` called, which ends the hung call, so no thread is left behind. A Python thread
+stuck inside a native call of an adapter without ``abandon`` cannot be killed: it is left as a
+daemon thread (its late result is discarded) and a fresh thread takes the next exam. If
+``MAX_HUNG`` abandoned threads are still stuck, the model is considered dead: the remaining exams
+are recorded as ``error`` ("not run: ...") without being journaled, so a later ``--resume`` tries
+them again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from harness.cases.manifest import Exam, Manifest
+from harness.errors import ManifestError, UsageError, VendorFault
+from harness.exam_input import ExamInput, load_exam
+from harness.predictions import ORIGINAL, Prediction
+from harness.vendors.adapter import VendorAdapter
+
+Transform = Callable[[ExamInput, str], ExamInput]
+MAX_HUNG = 3
+ABANDON_WAIT_S = 10.0  # how long an abandoned call may take to return once its model is stopped
+_INFINITIES = (float("inf"), float("-inf"))
+
+
+@dataclass(frozen=True)
+class ExamTask:
+    """One exam under one condition; ``case_digest`` keys the journal."""
+
+    condition: str
+    exam: Exam
+    case_digest: str
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """The prediction for a task; ``journaled`` is False for a record a ``--resume`` must redo
+    (the exam was not run, e.g. the model is hung or its Dask worker kept dying)."""
+
+    task: ExamTask
+    prediction: Prediction
+    journaled: bool = True
+
+
+@dataclass(frozen=True)
+class ExamJob:
+    """What every task of one runner call shares."""
+
+    adapter: VendorAdapter
+    manifest: Manifest
+    transform: Transform | None
+    timeout_s: float | None
+
+
+class Executor(Protocol):
+    """Computes tasks and yields their outcomes as they arrive (in any order), each task once.
+
+    ``tasks`` is consumed lazily, at most a bounded number ahead of the outcomes, so the runner
+    can record journaled results while it feeds the executor. Exceptions that are not vendor
+    faults (a bad manifest, a missing transform, a worker that sees another package) propagate.
+    """
+
+    def run(self, job: ExamJob, tasks: Iterable[ExamTask]) -> Iterator[TaskOutcome]: ...
+
+    def describe(self) -> str:
+        """A short phrase for the run summary, e.g. ``local`` or ``dask tcp://h:8786, 8 workers``."""
+        ...
+
+
+class _InferWorker:
+    """One daemon thread that runs ``infer`` calls; replaced when a call hangs."""
+
+    def __init__(self) -> None:
+        self.hung: list[threading.Thread] = []
+        self._start()
+
+    def _start(self) -> None:
+        self._jobs: deque[tuple[Callable[[Any], Any], Any, Future] | None] = deque()
+        self._ready = threading.Semaphore(0)
+        self._thread = threading.Thread(
+            target=self._loop, args=(self._jobs, self._ready), daemon=True, name="mammocert-infer"
+        )
+        self._thread.start()
+
+    @staticmethod
+    def _loop(jobs: deque, ready: threading.Semaphore) -> None:
+        while True:
+            ready.acquire()
+            job = jobs.popleft()
+            if job is None:
+                return
+            fn, arg, fut = job
+            t0 = time.perf_counter()
+            try:
+                result = fn(arg)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread as data
+                fut.set_exception(exc)
+            else:
+                fut.set_result((result, time.perf_counter() - t0))
+
+    def call(
+        self, fn: Callable[[Any], Any], arg: Any, timeout_s: float | None
+    ) -> tuple[Any, float]:
+        fut: Future = Future()
+        self._jobs.append((fn, arg, fut))
+        self._ready.release()
+        try:
+            return fut.result(timeout=timeout_s)
+        except FutureTimeout:
+            # Abandon the stuck thread (a native call cannot be interrupted) and start a fresh one.
+            self._jobs.append(None)
+            self._ready.release()
+            self.hung.append(self._thread)
+            self._start()
+            raise
+
+    def stuck(self) -> int:
+        return sum(t.is_alive() for t in self.hung)
+
+    def reap(self, wait_s: float) -> None:
+        """Wait for abandoned threads whose call was stopped; those still stuck stay counted."""
+        for t in self.hung:
+            t.join(wait_s)
+        self.hung = [t for t in self.hung if t.is_alive()]
+
+    def close(self) -> None:
+        self._jobs.append(None)
+        self._ready.release()
+        self._thread.join(1.0)  # idle: it returns at once
+
+
+def _fault_reason(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, VendorFault):
+        return exc.status, exc.reason
+    return "error", f"adapter raised {type(exc).__name__}: {str(exc)[:200]}"
+
+
+class ModelCaller:
+    """One adapter's per-task work: prepare (thread-safe), then infer with a deadline.
+
+    ``infer`` calls are serialised (one infer thread per adapter, and a lock so that a deadline
+    times one model call, not the queue in front of it); ``prepare`` may run in many threads."""
+
+    def __init__(self, adapter: VendorAdapter) -> None:
+        self.adapter = adapter
+        self._worker = _InferWorker()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def prepare(job: ExamJob, task: ExamTask) -> Any:
+        exam_input = load_exam(job.manifest, task.exam)
+        if task.condition != ORIGINAL:
+            if job.transform is None:
+                raise UsageError(
+                    f"condition {task.condition!r} needs a transform; pass transform= to "
+                    "run_predictions"
+                )
+            exam_input = job.transform(exam_input, task.condition)
+        return job.adapter.prepare(exam_input)
+
+    @staticmethod
+    def fault(task: ExamTask, exc: BaseException) -> TaskOutcome:
+        """The record of a task whose prepare raised: harness errors propagate, the rest is data."""
+        if isinstance(exc, UsageError | ManifestError):
+            raise exc
+        status, reason = _fault_reason(exc)
+        return TaskOutcome(
+            task, Prediction.failed(task.exam.exam_id, task.condition, status, reason, None)
+        )
+
+    def infer(self, job: ExamJob, task: ExamTask, prepared: Any) -> TaskOutcome:
+        exam_id, cond = task.exam.exam_id, task.condition
+        with self._lock:
+            stuck = self._worker.stuck()
+            if stuck >= MAX_HUNG:
+                reason = f"not run: {stuck} earlier model calls are still hung"
+                return TaskOutcome(
+                    task, Prediction.failed(exam_id, cond, "error", reason, None), journaled=False
+                )
+            try:
+                out, latency = self._worker.call(self.adapter.infer, prepared, job.timeout_s)
+            except FutureTimeout:
+                abandon = getattr(self.adapter, "abandon", None)
+                if abandon is not None:
+                    abandon()
+                    self._worker.reap(ABANDON_WAIT_S)
+                reason = f"timeout after {job.timeout_s:g}s"
+                return TaskOutcome(
+                    task, Prediction.failed(exam_id, cond, "error", reason, job.timeout_s)
+                )
+            except Exception as exc:  # noqa: BLE001 - vendor-side infer faults are data
+                status, reason = _fault_reason(exc)
+                return TaskOutcome(task, Prediction.failed(exam_id, cond, status, reason, None))
+        if out.score is None or out.score != out.score or out.score in _INFINITIES:
+            reason = f"model returned a non-finite score ({out.score})"
+            return TaskOutcome(
+                task, Prediction.failed(exam_id, cond, "error", reason, round(latency, 6))
+            )
+        return TaskOutcome(task, Prediction.ok(exam_id, cond, out, round(latency, 6)))
+
+    def run(self, job: ExamJob, task: ExamTask) -> TaskOutcome:
+        """Prepare and infer one task in the calling thread (a Dask worker's task)."""
+        try:
+            prepared = self.prepare(job, task)
+        except (UsageError, ManifestError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - vendor-side prepare faults are data
+            return self.fault(task, exc)
+        return self.infer(job, task, prepared)
+
+    def close(self) -> None:
+        self._worker.close()
+
+
+class LocalExecutor:
+    """This process: ``workers`` prefetch threads, at most ``prefetch`` tasks in flight, infer
+    in task order on one infer thread. Outcomes come in task order."""
+
+    def __init__(self, workers: int | None = None, prefetch: int | None = None) -> None:
+        self.workers = workers or max(1, min(4, (os.cpu_count() or 2)))
+        self.prefetch = prefetch or 2 * self.workers
+
+    def describe(self) -> str:
+        return "local"
+
+    def run(self, job: ExamJob, tasks: Iterable[ExamTask]) -> Iterator[TaskOutcome]:
+        caller = ModelCaller(job.adapter)
+        pending: deque[tuple[ExamTask, Future]] = deque()
+        try:
+            with ThreadPoolExecutor(
+                max_workers=self.workers, thread_name_prefix="mammocert-prefetch"
+            ) as pool:
+                queue = iter(tasks)
+                exhausted = False
+                while True:
+                    while not exhausted and len(pending) < self.prefetch:
+                        task = next(queue, None)
+                        if task is None:
+                            exhausted = True
+                            break
+                        pending.append((task, pool.submit(caller.prepare, job, task)))
+                    if not pending:
+                        return
+                    task, fut = pending.popleft()
+                    try:
+                        prepared = fut.result()
+                    except (UsageError, ManifestError):
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - vendor-side prepare faults are data
+                        yield caller.fault(task, exc)
+                        continue
+                    yield caller.infer(job, task, prepared)
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            caller.close()
+
+
+EXECUTORS = ("local", "dask")
+# A Dask address: an optional protocol, a host (name, IPv4 or [IPv6]) and a port.
+_ADDRESS = re.compile(
+    r"^(?:(?:tcp|tls|ws|wss|ucx|inproc)://)?(?:[\w.-]+|\[[0-9a-fA-F:]+\]):\d{1,5}$"
+)
+
+
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """Where a run computes (the CLI's ``--executor``, ``--scheduler``, ``--workers``)."""
+
+    kind: str = "local"
+    scheduler: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise UsageError(f"--executor {self.kind}: use one of {', '.join(EXECUTORS)}")
+        if self.kind == "local":
+            if self.scheduler is not None or self.workers is not None:
+                flag = "--scheduler" if self.scheduler is not None else "--workers"
+                raise UsageError(f"{flag} needs --executor dask (the local executor has neither)")
+            return
+        if (self.scheduler is None) == (self.workers is None):
+            raise UsageError(
+                "--executor dask needs exactly one of --scheduler ADDRESS (a running cluster) "
+                "and --workers N (a local cluster of N processes)"
+            )
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers {self.workers}: must be at least 1")
+        if self.scheduler is not None and not _ADDRESS.match(self.scheduler):
+            raise UsageError(
+                f"--scheduler {self.scheduler}: not a Dask scheduler address; give "
+                "[PROTOCOL://]HOST:PORT, e.g. tcp://10.0.0.5:8786"
+            )
+
+    @classmethod
+    def from_args(cls, args: Any) -> ExecutorChoice:
+        """The choice parsed options make (absent options: the local executor)."""
+        return cls(
+            getattr(args, "executor", None) or "local",
+            getattr(args, "scheduler", None),
+            getattr(args, "workers", None),
+        )
+
+    @contextmanager
+    def open(self, package: Any, device: str) -> Iterator[Executor | None]:
+        """The executor for a run of ``package`` (None: the runner's local default)."""
+        if self.kind == "local":
+            yield None
+            return
+        from harness.dask_executor import dask_executor
+
+        with dask_executor(
+            package, device, scheduler=self.scheduler, workers=self.workers
+        ) as executor:
+            yield executor
