@@ -267,9 +267,10 @@ class DaskExecutor:
             if in_flight:
                 self.client.cancel(list(in_flight))
 
-    def close(self) -> None:
-        """Close the adapters the workers opened (a shared cluster lives on)."""
-        self.client.run(close_worker)
+    def close(self) -> dict[str, int]:
+        """Close the adapters the workers opened (a shared cluster lives on); per worker, how
+        many it had open."""
+        return self.client.run(close_worker)
 
 
 def _connect(scheduler: str) -> Any:

@@ -137,7 +137,10 @@ def tiny_score_model(
         for k in range(slow_matmuls):
             nodes.append(helper.make_node("MatMul", [f"wide{k}", "big"], [f"wide{k + 1}"]))
         nodes.append(
-            helper.make_node("ReduceMean", [f"wide{slow_matmuls}"], ["score_slow"], keepdims=1)
+            # per batch item (axis 1), so an image unit's four images keep four scores
+            helper.make_node(
+                "ReduceMean", [f"wide{slow_matmuls}"], ["score_slow"], axes=[1], keepdims=1
+            )
         )
         last = "score_slow"
     nodes.append(
