@@ -261,3 +261,37 @@ def test_a_killed_coordinator_resumes_with_identical_output(tmp_path):
     assert f"{done} reused from the journal" in r.stderr and "on dask tcp://" in r.stderr
     strip = lambda path: [_key(p) for p in read_predictions(path)]  # noqa: E731
     assert strip(out) == strip(ref) and len(strip(out)) == 16
+
+
+@pytest.mark.slow
+def test_mammocert_run_on_dask_gives_the_local_bundle(cases, package, tmp_path):
+    """The live criteria's conditions (closures over the criterion's transform) reach the workers;
+    predictions and every figure but latency equal a local run's."""
+    cmd = [sys.executable, "-m", "mammocert.cli", "run", "--vendor", str(package)]
+    cmd += ["--cases", str(cases), "--standard", "standards/demo.yaml"]
+    chosen = ("DK-INV-MIRROR", "DK-DEC-NOISE", "DK-DET-01", "DK-CACHE-01")
+    cmd += ["-k", " or ".join(chosen)]
+    bundles = {}
+    for name, flags in (("local", []), ("dask", ["--executor", "dask", "--workers", "2"])):
+        out = tmp_path / name
+        r = subprocess.run(
+            cmd + ["--out", str(out)] + flags, capture_output=True, text=True, timeout=600
+        )
+        assert r.returncode in (0, 1), r.stderr
+        bundles[name] = out
+    assert "on dask tcp://" in r.stderr
+    local, dist = (
+        [_key(p) for p in read_predictions(bundles[n] / "predictions.jsonl")]
+        for n in ("local", "dask")
+    )
+    assert dist == local and len(local) > 8  # the originals and the criteria's conditions
+    figures = {
+        n: [
+            (c["id"], c["outcome"], c["value"], c["n"])
+            for c in json.loads((bundles[n] / "results.json").read_text())["criteria"]
+            if c["id"] in chosen
+        ]
+        for n in bundles
+    }
+    assert figures["dask"] == figures["local"] and len(figures["local"]) == 4
+    assert all(outcome in ("passed", "failed") for _, outcome, *_ in figures["local"])
