@@ -8,8 +8,9 @@ One run, one machine, the same exams, conditions and vendor package:
    with Dask's task stream recording each task's compute time on its worker; the predictions
    must equal the local ones (``latency_s`` aside), or the script fails;
 3. the per-task costs: compute on a worker, the rest of a worker's time per task (scheduling,
-   transfer, idle), the coordinator's dispatch rate with tasks that do nothing, and one
-   journal commit (SQLite WAL, ``synchronous=FULL``);
+   transfer, idle), the coordinator's dispatch rate with tasks that do nothing (``--noop-window``
+   in flight, as a large cluster's window would be), and one journal commit (SQLite WAL,
+   ``synchronous=FULL``);
 4. a projection for ``--project`` exam-conditions on N workers from those costs: the workers'
    share ``tasks x (compute + overhead) / N`` against the coordinator's serial share
    ``tasks x (dispatch + commit)``, whichever is larger, plus the measured cluster start.
@@ -89,7 +90,13 @@ def main() -> int:
     ap.add_argument("--exams", type=int, default=24)
     ap.add_argument("--conditions", nargs="+", default=["original", "mirror"])
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--noop-tasks", type=int, default=1000)
+    ap.add_argument("--noop-tasks", type=int, default=2000)
+    ap.add_argument(
+        "--noop-window",
+        type=int,
+        default=256,
+        help="no-op tasks in flight: the window of a large cluster (4 per worker thread)",
+    )
     ap.add_argument("--project", type=int, default=100_000, help="exam-conditions to project")
     ap.add_argument("--nodes", type=int, nargs="+", default=[2, 8, 32, 128, 512])
     args = ap.parse_args()
@@ -152,8 +159,7 @@ def main() -> int:
                 print("FAIL: the Dask predictions differ from the local ones", file=sys.stderr)
                 return 1
             threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
-            window = 4 * threads
-            rate = _dispatch_rate(client, args.noop_tasks, window)
+            rate = _dispatch_rate(client, args.noop_tasks, args.noop_window)
             executor.close()
         finally:
             client.close()

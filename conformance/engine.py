@@ -31,7 +31,7 @@ from conformance.outcome import error_result
 from harness import __version__
 from harness.cases.manifest import Manifest, load_manifest, verify_set
 from harness.errors import HarnessFault, UsageError, VerificationError
-from harness.executor import ExecutorChoice
+from harness.executor_choice import ExecutorChoice
 from harness.fsio import make_dir, write_atomic
 from harness.jsonutil import sha256_file
 from harness.predictions import ORIGINAL, Prediction, read_predictions, write_predictions

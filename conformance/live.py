@@ -53,7 +53,7 @@ class LiveModel:
         executor: Any = None,
     ) -> LiveModel:
         """Open the package's adapter (or use the injected one) and the ``executor``
-        (a :class:`harness.executor.ExecutorChoice`; default local), then run the original
+        (a :class:`harness.executor_choice.ExecutorChoice`; default local), then run the original
         exams. Opening a remote interface's adapter first checks that the set is de-identified."""
         from harness.journal import Journal, model_digest
         from harness.vendors import open_adapter

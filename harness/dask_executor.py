@@ -203,7 +203,7 @@ class DaskExecutor:
         addresses = list(self.client.scheduler_info(n_workers=-1)["workers"])
         futures = [
             self.client.submit(
-                check_worker, job, workers=[a], allow_other_workers=False, pure=False
+                check_worker, job, workers=[a], allow_other_workers=True, pure=False
             )
             for a in addresses
         ]

@@ -196,7 +196,7 @@ def run_predictions(
 def predict_cli(args: Any) -> int:
     """``mammocert predict --vendor PKG --cases DIR --out FILE [--journal J --resume --device D
     --timeout S --executor local|dask --scheduler ADDRESS | --workers N]``."""
-    from harness.executor import ExecutorChoice
+    from harness.executor_choice import ExecutorChoice
     from harness.vendors import load_vendor_package, open_adapter
 
     choice = ExecutorChoice.from_args(args)  # before anything is loaded

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.engine import RunRequest, run
-from harness.executor import ExecutorChoice
+from harness.executor_choice import ExecutorChoice
 from harness.predictions import ORIGINAL, Prediction, is_valid_score
 from harness.results import CONFORMANT, CriterionResult, RunResults
 
