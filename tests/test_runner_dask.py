@@ -129,6 +129,48 @@ def test_a_killed_worker_loses_nothing_and_repeats_nothing(cases, slow_package, 
     assert [_key(p) for p in dist] == [_key(p) for p in local]
 
 
+def test_a_task_that_keeps_killing_its_workers_is_an_error_left_for_resume(
+    cases, package, tmp_path
+):
+    """Past ``allowed-failures`` worker deaths Dask gives up on a task: its record is an error
+    that is not journaled, so --resume runs it again; the rest of the run is recorded."""
+
+    def crash(exam, condition):  # a local function: cloudpickle sends it by value
+        os._exit(1)
+
+    pkg = load_vendor_package(package)
+    adapter = open_adapter(pkg, "cpu")
+    manifest = load_manifest(cases)
+    try:
+        with (
+            dask.config.set({**WORKER_CONFIG, "distributed.scheduler.allowed-failures": 0}),
+            LocalCluster(
+                n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as one,
+            Client(one, set_as_default=False) as client,
+            Journal(tmp_path / "j.sqlite", model_digest(pkg.model_digests)) as journal,
+        ):
+            preds = run_predictions(
+                adapter,
+                manifest,
+                ["original", "crash"],
+                journal=journal,
+                transform=crash,
+                progress=False,
+                exam_ids=["E0000"],
+                # one task at a time: the original is done before the crash takes its worker
+                executor=DaskExecutor(client, pkg, "cpu", window=1),
+            )
+            journaled = journal.count()
+    finally:
+        adapter.close()
+    by_condition = {p.condition: p for p in preds}
+    assert by_condition["original"].status == "ok"
+    crashed = by_condition["crash"]
+    assert crashed.status == "error" and crashed.error.startswith("not run: the Dask workers")
+    assert journaled == 1  # only the original: the crashed task is left for --resume
+
+
 def test_workers_refuse_a_package_that_differs_from_the_coordinators(
     cases, package, cluster, tmp_path
 ):
@@ -152,6 +194,30 @@ def test_workers_refuse_a_package_that_differs_from_the_coordinators(
     finally:
         adapter.close()
     assert "\n" not in str(e.value) and "dask worker tcp://" in str(e.value)
+
+
+def test_a_daemonic_worker_refuses_with_the_fix(cases, package):
+    """Dask's default daemonic workers cannot start the model's process: one line says how."""
+    pkg = load_vendor_package(package)
+    adapter = open_adapter(pkg, "cpu")
+    try:
+        with (
+            dask.config.set({"distributed.worker.daemon": True}),
+            LocalCluster(
+                n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as one,
+            Client(one, set_as_default=False) as client,
+            pytest.raises(UsageError, match="DASK_DISTRIBUTED__WORKER__DAEMON=False") as e,
+        ):
+            run_predictions(
+                adapter,
+                load_manifest(cases),
+                progress=False,
+                executor=DaskExecutor(client, pkg, "cpu"),
+            )
+    finally:
+        adapter.close()
+    assert "\n" not in str(e.value)
 
 
 def test_a_zip_package_reaches_the_workers_as_a_digest_checked_copy(
