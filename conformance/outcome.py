@@ -97,20 +97,7 @@ def error_result(
     evidence: dict[str, Any] = {"error": reason}
     if not_applicable:
         evidence["not_applicable"] = not_applicable
-    return CriterionResult(
-        id=spec.id,
-        title=spec.title,
-        kind=spec.kind,
-        mandatory=spec.mandatory,
-        outcome="error",
-        value=None,
-        ci=None,
-        threshold=dict(spec.pass_if),
-        n=0,
-        explanation=explanation,
-        evidence=evidence,
-        source=spec.source,
-    )
+    return _unmeasured(spec, "error", explanation, evidence)
 
 
 def out_of_scope_result(spec: CriterionSpec, inputs: str) -> CriterionResult:
@@ -118,22 +105,30 @@ def out_of_scope_result(spec: CriterionSpec, inputs: str) -> CriterionResult:
     outcome ``not_applicable``, which does not count towards the verdict."""
     assert spec.applies_to is not None
     scope = " or ".join(PRODUCT_INPUTS[i] for i in spec.applies_to)
+    explanation = (
+        f"Not applicable: the standard applies this criterion to products that receive {scope}, "
+        f"and this product receives {PRODUCT_INPUTS[inputs]}; it does not count towards the "
+        "verdict."
+    )
+    evidence = {"applies_to": {"inputs": list(spec.applies_to)}, "product_inputs": inputs}
+    return _unmeasured(spec, "not_applicable", explanation, evidence)
+
+
+def _unmeasured(
+    spec: CriterionSpec, outcome: str, explanation: str, evidence: dict[str, Any]
+) -> CriterionResult:
     return CriterionResult(
         id=spec.id,
         title=spec.title,
         kind=spec.kind,
         mandatory=spec.mandatory,
-        outcome="not_applicable",
+        outcome=outcome,
         value=None,
         ci=None,
         threshold=dict(spec.pass_if),
         n=0,
-        explanation=(
-            f"Not applicable: the standard applies this criterion to products that receive {scope}, "
-            f"and this product receives {PRODUCT_INPUTS[inputs]}; it does not count towards the "
-            "verdict."
-        ),
-        evidence={"applies_to": {"inputs": list(spec.applies_to)}, "product_inputs": inputs},
+        explanation=explanation,
+        evidence=evidence,
         source=spec.source,
     )
 
