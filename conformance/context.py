@@ -13,7 +13,7 @@ import numpy as np
 from conformance.table import ExamTable, build_table
 from harness.cases.manifest import Manifest
 from harness.predictions import ORIGINAL, Prediction
-from harness.standard import Standard
+from harness.standard import Standard, product_inputs, recorded_inputs
 
 # Hypothesis phases, always all four: explicit and reuse are no-ops without examples or a database.
 PHASES = ("explicit", "reuse", "generate", "shrink")
@@ -144,3 +144,9 @@ class EvaluationContext:
                 "judge it with `mammocert run --vendor PKG`"
             )
         return self.live
+
+    def product_inputs(self) -> str | None:
+        """What the product receives (``harness.standard.PRODUCT_INPUTS``), from the running or
+        replayed model, else the bundle's vendor record; ``None`` for a predictions file alone."""
+        known = getattr(self.live, "harness_checks_input", None)
+        return recorded_inputs(self.vendor) if known is None else product_inputs(bool(known))

@@ -37,6 +37,7 @@ from harness.jsonutil import sha256_file
 from harness.predictions import ORIGINAL, Prediction, read_predictions, write_predictions
 from harness.results import (
     NOT_CONFORMANT,
+    OUTCOMES,
     SELF_TEST_BANNER,
     CriterionResult,
     RunResults,
@@ -370,7 +371,7 @@ class Session:
             if p.condition == ORIGINAL:
                 by_status[p.status] = by_status.get(p.status, 0) + 1
         faults = ctx.table().unreadable_list() if ctx is not None else []
-        outcomes = {o: sum(c.outcome == o for c in criteria) for o in ("passed", "failed", "error")}
+        outcomes = {o: sum(c.outcome == o for c in criteria) for o in OUTCOMES}
         verdict = verdict_of(criteria)
         if skipped and mode in LOCKED_MODES:
             verdict = NOT_CONFORMANT  # certify allows no skips
@@ -668,7 +669,7 @@ def write_junit(path: Path, results: RunResults, timings: Mapping[str, float]) -
         tests=str(len(results.criteria)),
         failures=str(sum(c.outcome == "failed" for c in results.criteria)),
         errors=str(sum(c.outcome == "error" for c in results.criteria)),
-        skipped="0",
+        skipped=str(sum(c.outcome == "not_applicable" for c in results.criteria)),
         time=f"{sum(timings.values()):.3f}",
     )
     for c in results.criteria:
@@ -684,6 +685,8 @@ def write_junit(path: Path, results: RunResults, timings: Mapping[str, float]) -
             ET.SubElement(case, "failure", message=c.explanation[:500]).text = c.explanation
         elif c.outcome == "error":
             ET.SubElement(case, "error", message=c.explanation[:500]).text = c.explanation
+        elif c.outcome == "not_applicable":
+            ET.SubElement(case, "skipped", message=c.explanation[:500])
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)

@@ -33,13 +33,14 @@ from conformance.criteria import LIVE_KINDS
 from harness import passif
 from harness.errors import UsageError
 from harness.results import CriterionResult, read_results
-from harness.standard import CriterionSpec, Standard, load_standard
+from harness.standard import CriterionSpec, Standard, load_standard, recorded_inputs
 
-RE_HELD, RECOMPUTED, NEEDS_LIVE, NEEDS_CASES = (
+RE_HELD, RECOMPUTED, NEEDS_LIVE, NEEDS_CASES, SCOPED_OUT = (
     "re-held",
     "recomputed",
     "needs a live run",
     "needs --cases",
+    "applies_to",
 )
 UNDETERMINED = "UNDETERMINED"
 
@@ -48,8 +49,8 @@ UNDETERMINED = "UNDETERMINED"
 class Cell:
     """One criterion of the candidate for one bundle."""
 
-    outcome: str | None  # passed | failed | error; None when it could not be decided here
-    how: str  # re-held | recomputed | needs a live run | needs --cases
+    outcome: str | None  # passed | failed | error | not_applicable; None: not decided here
+    how: str  # re-held | recomputed | needs a live run | needs --cases | applies_to
     value: float | None = None
 
 
@@ -84,9 +85,17 @@ def explore_bundle(candidate: Standard, bundle: Path, cases: Path | None) -> Ven
     stored = {c.id: c for c in results.criteria}
     cells: dict[str, Cell] = {}
     to_compute: list[CriterionSpec] = []
+    inputs = recorded_inputs(results.vendor)
     for spec in candidate.criteria:
         mine = own_specs.get(spec.id)
-        if mine is not None and spec.id in stored and _measure_key(mine) == _measure_key(spec):
+        if spec.applies_to and inputs is not None and inputs not in spec.applies_to:
+            cells[spec.id] = Cell("not_applicable", SCOPED_OUT)
+        elif (
+            mine is not None
+            and spec.id in stored
+            and stored[spec.id].outcome != "not_applicable"  # scoped out: never measured
+            and _measure_key(mine) == _measure_key(spec)
+        ):
             cells[spec.id] = _rejudge(stored[spec.id], spec.pass_if)
         elif spec.kind in LIVE_KINDS:
             cells[spec.id] = Cell(None, NEEDS_LIVE)
@@ -125,11 +134,12 @@ def _name(vendor: Mapping[str, Any]) -> str:
 
 def verdict_of(candidate: Standard, cells: Mapping[str, Cell]) -> str:
     mandatory = [s.id for s in candidate.criteria if s.mandatory]
-    if any(cells[i].outcome not in (None, "passed") for i in mandatory):
+    if any(cells[i].outcome not in (None, "passed", "not_applicable") for i in mandatory):
         return "NOT CONFORMANT"
     if any(cells[i].outcome is None for i in mandatory):
         return UNDETERMINED
-    return "CONFORMANT" if candidate.criteria else "NOT CONFORMANT"
+    applied = any(c.outcome != "not_applicable" for c in cells.values())
+    return "CONFORMANT" if applied else "NOT CONFORMANT"
 
 
 def parse_sweep(text: str, candidate: Standard) -> tuple[str, str, list[float]]:

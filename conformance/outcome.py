@@ -10,7 +10,7 @@ from typing import Any
 
 from harness import passif
 from harness.results import CriterionResult
-from harness.standard import CriterionSpec
+from harness.standard import PRODUCT_INPUTS, CriterionSpec
 
 
 class NotEvaluable(Exception):
@@ -19,8 +19,9 @@ class NotEvaluable(Exception):
 
 class NotApplicable(NotEvaluable):
     """The criterion does not apply to this vendor's interface (the harness, not the vendor's
-    product, would be judged). Still outcome ``error``: a criterion the standard requires is not
-    met by a product it cannot be checked on, so it never passes silently."""
+    product, would be judged). Outcome ``error`` unless the standard scopes the criterion with
+    ``applies_to`` (then :func:`out_of_scope_result`): a criterion the standard requires of every
+    product is not met by a product it cannot be checked on, so it never passes silently."""
 
     def __init__(self, interface: str, why: str) -> None:
         super().__init__(f"does not apply to the {interface} interface: {why}")
@@ -88,19 +89,40 @@ def error_result(
     criterion does not apply to (recorded in the evidence, said in the explanation)."""
     explanation = (
         f"Not applicable to the {not_applicable} interface: {reason}. A criterion that cannot "
-        "be checked on this interface is not met: this counts as not passed."
+        "be checked on this interface is not met: this counts as not passed (a standard that "
+        "means it for other products scopes it with applies_to)."
         if not_applicable
         else f"Could not be evaluated: {reason}. This counts as not passed."
     )
     evidence: dict[str, Any] = {"error": reason}
     if not_applicable:
         evidence["not_applicable"] = not_applicable
+    return _unmeasured(spec, "error", explanation, evidence)
+
+
+def out_of_scope_result(spec: CriterionSpec, inputs: str) -> CriterionResult:
+    """The standard scopes the criterion (``applies_to``) to products that receive other inputs:
+    outcome ``not_applicable``, which does not count towards the verdict."""
+    assert spec.applies_to is not None
+    scope = " or ".join(PRODUCT_INPUTS[i] for i in spec.applies_to)
+    explanation = (
+        f"Not applicable: the standard applies this criterion to products that receive {scope}, "
+        f"and this product receives {PRODUCT_INPUTS[inputs]}; it does not count towards the "
+        "verdict."
+    )
+    evidence = {"applies_to": {"inputs": list(spec.applies_to)}, "product_inputs": inputs}
+    return _unmeasured(spec, "not_applicable", explanation, evidence)
+
+
+def _unmeasured(
+    spec: CriterionSpec, outcome: str, explanation: str, evidence: dict[str, Any]
+) -> CriterionResult:
     return CriterionResult(
         id=spec.id,
         title=spec.title,
         kind=spec.kind,
         mandatory=spec.mandatory,
-        outcome="error",
+        outcome=outcome,
         value=None,
         ci=None,
         threshold=dict(spec.pass_if),

@@ -49,7 +49,7 @@ def _d(*keys: str, explanation: bool = True) -> Disclosure:
 
 # Evidence every kind may show: the measurement the pass_if is held to, the method text, the unit
 # and the resolution note (conformance.resolution), all aggregates.
-COMMON = frozenset({"measured", "method", "unit", "not_resolvable"})
+COMMON = frozenset({"measured", "method", "unit", "not_resolvable", "applies_to", "product_inputs"})
 _RATES = ("prevalence_per_1000", "comparator_reader", "comparator_value", "operating_point")
 _CELLS = ("cells_cancers", "cells_non_cancers")
 
@@ -166,7 +166,11 @@ def vendor_criterion(c: CriterionResult) -> CriterionResult:
         evidence["withheld"] = withheld
     # an error's reason is free text (it may quote an exam); the resolution note is built from
     # counts only (conformance.resolution), so it stays
-    keep_text = "not_resolvable" in ev or (facts.explanation and c.outcome != "error")
+    keep_text = (
+        "not_resolvable" in ev
+        or c.outcome == "not_applicable"  # names the scope and the product's inputs only
+        or (facts.explanation and c.outcome != "error")
+    )
     explanation = c.explanation if keep_text else _aggregate_explanation(c, ev)
     return dataclasses.replace(c, evidence=evidence, explanation=explanation)
 

@@ -16,7 +16,10 @@ from harness.errors import UsageError
 from harness.fsio import write_atomic
 
 RESULTS_SCHEMA = "mammocert/results/v1"
-OUTCOMES = ("passed", "failed", "error")
+# not_applicable: the standard scopes the criterion (applies_to) to other products; it does not
+# count towards the verdict (docs/contracts.md §3.5)
+OUTCOMES = ("passed", "failed", "error", "not_applicable")
+NOT_PASSED = ("failed", "error")  # the attestation's failedTests
 CONFORMANT = "CONFORMANT"
 NOT_CONFORMANT = "NOT CONFORMANT"
 SELF_TEST_BANNER = "SELF-TEST — NOT A CERTIFICATE"
@@ -31,7 +34,7 @@ class CriterionResult:
     title: str
     kind: str
     mandatory: bool
-    outcome: str  # passed | failed | error
+    outcome: str  # passed | failed | error | not_applicable
     value: float | None  # the headline number
     ci: tuple[float, float] | None
     threshold: Mapping[str, Any]  # the pass_if it was held to
@@ -57,9 +60,11 @@ class KindFacts:
 
 
 def verdict_of(criteria: Sequence[CriterionResult]) -> str:
-    """CONFORMANT iff every mandatory criterion passed (an error counts as not passed)."""
-    ok = all(c.outcome == "passed" for c in criteria if c.mandatory)
-    return CONFORMANT if ok and criteria else NOT_CONFORMANT
+    """CONFORMANT iff every mandatory criterion that applies to the product passed (an error
+    counts as not passed) and at least one criterion applied."""
+    applicable = [c for c in criteria if c.outcome != "not_applicable"]
+    ok = all(c.outcome == "passed" for c in applicable if c.mandatory)
+    return CONFORMANT if ok and applicable else NOT_CONFORMANT
 
 
 @dataclass(frozen=True)

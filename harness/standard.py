@@ -25,7 +25,26 @@ from harness.jsonutil import sha256_bytes
 from harness.resources import STANDARD_SCHEMA
 
 SCHEMA_PATH = STANDARD_SCHEMA
-COMMON_KEYS = ("id", "title", "kind", "pass_if", "mandatory", "source", "description")
+COMMON_KEYS = ("id", "title", "kind", "pass_if", "mandatory", "source", "description", "applies_to")
+
+# What a product receives, the values of a criterion's ``applies_to: {inputs: [...]}``: a
+# criterion the standard scopes to other products is not applicable to it (docs/contracts.md
+# §3.5). An adapter whose model gets tensors it builds says so with ``harness_checks_input``.
+PRODUCT_INPUTS = {
+    "dicom": "the DICOM objects themselves",
+    "tensors": "input tensors that the harness builds after its own intended-use check",
+}
+
+
+def product_inputs(harness_checks_input: bool) -> str:
+    """The ``applies_to.inputs`` value that describes a product."""
+    return "tensors" if harness_checks_input else "dicom"
+
+
+def recorded_inputs(vendor: Mapping[str, Any]) -> str | None:
+    """What a bundle's ``vendor`` record says the product receives; ``None`` when no model ran."""
+    known = vendor.get("harness_checks_input")
+    return None if known is None else product_inputs(bool(known))
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,7 @@ class CriterionSpec:
     pass_if: Mapping[str, Any]
     params: Mapping[str, Any] = field(default_factory=dict)  # the kind-specific keys
     line: int = 0
+    applies_to: tuple[str, ...] | None = None  # the product inputs it is scoped to; None: all
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +69,7 @@ class CriterionSpec:
             "mandatory": self.mandatory,
             "source": self.source,
             "pass_if": dict(self.pass_if),
+            **({"applies_to": {"inputs": list(self.applies_to)}} if self.applies_to else {}),
             **dict(self.params),
         }
 
@@ -304,6 +325,7 @@ def load_standard(path: Path | str) -> Standard:
             pass_if=dict(c["pass_if"]),
             params={k: v for k, v in c.items() if k not in COMMON_KEYS},
             line=lines.get(("criteria", i), 0),
+            applies_to=tuple(c["applies_to"]["inputs"]) if "applies_to" in c else None,
         )
         for i, c in enumerate(data["criteria"])
     )

@@ -154,7 +154,9 @@ def print_verdict(results: RunResults, out: Path | None) -> None:
     for col in ("criterion", "kind", "value", "CI", "threshold", "n", "outcome"):
         table.add_column(col)
     for c in results.criteria:
-        style = {"passed": "green", "failed": "red", "error": "yellow"}[c.outcome]
+        style = {"passed": "green", "failed": "red", "error": "yellow", "not_applicable": "dim"}[
+            c.outcome
+        ]
         measured = c.evidence.get("measured") if isinstance(c.evidence, Mapping) else None
         val, with_ci = row_figures(c.threshold, c.value, measured, _figure)
         ci = f"{c.ci[0]:.3f}–{c.ci[1]:.3f}" if c.ci and with_ci else ""

@@ -24,6 +24,8 @@ from harness.jsonutil import sha256_file
 from harness.passif import describe, numeric_limits, row_figures
 from harness.results import (
     CONFORMANT,
+    NOT_PASSED,
+    OUTCOMES,
     SELF_TEST_BANNER,
     CriterionResult,
     KindFacts,
@@ -215,9 +217,11 @@ class Banner:
 
 def banner(r: RunResults) -> Banner:
     """The headline: the verdict for certify runs; self-test and demo say what they are first."""
-    mandatory = [c for c in r.criteria if c.mandatory]
+    mandatory = [c for c in r.criteria if c.mandatory and c.outcome != "not_applicable"]
     passed = sum(c.outcome == "passed" for c in mandatory)
     counts = f"{passed} of {len(mandatory)} mandatory criteria passed"
+    if scoped := sum(c.outcome == "not_applicable" for c in r.criteria):
+        counts += f"; {scoped} not applicable to this product"
     if r.mode == "self-test" or r.notice == SELF_TEST_BANNER:
         return Banner(
             SELF_TEST_BANNER, "selftest", f"Outcome of this self-test: {r.verdict} ({counts})."
@@ -305,6 +309,15 @@ def _scalars(m: Any) -> list[tuple[str, str]]:
     return rows
 
 
+# what a badge says for each outcome (docs/contracts.md §3.5)
+OUTCOME_LABELS = {
+    "passed": "passed",
+    "failed": "failed",
+    "error": "not evaluated",
+    "not_applicable": "not applicable",
+}
+
+
 def render_html(results: RunResults, results_sha256: str, kinds: Mapping[str, KindFacts]) -> str:
     """The report as an HTML string (pure: the same inputs give the same string).
 
@@ -312,9 +325,7 @@ def render_html(results: RunResults, results_sha256: str, kinds: Mapping[str, Ki
     ``conformance.criteria.KIND_FACTS``); a kind missing from it is titled from its name."""
     summary = results.summary if isinstance(results.summary, Mapping) else {}
     faults = [f for f in summary.get("faults", []) if isinstance(f, Mapping)]
-    outcome_counts = {
-        o: sum(c.outcome == o for c in results.criteria) for o in ("passed", "failed", "error")
-    }
+    outcome_counts = {o: sum(c.outcome == o for c in results.criteria) for o in OUTCOMES}
     model_digests = results.vendor.get("model_digests", {})
     return (
         _environment()
@@ -327,7 +338,10 @@ def render_html(results: RunResults, results_sha256: str, kinds: Mapping[str, Ki
             set_note=str(summary.get("set_note") or ""),
             families=families(results.criteria, kinds),
             outcome_counts=outcome_counts,
-            failed_mandatory=[c for c in results.criteria if c.mandatory and c.outcome != "passed"],
+            outcome_label=OUTCOME_LABELS,
+            failed_mandatory=[
+                c for c in results.criteria if c.mandatory and c.outcome in NOT_PASSED
+            ],
             model_digests=sorted(model_digests.items())
             if isinstance(model_digests, Mapping)
             else [],

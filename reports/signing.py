@@ -35,7 +35,7 @@ from securesystemslib.signer import SSlibKey
 from harness.errors import UsageError
 from harness.fsio import make_dir, write_atomic
 from harness.jsonutil import canonical_json, sha256_file
-from harness.results import CONFORMANT, read_results
+from harness.results import CONFORMANT, NOT_PASSED, read_results
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://mammocert.dk/conformance-report/v1"
@@ -251,7 +251,7 @@ def build_statement(
             "predictions_sha256": predictions_sha256,
             "result": "PASSED" if results.get("verdict") == CONFORMANT else "FAILED",
             "passedTests": [c["id"] for c in criteria if c.get("outcome") == "passed"],
-            "failedTests": [c["id"] for c in criteria if c.get("outcome") != "passed"],
+            "failedTests": [c["id"] for c in criteria if c.get("outcome") in NOT_PASSED],
             "configuration": _configuration(results),
         }
     )

@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from harness import yamlio
 from harness.errors import HarnessFault, UsageError, VerificationError
 from harness.jsonutil import canonical_json, sha256_file
-from harness.results import CONFORMANT, MODES, SELF_TEST_BANNER, verdict_of
+from harness.results import CONFORMANT, MODES, NOT_PASSED, SELF_TEST_BANNER, verdict_of
 from reports.signing import (
     ATTESTATION_FILE,
     BUNDLE_SUBJECT_PREFIX,
@@ -280,7 +280,7 @@ def _check_consistency(results: Mapping[str, Any], predicate: Mapping[str, Any])
         raise _fail(f"results.verdict {typed.verdict!r} contradicts the criteria outcomes")
     want_result = "PASSED" if typed.verdict == CONFORMANT else "FAILED"
     passed = [c.id for c in typed.criteria if c.outcome == "passed"]
-    failed = [c.id for c in typed.criteria if c.outcome != "passed"]
+    failed = [c.id for c in typed.criteria if c.outcome in NOT_PASSED]
     if (
         predicate.get("result") != want_result
         or predicate.get("passedTests") != passed

@@ -82,6 +82,21 @@ def test_problems_carry_line_numbers_and_fixes():
     assert any("duplicate criterion id 'T-AUC'" in p.message for p in problems)
 
 
+def test_applies_to_scopes_a_criterion_by_what_the_product_receives(tmp_path):
+    scoped = AUC.replace("    mandatory", "    applies_to: {inputs: [dicom]}\n    mandatory")
+    std = tmp_path / "scoped.yaml"
+    std.write_text(HEADER + scoped)
+    (spec,) = load_standard(std).criteria
+    assert spec.applies_to == ("dicom",) and "applies_to" not in spec.params
+    assert spec.to_dict()["applies_to"] == {"inputs": ["dicom"]}
+    for bad in ("{inputs: [pixels]}", "{inputs: []}", "{interfaces: [onnx]}"):
+        _, problems = lint_text(HEADER + scoped.replace("{inputs: [dicom]}", bad))
+        assert problems and all(p.line == HEADER.count("\n") + 7 for p in problems), bad
+        assert "applies_to" in problems[0].where, problems[0]
+    rej = next(c for c in load_standard(DRAFT).criteria if c.id == "DK-REJ-01")
+    assert rej.applies_to == ("dicom",)
+
+
 def test_unknown_kind_is_named_with_the_known_kinds():
     _, problems = lint_text(HEADER + AUC.replace("kind: auc", "kind: auroc"))
     msg = [p for p in problems if "unknown kind" in p.message]

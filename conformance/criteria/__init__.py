@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from conformance.context import EvaluationContext
-from conformance.outcome import NotApplicable, NotEvaluable, error_result
+from conformance.outcome import NotApplicable, NotEvaluable, error_result, out_of_scope_result
 from conformance.registry import REGISTERED, KindSpec
 from harness.errors import UsageError
 from harness.results import CriterionResult, KindFacts
@@ -60,6 +60,9 @@ def evaluate(spec: CriterionSpec, ctx: EvaluationContext) -> CriterionResult:
         raise UsageError(
             f"criterion {spec.id}: no evaluator for kind {spec.kind!r}; this harness cannot check it"
         )
+    inputs = ctx.product_inputs()
+    if spec.applies_to and inputs is not None and inputs not in spec.applies_to:
+        return out_of_scope_result(spec, inputs)
     try:
         outcome = kind.evaluate(spec, ctx)
     except NotApplicable as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ import synthetic_set
 import yaml
 
 from conformance.criteria import LIVE_KINDS
-from conformance.explore import NEEDS_CASES, NEEDS_LIVE, RE_HELD, RECOMPUTED, explore_bundle
+from conformance.explore import (
+    NEEDS_CASES,
+    NEEDS_LIVE,
+    RE_HELD,
+    RECOMPUTED,
+    SCOPED_OUT,
+    explore_bundle,
+)
 from harness.cases.manifest import load_manifest
 from harness.predictions import write_predictions
 from harness.results import read_results
@@ -106,6 +114,31 @@ def test_a_new_live_criterion_needs_a_live_run_and_leaves_the_verdict_open(world
     # the strong model passes every prediction-only mandatory criterion here, or the verdict is
     # already NOT CONFORMANT; either way a live criterion is never guessed as passed
     assert v.verdict in ("UNDETERMINED", "NOT CONFORMANT")
+
+
+def test_a_criterion_scoped_to_other_products_is_not_applicable(world, tmp_path):
+    """`applies_to` in the candidate, judged from what the bundle records the product receives:
+    a tensor package is out of DK-REJ-01's scope, so the verdict does not wait for a live run."""
+    _, _, bundles = world
+    draft = yaml.safe_load((ROOT / "standards" / "dk-mammo-ai-draft.yaml").read_text())
+    rej = next(c for c in draft["criteria"] if c["id"] == "DK-REJ-01")
+    assert rej["applies_to"] == {"inputs": ["dicom"]} and rej["mandatory"]
+    cand = load_standard(_write_std(tmp_path / "c.yaml", lambda s: s["criteria"].append(rej)))
+    tensors = tmp_path / "tensor-package"
+    shutil.copytree(bundles[0], tensors)
+    doc = json.loads((tensors / "results.json").read_text(encoding="utf-8"))
+    doc["vendor"]["harness_checks_input"] = True  # as an ONNX run records it
+    (tensors / "results.json").write_text(json.dumps(doc), encoding="utf-8")
+    own = explore_bundle(load_standard(bundles[0] / "standard.yaml"), tensors, None)
+    scoped = explore_bundle(cand, tensors, None)
+    assert (scoped.cells["DK-REJ-01"].outcome, scoped.cells["DK-REJ-01"].how) == (
+        "not_applicable",
+        SCOPED_OUT,
+    )
+    assert scoped.verdict == own.verdict != "UNDETERMINED"
+    # a predictions file says nothing of what a product receives: the criterion needs a run
+    unknown = explore_bundle(cand, bundles[0], None)
+    assert unknown.cells["DK-REJ-01"].how == NEEDS_LIVE
 
 
 def test_cli_matrix_and_auc_sweep(world, tmp_path, capsys):

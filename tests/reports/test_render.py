@@ -291,3 +291,34 @@ def test_a_row_shows_the_figure_its_threshold_is_held_to(tmp_path: Path) -> None
     row = row[: row.index("</tr>")]
     cells = re.findall(r'<td class="num">([^<]*)</td>', row)
     assert cells[:2] == ["violations 1", "—"]
+
+
+def _scoped_out(c: CriterionResult) -> CriterionResult:
+    """A mandatory criterion the standard scopes to products that receive DICOM, for a tensor
+    package (docs/contracts.md change 23)."""
+    return dataclasses.replace(
+        c,
+        mandatory=True,
+        outcome="not_applicable",
+        value=None,
+        ci=None,
+        n=0,
+        explanation="Not applicable: the standard applies this criterion to products that ...",
+        evidence={"applies_to": {"inputs": ["dicom"]}, "product_inputs": "tensors"},
+    )
+
+
+def test_a_criterion_that_does_not_apply_is_shown_and_left_out_of_the_verdict(
+    tmp_path: Path,
+) -> None:
+    passed = [c for c in synthetic.criteria() if c.outcome == "passed"]
+    crit = [*passed, _scoped_out(synthetic.criteria()[0])]
+    results = synthetic.write_bundle(tmp_path, crit=crit)
+    assert results.verdict == "CONFORMANT"
+    html = html_of(tmp_path)
+    assert '<div class="headline">CONFORMANT</div>' in html
+    mandatory = sum(c.mandatory for c in passed)
+    assert f"{mandatory} of {mandatory} mandatory criteria passed; 1 not applicable" in html
+    assert '<span class="badge not_applicable">not applicable</span>' in html
+    assert re.search(r'Not applicable to this product</div><div class="v">1<', html)
+    assert "Mandatory criteria not passed" not in html

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 import stat
 from pathlib import Path
@@ -99,6 +100,20 @@ def test_statement_passed_when_conformant() -> None:
         "b" * 64,
     )
     assert st["predicate"]["result"] == "PASSED" and st["predicate"]["failedTests"] == []
+
+
+def test_a_criterion_that_does_not_apply_is_neither_passed_nor_failed() -> None:
+    crit = [c for c in synthetic.criteria() if c.outcome == "passed"]
+    scoped = dataclasses.replace(crit[0], id="DK-REJ-01", outcome="not_applicable", value=None)
+    st = build_statement(
+        synthetic.make_results(crit=[*crit, scoped]).to_dict(),
+        [{"name": "m", "digest": {"sha256": "0" * 64}}],
+        "a" * 64,
+        "b" * 64,
+    )
+    p = st["predicate"]
+    assert p["result"] == "PASSED" and p["failedTests"] == []
+    assert "DK-REJ-01" not in p["passedTests"] and len(p["passedTests"]) == len(crit)
 
 
 def test_statement_requires_subject_digest() -> None:
