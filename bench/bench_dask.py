@@ -136,7 +136,7 @@ def main() -> int:
     with dask.config.set(WORKER_CONFIG):
         t0 = time.perf_counter()
         cluster = LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
         client = Client(cluster, set_as_default=False)
         client.wait_for_workers(args.workers)

@@ -202,9 +202,7 @@ class DaskExecutor:
             return
         addresses = list(self.client.scheduler_info(n_workers=-1)["workers"])
         futures = [
-            self.client.submit(
-                check_worker, job, workers=[a], allow_other_workers=True, pure=False
-            )
+            self.client.submit(check_worker, job, workers=[a], allow_other_workers=True, pure=False)
             for a in addresses
         ]
         self.client.gather(futures)
@@ -310,7 +308,7 @@ def dask_executor(
                     n_workers=workers,
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    dashboard_address=":0",
                 )
             )
         if cluster is not None:

@@ -55,7 +55,7 @@ def cluster():
     with (
         dask.config.set(WORKER_CONFIG),
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as c,
     ):
         yield c
@@ -145,7 +145,7 @@ def test_a_task_that_keeps_killing_its_workers_is_an_error_left_for_resume(
         with (
             dask.config.set({**WORKER_CONFIG, "distributed.scheduler.allowed-failures": 0}),
             LocalCluster(
-                n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
             ) as one,
             Client(one, set_as_default=False) as client,
             Journal(tmp_path / "j.sqlite", model_digest(pkg.model_digests)) as journal,
@@ -204,7 +204,7 @@ def test_a_daemonic_worker_refuses_with_the_fix(cases, package):
         with (
             dask.config.set({"distributed.worker.daemon": True}),
             LocalCluster(
-                n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
             ) as one,
             Client(one, set_as_default=False) as client,
             pytest.raises(UsageError, match="DASK_DISTRIBUTED__WORKER__DAEMON=False") as e,
