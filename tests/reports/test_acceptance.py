@@ -148,7 +148,8 @@ def _accept(tmp_path: Path, local: str, site: str, pub: Path, priv: Path, capsys
     args += ["--key", str(pub), "--site", site, "--sign", str(priv)]
     code = main(args + ["--out", str(tmp_path / f"acc-{local}")])
     printed = capsys.readouterr().out
-    print(printed)  # the real output, quoted in the README (pytest -s shows it)
+    with capsys.disabled():
+        print(printed)  # the real output, quoted in the README (pytest -s shows it)
     return code, printed, json.loads((tmp_path / f"acc-{local}" / "acceptance.json").read_text())
 
 
