@@ -20,6 +20,7 @@ from conformance.explore import (
     RECOMPUTED,
     SCOPED_OUT,
     explore_bundle,
+    explore_bundles,
 )
 from harness.cases.manifest import load_manifest
 from harness.predictions import write_predictions
@@ -216,3 +217,16 @@ def test_matrix_and_auc_sweep_of_the_reference_vendor_and_a_mutant(base_and_muta
             assert point["vendors"][k]["outcome"] == want, (bundle.name, point, auc.value)
     base_curve = {p["vendors"][0]["outcome"] for p in curve}
     assert base_curve == {"passed", "failed"}  # the reference vendor's AUC lies inside the sweep
+
+
+def test_bundles_of_one_product_are_told_apart_by_folder_then_path(world, tmp_path):
+    _, std, bundles = world
+    cand = load_standard(std)
+    plain = explore_bundle(cand, bundles[0], None).name
+    other = shutil.copytree(bundles[0], tmp_path / "region" / "installed")
+    names = [v.name for v in explore_bundles(cand, [bundles[0], other, bundles[1]], None)]
+    assert names[:2] == [f"{plain} (strong)", f"{plain} (installed)"]
+    assert names[2] == explore_bundle(cand, bundles[1], None).name  # another product: as it is
+    again = shutil.copytree(bundles[0], tmp_path / "elsewhere" / "strong")
+    names = [v.name for v in explore_bundles(cand, [bundles[0], again], None)]
+    assert names == [f"{plain} ({bundles[0]})", f"{plain} ({again})"]
