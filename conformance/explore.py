@@ -132,6 +132,24 @@ def _name(vendor: Mapping[str, Any]) -> str:
     return f"{vendor.get('product', '?')} {vendor.get('version', '')}".strip()
 
 
+def explore_bundles(
+    candidate: Standard, bundles: Sequence[Path], cases: Path | None
+) -> list[Vendor]:
+    """:func:`explore_bundle` for each bundle; bundles of one product and version (a package and
+    a defective build of it, two installations) are told apart by their folder, or their path
+    where the folders share a name too."""
+    vendors = [explore_bundle(candidate, b, cases) for b in bundles]
+    names = [v.name for v in vendors]
+    folders = [v.path.name for v in vendors]
+    out = []
+    for v in vendors:
+        if names.count(v.name) > 1:
+            where = v.path.name if folders.count(v.path.name) == 1 else str(v.path)
+            v = replace(v, name=f"{v.name} ({where})")
+        out.append(v)
+    return out
+
+
 def verdict_of(candidate: Standard, cells: Mapping[str, Cell]) -> str:
     mandatory = [s.id for s in candidate.criteria if s.mandatory]
     if any(cells[i].outcome not in (None, "passed", "not_applicable") for i in mandatory):
@@ -182,8 +200,7 @@ def sweep(
     """Per value: each vendor's outcome of ``cid`` and verdict."""
     out = []
     for v in values:
-        cand = with_pass_if(candidate, cid, key, v)
-        vendors = [explore_bundle(cand, b, cases) for b in bundles]
+        vendors = explore_bundles(with_pass_if(candidate, cid, key, v), bundles, cases)
         out.append(
             {
                 "value": v,
@@ -211,7 +228,7 @@ def explore_cli(args: Any) -> int:
         for b in bundles:
             verify_bundle(b, Path(args.key))
     cases = Path(args.cases) if args.cases else None
-    vendors = [explore_bundle(candidate, b, cases) for b in bundles]
+    vendors = explore_bundles(candidate, bundles, cases)
     console = Console()
     table = Table(
         title=f"{candidate.id} {candidate.version} ({args.candidate}) over {len(vendors)} bundle(s)"

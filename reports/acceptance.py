@@ -271,6 +271,10 @@ def verify_acceptance(directory: Path, public_key: Path) -> dict[str, Any]:
     return statement
 
 
+def _decision(score: float, threshold: float) -> str:
+    return f"{score:.4f} {'>=' if score >= threshold else '<'} {threshold:.4f}"
+
+
 def accept_cli(args: Any) -> int:
     """Exit 0 ACCEPTED, 1 REJECTED (or a bundle that does not verify), 2 unusable input."""
     doc = accept(
@@ -299,8 +303,13 @@ def accept_cli(args: Any) -> int:
     for c in doc["checks"]:
         mark = "ok  " if c["passed"] else "FAIL"
         print(f"  {mark} {c['name']}: {fmt_number(c['measured'])} (limit {fmt_number(c['limit'])})")
+    op, local_op = cert["threshold"], doc["local"]["threshold"]
     for r in doc["flipped"]:
-        print(f"  flipped {r['exam_id']}: certified {r['certified']:.4f}, local {r['local']:.4f}")
+        # each side at its own run's threshold: a flip with equal scores is a moved threshold
+        print(
+            f"  flipped {r['exam_id']}: certified {_decision(r['certified'], op)}, "
+            f"local {_decision(r['local'], local_op)}"
+        )
     for r in doc["failed"]:
         print(f"  failed {r['exam_id']}: {r['local_status']}")
     print(f"wrote {out / 'acceptance.html'}" + (f" and {ACCEPTANCE_FILE}" if args.sign else ""))

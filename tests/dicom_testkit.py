@@ -196,8 +196,10 @@ def write_dicom_package(
     pacs: tuple[str, int] | None = None,
     allow_identifiable: bool = False,
     score_range: tuple[float, float] = (0.0, 100.0),
+    extra: dict | None = None,
 ) -> Path:
-    """A DICOM vendor package (vendor.yaml only) for a node on 127.0.0.1."""
+    """A DICOM vendor package (vendor.yaml only) for a node on 127.0.0.1; ``extra`` replaces
+    top-level fields (the product an installation names, its operating point)."""
     import yaml
 
     results: dict = {"format": fmt}
@@ -225,7 +227,7 @@ def write_dicom_package(
         "operating_point": 50.0,
         "score_range": list(score_range),
         "dicom": dicom,
-    }
+    } | (extra or {})
     root.mkdir(parents=True, exist_ok=True)
     (root / "vendor.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return root

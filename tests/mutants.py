@@ -6,11 +6,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import json
 import random
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -223,3 +225,36 @@ def _prepare_with_exam(inner, exam):
 
 def wrap(spec: MutantSpec, inner: Any) -> Mutant:
     return Mutant(inner, spec.name, spec.prepare or _prepare_with_exam, spec.infer)
+
+
+def mutant_bundle(
+    spec: MutantSpec | None, vendor: Path, standard: Path, cases: Path, out: Path, mode: str
+) -> dict:
+    """An evidence bundle of ``vendor`` with the mutant ``spec`` (None: the package itself) in
+    ``out``, made by the engine with the mutant's adapter injected around the package's own;
+    returns its results.json."""
+    from conformance.engine import RunRequest, run
+    from harness.vendors import load_vendor_package, open_adapter
+
+    adapter = open_adapter(load_vendor_package(vendor))
+    if spec is not None:
+        adapter = wrap(spec, adapter)
+    request = RunRequest(standard=standard, cases=cases, out=out, mode=mode, vendor=Path(vendor))
+    run(request, adapter=adapter)
+    return json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+def by_name(name: str) -> MutantSpec:
+    return next(m for m in MUTANTS if m.name == name)
+
+
+if __name__ == "__main__":
+    # A bundle of one mutant, for the documentation (README.md, "For national bodies and
+    # regions"): python tests/mutants.py NAME VENDOR STANDARD CASES OUT [MODE]
+    import sys
+
+    name, vendor, standard, cases, out, *rest = sys.argv[1:]
+    res = mutant_bundle(
+        by_name(name), Path(vendor), Path(standard), Path(cases), Path(out), *(rest or ["certify"])
+    )
+    print(res["verdict"], {c["id"]: c["outcome"] for c in res["criteria"]})

@@ -6,9 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import mutants
 import pytest
 import synthetic_set
 import yaml
+from helpers import certify_standard
 
 from conformance.criteria import LIVE_KINDS
 from conformance.explore import (
@@ -18,9 +20,11 @@ from conformance.explore import (
     RECOMPUTED,
     SCOPED_OUT,
     explore_bundle,
+    explore_bundles,
 )
 from harness.cases.manifest import load_manifest
 from harness.predictions import write_predictions
+from harness.resources import REFERENCE_VENDOR
 from harness.results import read_results
 from harness.standard import load_standard
 from mammocert.cli import main
@@ -165,3 +169,64 @@ def test_bad_sweep_is_one_line(world, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "CRITERION.PASS_KEY=FROM:TO:STEP" in err and err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def base_and_mutant(certify_setup, tmp_path_factory):
+    """Certify bundles of the shipped reference vendor and of its constant-score mutant
+    (tests/mutants.py) on the small built set, under the demo standard cut to the mutant's
+    criteria (both prediction-only, so each run is the set's predictions and no more)."""
+    d = tmp_path_factory.mktemp("explore-mutant")
+    cases = certify_setup / "cases"
+    spec = mutants.by_name("constant")
+    std = certify_standard(
+        ROOT / "standards" / "demo.yaml", cases, lambda c: c["id"] in spec.must_fail,
+        d / "std.yaml",
+    )  # fmt: skip
+    for name, s in (("base", None), (spec.name, spec)):
+        mutants.mutant_bundle(s, REFERENCE_VENDOR, std, cases, d / name, "certify")
+    return cases, std, d / "base", d / spec.name, spec
+
+
+def test_matrix_and_auc_sweep_of_the_reference_vendor_and_a_mutant(base_and_mutant, tmp_path):
+    cases, std, base, mutant, spec = base_and_mutant
+    out = tmp_path / "x"
+    args = ["standard", "explore", str(std), str(base), str(mutant), "--cases", str(cases)]
+    args += ["--sweep", "DK-AUC-01.value_gte=0.80:0.95:0.01", "--out", str(out)]
+    assert main(args) == 0
+    doc = json.loads((out / "explore.json").read_text())
+    # one product and version: the columns are told apart by their bundle folders
+    assert [b["name"] for b in doc["bundles"]] == [
+        "RefDetect 3.0.0 (base)",
+        "RefDetect 3.0.0 (constant)",
+    ]
+    ref, bad = doc["bundles"]
+    for cid in spec.must_fail:  # the matrix: the mutant fails what it is built to fail
+        assert ref["criteria"][cid]["outcome"] == "passed", cid
+        assert bad["criteria"][cid]["outcome"] == "failed", cid
+        assert {ref["criteria"][cid]["how"], bad["criteria"][cid]["how"]} == {RE_HELD}
+    assert (ref["verdict"], bad["verdict"]) == ("CONFORMANT", "NOT CONFORMANT")
+
+    # the sweep: each vendor passes exactly the thresholds at or below its recorded AUC
+    curve = doc["sweeps"][0]["curve"]
+    assert len(curve) == 16 and curve[0]["value"] == 0.8 and curve[-1]["value"] == 0.95
+    for k, bundle in enumerate((base, mutant)):
+        auc = next(c for c in read_results(bundle / "results.json").criteria if c.id == "DK-AUC-01")
+        for point in curve:
+            want = "passed" if auc.value >= point["value"] else "failed"
+            assert point["vendors"][k]["outcome"] == want, (bundle.name, point, auc.value)
+    base_curve = {p["vendors"][0]["outcome"] for p in curve}
+    assert base_curve == {"passed", "failed"}  # the reference vendor's AUC lies inside the sweep
+
+
+def test_bundles_of_one_product_are_told_apart_by_folder_then_path(world, tmp_path):
+    _, std, bundles = world
+    cand = load_standard(std)
+    plain = explore_bundle(cand, bundles[0], None).name
+    other = shutil.copytree(bundles[0], tmp_path / "region" / "installed")
+    names = [v.name for v in explore_bundles(cand, [bundles[0], other, bundles[1]], None)]
+    assert names[:2] == [f"{plain} (strong)", f"{plain} (installed)"]
+    assert names[2] == explore_bundle(cand, bundles[1], None).name  # another product: as it is
+    again = shutil.copytree(bundles[0], tmp_path / "elsewhere" / "strong")
+    names = [v.name for v in explore_bundles(cand, [bundles[0], again], None)]
+    assert names == [f"{plain} ({bundles[0]})", f"{plain} ({again})"]

@@ -7,7 +7,6 @@ criterion a mutant must fail. The shipped model is chosen for detection, not for
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mutants
@@ -19,21 +18,9 @@ from helpers import KNOWN_GOOD_VENDOR
 def certify(d: Path, out: str, spec) -> dict:
     """A certify run of the base (``spec`` None) or a mutant: the engine with the mutant's adapter
     injected around the package's own."""
-    from conformance.engine import RunRequest, run
-    from harness.vendors import load_vendor_package, open_adapter
-
-    adapter = open_adapter(load_vendor_package(KNOWN_GOOD_VENDOR))
-    if spec is not None:
-        adapter = mutants.wrap(spec, adapter)
-    request = RunRequest(
-        standard=d / MATRIX_STANDARD,
-        cases=d / "cases",
-        out=d / out,
-        mode="certify",
-        vendor=Path(KNOWN_GOOD_VENDOR),
+    return mutants.mutant_bundle(
+        spec, KNOWN_GOOD_VENDOR, d / MATRIX_STANDARD, d / "cases", d / out, "certify"
     )
-    run(request, adapter=adapter)
-    return json.loads((d / out / "results.json").read_text())
 
 
 MATRIX_STANDARD = "matrix.yaml"
