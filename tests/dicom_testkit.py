@@ -289,6 +289,9 @@ def orthanc(workdir: Path, *, aet: str, node: tuple[str, int], harness_ae: str) 
         "DicomAssociationCloseDelay": 0,
         "LuaScripts": [str(workdir / "route.lua")],
         "DicomScuTimeout": 10,
+        # Orthanc closes an association idle for DicomScpTimeout (default 30 s); on a loaded CI
+        # machine the harness can take that long between two images of one exam
+        "DicomScpTimeout": 120,
     }
     (workdir / "orthanc.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     with process(["Orthanc", str(workdir / "orthanc.json")], port=dicom_port, cwd=workdir) as proc:
