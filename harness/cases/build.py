@@ -299,6 +299,14 @@ def build_reference_set(
     finally:
         if bar is not None:
             bar.stop()
+    return write_set(rec, plans, results, out)
+
+
+def write_set(
+    rec: Recipe, plans: list[ExamPlan], results: list[dict[str, Any]], out: Path
+) -> Manifest:
+    """Read the rendered exams (``reader_model: pixels``) and write the set's manifest; ``results``
+    are ``render_and_write``'s records, in exam order."""
     generator: dict[str, Any] = {
         "name": "mammocert synthetic phantom",
         "recipe_id": rec.id,

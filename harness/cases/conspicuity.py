@@ -4,11 +4,15 @@ Measured on the stored image as a viewer shows it (``harness.pixels.presentation
 is bright), with no knowledge of what was rendered except where the breast and the pectoral
 muscle are (anatomy every reader recognises) and, for the lesion's own value, where the lesion is:
 
-* **density channel**: the image prewhitened against the breast's 1/f^3 texture (as an observer
-  adapted to the anatomical background does; the reference model's CFAR channel does the same),
-  then matched to blobs of sigma 1.5, 3 and 5 mm, normalised inside the breast (robust SD), so a
-  focal density scores in SDs of the breast's own structure;
-* **calcification channel**: the number of distinct specks (> 5 SD above their 1 mm
+* **density channel**: a prewhitening matched filter, the ideal linear observer for a known
+  signal in a Gaussian background of power spectrum 1/f^beta (Burgess, Jacobson & Judy, Med Phys
+  2001;28:419: mammographic structure has a 1/f^3 spectrum and it, not quantum noise, limits
+  mass detection). Templates are projected spheres (a mass's chord profile) of radius 2, 4, 7 and
+  11 mm, spanning the recipes' 5-30 mm masses; each output is normalised by its median and SD
+  inside the breast (the SD, not a robust spread: in a fatty breast the few glandular islands are
+  the structure a reader is used to, not outliers), so a focal density scores in SDs of the
+  breast's own structure;
+* **calcification channel**: the number of distinct specks (> 7 SD above their 1 mm
   surroundings) within 5 mm (BI-RADS: a group is at least 5 within 1 cm).
 
 A view's *focal map* is the larger of the two. A lesion's measured conspicuity is the focal map's
@@ -21,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-DOG_SIGMAS_MM = (1.5, 3.0, 5.0)
+TEMPLATE_RADII_MM = (2.0, 4.0, 7.0, 11.0)  # projected spheres, 4-22 mm across
 SKIN_MARGIN_MM = 6.0
 MUSCLE_MARGIN_MM = 4.0
 SPECK_Z = 7.0  # a speck: this many SDs above its 1 mm surroundings
@@ -48,6 +52,23 @@ def _robust_z(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     if mad <= 1e-12:
         mad = float(v.std()) or 1.0
     return (x - med) / mad
+
+
+def _z(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``x`` in SDs of its values inside ``valid``, from their median."""
+    v = x[valid]
+    if v.size < 10:
+        return np.zeros_like(x)
+    sd = float(v.std())
+    return (x - float(np.median(v))) / (sd if sd > 1e-12 else 1.0)
+
+
+def _sphere_spectrum(shape: tuple[int, int], spacing: float, radius_mm: float) -> np.ndarray:
+    """rfft2 of a projected sphere (its chord profile) of ``radius_mm`` centred on pixel (0, 0)."""
+    yy = (np.fft.fftfreq(shape[0]) * shape[0] * spacing)[:, None]
+    xx = (np.fft.fftfreq(shape[1]) * shape[1] * spacing)[None, :]
+    chord = np.sqrt(np.clip(1 - (yy * yy + xx * xx) / (radius_mm * radius_mm), 0, None))
+    return np.real(np.fft.rfft2(chord))  # symmetric about the origin: real
 
 
 def _downsample(a: np.ndarray, f: int) -> np.ndarray:
@@ -78,12 +99,13 @@ def focal_map(
     fy = np.fft.fftfreq(im.shape[0], d=sp)[:, None]
     fx = np.fft.rfftfreq(im.shape[1], d=sp)[None, :]
     fr = np.sqrt(fy * fy + fx * fx)
-    white = np.minimum(fr, WHITEN_CUTOFF) ** (WHITEN_BETA / 2)  # undo the 1/f^beta texture
+    # Prewhitening matched filter S(f)/P(f) with P ~ f^-beta (flat above the cutoff, where
+    # quantum noise takes over): the template's spectrum times the whitening filter squared.
+    white2 = np.minimum(fr, WHITEN_CUTOFF) ** WHITEN_BETA
     dens = np.full(im.shape, -np.inf)
-    for s in DOG_SIGMAS_MM:
-        band = np.exp(-2 * (np.pi * s * fr) ** 2)  # matched to a blob of that scale
-        r = np.fft.irfft2(spec * white * band, s=im.shape)
-        dens = np.maximum(dens, _robust_z(r, valid))
+    for radius in TEMPLATE_RADII_MM:
+        r = np.fft.irfft2(spec * white2 * _sphere_spectrum(im.shape, sp, radius), s=im.shape)
+        dens = np.maximum(dens, _z(r, valid))
     hp = im - _norm_blur(im, mf, 1.0 / sp)
     zs = _robust_z(hp, valid)
     specks = (zs > SPECK_Z) & (zs == ndimage.maximum_filter(zs, size=3)) & m

@@ -3,8 +3,8 @@
 Shared by ``python -m harness.reference.benign_masses`` (can a detector's benign-vs-malignant head
 work on this phantom?) and ``python -m harness.cases.audit`` (do the simulated readers know more
 than the pixels show?). ``design`` is the reference check's original column set; ``design_signs``
-adds the signs the BI-RADS lesions carry (margin sharpness, outline irregularity, a fat-containing
-centre, a radiolucent halo, radial strands).
+is the audit's: the signs the BI-RADS lesions carry (margin sharpness, outline irregularity, a
+fat-containing centre, a radiolucent halo, radial strands) and the size.
 """
 
 from __future__ import annotations
@@ -194,10 +194,13 @@ class Classifier:
 
 
 def design_signs(views: list[MassView]) -> np.ndarray:
-    """``design`` plus the BI-RADS signs a reader looks at (margin, outline, centre, halo,
-    strands) and their products with the contrast."""
-    c = np.array([v.contrast for v in views])
-    extra = np.array(
-        [[v.sharpness, v.irregularity, v.centre_dip, v.halo, v.strands] for v in views]
-    ).reshape(len(views), 5)
-    return np.column_stack([design(views), extra, extra * c[:, None]])
+    """The audit's columns: the BI-RADS signs a reader looks at (margin sharpness, outline
+    irregularity, fat centre, halo, radial strands) and the log size. Few columns on purpose: a
+    reference set holds a few dozen masses, and ``design``'s device and contrast columns (the
+    reference check's, fitted on thousands of views) only add variance at that size."""
+    return np.array(
+        [
+            [np.log(v.size_mm), v.sharpness, v.irregularity, v.centre_dip, v.halo, v.strands]
+            for v in views
+        ]
+    ).reshape(len(views), 6)

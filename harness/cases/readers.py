@@ -166,8 +166,8 @@ def describe(model: ReaderModel) -> str:
 #   lesion     s_L = w logit(PPV_descriptor) + (1 - w) logit(PPV_focal) + GAMMA ln Z_L
 #   elsewhere  s_B = logit(PPV_focal) + GAMMA ln Z_B,      base s0 = max(s_L, s_B)
 #
-# Z_L is the lesion's measured conspicuity (mean of its two views), Z_B the most suspicious other
-# focal density of the exam (per breast the mean of its two views' maxima; the larger breast), the
+# Z_L is the lesion's measured conspicuity (the smaller of its two views), Z_B the most suspicious
+# other focal density of the exam seen in both views (conspicuity.two_view_background), the
 # PPVs are the descriptors' likelihoods of malignancy (birads.PPV, cited there), and
 # w = Z_L^2 / (Z_L^2 + Z_HALF^2): a faint finding's descriptors cannot be made out, so it reads like
 # any focal density. Reader r recalls when s0 + u + e_r > t, with u ~ N(0, rho sigma^2) shared by
