@@ -110,13 +110,14 @@ def pinned_search() -> Iterator[None]:
       run earlier, ``verify`` replaying a bundle, an editable or a wheel install. Pinned empty:
       Hypothesis's own constants, fixed per version, remain.
     """
+    import hypothesis
     from hypothesis.internal.conjecture import engine, providers
 
     if not hasattr(providers, "_get_local_constants") and _collects_local_constants():
         raise HarnessFault(
-            "this Hypothesis version draws constants from loaded modules through a hook this "
-            "harness does not know, so its searches would depend on the process; install the "
-            "Hypothesis version pyproject.toml names"
+            f"Hypothesis {hypothesis.__version__} draws constants from loaded modules through a "
+            "hook this harness cannot pin, so its searches would depend on the process; use the "
+            "tested Hypothesis 6.170"
         )
     saved = {
         (module, name): getattr(module, name)
