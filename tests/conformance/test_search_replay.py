@@ -82,6 +82,21 @@ def test_a_search_draws_the_same_examples_whatever_the_process_imported(tmp_path
     assert providers._get_local_constants is hook
 
 
+def test_a_hypothesis_whose_pool_cannot_be_pinned_is_refused(monkeypatch):
+    """A Hypothesis that collects constants through another hook would make searches depend on
+    the process again: a harness fault (the criterion's error), never a silent search."""
+    from hypothesis.internal.conjecture import providers
+
+    from harness.errors import HarnessFault
+
+    monkeypatch.delattr(providers, "_get_local_constants")
+    ran = []
+    profile = HypothesisProfile(derandomize=True, deadline_ms=None, database=False)
+    with pytest.raises(HarnessFault, match="cannot pin"):
+        profile.run(lambda: ran.append(1))
+    assert ran == []
+
+
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("search-replay")
