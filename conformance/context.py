@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 
 from conformance.table import ExamTable, build_table
 from harness.cases.manifest import Manifest
+from harness.errors import HarnessFault
 from harness.predictions import ORIGINAL, Prediction
 from harness.standard import Standard, product_inputs, recorded_inputs
 
@@ -73,22 +75,10 @@ class HypothesisProfile:
         )
 
     def run(self, test: Callable[[], None]) -> None:
-        """Call a property test built with :meth:`settings`, its shrinking bounded by count only.
-
-        Hypothesis also stops shrinking after a fixed wall time (``MAX_SHRINKING_SECONDS``,
-        300 s), which a slow model on a loaded machine reaches: the minimal counterexample, and
-        the count of examples run, would then depend on the machine. Lifted for this call only.
-        """
-        from hypothesis.internal.conjecture import engine
-
-        limit = getattr(engine, "MAX_SHRINKING_SECONDS", None)
-        if limit is not None:
-            engine.MAX_SHRINKING_SECONDS = UNBOUNDED_SHRINK_SECONDS
-        try:
+        """Call a property test built with :meth:`settings`, its examples a function of its seed
+        and its strategies alone (:func:`pinned_search`)."""
+        with pinned_search():
             test()
-        finally:
-            if limit is not None:
-                engine.MAX_SHRINKING_SECONDS = limit
 
     def record(self) -> dict[str, Any]:
         return {
@@ -101,7 +91,72 @@ class HypothesisProfile:
             "health_checks": "all suppressed",
             "report_multiple_bugs": False,
             "shrinking": "bounded by Hypothesis's count of shrinks, not by wall time",
+            "constants": "Hypothesis's built-in pool only, none collected from loaded modules",
         }
+
+
+@contextmanager
+def pinned_search() -> Iterator[None]:
+    """Lift, for one property test, the two Hypothesis behaviours that tie its examples to the
+    process rather than to its seed.
+
+    * Hypothesis stops shrinking after a fixed wall time (``MAX_SHRINKING_SECONDS``, 300 s),
+      which a slow model on a loaded machine reaches: the minimal counterexample, and the count
+      of examples run, would depend on the machine. Lifted: shrinking ends by count only.
+    * About one draw in twenty is taken from a pool of constants that Hypothesis collects from
+      the source of every *local* module imported so far (not site-packages or the standard
+      library). The pool, and so the exams and parameters drawn, changed with what the process
+      had imported before the search: the CLI or a script, the vendor's adapter, the criteria
+      run earlier, ``verify`` replaying a bundle, an editable or a wheel install. Pinned empty:
+      Hypothesis's own constants, fixed per version, remain.
+    """
+    import hypothesis
+    from hypothesis.internal.conjecture import engine, providers
+
+    if not hasattr(providers, "_get_local_constants") and _collects_local_constants():
+        raise HarnessFault(
+            f"Hypothesis {hypothesis.__version__} draws constants from loaded modules through a "
+            "hook this harness cannot pin, so its searches would depend on the process; use the "
+            "tested Hypothesis 6.170"
+        )
+    saved = {
+        (module, name): getattr(module, name)
+        for module, name in ((engine, "MAX_SHRINKING_SECONDS"), (providers, "_get_local_constants"))
+        if hasattr(module, name)
+    }
+    if (engine, "MAX_SHRINKING_SECONDS") in saved:
+        engine.MAX_SHRINKING_SECONDS = UNBOUNDED_SHRINK_SECONDS
+    if (providers, "_get_local_constants") in saved:
+        providers._get_local_constants = _no_local_constants
+    # the cache holds the constants allowed per choice, local ones included; cleared on the way
+    # in (drawn from the process's pool) and on the way out (drawn from the pinned empty one)
+    _clear_constants_cache(providers)
+    try:
+        yield
+    finally:
+        for (module, name), value in saved.items():
+            setattr(module, name, value)
+        _clear_constants_cache(providers)
+
+
+def _no_local_constants() -> Any:
+    from hypothesis.internal.constants_ast import Constants
+
+    return Constants()
+
+
+def _collects_local_constants() -> bool:
+    try:
+        import hypothesis.internal.constants_ast  # noqa: F401  (present where the pool exists)
+    except ImportError:
+        return False
+    return True
+
+
+def _clear_constants_cache(providers: Any) -> None:
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    if cache is not None:
+        cache.cache.clear()
 
 
 @dataclass
