@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import html5lib
 import pytest
 import synthetic_set
 import yaml
@@ -227,6 +228,14 @@ def test_the_report_shows_the_figures_of_the_analysis(ws: Path, bundle: Path) ->
     assert "yes</td>" in section and "no *</td>" in section  # verified and unverified inputs
     assert section.count("<svg") >= 4  # protocols, two tornados, the band sweep, the PSA
     assert sha256_file(bundle / "programme.json") in html  # the page names the file it shows
+
+
+def test_the_report_with_the_section_is_valid_self_contained_html(bundle: Path) -> None:
+    html = (bundle / "report.html").read_text(encoding="utf-8")
+    html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(html)
+    assert "<script" not in html.lower()
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids))  # the section's SVG ids do not clash with the criteria's
 
 
 def test_the_bundle_verifies_and_rerenders_byte_for_byte(ws: Path, bundle: Path) -> None:
