@@ -27,7 +27,7 @@ from harness.jsonutil import sha256_bytes
 from harness.predictions import Prediction
 from harness.programme.analysis import analyse
 from harness.programme.costs import load_shipped
-from harness.programme.screening import ScreeningSet
+from harness.programme.screening import READS, ScreeningSet
 from harness.standard import Standard
 from reports.programme_page import PROGRAMME_FILE
 
@@ -78,6 +78,16 @@ def programme_impact(
     model = load_shipped(spec.costs, spec.region)
     if spec.protocols:
         model = model.only(spec.protocols)
+    unread = sum(any(r not in e.readers for r in READS) for e in manifest.exams)
+    if unread:  # counted, not named: the vendor's copy shows this reason too
+        return ProgrammeImpact(
+            None,
+            not_computed=(
+                f"{unread} of the set's {len(manifest.exams)} exams have no recorded "
+                f"{', '.join(READS)} reads, which a replay of the screening protocols needs "
+                "(manifest 'readers')"
+            ),
+        )
     try:
         ss = ScreeningSet.from_manifest(manifest, predictions)
         if not ss.readable.any():
