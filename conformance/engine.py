@@ -27,6 +27,8 @@ from xml.etree import ElementTree as ET
 from conformance import judging, redaction, resolution
 from conformance.context import EvaluationContext, HypothesisProfile
 from conformance.criteria import KIND_FACTS, KINDS, LIVE_KINDS, evaluate
+from conformance.impact import ProgrammeImpact, programme_impact
+from conformance.impact import store as store_programme
 from conformance.outcome import error_result
 from harness import __version__
 from harness.cases.manifest import Manifest, load_manifest, verify_set
@@ -366,6 +368,10 @@ class Session:
             predictions = list(ctx.predictions) + (ctx.live.extra_predictions() if ctx.live else [])
             if ctx.live is not None:
                 ctx.live.close()  # ends the session/sockets and checkpoints the journal
+        # the report's programme-impact section, when the standard asks for one (change 24)
+        programme = programme_impact(
+            self.standard, self.manifest, predictions, self.operating_point, self.vendor_identity()
+        )
         by_status: dict[str, int] = {}
         for p in predictions:
             if p.condition == ORIGINAL:
@@ -405,18 +411,25 @@ class Session:
                 "n_faults": len(faults),
                 "skipped_tests": list(skipped),
                 **({"set_note": self.set_note} if self.set_note else {}),
+                **({"programme_impact": programme.summary()} if programme is not None else {}),
             },
             notice=notice,
             signing="key" if self.request.key else ("demo-key" if mode == "demo" else "unsigned"),
         )
         if self.request.out is not None:
-            self._write_bundle(results, predictions)
+            self._write_bundle(results, predictions, programme)
         return results
 
-    def _write_bundle(self, results: RunResults, predictions: list[Prediction]) -> None:
+    def _write_bundle(
+        self,
+        results: RunResults,
+        predictions: list[Prediction],
+        programme: ProgrammeImpact | None = None,
+    ) -> None:
         out = self.request.out
         assert out is not None
         write_results(out / "results.json", results)
+        store_programme(programme, out)
         write_predictions(out / "predictions.jsonl", predictions)
         write_atomic(out / "standard.yaml", self.standard.path.read_bytes(), "standard.yaml")
         if self.request.junit:
@@ -431,12 +444,14 @@ class Session:
             copy = redaction.vendor_copy(results)
             make_dir(vendor_dir, "--out")
             write_results(vendor_dir / "results.json", copy)
+            store_programme(programme, vendor_dir)  # aggregates over the set only
             if self.request.junit:
                 write_junit(vendor_dir / "junit.xml", copy, self.timings)
             render_report(vendor_dir, KIND_FACTS)
         else:  # a copy left by an earlier run into this directory is not this run's
             for name in redaction.VENDOR_FILES:
                 (vendor_dir / name).unlink(missing_ok=True)
+            store_programme(None, vendor_dir)
         write_attestation(
             out,
             key_path=self.request.key,

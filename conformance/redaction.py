@@ -34,6 +34,11 @@ WITHHELD_NOTE = (
     "sequestered; the authority's copy of this run holds it."
 )
 
+PROGRAMME_NOT_COMPUTED = (
+    "the programme analysis could not be computed on this reference set; the authority's copy "
+    "of this run says why"
+)
+
 
 @dataclass(frozen=True)
 class Disclosure:
@@ -189,6 +194,10 @@ def vendor_copy(results: RunResults) -> RunResults:
         by_status[status] = by_status.get(status, 0) + 1
     summary["faults"] = []
     summary["faults_by_status"] = dict(sorted(by_status.items()))
+    section = summary.get("programme_impact")
+    if isinstance(section, Mapping) and "not_computed" in section:
+        # why the analysis failed may name an exam; its figures, when computed, are aggregates
+        summary["programme_impact"] = {"not_computed": PROGRAMME_NOT_COMPUTED}
     summary["audience"] = "vendor"
     summary["withheld"] = WITHHELD_NOTE
     return dataclasses.replace(

@@ -22,6 +22,7 @@ from harness import yamlio
 from harness.attributes import subgroup_problems
 from harness.errors import StandardError
 from harness.jsonutil import sha256_bytes
+from harness.programme.costs import SHIPPED, load_shipped
 from harness.resources import STANDARD_SCHEMA
 
 SCHEMA_PATH = STANDARD_SCHEMA
@@ -74,6 +75,35 @@ class CriterionSpec:
         }
 
 
+PROGRAMME_DRAWS = 4000  # probabilistic draws when the block gives none (as `mammocert programme`)
+
+
+@dataclass(frozen=True)
+class ProgrammeImpactSpec:
+    """The standard's ``programme_impact`` block: every run's report shows the programme impact
+    of the run's predictions (``harness.programme``) for these protocols and this region."""
+
+    costs: str  # id of a shipped cost model (harness.programme.costs.SHIPPED)
+    region: str | None  # None: the cost model's default region
+    protocols: tuple[str, ...]  # () = every protocol of the cost model
+    seed: int
+    replicates: int
+    level: float
+    draws: int
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "costs": self.costs,
+            "region": self.region,
+            "protocols": list(self.protocols),
+            "seed": self.seed,
+            "bootstrap": {"replicates": self.replicates, "level": self.level},
+            "draws": self.draws,
+            "source": self.source,
+        }
+
+
 @dataclass(frozen=True)
 class Standard:
     """A validated standard."""
@@ -92,6 +122,7 @@ class Standard:
     criteria: tuple[CriterionSpec, ...]
     digest: str  # "sha256:" + hex of the file bytes
     raw: Mapping[str, Any]
+    programme_impact: ProgrammeImpactSpec | None = None  # the report's programme-impact section
 
     def in_force(self, on: dt.date) -> bool:
         return self.effective <= on < self.expires
@@ -284,6 +315,7 @@ def lint_text(text: str) -> tuple[dict[str, Any] | None, list[Problem]]:
             for sub, msg in subgroup_problems(c):
                 path = ("criteria", i, *sub)
                 problems.append(Problem(line_of(path), _where(path, data), msg))
+    problems += _programme_problems(data.get("programme_impact"), data, line_of)
     if data.get("status") == "final" and not data.get("reference_set"):
         problems.append(
             Problem(
@@ -294,6 +326,63 @@ def lint_text(text: str) -> tuple[dict[str, Any] | None, list[Problem]]:
         )
     problems.sort(key=lambda p: (p.line, p.where))
     return data, problems
+
+
+def _programme_problems(block: Any, data: Any, line_of: Any) -> list[Problem]:
+    """What the schema cannot check of ``programme_impact``: the cost model is shipped, and the
+    region and protocols are the model's."""
+    if not isinstance(block, Mapping) or not isinstance(block.get("costs"), str):
+        return []
+
+    def problem(key: str, msg: str) -> list[Problem]:
+        path = ("programme_impact", key)
+        return [Problem(line_of(path), _where(path, data), msg)]
+
+    if block["costs"] not in SHIPPED:
+        return problem(
+            "costs",
+            f"{block['costs']!r} is not a cost model shipped with the harness; use one of "
+            f"{', '.join(SHIPPED)}",
+        )
+    model = load_shipped(block["costs"])
+    region = block.get("region")
+    if isinstance(region, str) and region not in model.regions:
+        return problem(
+            "region",
+            f"{region!r} is not a region of cost model {block['costs']}; use one of "
+            f"{', '.join(model.regions)}",
+        )
+    known = [p.name for p in model.protocols]
+    names = block.get("protocols")
+    bad = (
+        [n for n in names if isinstance(n, str) and n not in known]
+        if isinstance(names, list)
+        else []
+    )
+    if bad:
+        return problem(
+            "protocols",
+            f"{bad[0]!r} is not a protocol of cost model {block['costs']}; use one of "
+            f"{', '.join(known)}",
+        )
+    return []
+
+
+def _programme_spec(data: Mapping[str, Any]) -> ProgrammeImpactSpec | None:
+    block = data.get("programme_impact")
+    if block is None:
+        return None
+    boot = block["bootstrap"]
+    return ProgrammeImpactSpec(
+        costs=block["costs"],
+        region=block.get("region"),
+        protocols=tuple(block.get("protocols", ())),
+        seed=int(block.get("seed", data["seed"])),
+        replicates=int(boot["replicates"]),
+        level=float(boot.get("level", 0.95)),
+        draws=int(block.get("draws", PROGRAMME_DRAWS)),
+        source=str(block.get("source", "")),
+    )
 
 
 def load_standard(path: Path | str) -> Standard:
@@ -344,6 +433,7 @@ def load_standard(path: Path | str) -> Standard:
         criteria=criteria,
         digest="sha256:" + sha256_bytes(raw_bytes),
         raw=data,
+        programme_impact=_programme_spec(data),
     )
 
 

@@ -19,9 +19,7 @@ def report_cli(args: argparse.Namespace) -> int:
     outside the bundle."""
     from conformance.criteria import KIND_FACTS
     from harness.fsio import check_output_file, write_atomic
-    from harness.jsonutil import sha256_file
-    from harness.results import read_results
-    from reports.render import VENDOR_DIR, render_html
+    from reports.render import VENDOR_DIR, render_bundle_html
     from reports.render import report_cli as render_cli
     from reports.signing import OUTSIDE_SEAL
 
@@ -34,9 +32,7 @@ def report_cli(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{bundle}: not a directory; give the evidence bundle written by `mammocert run`"
         )
-    results_path = bundle / "results.json"
-    html = render_html(read_results(results_path), sha256_file(results_path), KIND_FACTS)
-    data = html.encode("utf-8")
+    data = render_bundle_html(bundle, KIND_FACTS).encode("utf-8")
     if out is not None:
         if bundle.resolve() in out.resolve().parents:
             raise UsageError(
@@ -49,15 +45,8 @@ def report_cli(args: argparse.Namespace) -> int:
     assert seal is not None
     copies = [(bundle, data)]
     if (bundle / VENDOR_DIR / "results.json").is_file():  # the vendor's copy: the same rule
-        vendor_results = bundle / VENDOR_DIR / "results.json"
-        copies.append(
-            (
-                bundle / VENDOR_DIR,
-                render_html(
-                    read_results(vendor_results), sha256_file(vendor_results), KIND_FACTS
-                ).encode("utf-8"),
-            )
-        )
+        vendor = bundle / VENDOR_DIR
+        copies.append((vendor, render_bundle_html(vendor, KIND_FACTS).encode("utf-8")))
     for where, rendered in copies:
         current = check_output_file(where / "report.html", "report.html")
         if not (current.is_file() and current.read_bytes() == rendered):

@@ -17,7 +17,9 @@ import numpy as np
 from markupsafe import Markup
 
 from reports import plots
-from reports.render import _environment, fmt_number
+from reports.templating import _environment, fmt_number
+
+PROGRAMME_FILE = "programme.json"  # a bundle's programme analysis (the report's section)
 
 MEASURE_ROWS = (
     ("reads_per_1000", "Human reads per 1,000 screens", "{:.0f}", 1),
@@ -186,8 +188,10 @@ def probabilistic_plot(
     return plots._to_svg(fig, salt)
 
 
-def render_programme_html(doc: Mapping[str, Any]) -> str:
-    """The page as an HTML string (the same document gives the same string)."""
+def programme_view(doc: Mapping[str, Any], salt: str = "prog") -> dict[str, Any]:
+    """What ``programme_body.html.j2`` shows of a programme/v1 document: the per-protocol and
+    yearly tables, the figures and the cost inputs. ``salt`` prefixes the figures' SVG ids, so
+    the page and the report section can each hold them once."""
     cost = doc.get("cost_model", {})
     cur = cost.get("currency", "")
     protocols = list(doc.get("protocols", []))
@@ -201,39 +205,46 @@ def render_programme_html(doc: Mapping[str, Any]) -> str:
         unit = next((p["yearly"][key]["unit"] for p in protocols if key in p["yearly"]), "")
         yearly.append((f"{label} ({unit})", cells))
     figures = []
-    svg = protocols_plot(protocols, "prog-protocols")
+    svg = protocols_plot(protocols, f"{salt}-protocols")
     if svg:
         figures.append((Markup(svg), "Protocols: workload against cancers detected (95 % CIs)."))
     for i, t in enumerate(doc.get("sensitivity", {}).get("one_way", [])):
-        svg = tornado_plot(t, cur, f"prog-tornado-{i}")
+        svg = tornado_plot(t, cur, f"{salt}-tornado-{i}")
         if svg:
             figures.append(
                 (Markup(svg), f"One-way sensitivity: {t['protocol']}. * unverified input.")
             )
     for i, b in enumerate(doc.get("sensitivity", {}).get("band", [])):
-        svg = band_plot(b, f"prog-band-{i}")
+        svg = band_plot(b, f"{salt}-band-{i}")
         if svg:
             figures.append(
                 (Markup(svg), f"Band sweep: {b['protocol']} ({b['kind']}), quantiles 0–0.95.")
             )
-    svg = probabilistic_plot(doc.get("sensitivity", {}).get("probabilistic", []), cur, "prog-psa")
+    svg = probabilistic_plot(
+        doc.get("sensitivity", {}).get("probabilistic", []), cur, f"{salt}-psa"
+    )
     if svg:
         figures.append(
             (Markup(svg), "Probabilistic sensitivity: median and 95 % interval of net cost.")
         )
     inputs = [(name, q) for name, q in cost.get("inputs", {}).items() if isinstance(q, Mapping)]
+    return {
+        "doc": doc,
+        "protocols": protocols,
+        "measures": measures,
+        "yearly": yearly,
+        "figures": figures,
+        "inputs": inputs,
+        "currency": cur,
+    }
+
+
+def render_programme_html(doc: Mapping[str, Any]) -> str:
+    """The page as an HTML string (the same document gives the same string)."""
     return (
         _environment()
         .get_template("programme.html.j2")
-        .render(
-            doc=doc,
-            protocols=protocols,
-            measures=measures,
-            yearly=yearly,
-            figures=figures,
-            inputs=inputs,
-            currency=cur,
-        )
+        .render(doc=doc, prog=programme_view(doc), hx="h2")
     )
 
 

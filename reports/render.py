@@ -1,7 +1,8 @@
 """Render an evidence bundle's ``results.json`` into a self-contained, printable ``report.html``.
 
-The report adds nothing that is not in ``results.json``: every number, plot and list comes from
-the results model (criterion ``evidence`` carries the plot data; ``summary.faults`` lists the
+The report adds nothing that is not in ``results.json`` (and, when the standard asks for a
+programme-impact section, the ``programme.json`` whose SHA-256 results.json records): every
+number, plot and list comes from the results model (criterion ``evidence`` carries the plot data; ``summary.faults`` lists the
 cases with errors or rejections). Rendering is deterministic, so ``mammocert report DIR``
 reproduces the exact bytes whose SHA-256 the attestation signs.
 """
@@ -9,19 +10,22 @@ reproduces the exact bytes whose SHA-256 the attestation signs.
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
+import jsonschema
 from markupsafe import Markup
 
 from harness.errors import UsageError
 from harness.fsio import write_atomic
 from harness.jsonutil import sha256_file
 from harness.passif import describe, numeric_limits, row_figures
+from harness.programme.analysis import validate_document
 from harness.results import (
     CONFORMANT,
     NOT_PASSED,
@@ -33,8 +37,8 @@ from harness.results import (
     read_results,
 )
 from reports import plots
-
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+from reports.programme_page import PROGRAMME_FILE, programme_view
+from reports.templating import _environment, fmt_number
 
 _THUMBNAIL = re.compile(r"^data:image/(png|jpeg|webp);base64,[A-Za-z0-9+/]+={0,2}$")
 
@@ -81,23 +85,6 @@ class Family:
 
     name: str
     criteria: tuple[CriterionView, ...] = field(default_factory=tuple)
-
-
-def fmt_number(v: Any, unit: str = "") -> str:
-    """Readable number: three decimals for rates and AUCs, fewer for large values."""
-    if v is None:
-        return "—"
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return str(v)
-    if isinstance(v, int):
-        s = f"{v:,}"
-    elif abs(v) >= 100:
-        s = f"{v:,.0f}"
-    elif abs(v) >= 10:
-        s = f"{v:.1f}"
-    else:
-        s = f"{v:.3f}"
-    return f"{s} {unit}".strip()
 
 
 def _plot_for(c: CriterionResult) -> tuple[str | None, str]:
@@ -272,19 +259,6 @@ def signing_note(r: RunResults) -> str:
     )
 
 
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,  # every string from results.json is escaped; only our SVG is Markup
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["num"] = fmt_number
-    return env
-
-
 def plain(v: Any) -> str:
     """A value exactly as recorded (seeds, counts, parameters): no rounding, no separators."""
     if isinstance(v, bool):
@@ -318,11 +292,74 @@ OUTCOME_LABELS = {
 }
 
 
-def render_html(results: RunResults, results_sha256: str, kinds: Mapping[str, KindFacts]) -> str:
+@dataclass(frozen=True)
+class ProgrammeSection:
+    """The report's "Programme impact" section (the standard's ``programme_impact`` block, change
+    24): the bundle's ``programme.json`` with its SHA-256, or why the run could not compute it."""
+
+    document: Mapping[str, Any] | None
+    sha256: str = ""
+    not_computed: str = ""
+
+
+def programme_section(bundle_dir: Path, results: RunResults) -> ProgrammeSection | None:
+    """The section ``results.summary.programme_impact`` asks for; None when the standard asked
+    for none. The file is read only under the name and SHA-256 results.json records for it."""
+    summary = results.summary if isinstance(results.summary, Mapping) else {}
+    entry = summary.get("programme_impact")
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping):
+        raise UsageError(
+            f"{bundle_dir / 'results.json'}: summary.programme_impact is not a mapping; "
+            "re-run the suite"
+        )
+    if "not_computed" in entry:
+        return ProgrammeSection(None, not_computed=str(entry["not_computed"]))
+    if entry.get("file") != PROGRAMME_FILE:
+        raise UsageError(
+            f"{bundle_dir / 'results.json'}: summary.programme_impact.file is "
+            f"{entry.get('file')!r}, not {PROGRAMME_FILE!r}; re-run the suite"
+        )
+    path = bundle_dir / PROGRAMME_FILE
+    if not path.is_file():
+        raise UsageError(
+            f"{path}: missing; results.json records the programme analysis the report shows"
+        )
+    digest = sha256_file(path)
+    if digest != entry.get("sha256"):
+        raise UsageError(
+            f"{path}: sha256 differs from results.json summary.programme_impact.sha256 "
+            "(the file was changed)"
+        )
+    try:
+        doc = json.loads(path.read_bytes())
+        validate_document(doc)
+    except (UnicodeDecodeError, json.JSONDecodeError, jsonschema.ValidationError) as exc:
+        raise UsageError(
+            f"{path}: not a programme/v1 document ({exc.__class__.__name__})"
+        ) from None
+    return ProgrammeSection(doc, sha256=digest)
+
+
+@functools.lru_cache(maxsize=2)
+def _programme_view(document: str) -> dict[str, Any]:
+    """The section's tables and figures, drawn once for the report and the vendor's copy (the
+    same document: its nine figures take seconds to draw)."""
+    return programme_view(json.loads(document), "report-prog")
+
+
+def render_html(
+    results: RunResults,
+    results_sha256: str,
+    kinds: Mapping[str, KindFacts],
+    programme: ProgrammeSection | None = None,
+) -> str:
     """The report as an HTML string (pure: the same inputs give the same string).
 
     ``kinds`` holds the section heading and method text of each criterion kind (the suite's
-    ``conformance.criteria.KIND_FACTS``); a kind missing from it is titled from its name."""
+    ``conformance.criteria.KIND_FACTS``); a kind missing from it is titled from its name.
+    ``programme``: the programme-impact section (:func:`programme_section`), if the run has one."""
     summary = results.summary if isinstance(results.summary, Mapping) else {}
     faults = [f for f in summary.get("faults", []) if isinstance(f, Mapping)]
     outcome_counts = {o: sum(c.outcome == o for c in results.criteria) for o in OUTCOMES}
@@ -352,7 +389,7 @@ def render_html(results: RunResults, results_sha256: str, kinds: Mapping[str, Ki
                     {
                         k: v
                         for k, v in summary.items()
-                        if k not in ("faults", "withheld", "set_note")
+                        if k not in ("faults", "withheld", "set_note", "programme_impact")
                     }
                 )
             ],
@@ -363,7 +400,24 @@ def render_html(results: RunResults, results_sha256: str, kinds: Mapping[str, Ki
                 for kind in dict.fromkeys(c.kind for c in results.criteria)
             ],
             results_sha256=results_sha256,
+            programme=programme,
+            prog=(
+                _programme_view(json.dumps(programme.document, ensure_ascii=False))
+                if programme is not None and programme.document is not None
+                else None
+            ),
+            hx="h3",
         )
+    )
+
+
+def render_bundle_html(bundle_dir: Path, kinds: Mapping[str, KindFacts]) -> str:
+    """The report of the bundle in ``bundle_dir`` (its results.json and, when results.json names
+    one, its programme.json) as an HTML string."""
+    results_path = Path(bundle_dir) / "results.json"
+    results = read_results(results_path)
+    return render_html(
+        results, sha256_file(results_path), kinds, programme_section(Path(bundle_dir), results)
     )
 
 
@@ -373,11 +427,9 @@ def render_report(bundle_dir: Path, kinds: Mapping[str, KindFacts]) -> Path:
     ``kinds``: the facts about each criterion kind (see ``render_html``). The same results and
     facts always give the same bytes."""
     bundle_dir = Path(bundle_dir)
-    results_path = bundle_dir / "results.json"
-    results = read_results(results_path)
     out = bundle_dir / "report.html"
     # bytes, not text mode: the same on every platform (the attestation signs them)
-    html = render_html(results, sha256_file(results_path), kinds)
+    html = render_bundle_html(bundle_dir, kinds)
     write_atomic(out, html.encode("utf-8"), "report.html")
     return out
 

@@ -30,6 +30,7 @@ Hours freed are not money saved unless the capacity is cashed; the figures value
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ from harness.yamlio import line_map, line_of, safe_load
 COSTS_SCHEMA_ID = "mammocert/costs/v1"
 SCHEMA_PATH = resource("harness.programme", "data", "costs.schema.json")
 DEFAULT_COSTS = resource("harness.programme", "data", "dk-default.yaml")
+# cost models shipped with the harness, by id: the only ones a standard may name (a file of its
+# own would not be pinned by the standard's digest)
+SHIPPED: Mapping[str, Path] = {"dk-default": DEFAULT_COSTS}
 
 # input -> its unit ("{cur}" = the model's currency); the formulas above assume these units
 UNITS: Mapping[str, str] = {
@@ -134,12 +138,24 @@ class CostModel:
     inputs: Mapping[str, Quantity]  # every cost input plus the region's screens_per_year
     protocols: tuple[ProtocolSpec, ...]  # double reading first
     protocol_sources: Mapping[str, str]
+    regions: tuple[str, ...] = ()  # every region of the file, the selected one among them
 
     def values(self) -> dict[str, float]:
         return {k: q.value for k, q in self.inputs.items()}
 
     def unverified(self, names: tuple[str, ...] | list[str]) -> list[str]:
         return [n for n in names if not self.inputs[n].verified]
+
+    def only(self, names: tuple[str, ...] | list[str]) -> CostModel:
+        """The model with double reading and the named protocols only (in the file's order)."""
+        unknown = [n for n in names if n not in {s.name for s in self.protocols}]
+        if unknown:
+            raise CostModelError(
+                f"{self.path}: protocol {unknown[0]!r} is not in cost model {self.id}; choose "
+                f"from {', '.join(s.name for s in self.protocols)}"
+            )
+        keep = tuple(s for s in self.protocols if s.protocol == BASELINE or s.name in names)
+        return dataclasses.replace(self, protocols=keep)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -304,6 +320,7 @@ def parse_costs(text: str, source: str, region: str | None = None) -> CostModel:
         inputs=inputs,
         protocols=tuple(specs),
         protocol_sources={n: p.get("source", "") for n, p in data["protocols"].items()},
+        regions=tuple(sorted(data["regions"])),
     )
 
 
@@ -317,6 +334,15 @@ def load_costs(path: Path | str | None = None, region: str | None = None) -> Cos
             f"{p}: cannot read the cost model ({exc.strerror}); check the path"
         ) from None
     return parse_costs(text, str(p) if path is not None else "dk-default.yaml", region)
+
+
+def load_shipped(name: str, region: str | None = None) -> CostModel:
+    """A cost model shipped with the harness (:data:`SHIPPED`), by id, with a region selected."""
+    if name not in SHIPPED:
+        raise CostModelError(
+            f"cost model {name!r} is not shipped with the harness; use one of {', '.join(SHIPPED)}"
+        )
+    return parse_costs(SHIPPED[name].read_text(encoding="utf-8"), f"{name}.yaml", region)
 
 
 def yearly(rates: Mapping[str, Any], values: Mapping[str, Any], uses_ai: bool) -> dict[str, Any]:

@@ -43,6 +43,8 @@ class PageLoad:
     screenshot: bytes = b""
     pdf: bytes = b""
     scroll_width: int = 0  # the page's full width in CSS pixels (1280 when nothing overflows)
+    section: dict[str, Any] | None = None  # what load(..., section=ID) measured of that element
+    section_shot: bytes = b""  # a screenshot of that element
 
     def foreign_requests(self, own_url: str) -> list[str]:
         """Every request that is not the page itself or an inline data: URL."""
@@ -136,8 +138,21 @@ def browser() -> Iterator[str]:
                 proc.kill()
 
 
-def load(endpoint: str, url: str) -> PageLoad:
-    """Open url in a fresh tab at 1280x1600 and record console errors, requests, screenshot, PDF."""
+SECTION_PROBE = """(() => {
+  const e = document.getElementById(%s);
+  if (!e) return null;
+  const r = e.getBoundingClientRect();
+  const wide = [...e.querySelectorAll('table, svg, figure')].filter(
+    (x) => x.getBoundingClientRect().right > document.documentElement.clientWidth).length;
+  return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height,
+          svgs: e.querySelectorAll('svg').length, tables: e.querySelectorAll('table').length,
+          wider_than_window: wide, text: e.innerText};
+})()"""
+
+
+def load(endpoint: str, url: str, section: str | None = None) -> PageLoad:
+    """Open url in a fresh tab at 1280x1600 and record console errors, requests, screenshot, PDF;
+    with ``section`` (an element id), also measure that element and take its screenshot."""
     req = urllib.request.Request(f"{endpoint}/json/new?about:blank", method="PUT")
     with urllib.request.urlopen(req, timeout=10) as resp:
         target = json.load(resp)
@@ -161,12 +176,29 @@ def load(endpoint: str, url: str) -> PageLoad:
             returnByValue=True,
         )["result"]["value"]
         shot = dt.call("Page.captureScreenshot", format="png")["data"]
+        found, section_shot = None, ""
+        if section is not None:
+            found = dt.call(
+                "Runtime.evaluate",
+                expression=SECTION_PROBE % json.dumps(section),
+                returnByValue=True,
+            )["result"].get("value")
+            if found:
+                clip = {k: found[k] for k in ("x", "y", "width")}
+                clip |= {"height": min(found["height"], 4000), "scale": 1}
+                section_shot = dt.call(
+                    "Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True
+                )["data"]
         pdf = dt.call("Page.printToPDF", printBackground=True, preferCSSPageSize=True)["data"]
     finally:
         dt.ws.close()
         urllib.request.urlopen(f"{endpoint}/json/close/{target['id']}", timeout=10).close()
     page = PageLoad(
-        screenshot=base64.b64decode(shot), pdf=base64.b64decode(pdf), scroll_width=int(width)
+        screenshot=base64.b64decode(shot),
+        pdf=base64.b64decode(pdf),
+        scroll_width=int(width),
+        section=found,
+        section_shot=base64.b64decode(section_shot),
     )
     for e in dt.events:
         m, p = e["method"], e.get("params", {})
@@ -238,6 +270,60 @@ def test_programme_page_in_chromium(browser: str, tmp_path: Path) -> None:
     assert page.foreign_requests(url) == []
     assert page.scroll_width <= 1280, f"the page is {page.scroll_width}px wide in a 1280px window"
     assert page.screenshot.startswith(b"\x89PNG") and len(page.screenshot) > 20_000
+
+
+def test_report_programme_section_in_chromium(browser: str, tmp_path: Path) -> None:
+    """A run under a standard with a ``programme_impact`` block: the report's section is drawn
+    (its tables and figures, unverified inputs flagged), self-contained and no wider than the
+    window; the same run without the block has no such section (the probe's negative control)."""
+    import synthetic_set
+    import yaml
+
+    from conformance.engine import RunRequest, run
+    from harness.cases.manifest import load_manifest
+    from harness.predictions import write_predictions
+
+    synthetic_set.write_set(tmp_path / "cases")
+    preds = synthetic_set.predictions(load_manifest(tmp_path / "cases"), 2.5)
+    write_predictions(tmp_path / "preds.jsonl", preds)
+    std = yaml.safe_load((ROOT / "standards" / "demo.yaml").read_text(encoding="utf-8"))
+    std["criteria"] = [c for c in std["criteria"] if c["id"] == "DK-AUC-01"]
+    std.pop("programme_impact")  # the demo standard's own block: each page states its own
+    block = {
+        "costs": "dk-default",
+        "region": "midtjylland",
+        "protocols": ["ai_second_reader", "ai_triage_masai", "ai_rule_out"],
+        "bootstrap": {"replicates": 200},
+        "draws": 200,
+    }
+    pages = {}
+    for name, extra in (("with", {"programme_impact": block}), ("without", {})):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(std | extra, sort_keys=False))
+        run(
+            RunRequest(
+                standard=tmp_path / f"{name}.yaml",
+                cases=tmp_path / "cases",
+                out=tmp_path / name,
+                predictions=tmp_path / "preds.jsonl",
+                operating_point=0.5,
+            )
+        )
+        url = (tmp_path / name / "report.html").resolve().as_uri()
+        pages[name] = (url, load(browser, url, section="programme-impact"))
+    url, page = pages["with"]
+    assert page.console_errors == []
+    assert page.foreign_requests(url) == []
+    assert page.scroll_width <= 1280, f"the page is {page.scroll_width}px wide in a 1280px window"
+    s = page.section
+    assert s is not None, "no programme-impact section in the report"
+    assert s["wider_than_window"] == 0
+    assert s["tables"] >= 4 and s["svgs"] >= 6  # protocols, 3 tornados, 2 band sweeps, PSA
+    assert "Programme impact" in s["text"] and "ai_rule_out" in s["text"]
+    assert "region midtjylland" in s["text"] and "not verified in their source" in s["text"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "report-programme-section.png").write_bytes(page.section_shot)
+    assert page.section_shot.startswith(b"\x89PNG") and len(page.section_shot) > 20_000
+    assert pages["without"][1].section is None
 
 
 def test_compare_page_in_chromium(browser: str, tmp_path: Path, keypair: tuple[Path, Path]) -> None:
