@@ -19,6 +19,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from harness.executor_choice import ExecutorChoice
 from harness.fsio import make_dir, write_atomic
 from harness.jsonutil import sha256_file
 from harness.predictions import ORIGINAL, Prediction, read_predictions, write_predictions
+from harness.profile import RunProfile
 from harness.results import (
     NOT_CONFORMANT,
     OUTCOMES,
@@ -222,6 +224,7 @@ class Session:
     results: dict[str, CriterionResult] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     started: str | None = None
+    profile: RunProfile | None = None  # --profile: where the time goes (never in the results)
     _ctx: EvaluationContext | None = None
     _adapter_info: Any = None
     _harness_checks_input: bool | None = None  # known once the model ran
@@ -277,6 +280,7 @@ class Session:
                 req.resume,
                 adapter=self.adapter,
                 executor=req.executor,
+                profile=self.profile,
             )
             predictions = live.original_predictions()
             self._adapter_info = live.info
@@ -303,7 +307,9 @@ class Session:
     def evaluate(self, spec: CriterionSpec) -> CriterionResult:
         """Evaluate one criterion and record it as evidence."""
         t0 = time.perf_counter()
-        res = resolution.settle(self.standard, self.manifest, spec, evaluate(spec, self.context()))
+        with self.profile.phase(spec.id) if self.profile is not None else nullcontext():
+            ctx = self.context()
+            res = resolution.settle(self.standard, self.manifest, spec, evaluate(spec, ctx))
         self.record(res, time.perf_counter() - t0)
         return res
 
@@ -527,18 +533,27 @@ def run(
     on_result: Callable[[CriterionResult], None] | None = None,
     on_start: Callable[[EvaluationContext], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    profile: RunProfile | None = None,
 ) -> RunResults:
     """The whole run: open, evaluate every selected criterion, write the bundle. ``on_note``
     hears, before any work, what the reader must know first (``Session.set_note``);
-    ``on_start`` sees the context once the original predictions are in, before any criterion."""
-    session = open_session(request, adapter)
+    ``on_start`` sees the context once the original predictions are in, before any criterion.
+    ``profile`` times the phases: setup, the original pass, each criterion, the bundle."""
+
+    def phase(name: str) -> AbstractContextManager[Any]:
+        return profile.phase(name) if profile is not None else nullcontext()
+
+    with phase("setup"):
+        session = open_session(request, adapter)
+    session.profile = profile
     if on_note is not None and session.set_note:
         on_note(session.set_note)
     try:
         # The model runs over the set first, outside any one criterion: a refusal there (a set
         # that is not de-identified for a remote vendor, a journal of another model) is the
         # run's input error, not every criterion's.
-        ctx = session.context()
+        with phase("original"):
+            ctx = session.context()
         if on_start is not None:
             on_start(ctx)
         for spec in session.criteria:
@@ -554,7 +569,8 @@ def run(
         if ctx is not None and ctx.live is not None:
             ctx.live.close()  # keep the journal consistent for --resume
         raise
-    return session.finish()
+    with phase("bundle"):
+        return session.finish()
 
 
 def harness_error(spec: CriterionSpec, exc: Exception) -> CriterionResult:

@@ -29,8 +29,10 @@ class LiveModel:
         timeout_s: float,
         executor: Any = None,
         resources: ExitStack | None = None,
+        profile: Any = None,
     ) -> None:
         self.adapter = adapter
+        self.profile = profile  # a harness.profile.RunProfile (``--profile``), or None
         self.executor = executor  # None: the runner's local executor
         self._resources = resources or ExitStack()
         # the model's input is built by the harness after its own intended-use check (ONNX)
@@ -51,6 +53,7 @@ class LiveModel:
         resume: bool,
         adapter: Any = None,
         executor: Any = None,
+        profile: Any = None,
     ) -> LiveModel:
         """Open the package's adapter (or use the injected one) and the ``executor``
         (a :class:`harness.executor_choice.ExecutorChoice`; default local), then run the original
@@ -77,7 +80,7 @@ class LiveModel:
             chosen = None
             if executor is not None:
                 chosen = resources.enter_context(executor.open(package, device))
-            live = cls(adapter, manifest, journal, package.timeout_s, chosen, resources)
+            live = cls(adapter, manifest, journal, package.timeout_s, chosen, resources, profile)
             live.run(ORIGINAL, None, progress=True)
         except BaseException:
             resources.close()
@@ -105,6 +108,7 @@ class LiveModel:
             transform=wrapped,
             exam_ids=exam_ids,
             executor=self.executor,
+            profile=self.profile,
         )
         got = self._by_condition.setdefault(condition, {})
         for p in preds:

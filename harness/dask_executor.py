@@ -39,6 +39,7 @@ from harness.cases.manifest import Manifest, load_manifest
 from harness.errors import UsageError
 from harness.executor import ExamJob, ExamTask, ModelCaller, TaskOutcome, Transform
 from harness.predictions import Prediction
+from harness.profile import TaskTiming
 from harness.vendors.package import VendorPackage
 
 CONNECT_TIMEOUT_S = 10.0  # a scheduler that does not answer in this time is not there
@@ -140,11 +141,12 @@ def check_worker(job: WorkerJob) -> str:
     return _worker_address()
 
 
-def compute(job: WorkerJob, task: ExamTask) -> tuple[Prediction, bool]:
-    """One task on a worker: the same work as the local executor does for one exam."""
+def compute(job: WorkerJob, task: ExamTask) -> tuple[Prediction, bool, TaskTiming | None]:
+    """One task on a worker: the same work as the local executor does for one exam; its timing
+    travels back with the prediction (``--profile``)."""
     caller, manifest = _opened(job)
     outcome = caller.run(ExamJob(caller.adapter, manifest, job.transform, job.timeout_s), task)
-    return outcome.prediction, outcome.journaled
+    return outcome.prediction, outcome.journaled, outcome.timing
 
 
 def close_worker() -> int:
@@ -250,14 +252,14 @@ class DaskExecutor:
             for fut in done:
                 task = in_flight.pop(fut)
                 try:
-                    prediction, journaled = fut.result()
+                    prediction, journaled, timing = fut.result()
                 except KilledWorker as exc:
                     reason = f"not run: the Dask workers running it kept dying ({exc})"
                     prediction = Prediction.failed(
                         task.exam.exam_id, task.condition, "error", reason[:300], None
                     )
-                    journaled = False
-                yield TaskOutcome(task, prediction, journaled)
+                    journaled, timing = False, None
+                yield TaskOutcome(task, prediction, journaled, timing)
                 nxt = next(queue, None)
                 if nxt is not None:
                     submit(nxt)

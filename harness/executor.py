@@ -45,6 +45,7 @@ from harness.cases.manifest import Exam, Manifest
 from harness.errors import ManifestError, UsageError, VendorFault
 from harness.exam_input import ExamInput, load_exam
 from harness.predictions import ORIGINAL, Prediction
+from harness.profile import TaskTiming
 from harness.vendors.adapter import VendorAdapter
 
 Transform = Callable[[ExamInput, str], ExamInput]
@@ -65,11 +66,22 @@ class ExamTask:
 @dataclass(frozen=True)
 class TaskOutcome:
     """The prediction for a task; ``journaled`` is False for a record a ``--resume`` must redo
-    (the exam was not run, e.g. the model is hung or its Dask worker kept dying)."""
+    (the exam was not run, e.g. the model is hung or its Dask worker kept dying). ``timing`` is
+    what the task cost where it ran (``--profile``; machine-dependent, never in the results)."""
 
     task: ExamTask
     prediction: Prediction
     journaled: bool = True
+    timing: TaskTiming | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A task's model input and what loading and preparing it cost."""
+
+    value: Any
+    load_s: float
+    prepare_s: float
 
 
 @dataclass(frozen=True)
@@ -177,7 +189,8 @@ class ModelCaller:
         self._lock = threading.Lock()
 
     @staticmethod
-    def prepare(job: ExamJob, task: ExamTask) -> Any:
+    def prepare(job: ExamJob, task: ExamTask) -> Prepared:
+        t0 = time.perf_counter()
         exam_input = load_exam(job.manifest, task.exam)
         if task.condition != ORIGINAL:
             if job.transform is None:
@@ -186,27 +199,39 @@ class ModelCaller:
                     "run_predictions"
                 )
             exam_input = job.transform(exam_input, task.condition)
-        return job.adapter.prepare(exam_input)
+        t1 = time.perf_counter()
+        value = job.adapter.prepare(exam_input)
+        return Prepared(value, t1 - t0, time.perf_counter() - t1)
 
     @staticmethod
-    def fault(task: ExamTask, exc: BaseException) -> TaskOutcome:
-        """The record of a task whose prepare raised: harness errors propagate, the rest is data."""
+    def fault(task: ExamTask, exc: BaseException, seconds: float = 0.0) -> TaskOutcome:
+        """The record of a task whose prepare raised: harness errors propagate, the rest is data.
+        ``seconds``: how long it took to fail (counted as load + prepare)."""
         if isinstance(exc, UsageError | ManifestError):
             raise exc
         status, reason = _fault_reason(exc)
         return TaskOutcome(
-            task, Prediction.failed(task.exam.exam_id, task.condition, status, reason, None)
+            task,
+            Prediction.failed(task.exam.exam_id, task.condition, status, reason, None),
+            timing=TaskTiming(prepare_s=seconds),
         )
 
-    def infer(self, job: ExamJob, task: ExamTask, prepared: Any) -> TaskOutcome:
+    def infer(self, job: ExamJob, task: ExamTask, prepared: Prepared) -> TaskOutcome:
+        prediction, journaled, calls, infer_s = self._infer(job, task, prepared.value)
+        timing = TaskTiming(prepared.load_s, prepared.prepare_s, infer_s, calls)
+        return TaskOutcome(task, prediction, journaled, timing)
+
+    def _infer(
+        self, job: ExamJob, task: ExamTask, prepared: Any
+    ) -> tuple[Prediction, bool, int, float]:
+        """The prediction, whether to journal it, and the model calls made and their seconds."""
         exam_id, cond = task.exam.exam_id, task.condition
         with self._lock:
             stuck = self._worker.stuck()
             if stuck >= MAX_HUNG:
                 reason = f"not run: {stuck} earlier model calls are still hung"
-                return TaskOutcome(
-                    task, Prediction.failed(exam_id, cond, "error", reason, None), journaled=False
-                )
+                return Prediction.failed(exam_id, cond, "error", reason, None), False, 0, 0.0
+            t0 = time.perf_counter()
             try:
                 out, latency = self._worker.call(self.adapter.infer, prepared, job.timeout_s)
             except FutureTimeout:
@@ -215,27 +240,27 @@ class ModelCaller:
                     abandon()
                     self._worker.reap(ABANDON_WAIT_S)
                 reason = f"timeout after {job.timeout_s:g}s"
-                return TaskOutcome(
-                    task, Prediction.failed(exam_id, cond, "error", reason, job.timeout_s)
-                )
+                failed = Prediction.failed(exam_id, cond, "error", reason, job.timeout_s)
+                return failed, True, 1, time.perf_counter() - t0
             except Exception as exc:  # noqa: BLE001 - vendor-side infer faults are data
                 status, reason = _fault_reason(exc)
-                return TaskOutcome(task, Prediction.failed(exam_id, cond, status, reason, None))
+                failed = Prediction.failed(exam_id, cond, status, reason, None)
+                return failed, True, 1, time.perf_counter() - t0
         if out.score is None or out.score != out.score or out.score in _INFINITIES:
             reason = f"model returned a non-finite score ({out.score})"
-            return TaskOutcome(
-                task, Prediction.failed(exam_id, cond, "error", reason, round(latency, 6))
-            )
-        return TaskOutcome(task, Prediction.ok(exam_id, cond, out, round(latency, 6)))
+            failed = Prediction.failed(exam_id, cond, "error", reason, round(latency, 6))
+            return failed, True, 1, latency
+        return Prediction.ok(exam_id, cond, out, round(latency, 6)), True, 1, latency
 
     def run(self, job: ExamJob, task: ExamTask) -> TaskOutcome:
         """Prepare and infer one task in the calling thread (a Dask worker's task)."""
+        t0 = time.perf_counter()
         try:
             prepared = self.prepare(job, task)
         except (UsageError, ManifestError):
             raise
         except Exception as exc:  # noqa: BLE001 - vendor-side prepare faults are data
-            return self.fault(task, exc)
+            return self.fault(task, exc, time.perf_counter() - t0)
         return self.infer(job, task, prepared)
 
     def close(self) -> None:

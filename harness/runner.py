@@ -26,6 +26,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from harness.executor import (
 from harness.fsio import check_output_file
 from harness.journal import Journal, model_digest
 from harness.predictions import ORIGINAL, Prediction, write_predictions
+from harness.profile import RunProfile
 from harness.vendors.adapter import VendorAdapter
 from harness.vendors.package import DEFAULT_TIMEOUT_S
 
@@ -117,6 +119,7 @@ def run_predictions(
     prefetch: int | None = None,
     exam_ids: Sequence[str] | None = None,
     executor: Executor | None = None,
+    profile: RunProfile | None = None,
 ) -> list[Prediction]:
     """Run every exam under every condition; returns predictions sorted by (condition, exam_id).
 
@@ -124,7 +127,8 @@ def run_predictions(
     With a ``journal``, each result is committed before it counts, and (when ``resume``) rows
     that match model, case, condition and harness version are reused instead of recomputed.
     ``executor`` computes the rest (default: a :class:`~harness.executor.LocalExecutor` with
-    ``workers`` prefetch threads and ``prefetch`` tasks in flight).
+    ``workers`` prefetch threads and ``prefetch`` tasks in flight). ``profile`` counts each
+    computed task's timing and the runner's wall time into its current phase.
     """
     if journal is not None and journal.model_digest != model_digest(adapter.info.model_digests):
         raise UsageError(
@@ -176,10 +180,14 @@ def run_predictions(
     try:
         for outcome in outcomes:
             record(outcome.prediction, outcome.task.case_digest, outcome.journaled)
+            if profile is not None:
+                profile.add_task(outcome.timing)
     finally:
         outcomes.close()  # type: ignore[attr-defined]  # a generator: stops its tasks now
         if bar:
             bar.stop()
+        if profile is not None:
+            profile.add_runner(time.perf_counter() - t_start)
     stats = RunStats(
         len(results),
         counts["ok"],
@@ -195,27 +203,36 @@ def run_predictions(
 
 def predict_cli(args: Any) -> int:
     """``mammocert predict --vendor PKG --cases DIR --out FILE [--journal J --resume --device D
-    --timeout S --executor local|dask --scheduler ADDRESS | --workers N]``."""
+    --timeout S --executor local|dask --scheduler ADDRESS | --workers N --profile [FILE]]``."""
     from harness.executor_choice import ExecutorChoice
+    from harness.profile import open_profile, report_profile
     from harness.vendors import load_vendor_package, open_adapter
 
     choice = ExecutorChoice.from_args(args)  # before anything is loaded
-    pkg = load_vendor_package(args.vendor)
-    manifest = load_manifest(args.cases)
-    out = check_output_file(Path(args.out), "--out")  # before the model runs, not after
-    timeout = pkg.timeout_s if args.timeout is None else float(args.timeout)
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise UsageError(f"--timeout {args.timeout}: must be a finite number of seconds > 0")
-    journal_path = Path(args.journal) if args.journal else Path(str(out) + ".journal.sqlite")
-    check_output_file(journal_path, "--journal")
-    if args.resume and not journal_path.is_file():
-        raise UsageError(
-            f"--resume: no journal at {journal_path}; run without --resume first, or pass --journal"
-        )
-    device = getattr(args, "device", "cpu")
-    adapter = open_adapter(pkg, device, manifest=manifest)
+    profile, profile_path = open_profile(getattr(args, "profile", None))
+
+    def phase(name: str) -> AbstractContextManager[Any]:
+        return profile.phase(name) if profile is not None else nullcontext()
+
+    with phase("setup"):
+        pkg = load_vendor_package(args.vendor)
+        manifest = load_manifest(args.cases)
+        out = check_output_file(Path(args.out), "--out")  # before the model runs, not after
+        timeout = pkg.timeout_s if args.timeout is None else float(args.timeout)
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise UsageError(f"--timeout {args.timeout}: must be a finite number of seconds > 0")
+        journal_path = Path(args.journal) if args.journal else Path(str(out) + ".journal.sqlite")
+        check_output_file(journal_path, "--journal")
+        if args.resume and not journal_path.is_file():
+            raise UsageError(
+                f"--resume: no journal at {journal_path}; run without --resume first, or pass "
+                "--journal"
+            )
+        device = getattr(args, "device", "cpu")
+        adapter = open_adapter(pkg, device, manifest=manifest)
     try:
         with (
+            phase("original"),
             choice.open(pkg, device) as executor,
             Journal(journal_path, model_digest(adapter.info.model_digests)) as journal,
         ):
@@ -227,9 +244,12 @@ def predict_cli(args: Any) -> int:
                 progress=True,
                 resume=bool(args.resume),
                 executor=executor,
+                profile=profile,
             )
     finally:
         adapter.close()
-    write_predictions(out, preds)
+    with phase("write"):
+        write_predictions(out, preds)
     print(f"predictions: {out}  journal: {journal_path}", file=sys.stderr)
+    report_profile(profile, profile_path)
     return 0

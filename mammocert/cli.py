@@ -49,6 +49,19 @@ def _add_executor(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_profile(p: argparse.ArgumentParser) -> None:
+    """Where the time goes: a per-phase breakdown on stderr, optionally also as JSON."""
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="FILE",
+        help="print where the time went, per phase (original pass, each criterion), on stderr; "
+        "with FILE also write it as JSON (outside the bundle)",
+    )
+
+
 def _add(sub, name: str, target: str, help: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help)
     p.set_defaults(_target=target)
@@ -77,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--audience", choices=["vendor", "authority"], default="vendor", help=AUDIENCE_HELP
     )
+    _add_profile(p)
 
     cases = sub.add_parser("cases", help="build and verify reference sets").add_subparsers(
         dest="cases_command", required=True, metavar="ACTION"
@@ -161,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-exam timeout in seconds (default: the package's)",
     )
     _add_executor(p)
+    _add_profile(p)
 
     for name, target, help_ in (
         (
@@ -186,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
             _add_executor(p)
+            _add_profile(p)
             p.add_argument(
                 "-k", dest="keyword", default=None, help="select criteria (self-test only)"
             )

@@ -8,11 +8,13 @@ and the paths.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from harness.cases.manifest import load_manifest
 from harness.errors import UsageError, VerificationError
+from harness.profile import open_profile, report_profile
 from harness.resources import DEFAULT_RECIPE, DEMO_STANDARD, REFERENCE_VENDOR
 from harness.results import CONFORMANT
 
@@ -43,8 +45,10 @@ def demo_cli(args: Any) -> int:
     out = Path(args.out)
     cases = out / "cases"
     bundle = out / "bundle"
+    profile, profile_path = open_profile(getattr(args, "profile", None), bundle)
     out.mkdir(parents=True, exist_ok=True)
-    _reuse_or_build(cases, args.exams)
+    with profile.phase("set build") if profile is not None else nullcontext():
+        _reuse_or_build(cases, args.exams)
     manifest = load_manifest(cases)
     # The demo standard pins the default set; a resized set runs as a self-test instead.
     from harness.standard import load_standard
@@ -64,8 +68,11 @@ def demo_cli(args: Any) -> int:
         resume=True,
         audience=getattr(args, "audience", "vendor"),
     )
-    results = run(request, on_result=progress, on_start=print_preflight, on_note=note)
+    results = run(
+        request, on_result=progress, on_start=print_preflight, on_note=note, profile=profile
+    )
     print_verdict(results, bundle)
+    report_profile(profile, profile_path)
     pub = bundle / "demo-key.pub.pem"
     if pub.is_file():
         print(f"\nVerify it yourself:  mammocert verify {bundle} --key {pub} --cases {cases}")

@@ -13,6 +13,7 @@ from typing import Any
 from conformance.engine import RunRequest, run
 from harness.executor_choice import ExecutorChoice
 from harness.predictions import ORIGINAL, Prediction, is_valid_score
+from harness.profile import open_profile, report_profile
 from harness.results import CONFORMANT, CriterionResult, RunResults
 
 PREFLIGHT_BINS = 10
@@ -193,6 +194,10 @@ def run_cli(args: Any) -> int:
     """``mammocert run`` (and ``evaluate``, whose options omit the model's): exit 0 conformant,
     1 not conformant."""
     request = request_of(args)
-    results = run(request, on_result=progress, on_start=print_preflight, on_note=note)
+    profile, profile_path = open_profile(getattr(args, "profile", None), request.out)
+    results = run(
+        request, on_result=progress, on_start=print_preflight, on_note=note, profile=profile
+    )
     print_verdict(results, request.out)
+    report_profile(profile, profile_path)
     return 0 if results.verdict == CONFORMANT else 1

@@ -24,6 +24,7 @@ from harness.errors import UsageError
 from harness.journal import Journal, model_digest
 from harness.perturb.registry import apply_condition
 from harness.predictions import Prediction, read_predictions
+from harness.profile import RunProfile
 from harness.runner import run_predictions
 from harness.vendors import load_vendor_package, open_adapter
 from mammocert.cli import main
@@ -68,7 +69,13 @@ def _key(p: Prediction) -> str:
     return json.dumps(d, sort_keys=True)
 
 
-def _run(package: Path, cases: Path, client: Client | None, journal: Journal | None = None):
+def _run(
+    package: Path,
+    cases: Path,
+    client: Client | None,
+    journal: Journal | None = None,
+    profile: RunProfile | None = None,
+):
     """The set under CONDITIONS, locally (no client) or on the client's workers."""
     pkg = load_vendor_package(package)
     adapter = open_adapter(pkg, "cpu")
@@ -82,6 +89,7 @@ def _run(package: Path, cases: Path, client: Client | None, journal: Journal | N
             transform=apply_condition,
             progress=False,
             executor=executor,
+            profile=profile,
         )
         opened = executor.close() if executor is not None else {}
     finally:
@@ -91,9 +99,14 @@ def _run(package: Path, cases: Path, client: Client | None, journal: Journal | N
 
 def test_a_local_cluster_gives_the_local_predictions_bit_for_bit(cases, package, cluster):
     local, _ = _run(package, cases, None)
-    with Client(cluster, set_as_default=False) as client:
-        dist, opened = _run(package, cases, client)
+    profile = RunProfile()
+    with Client(cluster, set_as_default=False) as client, profile.phase("dask"):
+        dist, opened = _run(package, cases, client, profile=profile)
     assert sum(opened.values()) >= 1  # the workers opened the model: it ran there
+    # what each task cost on its worker travels back with its outcome (--profile)
+    on_workers = profile.phases["dask"]
+    assert on_workers.tasks == on_workers.model_calls == len(dist)
+    assert on_workers.infer_s > 0 and on_workers.load_s > 0 and on_workers.prepare_s > 0
     assert len(local) == 3 * 8 and all(p.status == "ok" for p in local)
     assert [_key(p) for p in dist] == [_key(p) for p in local]
     assert len({p.score for p in local}) > 3  # the conditions change the scores
