@@ -1,0 +1,185 @@
+"""Benchmark: the runner on a JPEG 2000 set, decoding in-thread under the codec lock vs in a pool
+of decoder processes, against the same set uncompressed.
+
+The JPEG 2000 set is a lossless copy of ``--cases`` (every image re-encoded with
+pylibjpeg-openjpeg, as the ``encoding`` relation does; made once under ``--work`` and reused).
+Three modes, each run in a fresh subprocess and interleaved so drift hits all of them:
+
+* ``plain``: the uncompressed set (what today's throughput figures measure);
+* ``lock``: the JPEG 2000 set, decoded in the prefetch threads under ``CODEC_LOCK`` (before);
+* ``pool``: the JPEG 2000 set, decoded in ``harness.decode.ProcessDecoder`` processes (after).
+
+Fails unless the three give the same predictions. Also reports what the pool's transfer costs:
+one image-sized array back from a decoder process (pickled through the pipe) against one decode.
+
+    python bench/bench_decode.py --cases DIR [--work DIR] [--repeat 1] [--processes N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE_VENDOR = Path(__file__).resolve().parents[1] / "harness" / "reference" / "vendor"
+MODES = ("plain", "lock", "pool")
+
+
+def image_sized_zeros(module):
+    """In a decoder process: an array the size of the image, without decoding it (the trip)."""
+    return np.zeros((int(module.Rows), int(module.Columns)), dtype=np.uint16)
+
+
+def jpeg2000_copy(cases: Path, work: Path) -> Path:
+    """A lossless JPEG 2000 copy of the set (manifest re-sealed with the new file hashes)."""
+    from pydicom import dcmread
+    from pydicom.uid import JPEG2000Lossless
+
+    from harness.cases.manifest import write_manifest
+    from harness.jsonutil import sha256_file
+    from harness.perturb.image import set_transfer_syntax
+
+    source = json.loads((cases / "manifest.json").read_text())
+    out = work / "j2k"
+    stamp = out / ".source-digest"
+    if stamp.is_file() and stamp.read_text() == source["digest"]:
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(cases, out)
+    for exam in source["exams"]:
+        for image in exam["images"]:
+            path = out / image["file"]
+            ds = dcmread(path)
+            set_transfer_syntax(ds, JPEG2000Lossless)
+            ds.save_as(path, enforce_file_format=True)
+            image["sha256"] = sha256_file(path)
+    write_manifest(out, {k: v for k, v in source.items() if k != "digest"})
+    stamp.write_text(source["digest"])
+    return out
+
+
+def _child(mode: str, cases: str, vendor: str, processes: int | None) -> dict:
+    from harness.cases.manifest import load_manifest
+    from harness.decode import LockedDecoder, ProcessDecoder
+    from harness.executor import LocalExecutor
+    from harness.runner import run_predictions
+    from harness.vendors import load_vendor_package, open_adapter
+
+    manifest = load_manifest(cases)
+    adapter = open_adapter(load_vendor_package(vendor))
+    decoder = ProcessDecoder(processes) if mode == "pool" else LockedDecoder()
+    try:
+        t0 = time.perf_counter()
+        preds = run_predictions(
+            adapter,
+            manifest,
+            progress=False,
+            timeout_s=None,
+            executor=LocalExecutor(decoder=decoder),
+        )
+        wall = time.perf_counter() - t0
+    finally:
+        decoder.close()
+        adapter.close()
+    return {
+        "mode": mode,
+        "decoder": decoder.describe(),
+        "exams": len(preds),
+        "wall_s": round(wall, 3),
+        "exams_per_s": round(len(preds) / wall, 4),
+        "predictions": [[p.exam_id, p.status, p.score, dict(p.breasts)] for p in preds],
+    }
+
+
+def _transfer(j2k: Path, repeat: int) -> dict:
+    """One image-sized array back from a decoder process vs one in-thread decode (same image)."""
+    from pydicom import dcmread
+
+    from harness.decode import LockedDecoder, ProcessDecoder
+
+    path = sorted(j2k.glob("*/*.dcm"))[0]
+    pool = ProcessDecoder(1, decode=image_sized_zeros)
+    try:
+        pool(dcmread(path))  # start the process
+        trips = []
+        for _ in range(repeat):
+            ds = dcmread(path)
+            t0 = time.perf_counter()
+            pool(ds)
+            trips.append(time.perf_counter() - t0)
+    finally:
+        pool.close()
+    t0 = time.perf_counter()
+    arr = LockedDecoder()(dcmread(path))
+    decode = time.perf_counter() - t0
+    return {
+        "image": f"{arr.shape[0]}x{arr.shape[1]} {arr.dtype}",
+        "trip_ms": round(1000 * min(trips), 1),
+        "decode_ms": round(1000 * decode, 1),
+        "trip_share": round(min(trips) / decode, 4),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", required=True, help="an uncompressed set (mammocert cases build)")
+    ap.add_argument("--work", help="where the JPEG 2000 copy is kept (default: a temporary dir)")
+    ap.add_argument("--vendor", default=str(REFERENCE_VENDOR))
+    ap.add_argument("--repeat", type=int, default=1, help="runs per mode; the best is kept")
+    ap.add_argument("--processes", type=int, help="decoder processes (default: one per core)")
+    ap.add_argument("--child", nargs=2, metavar=("MODE", "CASES"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(_child(args.child[0], args.child[1], args.vendor, args.processes)))
+        return 0
+    cases = Path(args.cases)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-decode-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    j2k = jpeg2000_copy(cases, work)
+    print(f"JPEG 2000 copy: {j2k} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    best: dict[str, dict] = {}
+    for _ in range(args.repeat):
+        for mode in MODES:
+            cmd = [sys.executable, __file__, "--cases", str(cases), "--vendor", args.vendor]
+            if args.processes:
+                cmd += ["--processes", str(args.processes)]
+            cmd += ["--child", mode, str(cases if mode == "plain" else j2k)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            if mode not in best or r["wall_s"] < best[mode]["wall_s"]:
+                best[mode] = r
+    if (
+        not best["plain"]["predictions"]
+        == best["lock"]["predictions"]
+        == best["pool"]["predictions"]
+    ):
+        print("FAIL: the three modes gave different predictions", file=sys.stderr)
+        return 1
+    for mode in MODES:
+        r = {k: v for k, v in best[mode].items() if k != "predictions"}
+        print(json.dumps(r))
+    rate = {m: best[m]["exams_per_s"] for m in MODES}
+    print(
+        f"{best['pool']['exams']} exams, predictions identical in all modes; "
+        f"JPEG 2000 pool/lock = {rate['pool'] / rate['lock']:.2f}x; "
+        f"vs uncompressed: lock {rate['lock'] / rate['plain']:.2f}x, "
+        f"pool {rate['pool'] / rate['plain']:.2f}x"
+    )
+    print(json.dumps({"transfer": _transfer(j2k, 5)}))
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
