@@ -16,9 +16,9 @@ with :func:`harness.pixels.decoding_with` (the local executor installs one for i
   ``OPJ_NUM_THREADS`` does nothing) and its ``decode`` has no threads option: the parallelism is
   across images, one process per core.
 * :class:`GpuDecoder`: nvImageCodec (``nvidia.nvimgcodec``) when it is installed and the model
-  runs on CUDA; lossless JPEG 2000 only, every other syntax and any image it cannot decode as the CPU
-  would goes to the CPU decoder. nvImageCodec is not a dependency; :func:`open_decoder` falls
-  back to the process pool when it cannot be imported.
+  runs on CUDA; lossless JPEG 2000 only: every other syntax, and any image whose array is not
+  the one the CPU gives (shape, dtype), goes to the CPU decoder. nvImageCodec is not a
+  dependency; :func:`open_decoder` falls back to the process pool when it cannot be imported.
 """
 
 from __future__ import annotations
@@ -167,6 +167,9 @@ class GpuDecoder:
             color_spec=nvimgcodec.ColorSpec.UNCHANGED, allow_any_depth=True
         )
         self.fallback = fallback
+        # one decode at a time: the prefetch threads share this decoder, and a GPU decode of one
+        # image is short next to the CPU's
+        self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"nvImageCodec (JPEG 2000), else {self.fallback.describe()}"
@@ -178,8 +181,9 @@ class GpuDecoder:
             return self.fallback(ds)
         try:
             frame = get_frame(ds.PixelData, 0, number_of_frames=1)
-            image = self._decoder.decode(frame, params=self._params)
-            arr = np.asarray(image.cpu()) if image is not None else None
+            with self._lock:
+                image = self._decoder.decode(frame, params=self._params)
+                arr = np.asarray(image.cpu()) if image is not None else None
         except Exception:  # noqa: BLE001 - whatever the GPU cannot decode, the CPU decides
             return self.fallback(ds)
         if arr is not None and arr.ndim == 3 and arr.shape[2] == 1:
