@@ -10,7 +10,8 @@ Three modes, each run in a fresh subprocess and interleaved so drift hits all of
 * ``pool``: the JPEG 2000 set, decoded in ``harness.decode.ProcessDecoder`` processes (after).
 
 Fails unless the three give the same predictions. Also reports what the pool's transfer costs:
-one image-sized array back from a decoder process (pickled through the pipe) against one decode.
+one image-sized array back from a decoder process, pickled through the pipe (what
+``ProcessDecoder`` does) and through a shared-memory block, against one decode.
 
     python bench/bench_decode.py --cases DIR [--work DIR] [--repeat 1] [--processes N]
 """
@@ -33,9 +34,34 @@ REFERENCE_VENDOR = Path(__file__).resolve().parents[1] / "harness" / "reference"
 MODES = ("plain", "lock", "pool")
 
 
-def image_sized_zeros(module):
-    """In a decoder process: an array the size of the image, without decoding it (the trip)."""
-    return np.zeros((int(module.Rows), int(module.Columns)), dtype=np.uint16)
+def image_sized_array(module):
+    """In a decoder process: an array the size of the image, without decoding it (the trip back,
+    pickled through the pipe, as ProcessDecoder returns a decode)."""
+    return np.ones((int(module.Rows), int(module.Columns)), dtype=np.uint16)
+
+
+def image_sized_shared(module):
+    """The alternative: the array written into a shared-memory block; the caller copies it out."""
+    from multiprocessing import resource_tracker, shared_memory
+
+    arr = np.ones((int(module.Rows), int(module.Columns)), dtype=np.uint16)
+    shm = shared_memory.SharedMemory(create=True, size=arr.nbytes)
+    np.ndarray(arr.shape, arr.dtype, buffer=shm.buf)[:] = arr
+    resource_tracker.unregister(shm._name, "shared_memory")  # the caller unlinks it
+    shm.close()
+    return shm.name, arr.shape
+
+
+def _from_shared(reply) -> np.ndarray:
+    from multiprocessing import shared_memory
+
+    name, shape = reply
+    shm = shared_memory.SharedMemory(name=name)
+    try:
+        return np.array(np.ndarray(shape, np.uint16, buffer=shm.buf))
+    finally:
+        shm.close()
+        shm.unlink()
 
 
 def jpeg2000_copy(cases: Path, work: Path) -> Path:
@@ -100,32 +126,44 @@ def _child(mode: str, cases: str, vendor: str, processes: int | None) -> dict:
     }
 
 
-def _transfer(j2k: Path, repeat: int) -> dict:
-    """One image-sized array back from a decoder process vs one in-thread decode (same image)."""
+def _trip(path: Path, decode, unpack, repeat: int) -> float:
     from pydicom import dcmread
 
-    from harness.decode import LockedDecoder, ProcessDecoder
+    from harness.decode import ProcessDecoder
 
-    path = sorted(j2k.glob("*/*.dcm"))[0]
-    pool = ProcessDecoder(1, decode=image_sized_zeros)
+    pool = ProcessDecoder(1, decode=decode)
     try:
-        pool(dcmread(path))  # start the process
+        unpack(pool(dcmread(path)))  # start the process
         trips = []
         for _ in range(repeat):
             ds = dcmread(path)
             t0 = time.perf_counter()
-            pool(ds)
+            unpack(pool(ds))
             trips.append(time.perf_counter() - t0)
     finally:
         pool.close()
+    return min(trips)
+
+
+def _transfer(j2k: Path, repeat: int) -> dict:
+    """One image-sized array back from a decoder process, pickled and through shared memory (the
+    compressed pixel data goes out the same way in both), vs one in-thread decode."""
+    from pydicom import dcmread
+
+    from harness.decode import LockedDecoder
+
+    path = sorted(j2k.glob("*/*.dcm"))[0]
+    pickled = _trip(path, image_sized_array, lambda a: a, repeat)
+    shared = _trip(path, image_sized_shared, _from_shared, repeat)
     t0 = time.perf_counter()
     arr = LockedDecoder()(dcmread(path))
     decode = time.perf_counter() - t0
     return {
         "image": f"{arr.shape[0]}x{arr.shape[1]} {arr.dtype}",
-        "trip_ms": round(1000 * min(trips), 1),
         "decode_ms": round(1000 * decode, 1),
-        "trip_share": round(min(trips) / decode, 4),
+        "trip_pickled_ms": round(1000 * pickled, 1),
+        "trip_shared_memory_ms": round(1000 * shared, 1),
+        "pickled_share_of_decode": round(pickled / decode, 4),
     }
 
 
