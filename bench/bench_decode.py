@@ -9,7 +9,9 @@ Three modes, each run in a fresh subprocess and interleaved so drift hits all of
 * ``lock``: the JPEG 2000 set, decoded in the prefetch threads under ``CODEC_LOCK`` (before);
 * ``pool``: the JPEG 2000 set, decoded in ``harness.decode.ProcessDecoder`` processes (after).
 
-Fails unless the three give the same predictions. Also reports what the pool's transfer costs:
+Fails unless the three give the same predictions. Then the decode step alone: every image of the
+JPEG 2000 set through two threads, under the lock vs in the processes. Then what the pool's
+transfer costs:
 one image-sized array back from a decoder process, pickled through the pipe (what
 ``ProcessDecoder`` does) and through a shared-memory block, against one decode.
 
@@ -131,7 +133,7 @@ def _trip(path: Path, decode, unpack, repeat: int) -> float:
 
     from harness.decode import ProcessDecoder
 
-    pool = ProcessDecoder(1, decode=decode)
+    pool = ProcessDecoder(1, decode=decode, min_pixels=0)
     try:
         unpack(pool(dcmread(path)))  # start the process
         trips = []
@@ -164,6 +166,38 @@ def _transfer(j2k: Path, repeat: int) -> dict:
         "trip_pickled_ms": round(1000 * pickled, 1),
         "trip_shared_memory_ms": round(1000 * shared, 1),
         "pickled_share_of_decode": round(pickled / decode, 4),
+    }
+
+
+def _decode_only(j2k: Path, processes: int | None, repeat: int) -> dict:
+    """Every image of the JPEG 2000 set through two prefetch-like threads, under the lock vs in
+    the decoder processes (alternating): the decode step alone, without reading or the model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pydicom import dcmread
+
+    from harness.decode import LockedDecoder, ProcessDecoder
+
+    paths = sorted(j2k.glob("*/*.dcm"))
+    pool = ProcessDecoder(processes, min_pixels=0)
+    walls: dict[str, list[float]] = {"lock": [], "pool": []}
+    try:
+        pool(dcmread(paths[0]))  # start a process
+        for _ in range(repeat):
+            for name, decoder in (("lock", LockedDecoder()), ("pool", pool)):
+                datasets = [dcmread(p) for p in paths]
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(2) as threads:
+                    list(threads.map(decoder, datasets))
+                walls[name].append(time.perf_counter() - t0)
+    finally:
+        pool.close()
+    lock, proc = min(walls["lock"]), min(walls["pool"])
+    return {
+        "images": len(paths),
+        "lock_s": round(lock, 2),
+        "pool_s": round(proc, 2),
+        "pool_over_lock_speed": round(lock / proc, 2),
     }
 
 
@@ -214,6 +248,7 @@ def main() -> int:
         f"vs uncompressed: lock {rate['lock'] / rate['plain']:.2f}x, "
         f"pool {rate['pool'] / rate['plain']:.2f}x"
     )
+    print(json.dumps({"decode_only": _decode_only(j2k, args.processes, args.repeat)}))
     print(json.dumps({"transfer": _transfer(j2k, 5)}))
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     return 0

@@ -39,6 +39,11 @@ from pydicom.uid import JPEG2000Lossless
 from harness.pixels import CODEC_LOCK, transfer_syntax
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
+# Smaller compressed images are decoded in the calling thread: their decode (~30 ms for 512 x 416
+# here) is about what the trip to a process and back costs on a loaded machine, while a
+# full-size mammogram (5-14 Mpx, seconds to decode) spends a few percent of its decode on it
+# (bench/bench_decode.py).
+MIN_POOL_PIXELS = 1_000_000
 PIXEL_GROUPS = (0x0028, 0x7FE0)  # Image Pixel module attributes and the pixel data itself
 
 
@@ -99,7 +104,8 @@ class LockedDecoder:
 
 
 class ProcessDecoder:
-    """Compressed pixel data decoded in ``processes`` worker processes; the rest in the caller.
+    """Compressed pixel data of at least ``min_pixels`` decoded in ``processes`` worker processes;
+    the rest in the caller (compressed: under CODEC_LOCK).
 
     Started on the first compressed image (an uncompressed set starts no process). Thread-safe:
     the prefetch threads submit at once and each waits for its own image. A process that dies
@@ -110,15 +116,18 @@ class ProcessDecoder:
         self,
         processes: int | None = None,
         decode: Callable[[Dataset], np.ndarray] = decode_module,
+        min_pixels: int = MIN_POOL_PIXELS,
     ) -> None:
         self.processes = processes or max(1, os.cpu_count() or 1)
+        self.min_pixels = min_pixels
         self.decode = decode  # what a process runs (a module-level function: it is pickled)
         self.sent = 0  # images decoded in the processes
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def describe(self) -> str:
-        return f"{self.processes} decoder process{'es' if self.processes > 1 else ''}"
+        plural = "es" if self.processes > 1 else ""
+        return f"{self.processes} decoder process{plural} (images of >= {self.min_pixels} px)"
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -131,6 +140,9 @@ class ProcessDecoder:
     def __call__(self, ds: Dataset) -> np.ndarray:
         if not transfer_syntax(ds).is_compressed:
             return ds.pixel_array
+        if _pixel_count(ds) < self.min_pixels:
+            with CODEC_LOCK:
+                return ds.pixel_array
         pool = self._executor()
         try:
             future = pool.submit(self.decode, pixel_module(ds))
@@ -195,6 +207,16 @@ class GpuDecoder:
 
     def close(self) -> None:
         self.fallback.close()
+
+
+def _pixel_count(ds: Dataset) -> int:
+    """Rows x Columns x frames; 0 when they are not numbers (the in-thread decode then reports the
+    dataset's fault exactly as it always has)."""
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        return int(ds.get("Rows", 0)) * int(ds.get("Columns", 0)) * frames
+    except (TypeError, ValueError):
+        return 0
 
 
 def _bytes(ds: Dataset) -> int:

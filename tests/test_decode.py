@@ -50,7 +50,7 @@ def die_decoding(module):
 
 @pytest.fixture(scope="module")
 def pool():
-    decoder = ProcessDecoder(2)
+    decoder = ProcessDecoder(2, min_pixels=0)  # the test images are small
     yield decoder
     decoder.close()
 
@@ -67,11 +67,12 @@ def test_a_decoder_process_gives_the_in_thread_values(tmp_path, pool, syntax, bi
     assert out.dtype == fresh.dtype and np.array_equal(out, fresh) and np.array_equal(out, img)
 
 
-def test_uncompressed_pixel_data_stays_in_the_calling_thread(tmp_path):
+def test_uncompressed_and_small_images_stay_in_the_calling_thread(tmp_path):
     ds, img = _stored(tmp_path, "u.dcm")
-    decoder = ProcessDecoder(2)
+    small, img2 = _stored(tmp_path, "s.dcm", JPEG2000Lossless)
+    decoder = ProcessDecoder(2, min_pixels=ds.Rows * ds.Columns + 1)
     try:
-        assert np.array_equal(decoder(ds), img)
+        assert np.array_equal(decoder(ds), img) and np.array_equal(decoder(small), img2)
         assert decoder.sent == 0 and decoder._pool is None  # no process was started
     finally:
         decoder.close()
@@ -91,7 +92,7 @@ def test_a_broken_codestream_fails_as_it_does_in_thread(tmp_path, pool):
 
 def test_a_dead_decoder_process_fails_its_image_and_the_next_one_decodes(tmp_path):
     ds, img = _stored(tmp_path, "d.dcm", JPEG2000Lossless)
-    decoder = ProcessDecoder(1, decode=die_decoding)
+    decoder = ProcessDecoder(1, decode=die_decoding, min_pixels=0)
     try:
         with pytest.raises(DecodeCrash, match="decoder process died"):
             decoder(ds)
@@ -173,7 +174,7 @@ def test_the_runner_predicts_the_same_on_a_jpeg2000_set_with_either_decoder(tmp_
         for name, cases, decoder in [
             ("plain", plain, LockedDecoder()),
             ("lock", j2k, LockedDecoder()),
-            ("pool", j2k, ProcessDecoder(2)),
+            ("pool", j2k, ProcessDecoder(2, min_pixels=0)),
         ]:
             preds = run_predictions(
                 adapter,
