@@ -112,6 +112,21 @@ def test_without_nvimgcodec_a_cuda_run_decodes_in_processes(monkeypatch):
     assert isinstance(open_decoder("CPUExecutionProvider"), ProcessDecoder)
 
 
+def test_a_cuda_run_decodes_on_the_gpu_when_nvimgcodec_starts(monkeypatch):
+    module, _ = _fake_nvimgcodec()
+    monkeypatch.setitem(sys.modules, "nvidia", types.SimpleNamespace(nvimgcodec=module))
+    decoder = open_decoder("CUDAExecutionProvider")
+    assert isinstance(decoder, GpuDecoder) and isinstance(decoder.fallback, ProcessDecoder)
+    decoder.close()
+    assert isinstance(open_decoder("CPUExecutionProvider"), ProcessDecoder)  # CPU model: CPU
+
+    def no_device():
+        raise RuntimeError("no CUDA device")
+
+    module.Decoder = no_device
+    assert isinstance(open_decoder("CUDAExecutionProvider"), ProcessDecoder)
+
+
 def _fake_nvimgcodec(channel_dtype=None):
     """nvImageCodec's Python surface that this harness uses, decoding with OpenJPEG on the CPU."""
     from openjpeg import decode
