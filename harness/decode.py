@@ -42,10 +42,10 @@ from pydicom.uid import JPEG2000Lossless
 from harness.pixels import CODEC_LOCK, transfer_syntax
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
-# Smaller compressed images are decoded in the calling thread: their decode (~30 ms for 512 x 416
-# here) is about what the trip to a process and back costs on a loaded machine, while a
-# full-size mammogram (5-14 Mpx, seconds to decode) spends a few percent of its decode on it
-# (bench/bench_decode.py).
+# Smaller compressed images are decoded in the calling thread: for them the trip to a process
+# costs more than it saves (600 x 480, two threads, loaded 2-core machine: 46 ms per image under
+# the lock, 74 ms through the processes), while a full-size mammogram (5-14 Mpx, seconds to
+# decode) spends about 5 % of its decode on the trip (bench/bench_decode.py).
 MIN_POOL_PIXELS = 1_000_000
 PIXEL_GROUPS = (0x0028, 0x7FE0)  # Image Pixel module attributes and the pixel data itself
 
