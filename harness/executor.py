@@ -15,8 +15,10 @@ records, so both executors give the same predictions for the same exams.
 
 Prefetch: ``prepare`` of the next exams overlaps with ``infer`` of the current one; onnxruntime
 and numpy release the GIL, so threads give real overlap without pickling sessions or datasets
-between processes. OpenJPEG is not thread-safe: JPEG 2000 encoding and decoding take
-``harness.pixels.CODEC_LOCK``.
+between processes. OpenJPEG is not thread-safe: JPEG 2000 encoding takes
+``harness.pixels.CODEC_LOCK``, and compressed pixel data is decoded by the run's decoder
+(:mod:`harness.decode`: a pool of decoder processes, or nvImageCodec when the model is on CUDA),
+so the decodes of the prefetched exams run in parallel instead of one at a time under the lock.
 
 Timeouts: ``infer`` runs in a dedicated daemon thread and the caller waits at most ``timeout_s``.
 On a timeout the exam is recorded as ``error: timeout after Ns`` and the call is abandoned: an
@@ -42,8 +44,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from harness.cases.manifest import Exam, Manifest
+from harness.decode import Decoder, open_decoder
 from harness.errors import ManifestError, UsageError, VendorFault
 from harness.exam_input import ExamInput, load_exam
+from harness.pixels import decoding_with
 from harness.predictions import ORIGINAL, Prediction
 from harness.profile import TaskTiming
 from harness.vendors.adapter import VendorAdapter
@@ -269,16 +273,33 @@ class ModelCaller:
 
 class LocalExecutor:
     """This process: ``workers`` prefetch threads, at most ``prefetch`` tasks in flight, infer
-    in task order on one infer thread. Outcomes come in task order."""
+    in task order on one infer thread. Outcomes come in task order. Compressed pixel data is
+    decoded by ``decoder`` (default: :func:`harness.decode.open_decoder` for the adapter's
+    execution provider, opened and closed with each run)."""
 
-    def __init__(self, workers: int | None = None, prefetch: int | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        prefetch: int | None = None,
+        decoder: Decoder | None = None,
+    ) -> None:
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2)))
         self.prefetch = prefetch or 2 * self.workers
+        self.decoder = decoder
 
     def describe(self) -> str:
         return "local"
 
     def run(self, job: ExamJob, tasks: Iterable[ExamTask]) -> Iterator[TaskOutcome]:
+        decoder = self.decoder or open_decoder(job.adapter.info.execution_provider)
+        try:
+            with decoding_with(decoder):
+                yield from self._run(job, tasks)
+        finally:
+            if decoder is not self.decoder:
+                decoder.close()
+
+    def _run(self, job: ExamJob, tasks: Iterable[ExamTask]) -> Iterator[TaskOutcome]:
         caller = ModelCaller(job.adapter)
         pending: deque[tuple[ExamTask, Future]] = deque()
         try:

@@ -40,6 +40,8 @@ SCOORD) back to stored-image columns/rows, undoing resize, padding and mirroring
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -66,9 +68,29 @@ def transfer_syntax(ds: Dataset) -> UID:
     return UID(ts) if ts else ExplicitVRLittleEndian
 
 
+# Where compressed pixel data is decoded while a run has installed a decoder (harness.decode):
+# process-wide, because the prefetch threads that decode are pool threads of the run.
+_decoder: Callable[[Dataset], np.ndarray] | None = None
+
+
+@contextmanager
+def decoding_with(decoder: Callable[[Dataset], np.ndarray]) -> Iterator[None]:
+    """Compressed pixel data goes to ``decoder`` inside the block (the one before it after)."""
+    global _decoder
+    before, _decoder = _decoder, decoder
+    try:
+        yield
+    finally:
+        _decoder = before
+
+
 def decoded(ds: Dataset) -> np.ndarray:
-    """``ds.pixel_array``, decoded under CODEC_LOCK when the pixel data is compressed."""
+    """``ds.pixel_array``; compressed pixel data goes to the installed decoder, else it is decoded
+    here under CODEC_LOCK."""
     if transfer_syntax(ds).is_compressed:
+        decoder = _decoder
+        if decoder is not None:
+            return decoder(ds)
         with CODEC_LOCK:
             return ds.pixel_array
     return ds.pixel_array
