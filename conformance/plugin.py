@@ -48,6 +48,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--resume", action="store_true", default=False, help="reuse the journal in --out"
     )
+    # Where the model calls run, as on the CLI (docs/distributed.md).
+    group.addoption(
+        "--executor", default="local", choices=["local", "dask"], help="local (default) or dask"
+    )
+    group.addoption(
+        "--scheduler", default=None, help="with --executor dask: a running Dask scheduler address"
+    )
+    group.addoption(
+        "--workers",
+        type=int,
+        default=None,
+        help="with --executor dask: start a local Dask cluster of N worker processes",
+    )
 
 
 def _path(value: str | None) -> Path | None:
@@ -60,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from conformance.engine import LOCKED_MODES, RunRequest, open_session
     from harness.errors import MammocertError
+    from harness.executor_choice import ExecutorChoice
 
     if not opt("--cases"):
         raise pytest.UsageError(
@@ -71,6 +85,10 @@ def pytest_configure(config: pytest.Config) -> None:
             "certify mode runs the standard's full criteria list; remove -k/-m "
             "(use --mode self-test to select)"
         )
+    try:
+        executor = ExecutorChoice(opt("--executor"), opt("--scheduler"), opt("--workers"))
+    except MammocertError as exc:
+        raise pytest.UsageError(str(exc)) from None
     request = RunRequest(
         standard=Path(opt("--standard")),
         cases=Path(opt("--cases")),
@@ -82,6 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
         device=opt("--device"),
         key=_path(opt("--key")),
         resume=bool(opt("--resume")),
+        executor=executor,
         junit=False,  # pytest writes it with --junitxml
     )
     try:

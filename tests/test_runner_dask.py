@@ -374,3 +374,51 @@ def test_mammocert_run_on_dask_gives_the_local_bundle(cases, package, tmp_path):
     }
     assert figures["dask"] == figures["local"] and len(figures["local"]) == 4
     assert all(outcome in ("passed", "failed") for _, outcome, *_ in figures["local"])
+
+
+def _plugin(package: Path, cases: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
+    """The suite as a vendor's CI runs it: plain pytest with the mammocert plugin."""
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "conformance", "-p", "no:cacheprovider"]
+    cmd += ["-q", "--vendor", str(package), "--cases", str(cases), "--out", str(out)]
+    cmd += ["--standard", str(Path("standards/demo.yaml").resolve()), *flags]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_OPTIONS[:3])
+def test_the_pytest_plugin_refuses_bad_executor_options_in_one_line(
+    flags, message, cases, package, tmp_path
+):
+    r = _plugin(package, cases, tmp_path / "bundle", *flags)
+    assert r.returncode == 4  # pytest's usage error
+    lines = [ln for ln in r.stderr.splitlines() if message in ln]
+    assert lines and "Traceback" not in r.stderr + r.stdout
+    assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.slow
+def test_the_pytest_plugin_runs_on_dask_with_the_local_figures(cases, package, tmp_path):
+    """A vendor's CI can use its Dask cluster too: the plugin passes the executor to the engine."""
+    chosen = ("DK-INV-MIRROR", "DK-DET-01")
+    select = ("-k", " or ".join(chosen))
+    runs = {
+        "local": _plugin(package, cases, tmp_path / "local", *select),
+        "dask": _plugin(
+            package, cases, tmp_path / "dask", *select, "-s", "--executor", "dask", "--workers", "2"
+        ),
+    }
+    for r in runs.values():
+        assert r.returncode in (0, 1), r.stdout[-2000:] + r.stderr[-2000:]
+    local, dist = (
+        [_key(p) for p in read_predictions(tmp_path / n / "predictions.jsonl")] for n in runs
+    )
+    assert dist == local and len(local) > 8
+    figures = {
+        n: [
+            (c["id"], c["outcome"], c["value"])
+            for c in json.loads((tmp_path / n / "results.json").read_text())["criteria"]
+            if c["id"] in chosen
+        ]
+        for n in runs
+    }
+    assert figures["dask"] == figures["local"] and len(figures["local"]) == 2
+    assert "on dask tcp://" in runs["dask"].stderr  # the runner's progress line (-s shows it)
