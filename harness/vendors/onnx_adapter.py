@@ -42,9 +42,11 @@ import math
 import multiprocessing
 import sys
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -60,6 +62,7 @@ from harness.vendors.package import OnnxSpec, VendorPackage
 
 MAMMO_SOP_CLASSES = codes.MAMMO_SOP_CLASSES
 VIEW_CODES = codes.VIEW_OF_CODE_VALUE
+CUDA_PROVIDER = "CUDAExecutionProvider"
 FINDINGS_PER_IMAGE = 3
 FINDING_FLOOR = 0.05
 PEAK_WINDOW = 5
@@ -67,6 +70,33 @@ PEAK_WINDOW = 5
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def run_bound(session: Any, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """One call through I/O binding: the outputs ``names`` as host arrays.
+
+    On CUDA each input is copied to the device once, as an ``OrtValue``, before the call (no
+    implicit copy inside it) and the outputs are bound to host memory; on CPU the input array is
+    bound in place. Bit for bit what ``session.run(names, feeds)`` returns.
+
+    The host side of the copy is the pageable numpy array. Page-locked memory is reachable from
+    onnxruntime's Python API only through a plugin execution provider's ``OrtEpDevice``
+    (``memory_info(OrtDeviceMemoryType.HOST_ACCESSIBLE)``); the CUDA provider of
+    ``onnxruntime-gpu`` is not registered that way by default, so there is no pinned buffer here.
+    """
+    import onnxruntime as ort
+
+    binding = session.io_binding()
+    on_cuda = session.get_providers()[0] == CUDA_PROVIDER
+    for name, x in feeds.items():
+        if on_cuda:
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+        else:
+            binding.bind_cpu_input(name, x)
+    for name in names:
+        binding.bind_output(name, "cpu")
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()
 
 
 def serve_session(conn: Connection, model: str, providers: list[str]) -> None:
@@ -92,7 +122,7 @@ def serve_session(conn: Connection, model: str, providers: list[str]) -> None:
             return
         names, feeds = request
         try:
-            reply = ("ok", session.run(names, feeds))
+            reply = ("ok", run_bound(session, names, feeds))
         except Exception as exc:  # onnxruntime raises Fail/InvalidArgument/RuntimeException
             reply = ("error", _first_line(exc))
         conn.send(reply)
@@ -237,7 +267,8 @@ class TensorModel:
     Protocol profile (:mod:`harness.vendors.rest.oip`) share, so both build the same tensors and
     read outputs the same way. A subclass sets ``pkg`` and ``spec`` (``input``, ``aggregate``,
     ``score_output``, ``heatmap_output``, ``breast_scores_output``, ``graph``) and runs the model
-    in :meth:`_run`."""
+    in :meth:`_run`, or overrides :meth:`infer` and reads outputs with :meth:`_read` (the ONNX
+    adapter, which stacks exams)."""
 
     # The model sees only the tensors ``prepare`` builds; the intended-use check in ``prepare``
     # (:func:`check_mammogram`) is the harness's, so input rejection cannot be the vendor's.
@@ -395,18 +426,25 @@ class TensorModel:
                 break
         return out
 
+    def _output_names(self) -> list[str]:
+        """The outputs every call asks for: score, then heatmap, then breast scores."""
+        s = self.spec
+        names = [s.score_output] + ([s.heatmap_output] if s.heatmap_output else [])
+        return names + ([s.breast_scores_output] if s.breast_scores_output else [])
+
     def infer(self, prepared: PreparedExam) -> ExamOutput:
-        names = [self.spec.score_output] + (
-            [self.spec.heatmap_output] if self.spec.heatmap_output else []
-        )
-        if self.spec.breast_scores_output:
-            names.append(self.spec.breast_scores_output)
+        names = self._output_names()
+        # lazily: a fault in one batch's outputs ends the exam before its next call
+        return self._read(prepared, (self._run(names, b, prepared) for b in prepared.batches))
+
+    def _read(self, prepared: PreparedExam, calls: Iterable[list[np.ndarray]]) -> ExamOutput:
+        """The exam's output from the outputs of each of its batches (in ``_output_names``
+        order, one list per batch, in batch order); VendorFault for a malformed output."""
         image_scores: dict[str, list[float]] = {}
         breast_scores: dict[str, float] = {}
         exam_score: float | None = None
         findings: list[Finding] = []
-        for batch in prepared.batches:
-            outputs = self._run(names, batch, prepared)
+        for batch, outputs in zip(prepared.batches, calls, strict=True):
             scores = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
             if scores.shape[0] != len(batch.items):
                 raise VendorFault(
@@ -448,6 +486,22 @@ class TensorModel:
             exam_score = self._aggregate([breast_scores[k] for k in sorted(breast_scores)])
         findings.sort(key=lambda f: (-f.score, f.file, f.y, f.x))
         return ExamOutput(score=exam_score, breasts=breast_scores, findings=tuple(findings))
+
+
+def split_rows(
+    outputs: list[np.ndarray], names: list[str], parts: list[np.ndarray]
+) -> list[list[np.ndarray]]:
+    """The outputs of one call over ``np.concatenate(parts)``, cut back into each part's rows
+    (every output has one row per input row, as in its batch-1 call)."""
+    total = sum(len(p) for p in parts)
+    for name, out in zip(names, outputs, strict=True):
+        if out.ndim == 0 or out.shape[0] != total:
+            raise VendorFault(
+                f"output {name!r} of a batched call has shape {out.shape}; expected {total} rows",
+                "error",
+            )
+    ends = np.cumsum([len(p) for p in parts]).tolist()
+    return [[out[a:b] for out in outputs] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
 
 class OnnxAdapter(TensorModel):
@@ -496,10 +550,40 @@ class OnnxAdapter(TensorModel):
             model_digests=dict(pkg.model_digests),
             execution_provider=used,
             batchable=self.spec.graph.batch_dynamic,
+            batch_size=self.spec.batch_size,
         )
 
-    def _run(self, names: list[str], batch: Batch, exam: PreparedExam) -> list[np.ndarray]:
-        return self._session().run(names, {self.spec.input.name: batch.tensor})
+    def infer(self, prepared: PreparedExam) -> ExamOutput:
+        (out,) = self.infer_batch([prepared])
+        if isinstance(out, VendorFault):
+            raise out
+        return out
+
+    def infer_batch(self, exams: Sequence[PreparedExam]) -> list[ExamOutput | VendorFault]:
+        """Several exams in as few session calls as their batches allow: call ``j`` stacks the
+        ``j``-th batch of every exam that has one (exam unit: one call of N exams; breast unit:
+        up to two, the first side of each exam and then the second; image unit with a dynamic
+        batch: one call of every CC/MLO image). Each exam's outputs are its rows of the call's
+        outputs, read as if it had been called alone: a malformed or non-finite output is that
+        exam's fault, in its slot. A failed call, or one whose outputs do not have a row per
+        input, raises VendorFault (the runner then calls the exams one by one)."""
+        names = self._output_names()
+        outputs: list[list[list[np.ndarray]]] = [[] for _ in exams]
+        for j in range(max(len(e.batches) for e in exams)):
+            members = [k for k, e in enumerate(exams) if j < len(e.batches)]
+            parts = [exams[k].batches[j].tensor for k in members]
+            tensor = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            result = self._session().run(names, {self.spec.input.name: tensor})
+            rows = [result] if len(parts) == 1 else split_rows(result, names, parts)
+            for k, piece in zip(members, rows, strict=True):
+                outputs[k].append(piece)
+        read: list[ExamOutput | VendorFault] = []
+        for exam, calls in zip(exams, outputs, strict=True):
+            try:
+                read.append(self._read(exam, calls))
+            except VendorFault as fault:
+                read.append(fault)
+        return read
 
     def _session(self) -> SessionProcess:
         """The live worker process; a fresh one after :meth:`abandon` or a crash."""
