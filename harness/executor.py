@@ -255,6 +255,8 @@ class ModelCaller:
         if outcomes is not None:
             return outcomes
         alone = [self.infer(job, task, prepared) for task, prepared in group]
+        if spent is None:  # no call was made (the model is considered dead)
+            return alone
         return [
             replace(
                 o,
@@ -271,14 +273,14 @@ class ModelCaller:
 
     def _infer_together(
         self, job: ExamJob, group: list[tuple[ExamTask, Prepared]]
-    ) -> tuple[list[TaskOutcome] | None, float]:
+    ) -> tuple[list[TaskOutcome] | None, float | None]:
         """One ``infer_batch`` call for ``group`` and the seconds it took; None for the outcomes
-        when the call failed, timed out or the model is considered dead (the per-task path then
-        records each task)."""
+        when the call failed or timed out, and for the seconds too when the model is considered
+        dead and no call was made (the per-task path then records each task)."""
         n = len(group)
         with self._lock:
             if self._worker.stuck() >= MAX_HUNG:
-                return None, 0.0
+                return None, None
             deadline = None if job.timeout_s is None else job.timeout_s * n
             infer_batch = self.adapter.infer_batch  # type: ignore[attr-defined]
             values = [prepared.value for _, prepared in group]

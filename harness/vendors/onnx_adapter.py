@@ -34,6 +34,12 @@ onnxruntime's thread pools are destroyed under it). A process can be killed: whe
 up on a call it calls :meth:`OnnxAdapter.abandon`, the worker is killed (the blocked call ends at
 once with the pipe closed) and the next exam starts a fresh one. A model that crashes its process
 becomes an ``error`` record for that exam instead of ending the run.
+
+Batches (``onnx.batch_size``, docs/contracts.md §3.2): :meth:`OnnxAdapter.infer_batch` stacks
+the tensors of several prepared exams along N, one session call per tensor position, and reads
+each exam's rows of the outputs exactly as :meth:`TensorModel._read` reads a call of its own;
+``infer`` is the batch of one. Each call runs through onnxruntime's I/O binding
+(:func:`run_bound`).
 """
 
 from __future__ import annotations
