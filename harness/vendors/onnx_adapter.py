@@ -46,10 +46,12 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -107,8 +109,10 @@ def run_bound(session: Any, names: list[str], feeds: dict[str, np.ndarray]) -> l
 
 def serve_session(conn: Connection, model: str, providers: list[str]) -> None:
     """The worker process: load the model, say which provider runs it, then answer each
-    ``(output names, feeds)`` request with ``("ok", outputs)`` or ``("error", reason)`` until
-    ``None`` or the pipe closes."""
+    ``(output names, input name, input)`` request with ``("ok", outputs)`` or
+    ``("error", reason)`` until ``None`` or the pipe closes. The input is ``("shared", (block
+    name, shape))``, a float32 tensor in an :class:`InputBlock` read in place, or
+    ``("inline", array)``."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -119,6 +123,7 @@ def serve_session(conn: Connection, model: str, providers: list[str]) -> None:
         conn.send(("load-error", _first_line(exc)))
         return
     conn.send(("ready", session.get_providers()[0]))
+    mapped: shared_memory.SharedMemory | None = None
     while True:
         try:
             request = conn.recv()
@@ -126,12 +131,78 @@ def serve_session(conn: Connection, model: str, providers: list[str]) -> None:
             return
         if request is None:
             return
-        names, feeds = request
+        names, input_name, (kind, payload) = request
         try:
-            reply = ("ok", run_bound(session, names, feeds))
+            if kind == "shared":
+                block, shape = payload
+                if mapped is None or mapped.name != block:
+                    _unmap(mapped)
+                    mapped = shared_memory.SharedMemory(name=block)
+                x = np.ndarray(shape, np.float32, buffer=mapped.buf)
+            else:
+                x = payload
+            reply = ("ok", run_bound(session, names, {input_name: x}))
         except Exception as exc:  # onnxruntime raises Fail/InvalidArgument/RuntimeException
             reply = ("error", _first_line(exc))
+        x = None  # no view of the block outlives the call, so it can be unmapped
         conn.send(reply)
+
+
+def _unmap(block: shared_memory.SharedMemory | None) -> None:
+    if block is not None:
+        try:
+            block.close()
+        except BufferError:
+            pass  # a view is still alive; the mapping goes with it
+
+
+class InputBlock:
+    """Shared memory that carries each call's input tensor to the session process: the exams'
+    tensors are stacked straight into it (the one copy of the input on this side) and the
+    session process reads it in place, instead of a pickled copy through the pipe (four copies:
+    ``bench/bench_session_feed.py``). One block per session process, grown when a call needs
+    more. Its pages are reserved when it is made (``posix_fallocate``), so a full ``/dev/shm``
+    (64 MB in a default Docker container) is found then, and the call sends its tensor through
+    the pipe instead, never a SIGBUS while writing."""
+
+    def __init__(self) -> None:
+        self._block: shared_memory.SharedMemory | None = None
+
+    def stack(self, parts: Sequence[np.ndarray]) -> tuple[str, tuple[int, ...]] | None:
+        """Write ``np.concatenate(parts)`` into the block: its name and the tensor's shape, or
+        None where no block of that size can be had."""
+        shape = (sum(len(p) for p in parts), *parts[0].shape[1:])
+        nbytes = math.prod(shape) * np.dtype(np.float32).itemsize
+        if self._block is None or self._block.size < nbytes:
+            self.release()
+            self._block = _reserved_block(nbytes)
+            if self._block is None:
+                return None
+        view = np.ndarray(shape, np.float32, buffer=self._block.buf)
+        np.concatenate(parts, out=view)
+        del view
+        return self._block.name, shape
+
+    def release(self) -> None:
+        block, self._block = self._block, None
+        if block is not None:
+            block.unlink()
+            _unmap(block)
+
+
+def _reserved_block(nbytes: int) -> shared_memory.SharedMemory | None:
+    try:
+        block = shared_memory.SharedMemory(create=True, size=nbytes)
+    except OSError:
+        return None
+    try:
+        # the fd is private to SharedMemory; without it the pages cannot be reserved up front
+        os.posix_fallocate(block._fd, 0, nbytes)  # type: ignore[attr-defined]
+    except (OSError, AttributeError):
+        block.unlink()
+        _unmap(block)
+        return None
+    return block
 
 
 class SessionProcess:
@@ -165,11 +236,17 @@ class SessionProcess:
             self.kill()
             raise _LoadError(detail)
         self.provider: str = detail
+        self._input = InputBlock()
 
-    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """One session call; a failed call or a dead (killed, crashed) process is a VendorFault."""
+    def run(
+        self, names: list[str], input_name: str, parts: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """One session call on ``parts`` stacked along N (float32); a failed call or a dead
+        (killed, crashed) process is a VendorFault."""
+        block = self._input.stack(parts)
+        x = ("shared", block) if block is not None else ("inline", np.concatenate(parts))
         try:
-            self._conn.send((names, feeds))
+            self._conn.send((names, input_name, x))
             status, payload = self._conn.recv()
         except (EOFError, OSError):
             self._proc.join(5)
@@ -193,6 +270,8 @@ class SessionProcess:
         if self._proc.is_alive():
             self._proc.kill()
         self._proc.join(5)
+        if hasattr(self, "_input"):  # not made when the model did not load
+            self._input.release()
 
     def close(self) -> None:
         try:
@@ -578,8 +657,7 @@ class OnnxAdapter(TensorModel):
         for j in range(max(len(e.batches) for e in exams)):
             members = [k for k, e in enumerate(exams) if j < len(e.batches)]
             parts = [exams[k].batches[j].tensor for k in members]
-            tensor = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            result = self._session().run(names, {self.spec.input.name: tensor})
+            result = self._session().run(names, self.spec.input.name, parts)
             rows = [result] if len(parts) == 1 else split_rows(result, names, parts)
             for k, piece in zip(members, rows, strict=True):
                 outputs[k].append(piece)

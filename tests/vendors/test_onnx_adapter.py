@@ -259,3 +259,34 @@ def test_io_binding_gives_what_session_run_gives_bit_for_bit(tmp_path, model):
     assert [b.dtype for b in bound] == [p.dtype for p in plain]
     assert [b.shape for b in bound] == [p.shape for p in plain]
     assert [b.tobytes() for b in bound] == [p.tobytes() for p in plain]
+
+
+def test_the_session_process_reads_its_input_from_shared_memory_or_the_pipe(tmp_path, monkeypatch):
+    """Calls of growing and shrinking size through the shared block, then with no block to be
+    had (a full /dev/shm): the outputs are session.run's on the stacked parts, bit for bit, and
+    the block is gone once the process is closed."""
+    import onnxruntime as ort
+
+    from harness.vendors import onnx_adapter
+
+    model = str(write_package(tmp_path / "pkg") / "model.onnx")
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(3)
+    process = onnx_adapter.SessionProcess(model, ["CPUExecutionProvider"])
+    try:
+        blocks = []
+        for sizes in ([1], [2, 1, 3], [1, 1]):
+            parts = [rng.random((n, 1, 64, 48), dtype=np.float32) for n in sizes]
+            got = process.run(["score", "heat"], "image", parts)
+            want = session.run(["score", "heat"], {"image": np.concatenate(parts)})
+            assert [g.tobytes() for g in got] == [w.tobytes() for w in want]
+            blocks.append(process._input._block.name)
+        assert blocks[0] != blocks[1] == blocks[2]  # grown once, then reused
+        monkeypatch.setattr(onnx_adapter, "_reserved_block", lambda nbytes: None)
+        parts = [rng.random((8, 1, 64, 48), dtype=np.float32)]  # more than the block holds
+        got = process.run(["score"], "image", parts)
+        assert process._input._block is None  # sent through the pipe
+        assert got[0].tobytes() == session.run(["score"], {"image": parts[0]})[0].tobytes()
+    finally:
+        process.close()
+    assert not any((Path("/dev/shm") / b).exists() for b in blocks)
