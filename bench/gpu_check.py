@@ -96,6 +96,19 @@ def package_copy(src: Path, dest: Path, batch_size: int) -> Path:
     return dest
 
 
+def pinned_memory_offered(ort) -> bool:
+    """Whether this onnxruntime build offers page-locked host memory for CUDA (a plugin
+    provider's HOST_ACCESSIBLE memory; the runner does not use it, see ``run_bound``)."""
+    try:
+        return any(
+            d.ep_name == "CUDAExecutionProvider"
+            and d.memory_info(ort.OrtDeviceMemoryType.HOST_ACCESSIBLE) is not None
+            for d in ort.get_ep_devices()
+        )
+    except (AttributeError, RuntimeError):  # an older build without the plugin-provider API
+        return False
+
+
 def bare_loop(session, names: list[str], input_name: str, prepared: list, batch: int) -> float:
     """Exams/s of ``session.run`` over the prepared exams, ``batch`` exams per call, stacked
     as ``OnnxAdapter.infer_batch`` stacks them (call j: the j-th batch of every exam)."""
@@ -175,7 +188,12 @@ def check(a: argparse.Namespace, on_gpu: bool) -> int:
         bare_session = ort.InferenceSession(
             str(spec.model_path(pkgs[1].root)), providers=PROVIDERS[a.device]
         )
-        report: dict = {"device": a.device, "exams": len(ids), "batch_sizes": [1, a.batch]}
+        report: dict = {
+            "device": a.device,
+            "exams": len(ids),
+            "batch_sizes": [1, a.batch],
+            "pinned_host_memory_offered": pinned_memory_offered(ort),
+        }
         passes: dict[int, list] = {}
         ratios: dict[int, float] = {}
         for b, pkg in pkgs.items():

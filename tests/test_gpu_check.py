@@ -53,6 +53,7 @@ def test_gpu_check_runs_its_passes_on_the_cpu_provider(tmp_path):
     got = json.loads("\n".join(report))
     assert got["batch_sizes"] == [1, 3] and got["exams"] == 4 and not got["target_judged"]
     assert got["max_abs_score_diff_vs_cpu_batch1"] == 0.0 and got["same_statuses_as_cpu_batch1"]
+    assert got["pinned_host_memory_offered"] is False  # a CPU build has no CUDA device
     for b in (1, 3):
         assert got[f"batch{b}"]["runner_exams_per_s"] > 0
         assert got[f"batch{b}"]["bare_session_run_exams_per_s"] > 0

@@ -87,10 +87,14 @@ def run_bound(session: Any, names: list[str], feeds: dict[str, np.ndarray]) -> l
     implicit copy inside it) and the outputs are bound to host memory; on CPU the input array is
     bound in place. Bit for bit what ``session.run(names, feeds)`` returns.
 
-    The host side of the copy is the pageable numpy array. Page-locked memory is reachable from
-    onnxruntime's Python API only through a plugin execution provider's ``OrtEpDevice``
-    (``memory_info(OrtDeviceMemoryType.HOST_ACCESSIBLE)``); the CUDA provider of
-    ``onnxruntime-gpu`` is not registered that way by default, so there is no pinned buffer here.
+    The host side of that copy is pageable memory (the :class:`InputBlock`), not pinned: numpy
+    cannot allocate page-locked memory, and onnxruntime's Python API (1.32) offers it only
+    through a plugin execution provider's device,
+    ``OrtValue.ortvalue_from_shape_and_type(shape, np.float32, memory_info=ep_device.memory_info(
+    OrtDeviceMemoryType.HOST_ACCESSIBLE))`` with ``ep_device`` from ``get_ep_devices()``, which
+    exists only where the onnxruntime-gpu build registers CUDA as a plugin provider. That path
+    needs a GPU to test, so it is not taken; ``bench/gpu_check.py`` reports whether the GPU
+    host's build offers it.
     """
     import onnxruntime as ort
 
