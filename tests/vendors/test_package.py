@@ -186,8 +186,8 @@ def _bad_batch_text(pkg: Path) -> None:
         (_bad_missing_section, "missing key 'onnx'"),
         (_bad_timeout, "onnx.timeout_s: 0 must be greater than 0"),
         (_bad_batch_on_a_fixed_batch, "onnx.batch_size 4 needs a dynamic batch dimension"),
-        (_bad_batch_zero, "onnx.batch_size: 0"),
-        (_bad_batch_text, "onnx.batch_size: '8'"),
+        (_bad_batch_zero, "onnx.batch_size: 0 is less than the minimum of 1"),
+        (_bad_batch_text, "onnx.batch_size: expected integer, got str '8'"),
     ],
 )
 def test_bad_packages_exit_2_with_one_line(tmp_path, small_set, breaker, needle):
