@@ -59,10 +59,10 @@ class GpuSampler(threading.Thread):
         self.enabled = enabled
         self.util: list[float] = []
         self.mem_mb: list[float] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while self.enabled and not self._stop.is_set():
+        while self.enabled and not self._halt.is_set():
             out = subprocess.run(
                 ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
                 capture_output=True, text=True, check=False,
@@ -72,10 +72,10 @@ class GpuSampler(threading.Thread):
                 u, m = (float(x) for x in line[0].split(","))
                 self.util.append(u)
                 self.mem_mb.append(m)
-            self._stop.wait(0.2)
+            self._halt.wait(0.2)
 
     def stop(self) -> dict[str, float]:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=2)
         if not self.util:
             return {}

@@ -49,6 +49,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from multiprocessing import shared_memory
@@ -171,6 +172,7 @@ class InputBlock:
 
     def __init__(self) -> None:
         self._block: shared_memory.SharedMemory | None = None
+        self._drop: weakref.finalize | None = None
 
     def stack(self, parts: Sequence[np.ndarray]) -> tuple[str, tuple[int, ...]] | None:
         """Write ``np.concatenate(parts)`` into the block: its name and the tensor's shape, or
@@ -182,16 +184,25 @@ class InputBlock:
             self._block = _reserved_block(nbytes)
             if self._block is None:
                 return None
+            # removed with this object, or at exit where an adapter was never closed
+            self._drop = weakref.finalize(self, _drop_block, self._block)
         view = np.ndarray(shape, np.float32, buffer=self._block.buf)
         np.concatenate(parts, out=view)
         del view
         return self._block.name, shape
 
     def release(self) -> None:
-        block, self._block = self._block, None
-        if block is not None:
-            block.unlink()
-            _unmap(block)
+        if self._drop is not None:
+            self._drop()  # runs once
+        self._block = self._drop = None
+
+
+def _drop_block(block: shared_memory.SharedMemory) -> None:
+    try:
+        block.unlink()
+    except FileNotFoundError:
+        pass  # already removed
+    _unmap(block)
 
 
 def _reserved_block(nbytes: int) -> shared_memory.SharedMemory | None:
@@ -203,8 +214,7 @@ def _reserved_block(nbytes: int) -> shared_memory.SharedMemory | None:
         # the fd is private to SharedMemory; without it the pages cannot be reserved up front
         os.posix_fallocate(block._fd, 0, nbytes)  # type: ignore[attr-defined]
     except (OSError, AttributeError):
-        block.unlink()
-        _unmap(block)
+        _drop_block(block)
         return None
     return block
 
