@@ -38,7 +38,8 @@ becomes an ``error`` record for that exam instead of ending the run.
 Batches (``onnx.batch_size``, docs/contracts.md §3.2): :meth:`OnnxAdapter.infer_batch` stacks
 the tensors of several prepared exams along N, one session call per tensor position, and reads
 each exam's rows of the outputs exactly as :meth:`TensorModel._read` reads a call of its own;
-``infer`` is the batch of one. Each call runs through onnxruntime's I/O binding
+``infer`` is the batch of one. A call's input reaches the worker process through shared
+memory (:class:`InputBlock`), and the call runs through onnxruntime's I/O binding
 (:func:`run_bound`).
 """
 
