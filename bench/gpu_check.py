@@ -16,7 +16,10 @@ GPU utilisation and memory, and CPU vs GPU scores.
    its prefetch pool while the GPU infers. Target: the runner at least 0.95x its bare loop's
    exams/s at both batch sizes, i.e. the pool keeps the GPU fed.
 4. ``nvidia-smi`` is sampled every 0.2 s during each runner pass: mean/max utilisation, peak
-   memory.
+   memory; and the runner's own account (``--profile``'s figures): its model calls, the share
+   of the pass its infer thread was in a call, and load + prepare seconds per exam, which say
+   whether a shortfall is the feeding (the thread mostly idle, waiting for prepared exams) or
+   the calls themselves.
 5. The same exams on the CPU provider (batch 1): the largest |GPU - CPU| exam score of either
    GPU pass must be within ``--tolerance`` (floating-point differences between providers and
    batch sizes; a larger one is a fault), with the same statuses.
@@ -170,6 +173,7 @@ def check(a: argparse.Namespace, on_gpu: bool) -> int:
 
     from harness.cases.manifest import load_manifest
     from harness.exam_input import load_exam
+    from harness.profile import RunProfile
     from harness.runner import run_predictions
     from harness.vendors import load_vendor_package, open_adapter
 
@@ -211,18 +215,25 @@ def check(a: argparse.Namespace, on_gpu: bool) -> int:
             del prepared
             sampler = GpuSampler(on_gpu)
             sampler.start()
+            profile = RunProfile()
             t0 = time.perf_counter()
-            passes[b] = run_predictions(
-                adapter, manifest, progress=False, exam_ids=ids, timeout_s=None
-            )
-            runner = len(ids) / (time.perf_counter() - t0)
+            with profile.phase("runner") as spent:
+                passes[b] = run_predictions(
+                    adapter, manifest, progress=False, exam_ids=ids, timeout_s=None, profile=profile
+                )
+            wall = time.perf_counter() - t0
             usage = sampler.stop()
             adapter.close()
-            ratios[b] = runner / bare
+            ratios[b] = len(ids) / wall / bare
             report[f"batch{b}"] = {
                 "bare_session_run_exams_per_s": round(bare, 2),
-                "runner_exams_per_s": round(runner, 2),
+                "runner_exams_per_s": round(len(ids) / wall, 2),
                 "ratio": round(ratios[b], 3),
+                # where a shortfall comes from: the infer thread busy all the time means the
+                # model calls (stacking, transport, the session) limit; less, the preparation
+                "model_calls": spent.model_calls,
+                "infer_thread_busy": round(spent.infer_s / wall, 3),
+                "load_prepare_s_per_exam": round((spent.load_s + spent.prepare_s) / len(ids), 4),
                 **usage,
             }
         cpu = open_adapter(pkgs[1], "cpu")

@@ -54,9 +54,11 @@ def test_gpu_check_runs_its_passes_on_the_cpu_provider(tmp_path):
     assert got["batch_sizes"] == [1, 3] and got["exams"] == 4 and not got["target_judged"]
     assert got["max_abs_score_diff_vs_cpu_batch1"] == 0.0 and got["same_statuses_as_cpu_batch1"]
     assert got["pinned_host_memory_offered"] is False  # a CPU build has no CUDA device
-    for b in (1, 3):
+    for b, calls in ((1, 4), (3, 2)):
         assert got[f"batch{b}"]["runner_exams_per_s"] > 0
         assert got[f"batch{b}"]["bare_session_run_exams_per_s"] > 0
+        assert got[f"batch{b}"]["model_calls"] == calls  # 4 exams: 1+1+1+1, then 3+1
+        assert 0 < got[f"batch{b}"]["infer_thread_busy"] <= 1
     assert summary.startswith("gpu_check (cpu): runner vs bare session.run batch 1 ")
     assert summary.endswith(": OK")
 
