@@ -169,11 +169,15 @@ class InputBlock:
     ``bench/bench_session_feed.py``). One block per session process, grown when a call needs
     more. Its pages are reserved when it is made (``posix_fallocate``), so a full ``/dev/shm``
     (64 MB in a default Docker container) is found then, and the call sends its tensor through
-    the pipe instead, never a SIGBUS while writing."""
+    the pipe instead, never a SIGBUS while writing. Its name is removed as soon as the session
+    process has mapped it (:meth:`mapped`): the memory then goes with the last process that
+    maps it, even when the harness is killed (SIGKILL runs no cleanup; a named block would stay
+    in ``/dev/shm`` until reboot)."""
 
     def __init__(self) -> None:
         self._block: shared_memory.SharedMemory | None = None
         self._drop: weakref.finalize | None = None
+        self._named = False
 
     def stack(self, parts: Sequence[np.ndarray]) -> tuple[str, tuple[int, ...]] | None:
         """Write ``np.concatenate(parts)`` into the block: its name and the tensor's shape, or
@@ -187,10 +191,18 @@ class InputBlock:
                 return None
             # removed with this object, or at exit where an adapter was never closed
             self._drop = weakref.finalize(self, _drop_block, self._block)
+            self._named = True
         view = np.ndarray(shape, np.float32, buffer=self._block.buf)
         np.concatenate(parts, out=view)
         del view
         return self._block.name, shape
+
+    def mapped(self) -> None:
+        """The session process answered a call from the block, so it has it mapped (and keeps
+        it): its name is no longer needed."""
+        if self._block is not None and self._named:
+            self._block.unlink()
+            self._named = False
 
     def release(self) -> None:
         if self._drop is not None:
@@ -274,6 +286,8 @@ class SessionProcess:
             ) from None
         if status != "ok":
             raise VendorFault(f"onnxruntime failed: {payload}", "error")
+        if block is not None:
+            self._input.mapped()
         return payload
 
     @property
