@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check of docs/contracts.md §3.1 --device cuda, in at most 5 minutes on one NVIDIA GPU:
 # the runner against a bare session.run loop on the same preprocessed tensors (target >= 0.95x),
-# GPU utilisation and memory, and GPU vs CPU scores (bench/gpu_check.py says how).
-#   bench/gpu_check.sh [--exams N]      (set GPU_CHECK_CASES=DIR to use a set already built)
+# at batch 1 and at a declared onnx.batch_size, GPU utilisation and memory, and GPU vs CPU scores
+# (bench/gpu_check.py says how).
+#   bench/gpu_check.sh [--exams N] [--batch N]  (GPU_CHECK_CASES=DIR: a set already built)
 # Exit 0 OK, 1 target or agreement not met, 2 no usable GPU (said in one line).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -106,8 +106,9 @@ def utcnow() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def harness_provenance(execution_provider: str) -> dict[str, Any]:
-    """Harness version, git commit of the harness source (if it is a checkout), package versions."""
+def harness_provenance(execution_provider: str, batch_size: int | None = None) -> dict[str, Any]:
+    """Harness version, git commit of the harness source (if it is a checkout), package versions,
+    where the model ran and how many exams went into one model call (None: no live model)."""
     src = Path(__file__).resolve().parent.parent
     commit, dirty = None, None
     try:
@@ -144,6 +145,7 @@ def harness_provenance(execution_provider: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": pkgs,
         "execution_provider": execution_provider,
+        "batch_size": batch_size,
     }
 
 
@@ -389,6 +391,11 @@ class Session:
             verdict = NOT_CONFORMANT  # certify allows no skips
         notice = {"self-test": SELF_TEST_BANNER, "demo": DEMO_NOTICE}.get(mode, "")
         provider = getattr(self._adapter_info, "execution_provider", "n/a")
+        batch_size = None
+        if self._adapter_info is not None:
+            # the local executor groups exams per call (onnx.batch_size); Dask calls one by one
+            local = self.request.executor.kind == "local"
+            batch_size = getattr(self._adapter_info, "batch_size", 1) if local else 1
         results = RunResults(
             verdict=verdict,
             mode=mode,
@@ -401,7 +408,7 @@ class Session:
                 "n_cancers": sum(e.label for e in self.manifest.exams),
             },
             vendor=self.vendor_identity(),
-            harness=harness_provenance(provider),
+            harness=harness_provenance(provider, batch_size),
             seeds={
                 "seed": self.standard.seed,
                 "criterion_rng": "numpy default_rng([seed, crc32(criterion id)])",

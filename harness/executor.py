@@ -20,6 +20,15 @@ between processes. OpenJPEG is not thread-safe: JPEG 2000 encoding takes
 (:mod:`harness.decode`: a pool of decoder processes, or nvImageCodec when the model is on CUDA),
 so the decodes of the prefetched exams run in parallel instead of one at a time under the lock.
 
+Batches: an adapter that declares ``info.batch_size`` above 1 and has ``infer_batch`` (the ONNX
+adapter, ``onnx.batch_size``) gets up to that many consecutive tasks per model call. The groups
+are cut from the task order alone (tasks 1-8, 9-16, ... for batch 8), never from what happens
+to be prepared, so they do not depend on timing; a task whose ``prepare`` failed is recorded and
+left out of its group's call. The call's deadline is ``timeout_s`` times its tasks; a call that
+fails or passes it is followed by one call per task, so a faulting exam is named and the others
+get the predictions they get alone. ``latency_s`` of a task scored in a group is the call's
+seconds divided by its tasks. The Dask executor scores one task per call.
+
 Timeouts: ``infer`` runs in a dedicated daemon thread and the caller waits at most ``timeout_s``.
 On a timeout the exam is recorded as ``error: timeout after Ns`` and the call is abandoned: an
 adapter that can stop its model (the ONNX adapter runs its session in a worker process) has its
@@ -40,7 +49,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from harness.cases.manifest import Exam, Manifest
@@ -48,7 +57,7 @@ from harness.decode import Decoder, open_decoder
 from harness.errors import ManifestError, UsageError, VendorFault
 from harness.exam_input import ExamInput, load_exam
 from harness.pixels import decoding_with
-from harness.predictions import ORIGINAL, Prediction
+from harness.predictions import ORIGINAL, ExamOutput, Prediction
 from harness.profile import TaskTiming
 from harness.vendors.adapter import VendorAdapter
 
@@ -185,12 +194,16 @@ class ModelCaller:
     """One adapter's per-task work: prepare (thread-safe), then infer with a deadline.
 
     ``infer`` calls are serialised (one infer thread per adapter, and a lock so that a deadline
-    times one model call, not the queue in front of it); ``prepare`` may run in many threads."""
+    times one model call, not the queue in front of it); ``prepare`` may run in many threads.
+    ``batch_size``: how many prepared tasks :meth:`infer_group` may score in one model call (the
+    adapter's ``info.batch_size`` when it has ``infer_batch``, else 1)."""
 
     def __init__(self, adapter: VendorAdapter) -> None:
         self.adapter = adapter
         self._worker = _InferWorker()
         self._lock = threading.Lock()
+        batched = callable(getattr(adapter, "infer_batch", None))
+        self.batch_size = max(1, adapter.info.batch_size) if batched else 1
 
     @staticmethod
     def prepare(job: ExamJob, task: ExamTask) -> Prepared:
@@ -225,6 +238,80 @@ class ModelCaller:
         timing = TaskTiming(prepared.load_s, prepared.prepare_s, infer_s, calls)
         return TaskOutcome(task, prediction, journaled, timing)
 
+    def infer_group(
+        self, job: ExamJob, group: list[tuple[ExamTask, Prepared]]
+    ) -> list[TaskOutcome]:
+        """The outcomes of ``group`` (at most ``batch_size`` prepared tasks), in its order.
+
+        More than one task: one ``infer_batch`` call with the deadline ``timeout_s`` x tasks;
+        each task's ``latency_s`` is the call's seconds divided by its tasks, and the call counts
+        once (on the first task) in ``--profile``. If that call raises or passes its deadline,
+        each task is called alone with :meth:`infer` (the seconds already spent are shared out
+        in ``--profile``), so a faulting exam is named and its neighbours are scored as if
+        they had been called alone."""
+        if len(group) == 1:
+            return [self.infer(job, *group[0])]
+        outcomes, spent = self._infer_together(job, group)
+        if outcomes is not None:
+            return outcomes
+        alone = [self.infer(job, task, prepared) for task, prepared in group]
+        if spent is None:  # no call was made (the model is considered dead)
+            return alone
+        return [
+            replace(
+                o,
+                timing=replace(
+                    o.timing,
+                    infer_s=o.timing.infer_s + spent / len(group),
+                    model_calls=o.timing.model_calls + (k == 0),
+                ),
+            )
+            if o.timing is not None
+            else o
+            for k, o in enumerate(alone)
+        ]
+
+    def _infer_together(
+        self, job: ExamJob, group: list[tuple[ExamTask, Prepared]]
+    ) -> tuple[list[TaskOutcome] | None, float | None]:
+        """One ``infer_batch`` call for ``group`` and the seconds it took; None for the outcomes
+        when the call failed or timed out, and for the seconds too when the model is considered
+        dead and no call was made (the per-task path then records each task)."""
+        n = len(group)
+        with self._lock:
+            if self._worker.stuck() >= MAX_HUNG:
+                return None, None
+            deadline = None if job.timeout_s is None else job.timeout_s * n
+            infer_batch = self.adapter.infer_batch  # type: ignore[attr-defined]
+            values = [prepared.value for _, prepared in group]
+            t0 = time.perf_counter()
+            try:
+                outs, seconds = self._worker.call(infer_batch, values, deadline)
+            except FutureTimeout:
+                self._abandon()
+                return None, time.perf_counter() - t0
+            except Exception:  # noqa: BLE001 - each exam is called alone, which names the fault
+                return None, time.perf_counter() - t0
+        if not isinstance(outs, list) or len(outs) != n:
+            return None, seconds
+        latency = seconds / n
+        return [
+            TaskOutcome(
+                task,
+                _judged(task, out, latency),
+                True,
+                TaskTiming(prepared.load_s, prepared.prepare_s, latency, int(k == 0)),
+            )
+            for k, ((task, prepared), out) in enumerate(zip(group, outs, strict=True))
+        ], seconds
+
+    def _abandon(self) -> None:
+        """After a timeout: stop the adapter's model where it can, and reap the threads."""
+        abandon = getattr(self.adapter, "abandon", None)
+        if abandon is not None:
+            abandon()
+            self._worker.reap(ABANDON_WAIT_S)
+
     def _infer(
         self, job: ExamJob, task: ExamTask, prepared: Any
     ) -> tuple[Prediction, bool, int, float]:
@@ -239,22 +326,13 @@ class ModelCaller:
             try:
                 out, latency = self._worker.call(self.adapter.infer, prepared, job.timeout_s)
             except FutureTimeout:
-                abandon = getattr(self.adapter, "abandon", None)
-                if abandon is not None:
-                    abandon()
-                    self._worker.reap(ABANDON_WAIT_S)
+                self._abandon()
                 reason = f"timeout after {job.timeout_s:g}s"
                 failed = Prediction.failed(exam_id, cond, "error", reason, job.timeout_s)
                 return failed, True, 1, time.perf_counter() - t0
             except Exception as exc:  # noqa: BLE001 - vendor-side infer faults are data
-                status, reason = _fault_reason(exc)
-                failed = Prediction.failed(exam_id, cond, status, reason, None)
-                return failed, True, 1, time.perf_counter() - t0
-        if out.score is None or out.score != out.score or out.score in _INFINITIES:
-            reason = f"model returned a non-finite score ({out.score})"
-            failed = Prediction.failed(exam_id, cond, "error", reason, round(latency, 6))
-            return failed, True, 1, latency
-        return Prediction.ok(exam_id, cond, out, round(latency, 6)), True, 1, latency
+                return _judged(task, exc, None), True, 1, time.perf_counter() - t0
+        return _judged(task, out, latency), True, 1, latency
 
     def run(self, job: ExamJob, task: ExamTask) -> TaskOutcome:
         """Prepare and infer one task in the calling thread (a Dask worker's task)."""
@@ -271,9 +349,23 @@ class ModelCaller:
         self._worker.close()
 
 
+def _judged(task: ExamTask, out: ExamOutput | BaseException, latency: float | None) -> Prediction:
+    """The prediction of a model call's result for ``task``: a raised fault (its latency is
+    not recorded), a non-finite score (an error) or an output."""
+    exam_id, cond = task.exam.exam_id, task.condition
+    if isinstance(out, BaseException):
+        status, reason = _fault_reason(out)
+        return Prediction.failed(exam_id, cond, status, reason, None)
+    if out.score is None or out.score != out.score or out.score in _INFINITIES:
+        reason = f"model returned a non-finite score ({out.score})"
+        return Prediction.failed(exam_id, cond, "error", reason, round(latency or 0.0, 6))
+    return Prediction.ok(exam_id, cond, out, round(latency or 0.0, 6))
+
+
 class LocalExecutor:
-    """This process: ``workers`` prefetch threads, at most ``prefetch`` tasks in flight, infer
-    in task order on one infer thread. Outcomes come in task order. Compressed pixel data is
+    """This process: ``workers`` prefetch threads, at most ``prefetch`` tasks in flight (at least
+    two groups), infer in task order on one infer thread, ``batch_size`` consecutive tasks per
+    model call (:class:`ModelCaller`). Outcomes come in task order. Compressed pixel data is
     decoded by ``decoder`` (default: :func:`harness.decode.open_decoder` for the adapter's
     execution provider, opened and closed with each run)."""
 
@@ -299,6 +391,26 @@ class LocalExecutor:
             if decoder is not self.decoder:
                 decoder.close()
 
+    @staticmethod
+    def _score(
+        caller: ModelCaller, job: ExamJob, group: list[tuple[ExamTask, Future]]
+    ) -> list[TaskOutcome]:
+        """One group's outcomes in task order: a task whose prepare failed is its own record
+        and the rest are scored together."""
+        outcomes: dict[int, TaskOutcome] = {}
+        ready: list[tuple[int, ExamTask, Prepared]] = []
+        for k, (task, fut) in enumerate(group):
+            try:
+                ready.append((k, task, fut.result()))
+            except (UsageError, ManifestError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - vendor-side prepare faults are data
+                outcomes[k] = caller.fault(task, exc)
+        if ready:
+            scored = caller.infer_group(job, [(task, prepared) for _, task, prepared in ready])
+            outcomes.update(zip((k for k, _, _ in ready), scored, strict=True))
+        return [outcomes[k] for k in range(len(group))]
+
     def _run(self, job: ExamJob, tasks: Iterable[ExamTask]) -> Iterator[TaskOutcome]:
         caller = ModelCaller(job.adapter)
         pending: deque[tuple[ExamTask, Future]] = deque()
@@ -308,8 +420,10 @@ class LocalExecutor:
             ) as pool:
                 queue = iter(tasks)
                 exhausted = False
+                # at least the group being scored and the next one, being prepared meanwhile
+                ahead = max(self.prefetch, 2 * caller.batch_size)
                 while True:
-                    while not exhausted and len(pending) < self.prefetch:
+                    while not exhausted and len(pending) < ahead:
                         task = next(queue, None)
                         if task is None:
                             exhausted = True
@@ -317,15 +431,10 @@ class LocalExecutor:
                         pending.append((task, pool.submit(caller.prepare, job, task)))
                     if not pending:
                         return
-                    task, fut = pending.popleft()
-                    try:
-                        prepared = fut.result()
-                    except (UsageError, ManifestError):
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - vendor-side prepare faults are data
-                        yield caller.fault(task, exc)
-                        continue
-                    yield caller.infer(job, task, prepared)
+                    # The next batch_size tasks in task order, whatever has finished preparing:
+                    # groups are fixed by the order alone, never by timing.
+                    group = [pending.popleft() for _ in range(min(caller.batch_size, len(pending)))]
+                    yield from self._score(caller, job, group)
         finally:
             for _, fut in pending:
                 fut.cancel()

@@ -30,7 +30,9 @@ from harness.fsio import check_output_file, write_atomic
 @dataclass(frozen=True)
 class TaskTiming:
     """What one computed task cost: load + transform, ``adapter.prepare``, and the model call
-    (``model_calls`` is 0 when the task ended before ``infer``, e.g. a rejected input)."""
+    (``model_calls`` is 0 when the task ended before ``infer``, e.g. a rejected input; a call
+    that scored a group of tasks counts once, on the group's first task, and its seconds are
+    shared out equally)."""
 
     load_s: float = 0.0
     prepare_s: float = 0.0

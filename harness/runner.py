@@ -97,9 +97,12 @@ def _progress(enabled: bool, total: int):
 def summary_text(stats: RunStats, adapter: VendorAdapter, executor: Executor | None = None) -> str:
     """The one-paragraph summary printed at the end of a run."""
     where = executor.describe() if executor is not None else "local"
+    # the local executor groups exams per call; a Dask worker scores one exam per call
+    batch = adapter.info.batch_size if where == "local" else 1
+    per_call = f", {batch} exams per call" if batch > 1 else ""
     return (
         f"Predicted {stats.total} exam-condition(s) with the {adapter.info.interface} model "
-        f"({adapter.info.execution_provider}): {stats.ok} ok, {stats.rejected} rejected, {stats.error} error; "
+        f"({adapter.info.execution_provider}{per_call}): {stats.ok} ok, {stats.rejected} rejected, {stats.error} error; "
         f"{stats.reused} reused from the journal. {stats.total - stats.reused} computed in {stats.wall_s:.1f} s "
         f"({stats.rate:.2f} exams/s)" + ("." if where == "local" else f" on {where}.")
     )

@@ -4,6 +4,7 @@ An adapter works in two stages so the runner can overlap them: ``prepare`` (CPU 
 decoded DICOM datasets: pixels, tensors, re-identified UIDs; thread-safe, run in the prefetch
 pool) and ``infer`` (talk to the model: ONNX session, DICOM node or REST service). Either stage
 raises :class:`harness.errors.VendorFault` for a per-exam fault; the runner records it as data.
+An adapter may also score several exams in one call (``infer_batch``, see below).
 
 Example::
 
@@ -29,6 +30,8 @@ class AdapterInfo:
     model_digests: Mapping[str, str] = field(default_factory=dict)  # artifact name -> sha256 hex
     execution_provider: str = "n/a"
     batchable: bool = False
+    # exams the local executor hands to one ``infer_batch`` call (1: ``infer``, one exam a call)
+    batch_size: int = 1
 
 
 @runtime_checkable
@@ -44,6 +47,12 @@ class VendorAdapter(Protocol):
     def infer(self, prepared: Any) -> ExamOutput:
         """Score one prepared exam; raise VendorFault for a model fault."""
         ...
+
+    # An adapter whose ``info.batch_size`` is above 1 also has
+    # ``infer_batch(prepared: Sequence[Any]) -> list[ExamOutput | VendorFault]``: several
+    # exams in one model call, a fault of one exam's output in its slot, a fault of the call
+    # raised (the executor then scores each exam with ``infer``). It is optional, like
+    # ``abandon()`` (stop a hung call; see harness.executor), so neither is in this protocol.
 
     def close(self) -> None:
         """Release sessions, sockets and servers."""

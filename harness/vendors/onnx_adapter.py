@@ -34,17 +34,29 @@ onnxruntime's thread pools are destroyed under it). A process can be killed: whe
 up on a call it calls :meth:`OnnxAdapter.abandon`, the worker is killed (the blocked call ends at
 once with the pipe closed) and the next exam starts a fresh one. A model that crashes its process
 becomes an ``error`` record for that exam instead of ending the run.
+
+Batches (``onnx.batch_size``, docs/contracts.md §3.2): :meth:`OnnxAdapter.infer_batch` stacks
+the tensors of several prepared exams along N, one session call per tensor position, and reads
+each exam's rows of the outputs exactly as :meth:`TensorModel._read` reads a call of its own;
+``infer`` is the batch of one. A call's input reaches the worker process through shared
+memory (:class:`InputBlock`), and the call runs through onnxruntime's I/O binding
+(:func:`run_bound`).
 """
 
 from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import sys
 import threading
+import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -60,6 +72,7 @@ from harness.vendors.package import OnnxSpec, VendorPackage
 
 MAMMO_SOP_CLASSES = codes.MAMMO_SOP_CLASSES
 VIEW_CODES = codes.VIEW_OF_CODE_VALUE
+CUDA_PROVIDER = "CUDAExecutionProvider"
 FINDINGS_PER_IMAGE = 3
 FINDING_FLOOR = 0.05
 PEAK_WINDOW = 5
@@ -69,10 +82,43 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
+def run_bound(session: Any, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """One call through I/O binding: the outputs ``names`` as host arrays.
+
+    On CUDA each input is copied to the device once, as an ``OrtValue``, before the call (no
+    implicit copy inside it) and the outputs are bound to host memory; on CPU the input array is
+    bound in place. Bit for bit what ``session.run(names, feeds)`` returns.
+
+    The host side of that copy is pageable memory (the :class:`InputBlock`), not pinned: numpy
+    cannot allocate page-locked memory, and onnxruntime's Python API (1.32) offers it only
+    through a plugin execution provider's device,
+    ``OrtValue.ortvalue_from_shape_and_type(shape, np.float32, memory_info=ep_device.memory_info(
+    OrtDeviceMemoryType.HOST_ACCESSIBLE))`` with ``ep_device`` from ``get_ep_devices()``, which
+    exists only where the onnxruntime-gpu build registers CUDA as a plugin provider. That path
+    needs a GPU to test, so it is not taken; ``bench/gpu_check.py`` reports whether the GPU
+    host's build offers it.
+    """
+    import onnxruntime as ort
+
+    binding = session.io_binding()
+    on_cuda = session.get_providers()[0] == CUDA_PROVIDER
+    for name, x in feeds.items():
+        if on_cuda:
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+        else:
+            binding.bind_cpu_input(name, x)
+    for name in names:
+        binding.bind_output(name, "cpu")
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()
+
+
 def serve_session(conn: Connection, model: str, providers: list[str]) -> None:
     """The worker process: load the model, say which provider runs it, then answer each
-    ``(output names, feeds)`` request with ``("ok", outputs)`` or ``("error", reason)`` until
-    ``None`` or the pipe closes."""
+    ``(output names, input name, input)`` request with ``("ok", outputs)`` or
+    ``("error", reason)`` until ``None`` or the pipe closes. The input is ``("shared", (block
+    name, shape))``, a float32 tensor in an :class:`InputBlock` read in place, or
+    ``("inline", array)``."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -83,6 +129,7 @@ def serve_session(conn: Connection, model: str, providers: list[str]) -> None:
         conn.send(("load-error", _first_line(exc)))
         return
     conn.send(("ready", session.get_providers()[0]))
+    mapped: shared_memory.SharedMemory | None = None
     while True:
         try:
             request = conn.recv()
@@ -90,12 +137,99 @@ def serve_session(conn: Connection, model: str, providers: list[str]) -> None:
             return
         if request is None:
             return
-        names, feeds = request
+        names, input_name, (kind, payload) = request
         try:
-            reply = ("ok", session.run(names, feeds))
+            if kind == "shared":
+                block, shape = payload
+                if mapped is None or mapped.name != block:
+                    _unmap(mapped)
+                    mapped = shared_memory.SharedMemory(name=block)
+                x = np.ndarray(shape, np.float32, buffer=mapped.buf)
+            else:
+                x = payload
+            reply = ("ok", run_bound(session, names, {input_name: x}))
         except Exception as exc:  # onnxruntime raises Fail/InvalidArgument/RuntimeException
             reply = ("error", _first_line(exc))
+        x = None  # no view of the block outlives the call, so it can be unmapped
         conn.send(reply)
+
+
+def _unmap(block: shared_memory.SharedMemory | None) -> None:
+    if block is not None:
+        try:
+            block.close()
+        except BufferError:
+            pass  # a view is still alive; the mapping goes with it
+
+
+class InputBlock:
+    """Shared memory that carries each call's input tensor to the session process: the exams'
+    tensors are stacked straight into it (the one copy of the input on this side) and the
+    session process reads it in place, instead of a pickled copy through the pipe (four copies:
+    ``bench/bench_session_feed.py``). One block per session process, grown when a call needs
+    more. Its pages are reserved when it is made (``posix_fallocate``), so a full ``/dev/shm``
+    (64 MB in a default Docker container) is found then, and the call sends its tensor through
+    the pipe instead, never a SIGBUS while writing. Its name is removed as soon as the session
+    process has mapped it (:meth:`mapped`): the memory then goes with the last process that
+    maps it, even when the harness is killed (SIGKILL runs no cleanup; a named block would stay
+    in ``/dev/shm`` until reboot)."""
+
+    def __init__(self) -> None:
+        self._block: shared_memory.SharedMemory | None = None
+        self._drop: weakref.finalize | None = None
+        self._named = False
+
+    def stack(self, parts: Sequence[np.ndarray]) -> tuple[str, tuple[int, ...]] | None:
+        """Write ``np.concatenate(parts)`` into the block: its name and the tensor's shape, or
+        None where no block of that size can be had."""
+        shape = (sum(len(p) for p in parts), *parts[0].shape[1:])
+        nbytes = math.prod(shape) * np.dtype(np.float32).itemsize
+        if self._block is None or self._block.size < nbytes:
+            self.release()
+            self._block = _reserved_block(nbytes)
+            if self._block is None:
+                return None
+            # removed with this object, or at exit where an adapter was never closed
+            self._drop = weakref.finalize(self, _drop_block, self._block)
+            self._named = True
+        view = np.ndarray(shape, np.float32, buffer=self._block.buf)
+        np.concatenate(parts, out=view)
+        del view
+        return self._block.name, shape
+
+    def mapped(self) -> None:
+        """The session process answered a call from the block, so it has it mapped (and keeps
+        it): its name is no longer needed."""
+        if self._block is not None and self._named:
+            self._block.unlink()
+            self._named = False
+
+    def release(self) -> None:
+        if self._drop is not None:
+            self._drop()  # runs once
+        self._block = self._drop = None
+
+
+def _drop_block(block: shared_memory.SharedMemory) -> None:
+    try:
+        block.unlink()
+    except FileNotFoundError:
+        pass  # already removed
+    _unmap(block)
+
+
+def _reserved_block(nbytes: int) -> shared_memory.SharedMemory | None:
+    try:
+        block = shared_memory.SharedMemory(create=True, size=nbytes)
+    except OSError:
+        return None
+    try:
+        # the fd is private to SharedMemory; without it the pages cannot be reserved up front
+        os.posix_fallocate(block._fd, 0, nbytes)  # type: ignore[attr-defined]
+    except (OSError, AttributeError):
+        _drop_block(block)
+        return None
+    return block
 
 
 class SessionProcess:
@@ -129,11 +263,17 @@ class SessionProcess:
             self.kill()
             raise _LoadError(detail)
         self.provider: str = detail
+        self._input = InputBlock()
 
-    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """One session call; a failed call or a dead (killed, crashed) process is a VendorFault."""
+    def run(
+        self, names: list[str], input_name: str, parts: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """One session call on ``parts`` stacked along N (float32); a failed call or a dead
+        (killed, crashed) process is a VendorFault."""
+        block = self._input.stack(parts)
+        x = ("shared", block) if block is not None else ("inline", np.concatenate(parts))
         try:
-            self._conn.send((names, feeds))
+            self._conn.send((names, input_name, x))
             status, payload = self._conn.recv()
         except (EOFError, OSError):
             self._proc.join(5)
@@ -146,6 +286,8 @@ class SessionProcess:
             ) from None
         if status != "ok":
             raise VendorFault(f"onnxruntime failed: {payload}", "error")
+        if block is not None:
+            self._input.mapped()
         return payload
 
     @property
@@ -157,6 +299,8 @@ class SessionProcess:
         if self._proc.is_alive():
             self._proc.kill()
         self._proc.join(5)
+        if hasattr(self, "_input"):  # not made when the model did not load
+            self._input.release()
 
     def close(self) -> None:
         try:
@@ -237,7 +381,8 @@ class TensorModel:
     Protocol profile (:mod:`harness.vendors.rest.oip`) share, so both build the same tensors and
     read outputs the same way. A subclass sets ``pkg`` and ``spec`` (``input``, ``aggregate``,
     ``score_output``, ``heatmap_output``, ``breast_scores_output``, ``graph``) and runs the model
-    in :meth:`_run`."""
+    in :meth:`_run`, or overrides :meth:`infer` and reads outputs with :meth:`_read` (the ONNX
+    adapter, which stacks exams)."""
 
     # The model sees only the tensors ``prepare`` builds; the intended-use check in ``prepare``
     # (:func:`check_mammogram`) is the harness's, so input rejection cannot be the vendor's.
@@ -395,18 +540,25 @@ class TensorModel:
                 break
         return out
 
+    def _output_names(self) -> list[str]:
+        """The outputs every call asks for: score, then heatmap, then breast scores."""
+        s = self.spec
+        names = [s.score_output] + ([s.heatmap_output] if s.heatmap_output else [])
+        return names + ([s.breast_scores_output] if s.breast_scores_output else [])
+
     def infer(self, prepared: PreparedExam) -> ExamOutput:
-        names = [self.spec.score_output] + (
-            [self.spec.heatmap_output] if self.spec.heatmap_output else []
-        )
-        if self.spec.breast_scores_output:
-            names.append(self.spec.breast_scores_output)
+        names = self._output_names()
+        # lazily: a fault in one batch's outputs ends the exam before its next call
+        return self._read(prepared, (self._run(names, b, prepared) for b in prepared.batches))
+
+    def _read(self, prepared: PreparedExam, calls: Iterable[list[np.ndarray]]) -> ExamOutput:
+        """The exam's output from the outputs of each of its batches (in ``_output_names``
+        order, one list per batch, in batch order); VendorFault for a malformed output."""
         image_scores: dict[str, list[float]] = {}
         breast_scores: dict[str, float] = {}
         exam_score: float | None = None
         findings: list[Finding] = []
-        for batch in prepared.batches:
-            outputs = self._run(names, batch, prepared)
+        for batch, outputs in zip(prepared.batches, calls, strict=True):
             scores = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
             if scores.shape[0] != len(batch.items):
                 raise VendorFault(
@@ -448,6 +600,22 @@ class TensorModel:
             exam_score = self._aggregate([breast_scores[k] for k in sorted(breast_scores)])
         findings.sort(key=lambda f: (-f.score, f.file, f.y, f.x))
         return ExamOutput(score=exam_score, breasts=breast_scores, findings=tuple(findings))
+
+
+def split_rows(
+    outputs: list[np.ndarray], names: list[str], parts: list[np.ndarray]
+) -> list[list[np.ndarray]]:
+    """The outputs of one call over ``np.concatenate(parts)``, cut back into each part's rows
+    (every output has one row per input row, as in its batch-1 call)."""
+    total = sum(len(p) for p in parts)
+    for name, out in zip(names, outputs, strict=True):
+        if out.ndim == 0 or out.shape[0] != total:
+            raise VendorFault(
+                f"output {name!r} of a batched call has shape {out.shape}; expected {total} rows",
+                "error",
+            )
+    ends = np.cumsum([len(p) for p in parts]).tolist()
+    return [[out[a:b] for out in outputs] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
 
 class OnnxAdapter(TensorModel):
@@ -496,10 +664,39 @@ class OnnxAdapter(TensorModel):
             model_digests=dict(pkg.model_digests),
             execution_provider=used,
             batchable=self.spec.graph.batch_dynamic,
+            batch_size=self.spec.batch_size,
         )
 
-    def _run(self, names: list[str], batch: Batch, exam: PreparedExam) -> list[np.ndarray]:
-        return self._session().run(names, {self.spec.input.name: batch.tensor})
+    def infer(self, prepared: PreparedExam) -> ExamOutput:
+        (out,) = self.infer_batch([prepared])
+        if isinstance(out, VendorFault):
+            raise out
+        return out
+
+    def infer_batch(self, exams: Sequence[PreparedExam]) -> list[ExamOutput | VendorFault]:
+        """Several exams in as few session calls as their batches allow: call ``j`` stacks the
+        ``j``-th batch of every exam that has one (exam unit: one call of N exams; breast unit:
+        up to two, the first side of each exam and then the second; image unit with a dynamic
+        batch: one call of every CC/MLO image). Each exam's outputs are its rows of the call's
+        outputs, read as if it had been called alone: a malformed or non-finite output is that
+        exam's fault, in its slot. A failed call, or one whose outputs do not have a row per
+        input, raises VendorFault (the runner then calls the exams one by one)."""
+        names = self._output_names()
+        outputs: list[list[list[np.ndarray]]] = [[] for _ in exams]
+        for j in range(max(len(e.batches) for e in exams)):
+            members = [k for k, e in enumerate(exams) if j < len(e.batches)]
+            parts = [exams[k].batches[j].tensor for k in members]
+            result = self._session().run(names, self.spec.input.name, parts)
+            rows = [result] if len(parts) == 1 else split_rows(result, names, parts)
+            for k, piece in zip(members, rows, strict=True):
+                outputs[k].append(piece)
+        read: list[ExamOutput | VendorFault] = []
+        for exam, calls in zip(exams, outputs, strict=True):
+            try:
+                read.append(self._read(exam, calls))
+            except VendorFault as fault:
+                read.append(fault)
+        return read
 
     def _session(self) -> SessionProcess:
         """The live worker process; a fresh one after :meth:`abandon` or a crash."""

@@ -15,6 +15,7 @@ refuses anything unsafe *before* a single case runs:
   appear in opset imports or nodes (custom ops are refused, also inside subgraphs); the declared
   input and outputs are checked against the graph (names, float32, NCHW rank 4, channel count
   of the unit, height/width equal or dynamic).
+* ``onnx.batch_size`` (default 1) above 1 needs a graph whose batch dimension is dynamic.
 * every interface section has a per-exam deadline ``timeout_s`` (default 300 s), a finite number
   of seconds > 0; :attr:`VendorPackage.timeout_s` is the active interface's.
 * ``operating_point`` is on the model's own scale, like ``score_range`` (a [0, 100] model writes
@@ -101,6 +102,7 @@ class OnnxSpec:
     graph: OnnxGraphFacts
     breast_scores_output: str | None = None  # unit exam: (N, 2) scores [L, R]
     timeout_s: float = DEFAULT_TIMEOUT_S
+    batch_size: int = 1  # exams per session call (the local executor groups them)
 
     def model_path(self, root: Path) -> Path:
         return root / self.model
@@ -709,6 +711,19 @@ def _timeout(section: dict[str, Any], name: str, source: str) -> float:
     return float(value)
 
 
+def _batch_size(section: dict[str, Any], facts: OnnxGraphFacts | None, source: str) -> int:
+    """``onnx.batch_size`` (schema: an integer in [1, 256]); above 1 the graph's batch dimension
+    must be dynamic, since several exams then share one input tensor."""
+    size = int(section.get("batch_size", 1))
+    if size > 1 and facts is not None and not facts.batch_dynamic:
+        raise VendorPackageError(
+            f"{source}: onnx.batch_size {size} needs a dynamic batch dimension, but the model "
+            "input's batch size is fixed at 1; export the model with a dynamic N or set "
+            "batch_size: 1"
+        )
+    return size
+
+
 def _tensor_input(i: dict[str, Any], key: str, source: str) -> OnnxInputSpec:
     """``onnx.input`` or ``rest.oip.input``: how exams become the model's input tensor."""
     return OnnxInputSpec(
@@ -930,6 +945,7 @@ def load_vendor_package(path: Path | str) -> VendorPackage:
             facts or OnnxGraphFacts(False, None),
             o["output"].get("breast_scores"),
             _timeout(o, "onnx", source),
+            _batch_size(o, facts, source),
         )
         model_digests.update(artifact_digests)
     if "dicom" in data:

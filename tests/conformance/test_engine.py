@@ -247,3 +247,24 @@ def test_the_invariance_evaluator_runs_under_the_sessions_profile(monkeypatch, w
     assert results.seeds["hypothesis"] == seen[0].record()
     assert results.seeds["hypothesis"]["deadline_ms"] == 60000
     assert results.criteria[0].outcome == "passed", results.criteria[0].explanation
+
+
+def test_results_record_the_exams_per_model_call(ws, tmp_path):
+    """A copy of the package declaring onnx.batch_size 3 scores the set as batch 1 does, and
+    results.json says how many exams went into a call."""
+    rows, batch = {}, {}
+    for size in (1, 3):
+        pkg = tmp_path / f"vendor{size}"
+        shutil.copytree(ws / "vendor", pkg)
+        meta = yaml.safe_load((pkg / "vendor.yaml").read_text())
+        meta["onnx"].update(batch_size=size, timeout_s=60)  # a loaded machine: no timeouts here
+        (pkg / "vendor.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+        out = tmp_path / f"b{size}"
+        results = run(RunRequest(standard=ws / "tfr.yaml", cases=ws / "cases", out=out, vendor=pkg))
+        batch[size] = results.harness["batch_size"]
+        rows[size] = [
+            {k: v for k, v in json.loads(line).items() if k != "latency_s"}
+            for line in (out / "predictions.jsonl").open()
+        ]
+    assert batch == {1: 1, 3: 3}
+    assert rows[3] == rows[1] and all(r["status"] == "ok" for r in rows[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,9 @@ from harness.errors import VendorFault
 from harness.exam_input import ExamInput
 from harness.pixels import to_model_plane
 from harness.vendors import load_vendor_package, open_adapter
+from harness.vendors.onnx_adapter import run_bound, split_rows
 
+REFERENCE_VENDOR = Path(__file__).resolve().parents[2] / "harness" / "reference" / "vendor"
 VIEWS = (("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO"))
 
 
@@ -176,3 +179,115 @@ def test_nan_score_is_an_error(tmp_path):
     with pytest.raises(VendorFault, match="NaN") as info:
         a.infer(a.prepare(exam_input(four_views())))
     assert info.value.status == "error"
+
+
+def _batched(pkg: Path, batch_size: int):
+    data = yaml.safe_load((pkg / "vendor.yaml").read_text())
+    data["onnx"]["batch_size"] = batch_size
+    (pkg / "vendor.yaml").write_text(yaml.safe_dump(data))
+    return open_adapter(load_vendor_package(pkg))
+
+
+def _exams(views_per_exam):
+    """Prepared-to-be exams E1, E2, ... with the given views each (fresh pixels per exam)."""
+    exams = []
+    for k, views in enumerate(views_per_exam):
+        views_of = four_views(seed=k, lesion_left=(60, 20) if k % 2 else None)
+        dss = dict(zip(VIEWS, views_of, strict=True))
+        exam = exam_input([dss[v] for v in views], views)
+        exams.append(ExamInput(f"E{k + 1}", exam.images))
+    return exams
+
+
+@pytest.mark.parametrize(
+    ("unit", "views_per_exam"),
+    [
+        ("exam", [VIEWS] * 3),
+        # one exam images only its left breast: its one batch joins the first call
+        ("breast", [VIEWS, VIEWS[:2], VIEWS]),
+        ("image", [VIEWS, VIEWS[:3], VIEWS[1:]]),
+    ],
+)
+def test_a_batch_of_exams_gives_what_each_exam_gives_alone(tmp_path, unit, views_per_exam):
+    pkg = write_package(
+        tmp_path / unit, unit=unit, model_kwargs={"channels": {"breast": 2, "exam": 4}.get(unit, 1)}
+    )
+    a = _batched(pkg, 3)
+    assert a.info.batch_size == 3
+    prepared = [a.prepare(e) for e in _exams(views_per_exam)]
+    together = a.infer_batch(prepared)
+    assert together == [a.infer(p) for p in prepared]
+    assert all(out.findings for out in together)  # the comparison covers findings too
+
+
+def test_one_exams_nan_is_that_exams_fault_in_a_batch(tmp_path):
+    a = _batched(write_package(tmp_path / "pkg"), 3)
+    prepared = [a.prepare(e) for e in _exams([VIEWS] * 3)]
+    (batch,) = prepared[1].batches
+    broken = replace(
+        prepared[1], batches=(replace(batch, tensor=np.full_like(batch.tensor, np.nan)),)
+    )
+    outs = a.infer_batch([prepared[0], broken, prepared[2]])
+    assert isinstance(outs[1], VendorFault) and "NaN" in outs[1].reason
+    assert outs[1].status == "error"
+    assert [outs[0], outs[2]] == [a.infer(prepared[0]), a.infer(prepared[2])]
+
+
+def test_outputs_without_a_row_per_input_fail_the_whole_call():
+    parts = [np.zeros((2, 1, 4, 4), np.float32), np.zeros((1, 1, 4, 4), np.float32)]
+    rows = split_rows([np.arange(3.0), np.ones((3, 1, 2, 2))], ["score", "heat"], parts)
+    assert [r[0].tolist() for r in rows] == [[0.0, 1.0], [2.0]]
+    assert [r[1].shape for r in rows] == [(2, 1, 2, 2), (1, 1, 2, 2)]
+    with pytest.raises(VendorFault, match="output 'score' of a batched call has shape"):
+        split_rows([np.arange(1.0), np.ones((3, 1, 2, 2))], ["score", "heat"], parts)
+
+
+@pytest.mark.parametrize("model", ["tiny", "reference"])
+def test_io_binding_gives_what_session_run_gives_bit_for_bit(tmp_path, model):
+    import onnxruntime as ort
+
+    if model == "tiny":
+        path = write_package(tmp_path / "pkg") / "model.onnx"
+        shape, names = (5, 1, 64, 48), ["score", "heat"]
+    else:
+        path = REFERENCE_VENDOR / "model.onnx"
+        shape, names = (3, 4, 512, 416), ["score", "heatmap", "breast_scores"]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(7).random(shape, dtype=np.float32)
+    bound = run_bound(session, names, {"image": x})
+    plain = session.run(names, {"image": x})
+    assert [b.dtype for b in bound] == [p.dtype for p in plain]
+    assert [b.shape for b in bound] == [p.shape for p in plain]
+    assert [b.tobytes() for b in bound] == [p.tobytes() for p in plain]
+
+
+def test_the_session_process_reads_its_input_from_shared_memory_or_the_pipe(tmp_path, monkeypatch):
+    """Calls of growing and shrinking size through the shared block, then with no block to be
+    had (a full /dev/shm): the outputs are session.run's on the stacked parts, bit for bit, and
+    the block's name is removed once the session process has it mapped."""
+    import onnxruntime as ort
+
+    from harness.vendors import onnx_adapter
+
+    model = str(write_package(tmp_path / "pkg") / "model.onnx")
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(3)
+    process = onnx_adapter.SessionProcess(model, ["CPUExecutionProvider"])
+    try:
+        blocks = []
+        for sizes in ([1], [2, 1, 3], [1, 1]):
+            parts = [rng.random((n, 1, 64, 48), dtype=np.float32) for n in sizes]
+            got = process.run(["score", "heat"], "image", parts)
+            want = session.run(["score", "heat"], {"image": np.concatenate(parts)})
+            assert [g.tobytes() for g in got] == [w.tobytes() for w in want]
+            blocks.append(process._input._block.name)
+            # mapped by the session process, so no name is left to outlive a killed harness
+            assert not (Path("/dev/shm") / blocks[-1]).exists()
+        assert blocks[0] != blocks[1] == blocks[2]  # grown once, then reused
+        monkeypatch.setattr(onnx_adapter, "_reserved_block", lambda nbytes: None)
+        parts = [rng.random((8, 1, 64, 48), dtype=np.float32)]  # more than the block holds
+        got = process.run(["score"], "image", parts)
+        assert process._input._block is None  # sent through the pipe
+        assert got[0].tobytes() == session.run(["score"], {"image": parts[0]})[0].tobytes()
+    finally:
+        process.close()

@@ -82,6 +82,15 @@ def test_directory_and_zip_load_with_the_same_digests(tmp_path):
     assert open_adapter(a).info.execution_provider == "CPUExecutionProvider"
 
 
+def test_batch_size_defaults_to_one_and_reaches_the_adapter(tmp_path):
+    pkg = write_package(tmp_path / "pkg")
+    assert load_vendor_package(pkg).onnx.batch_size == 1
+    assert open_adapter(load_vendor_package(pkg)).info.batch_size == 1
+    edit_yaml(pkg, lambda d: d["onnx"].update(batch_size=16))
+    loaded = load_vendor_package(pkg)
+    assert loaded.onnx.batch_size == 16 and open_adapter(loaded).info.batch_size == 16
+
+
 def test_cuda_request_without_cuda_falls_back_with_a_warning(tmp_path, capsys):
     import onnxruntime as ort
 
@@ -148,6 +157,21 @@ def _bad_timeout(pkg: Path) -> None:
     edit_yaml(pkg, lambda d: d["onnx"].update(timeout_s=0))
 
 
+def _bad_batch_on_a_fixed_batch(pkg: Path) -> None:
+    m = onnx.load(str(pkg / "model.onnx"))
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(m, str(pkg / "model.onnx"))
+    edit_yaml(pkg, lambda d: d["onnx"].update(batch_size=4))
+
+
+def _bad_batch_zero(pkg: Path) -> None:
+    edit_yaml(pkg, lambda d: d["onnx"].update(batch_size=0))
+
+
+def _bad_batch_text(pkg: Path) -> None:
+    edit_yaml(pkg, lambda d: d["onnx"].update(batch_size="8"))
+
+
 @pytest.mark.parametrize(
     ("breaker", "needle"),
     [
@@ -161,6 +185,9 @@ def _bad_timeout(pkg: Path) -> None:
         (_bad_external_data, "outside the package"),
         (_bad_missing_section, "missing key 'onnx'"),
         (_bad_timeout, "onnx.timeout_s: 0 must be greater than 0"),
+        (_bad_batch_on_a_fixed_batch, "onnx.batch_size 4 needs a dynamic batch dimension"),
+        (_bad_batch_zero, "onnx.batch_size: 0 is less than the minimum of 1"),
+        (_bad_batch_text, "onnx.batch_size: expected integer, got str '8'"),
     ],
 )
 def test_bad_packages_exit_2_with_one_line(tmp_path, small_set, breaker, needle):

@@ -276,11 +276,6 @@ class OipProfile(TensorModel):
     def infer(self, prepared: OipExam, deadline: float) -> ExamOutput:  # type: ignore[override]
         return super().infer(replace(prepared, deadline=deadline))
 
-    def _output_names(self) -> list[str]:
-        s = self.spec
-        names = [s.score_output] + ([s.heatmap_output] if s.heatmap_output else [])
-        return names + ([s.breast_scores_output] if s.breast_scores_output else [])
-
     def _run(self, names: list[str], batch: Batch, exam: PreparedExam) -> list[np.ndarray]:
         assert isinstance(exam, OipExam)
         return self._infer_call(names, batch, exam, self.encoding)
