@@ -34,6 +34,7 @@ rounding boundary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -258,15 +259,127 @@ def glandular_fraction(
     def mean_g(tau: float) -> float:
         return float((ramp(tau) * GMAX * env * w).sum() / wsum)
 
+    weighted = (env != 0) & (w != 0)  # every other pixel adds exactly 0 to mean_g's sum
+    zs, cs = z[weighted], GMAX * env[weighted] * w[weighted]
+    tol = 2.0 * GMAX * EPS * (z.size + 64 + float(np.abs(z).max(initial=0.0)))
+    above, below = threshold_bounds(zs, cs, float(wsum), vgf, tol)
+    tau = replay_bisection(mean_g, vgf, above, below)
+    return _q(ramp(tau) * GMAX * env * geom.mask, 1e-6)
+
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def replay_bisection(
+    mean_g: Callable[[float], float], vgf: float, above: float, below: float
+) -> float:
+    """The threshold tau with ``mean_g(tau) = vgf``: 50 halvings of [-10, 10], rounded to 1e-9.
+
+    ``mean_g`` decreases with tau; it is called only for midpoints in (above, below), where its
+    outcome is not already known (``threshold_bounds``), and not at all once the bracket lies
+    inside one rounding cell (every later midpoint lies in [lo, hi], and rounding is monotone).
+    """
     lo, hi = -10.0, 10.0
-    for _ in range(50):  # bisection: mean_g decreases with tau
+    for _ in range(50):
+        if round(lo, 9) == round(hi, 9):
+            break
         mid = 0.5 * (lo + hi)
-        if mean_g(mid) > vgf:
+        if mid <= above or (mid < below and mean_g(mid) > vgf):
             lo = mid
         else:
             hi = mid
-    tau = round(0.5 * (lo + hi), 9)
-    return _q(ramp(tau) * GMAX * env * geom.mask, 1e-6)
+    return round(0.5 * (lo + hi), 9)
+
+
+def threshold_bounds(
+    z: np.ndarray, c: np.ndarray, wsum: float, vgf: float, tol: float
+) -> tuple[float, float]:
+    """(above, below): ``mean_g(tau) > vgf`` for sure at every tau <= above, and not at tau >= below.
+
+    ``mean_g(tau)`` is the thickness-weighted mean of ``GMAX * ramp(z - tau) * env``, a tanh over
+    the whole image. Its true (real-number) value decreases with tau, and any float evaluation of
+    it, whatever its summation order, lies within ``(n + 20 + max|z|) u GMAX`` of the true value
+    (n - 1 additions per term; a few ulps of argument, tanh and product error; u = EPS / 2).
+    ``tol`` is at least the sum of two such bounds, so one estimate ``est(t) > vgf + tol``, taken
+    on the weighted pixels alone (``z``, ``c = GMAX * env * w``) in any order, proves the
+    outcome for every tau <= t, and ``est(t) < vgf - tol`` for every tau >= t. Newton's method on
+    the estimate brings the two a few ``tol`` apart, around the root.
+    """
+    above, below = -np.inf, np.inf
+    if not wsum > 0 or not c.size:
+        return above, below
+
+    def record(t: float, value: float) -> None:
+        nonlocal above, below
+        if value - vgf > tol:
+            above = max(above, t)
+        elif vgf - value > tol:
+            below = min(below, t)
+
+    t0 = 0.0
+    if c.size > 4096:  # a first guess from every 16th weighted pixel
+        zs, cs = z[::16], c[::16]
+        t0 = _newton(0.0, zs, cs, wsum * float(cs.sum()) / float(c.sum()), vgf, 1e-6, None)[0]
+    # Newton lands far closer than tol (its float noise is ~sqrt(n) u, tol ~n u), so probes at
+    # 1.2 tol / |slope| either side are almost always certain at once.
+    t, value, slope = _newton(t0, z, c, wsum, vgf, 0.1 * tol, record)
+    if not (np.isfinite(value) and abs(value - vgf) <= tol):
+        return above, below
+    step = 1.2 * tol / -slope if slope < 0 else 1e-9
+    for _ in range(8):  # probe either side of the root until both sides are certain
+        if above < t - step:
+            record(t - step, _estimate(t - step, z, c, wsum)[0])
+        if below > t + step:
+            record(t + step, _estimate(t + step, z, c, wsum)[0])
+        if above >= t - step and below <= t + step:
+            break
+        step *= 4
+    return above, below
+
+
+def _estimate(t: float, z: np.ndarray, c: np.ndarray, wsum: float) -> tuple[float, float]:
+    """``mean_g(t)`` up to rounding, and its derivative."""
+    th = np.tanh((z - t) / GLAND_RAMP)
+    value = float((0.5 * (1 + th) * c).sum()) / wsum
+    slope = -float(((1 - th * th) * c).sum()) / (2 * GLAND_RAMP * wsum)
+    return value, slope
+
+
+def _newton(
+    t: float,
+    z: np.ndarray,
+    c: np.ndarray,
+    wsum: float,
+    vgf: float,
+    tol: float,
+    record: Callable[[float, float], None] | None,
+) -> tuple[float, float, float]:
+    """Safeguarded Newton on est(t) = vgf in [-10, 10]: (t, est(t), slope) where it stopped."""
+    a, b = -10.0, 10.0  # est(a) > vgf >= est(b) wherever evaluated
+    a_seen = b_seen = False
+    value = slope = np.nan
+    for _ in range(60):
+        value, slope = _estimate(t, z, c, wsum)
+        if record is not None:
+            record(t, value)
+        if not np.isfinite(value) or abs(value - vgf) <= tol:
+            break
+        if value > vgf:
+            a, a_seen = t, True
+        else:
+            b, b_seen = t, True
+        if b - a <= 1e-12:
+            break
+        step = t - (value - vgf) / slope if slope < 0 else np.nan
+        if a < step < b:
+            t = step
+        elif step <= a and not a_seen:  # the root may lie beyond the bisection's bracket
+            t = a
+        elif step >= b and not b_seen:
+            t = b
+        else:
+            t = 0.5 * (a + b)
+    return t, value, slope
 
 
 @dataclass(frozen=True)
