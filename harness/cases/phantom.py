@@ -261,8 +261,7 @@ def glandular_fraction(
 
     weighted = (env != 0) & (w != 0)  # every other pixel adds exactly 0 to mean_g's sum
     zs, cs = z[weighted], GMAX * env[weighted] * w[weighted]
-    tol = 2.0 * GMAX * EPS * (z.size + 64 + float(np.abs(z).max(initial=0.0)))
-    above, below = threshold_bounds(zs, cs, float(wsum), vgf, tol)
+    above, below = threshold_bounds(zs, cs, float(wsum), vgf)
     tau = replay_bisection(mean_g, vgf, above, below)
     return _q(ramp(tau) * GMAX * env * geom.mask, 1e-6)
 
@@ -291,41 +290,44 @@ def replay_bisection(
     return round(0.5 * (lo + hi), 9)
 
 
-def threshold_bounds(
-    z: np.ndarray, c: np.ndarray, wsum: float, vgf: float, tol: float
-) -> tuple[float, float]:
+def threshold_bounds(z: np.ndarray, c: np.ndarray, wsum: float, vgf: float) -> tuple[float, float]:
     """(above, below): ``mean_g(tau) > vgf`` for sure at every tau <= above, and not at tau >= below.
 
-    ``mean_g(tau)`` is the thickness-weighted mean of ``GMAX * ramp(z - tau) * env``, a tanh over
-    the whole image. Its true (real-number) value decreases with tau, and any float evaluation of
-    it, whatever its summation order, lies within ``(n + 20 + max|z|) u GMAX`` of the true value
-    (n - 1 additions per term; a few ulps of argument, tanh and product error; u = EPS / 2).
-    ``tol`` is at least the sum of two such bounds, so one estimate ``est(t) > vgf + tol``, taken
-    on the weighted pixels alone (``z``, ``c = GMAX * env * w``) in any order, proves the
-    outcome for every tau <= t, and ``est(t) < vgf - tol`` for every tau >= t. Newton's method on
-    the estimate brings the two a few ``tol`` apart, around the root.
+    ``mean_g(tau)`` is ``sum(GMAX * ramp(z - tau) * env * w) / wsum`` over the whole image, whose
+    n weighted pixels (``z``, ``c = GMAX * env * w``) are the only nonzero terms. Its true
+    (real-number) value m(tau) decreases with tau, and any float evaluation of it, whatever its
+    summation order, lies within ``rel * m + small`` of m: a term meets at most n - 1 inexact
+    additions (adding an exact zero is exact), so the sum is within ``gamma_n = n u / (1 - n u)``
+    relative, plus a few ulps of argument, tanh and products per term (``small``); u = EPS / 2,
+    and both are taken twice over. So one estimate ``est(t)``, taken on the weighted pixels alone in
+    any order, that is above ``vgf`` even after both errors proves the outcome for every
+    tau <= t, and one below it for every tau >= t. Newton's method on the estimate brings the two
+    together around the root, a few ``rel * vgf / |slope|`` apart.
     """
     above, below = -np.inf, np.inf
     if not wsum > 0 or not c.size:
         return above, below
+    rel = EPS * (c.size + 16)
+    small = GMAX * EPS * (float(np.abs(z).max()) + 16)
 
     def record(t: float, value: float) -> None:
         nonlocal above, below
-        if value - vgf > tol:
+        if (value - small) * (1 - rel) / (1 + rel) - small > vgf:  # mean_g(tau <= t) > vgf
             above = max(above, t)
-        elif vgf - value > tol:
+        elif (value + small) * (1 + rel) / (1 - rel) + small < vgf:  # mean_g(tau >= t) < vgf
             below = min(below, t)
 
+    margin = 2 * rel * abs(vgf) + 4 * small
     t0 = 0.0
     if c.size > 4096:  # a first guess from every 16th weighted pixel
         zs, cs = z[::16], c[::16]
         t0 = _newton(0.0, zs, cs, wsum * float(cs.sum()) / float(c.sum()), vgf, 1e-6, None)[0]
-    # Newton lands far closer than tol (its float noise is ~sqrt(n) u, tol ~n u), so probes at
-    # 1.2 tol / |slope| either side are almost always certain at once.
-    t, value, slope = _newton(t0, z, c, wsum, vgf, 0.1 * tol, record)
-    if not (np.isfinite(value) and abs(value - vgf) <= tol):
+    # Newton lands far closer than the margin (its float noise is ~sqrt(n) u, the margin ~n u), so
+    # probes at 1.2 margin / |slope| either side are almost always certain at once.
+    t, value, slope = _newton(t0, z, c, wsum, vgf, 0.1 * margin, record)
+    if not (np.isfinite(value) and abs(value - vgf) <= margin):
         return above, below
-    step = 1.2 * tol / -slope if slope < 0 else 1e-9
+    step = 1.2 * margin / -slope if slope < 0 else 1e-9
     for _ in range(8):  # probe either side of the root until both sides are certain
         if above < t - step:
             record(t - step, _estimate(t - step, z, c, wsum)[0])
