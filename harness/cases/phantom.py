@@ -34,6 +34,7 @@ rounding boundary.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,12 +74,22 @@ def power_law_field(
     """Gaussian random field with power spectrum ~ 1/f^beta (f in cycles/mm), zero mean, unit SD."""
     white = rng.standard_normal(shape)
     spec = np.fft.rfft2(white)
+    field = np.fft.irfft2(spec * _spectral_filter(shape, spacing, beta, f_min), s=shape)
+    field -= field.mean()
+    return _q(field / field.std(), 1e-6)
+
+
+@functools.lru_cache(maxsize=1)  # an exam's six fields share one image size
+def _spectral_filter(
+    shape: tuple[int, int], spacing: float, beta: float, f_min: float
+) -> np.ndarray:
+    """The amplitude filter f^(-beta/2) on the rfft2 grid (read-only)."""
     fy = np.fft.fftfreq(shape[0], d=spacing)[:, None]
     fx = np.fft.rfftfreq(shape[1], d=spacing)[None, :]
     f = np.maximum(np.sqrt(fy * fy + fx * fx), f_min)
-    field = np.fft.irfft2(spec * f ** (-beta / 2), s=shape)
-    field -= field.mean()
-    return _q(field / field.std(), 1e-6)
+    out = f ** (-beta / 2)
+    out.flags.writeable = False
+    return out
 
 
 def lowpass(x: np.ndarray, sigma_mm: float, spacing: float) -> np.ndarray:
@@ -143,47 +154,85 @@ def draw_shape(depth_mm: float, thickness_mm: float, rng: np.random.Generator) -
     )
 
 
+@dataclass(frozen=True)
+class ViewGrid:
+    """Polar coordinates of the pixels about the nipple axis's chest-wall end, for one view.
+
+    They depend on the view and the woman's MLO tilt, not on the side: both breasts' views share
+    one grid (only the outline's size and ripple differ by side)."""
+
+    y0: float  # mm, the axis's row at the chest wall
+    tilt: float  # radians
+    phi: np.ndarray  # angle from the axis
+    r: np.ndarray  # mm from (y0, 0)
+    sin: np.ndarray  # sin(phi)
+    cos: np.ndarray  # cos(phi)
+    front: np.ndarray  # bool: in front of the chest wall
+
+
+def view_grid(shape: BreastShape, view: str, rows: int, cols: int, spacing: float) -> ViewGrid:
+    height_mm = rows * spacing
+    y = (np.arange(rows, dtype=np.float64) + 0.5)[:, None] * spacing
+    x = (np.arange(cols, dtype=np.float64) + 0.5)[None, :] * spacing
+    if view == "CC":
+        y0, tilt = 0.5 * height_mm, 0.0
+    else:  # MLO: nipple below the middle, tissue up into the axilla past the top edge
+        y0, tilt = 0.58 * height_mm, float(np.deg2rad(shape.mlo_tilt_deg))
+    dy, dx = y - y0, x + 0 * y
+    phi = np.arctan2(dy, dx) - tilt
+    r = np.hypot(dx, dy)
+    front = np.abs(phi + tilt) < np.pi / 2
+    return ViewGrid(y0, tilt, phi, r, np.sin(phi), np.cos(phi), front)
+
+
 def breast_geometry(
-    shape: BreastShape, view: str, rows: int, cols: int, spacing: float, side_jitter: float
+    shape: BreastShape,
+    view: str,
+    rows: int,
+    cols: int,
+    spacing: float,
+    side_jitter: float,
+    grid: ViewGrid | None = None,
 ) -> Geometry:
-    """Outline, skin distance, muscle and nipple for one view."""
+    """Outline, skin distance, muscle and nipple for one view (``grid``: ``view_grid``'s)."""
+    if grid is None:
+        grid = view_grid(shape, view, rows, cols, spacing)
     height_mm = rows * spacing
     y = (np.arange(rows, dtype=np.float64) + 0.5)[:, None] * spacing
     x = (np.arange(cols, dtype=np.float64) + 0.5)[None, :] * spacing
     d = shape.depth_mm * (1 + side_jitter)
+    y0, tilt, phi = grid.y0, grid.tilt, grid.phi
     if view == "CC":
-        y0 = 0.5 * height_mm
-        tilt = 0.0
         up, down = shape.height_ratio_up * d, shape.height_ratio_down * d
         depth = d
-    else:  # MLO: nipple below the middle, tissue up into the axilla past the top edge
-        y0 = 0.58 * height_mm
-        tilt = np.deg2rad(shape.mlo_tilt_deg)
+    else:
         up, down = 1.25 * y0, 0.95 * shape.height_ratio_down * d
         depth = d * 1.05
     # Fit: the breast must stay inside the field (CI images keep the whole detector field).
     down = min(down, 0.95 * (height_mm - y0))
     if view == "CC":
         up = min(up, 0.95 * y0)
-    dy, dx = y - y0, x + 0 * y
-    phi = np.arctan2(dy, dx) - tilt
-    r = np.hypot(dx, dy)
-    half = np.where(np.sin(phi) < 0, up, down)
+    half = np.where(grid.sin < 0, up, down)
     p = shape.exponent
-    rho = (np.abs(np.cos(phi) / depth) ** p + np.abs(np.sin(phi) / half) ** p) ** (-1 / p)
+    rho = (np.abs(grid.cos / depth) ** p + np.abs(grid.sin / half) ** p) ** (-1 / p)
     for k, (amp, ph) in zip((3, 4, 5), shape.harmonics, strict=True):
         rho = rho * (1 + amp * np.cos(k * phi + ph + 7 * side_jitter))
-    mask = (r <= rho) & (np.abs(phi + tilt) < np.pi / 2)
-    # Nipple tip: a small bump at the end of the axis.
+    mask = (grid.r <= rho) & grid.front
+    # Nipple tip: a small bump at the end of the axis (hypot >= each leg, so the rows and columns
+    # within 4 mm of the tip, with a margin for rounding, hold all of it).
     nx, ny = depth * np.cos(tilt), y0 + depth * np.sin(tilt)
-    mask |= np.hypot(x - (nx - 1.0), y - ny) < 4.0
-    mask = ndimage.binary_fill_holes(mask)
+    bx, by = x - (nx - 1.0), y - ny
+    bc = np.flatnonzero(np.abs(bx[0]) < 4.0 + 1e-6)
+    br = np.flatnonzero(np.abs(by[:, 0]) < 4.0 + 1e-6)
+    if bc.size and br.size:
+        box = slice(br[0], br[-1] + 1), slice(bc[0], bc[-1] + 1)
+        mask[box] |= np.hypot(bx[:, box[1]], by[box[0], :]) < 4.0
+    mask = _fill_holes(mask)
     pad_px = int(np.ceil(40.0 / spacing))
     padded = np.pad(
         mask, ((pad_px, pad_px), (pad_px, 0)), mode="edge"
     )  # chest wall/edges are not skin
-    skin_dist = ndimage.distance_transform_edt(padded, sampling=spacing)[pad_px:-pad_px, pad_px:]
-    skin_dist = _q(skin_dist, 1e-6)
+    skin_dist = _q(_cropped_edt(padded, spacing, pad_px), 1e-6)
     muscle = np.zeros((rows, cols))
     if view == "MLO":
         top_w = shape.muscle_top_ratio * d
@@ -197,6 +246,35 @@ def breast_geometry(
     return Geometry(
         mask, skin_dist, muscle, (ny / spacing - 0.5, nx / spacing - 0.5), spacing, np.pi + tilt
     )
+
+
+def _cropped_edt(padded: np.ndarray, spacing: float, pad: int) -> np.ndarray:
+    """``distance_transform_edt(padded, sampling=spacing)[pad:-pad, pad:]``, with the distances
+    taken (by scipy's own expression) from the feature transform only where they are kept."""
+    ft = ndimage.distance_transform_edt(
+        padded, sampling=spacing, return_distances=False, return_indices=True
+    )
+    rows, cols = padded.shape[0] - 2 * pad, padded.shape[1] - pad
+    dy = ft[0, pad:-pad, pad:] - np.arange(pad, pad + rows, dtype=ft.dtype)[:, None]
+    dx = ft[1, pad:-pad, pad:] - np.arange(pad, pad + cols, dtype=ft.dtype)[None, :]
+    dy = dy.astype(np.float64) * spacing
+    dx = dx.astype(np.float64) * spacing
+    return np.sqrt(dy * dy + dx * dx)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes`` on the mask's bounding box plus one background pixel: the
+    background around that box reaches the image border, so the same pixels are holes."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return mask.copy()
+    box = (
+        slice(max(0, rows[0] - 1), rows[-1] + 2),
+        slice(max(0, cols[0] - 1), cols[-1] + 2),
+    )
+    out = np.zeros_like(mask)
+    out[box] = ndimage.binary_fill_holes(mask[box])
+    return out
 
 
 def thickness_maps(geom: Geometry, thickness_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -449,7 +527,7 @@ def present(
     enh = eq + profile.unsharp_amount * (eq - lowpass(eq, profile.unsharp_sigma_mm, sp))
     enh = _q(enh, 1e-7)
     vals = enh[central]
-    lo, hi = float(np.percentile(vals, 0.5)), float(np.percentile(vals, 99.8))
+    lo, hi = (float(v) for v in np.percentile(vals, [0.5, 99.8]))  # one partition for both
     lo_lvl = max(lo - 0.35 * (hi - lo), 1e-3)  # thin periphery sits below the central range
     v = np.clip((enh - lo_lvl) / (hi - lo_lvl), 0, 1) ** profile.gamma
     r0, r1 = profile.output_range
