@@ -56,7 +56,12 @@ DETECTOR_FLUENCE = 1.0e6  # photons per mm2 behind the breast centre at dose 1.0
 
 def _q(x: np.ndarray, step: float) -> np.ndarray:
     """Round to a fixed grid: keeps CPU-dependent last bits out of everything downstream."""
-    return np.round(x / step) * step
+    y = np.divide(x, step)
+    if not isinstance(y, np.ndarray):
+        return np.round(y) * step
+    np.round(y, out=y)  # in place: the same values without two image-sized temporaries
+    y *= step
+    return y
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -323,7 +328,8 @@ def glandular_fraction(
 ) -> np.ndarray:
     """Fraction of the inner thickness that is glandular, with thickness-weighted mean ``vgf``."""
     x_mm = (np.arange(geom.mask.shape[1]) + 0.5)[None, :] * geom.spacing
-    env = _smoothstep(geom.skin_dist, 3.0, 12.0) * _smoothstep(x_mm + 0 * geom.skin_dist, 4.0, 18.0)
+    # the chest-wall ramp depends on the column only: one row of it, broadcast in the product
+    env = _smoothstep(geom.skin_dist, 3.0, 12.0) * _smoothstep(x_mm, 4.0, 18.0)
     z = np.sqrt(0.6) * shared + np.sqrt(0.4) * own + 0.2 * ducts + 1.0 * env
     w = inner * geom.mask
     wsum = w.sum()

@@ -1,6 +1,6 @@
 """The phantom's shortcuts (a polar grid shared by both breasts, the nipple bump and hole filling on
 a box, skin distances only where kept, one spectral filter per image size, two percentiles in one
-call) give the plain computations' arrays bit for bit."""
+call, grid rounding in place) give the plain computations' arrays bit for bit."""
 
 import numpy as np
 from scipy import ndimage
@@ -135,3 +135,15 @@ def test_two_percentiles_in_one_call_match_two_calls():
             vals = np.round(vals, 2)  # ties
         both = [float(v) for v in np.percentile(vals, [0.5, 99.8])]
         assert both == [float(np.percentile(vals, 0.5)), float(np.percentile(vals, 99.8))]
+
+
+def test_grid_rounding_in_place_matches_the_expression():
+    rng = np.random.default_rng(5)
+    for step in (1e-3, 1e-6, 1e-7, 1e-9, 1e-12):
+        for _ in range(40):
+            x = rng.standard_normal((37, 23)) * 10 ** rng.uniform(-12, 3)
+            x[0, :3] = (-0.0, 0.5 * step, -1.5 * step)  # signed zero and ties to even
+            want = np.round(x / step) * step
+            got = ph._q(x, step)
+            assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
+    assert ph._q(np.float64(0.1234567), 1e-6) == np.round(np.float64(0.1234567) / 1e-6) * 1e-6
