@@ -102,10 +102,15 @@ def render_exam(
     k = plan.index
     shape = ph.draw_shape(plan.breast_depth_mm, plan.thickness_mm, _rng(seed, k, 1, 0))
     jitter = {"L": 0.0, "R": float(_rng(seed, k, 1, 1).uniform(-0.04, 0.04))}
-    geoms = {
-        (lat, view): ph.breast_geometry(shape, view, rows, cols, spacing, jitter[lat])
-        for lat, view in VIEW_ORDER
-    }
+    built: dict[tuple[str, str], ph.Geometry] = {}
+    for view in ("CC", "MLO"):  # both sides of a view share its polar grid
+        grid = ph.view_grid(shape, view, rows, cols, spacing)
+        for lat in ("L", "R"):
+            built[(lat, view)] = ph.breast_geometry(
+                shape, view, rows, cols, spacing, jitter[lat], grid
+            )
+        del grid
+    geoms = {key: built[key] for key in VIEW_ORDER}
     shared = {
         view: ph.power_law_field((rows, cols), spacing, ph.BETA, _rng(seed, k, 2, n))
         for n, view in enumerate(("CC", "MLO"))

@@ -34,6 +34,8 @@ rounding boundary.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +56,12 @@ DETECTOR_FLUENCE = 1.0e6  # photons per mm2 behind the breast centre at dose 1.0
 
 def _q(x: np.ndarray, step: float) -> np.ndarray:
     """Round to a fixed grid: keeps CPU-dependent last bits out of everything downstream."""
-    return np.round(x / step) * step
+    y = np.divide(x, step)
+    if not isinstance(y, np.ndarray):
+        return np.round(y) * step
+    np.round(y, out=y)  # in place: the same values without two image-sized temporaries
+    y *= step
+    return y
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -72,12 +79,22 @@ def power_law_field(
     """Gaussian random field with power spectrum ~ 1/f^beta (f in cycles/mm), zero mean, unit SD."""
     white = rng.standard_normal(shape)
     spec = np.fft.rfft2(white)
+    field = np.fft.irfft2(spec * _spectral_filter(shape, spacing, beta, f_min), s=shape)
+    field -= field.mean()
+    return _q(field / field.std(), 1e-6)
+
+
+@functools.lru_cache(maxsize=1)  # an exam's six fields share one image size
+def _spectral_filter(
+    shape: tuple[int, int], spacing: float, beta: float, f_min: float
+) -> np.ndarray:
+    """The amplitude filter f^(-beta/2) on the rfft2 grid (read-only)."""
     fy = np.fft.fftfreq(shape[0], d=spacing)[:, None]
     fx = np.fft.rfftfreq(shape[1], d=spacing)[None, :]
     f = np.maximum(np.sqrt(fy * fy + fx * fx), f_min)
-    field = np.fft.irfft2(spec * f ** (-beta / 2), s=shape)
-    field -= field.mean()
-    return _q(field / field.std(), 1e-6)
+    out = f ** (-beta / 2)
+    out.flags.writeable = False
+    return out
 
 
 def lowpass(x: np.ndarray, sigma_mm: float, spacing: float) -> np.ndarray:
@@ -142,47 +159,85 @@ def draw_shape(depth_mm: float, thickness_mm: float, rng: np.random.Generator) -
     )
 
 
+@dataclass(frozen=True)
+class ViewGrid:
+    """Polar coordinates of the pixels about the nipple axis's chest-wall end, for one view.
+
+    They depend on the view and the woman's MLO tilt, not on the side: both breasts' views share
+    one grid (only the outline's size and ripple differ by side)."""
+
+    y0: float  # mm, the axis's row at the chest wall
+    tilt: float  # radians
+    phi: np.ndarray  # angle from the axis
+    r: np.ndarray  # mm from (y0, 0)
+    sin: np.ndarray  # sin(phi)
+    cos: np.ndarray  # cos(phi)
+    front: np.ndarray  # bool: in front of the chest wall
+
+
+def view_grid(shape: BreastShape, view: str, rows: int, cols: int, spacing: float) -> ViewGrid:
+    height_mm = rows * spacing
+    y = (np.arange(rows, dtype=np.float64) + 0.5)[:, None] * spacing
+    x = (np.arange(cols, dtype=np.float64) + 0.5)[None, :] * spacing
+    if view == "CC":
+        y0, tilt = 0.5 * height_mm, 0.0
+    else:  # MLO: nipple below the middle, tissue up into the axilla past the top edge
+        y0, tilt = 0.58 * height_mm, float(np.deg2rad(shape.mlo_tilt_deg))
+    dy, dx = y - y0, x + 0 * y
+    phi = np.arctan2(dy, dx) - tilt
+    r = np.hypot(dx, dy)
+    front = np.abs(phi + tilt) < np.pi / 2
+    return ViewGrid(y0, tilt, phi, r, np.sin(phi), np.cos(phi), front)
+
+
 def breast_geometry(
-    shape: BreastShape, view: str, rows: int, cols: int, spacing: float, side_jitter: float
+    shape: BreastShape,
+    view: str,
+    rows: int,
+    cols: int,
+    spacing: float,
+    side_jitter: float,
+    grid: ViewGrid | None = None,
 ) -> Geometry:
-    """Outline, skin distance, muscle and nipple for one view."""
+    """Outline, skin distance, muscle and nipple for one view (``grid``: ``view_grid``'s)."""
+    if grid is None:
+        grid = view_grid(shape, view, rows, cols, spacing)
     height_mm = rows * spacing
     y = (np.arange(rows, dtype=np.float64) + 0.5)[:, None] * spacing
     x = (np.arange(cols, dtype=np.float64) + 0.5)[None, :] * spacing
     d = shape.depth_mm * (1 + side_jitter)
+    y0, tilt, phi = grid.y0, grid.tilt, grid.phi
     if view == "CC":
-        y0 = 0.5 * height_mm
-        tilt = 0.0
         up, down = shape.height_ratio_up * d, shape.height_ratio_down * d
         depth = d
-    else:  # MLO: nipple below the middle, tissue up into the axilla past the top edge
-        y0 = 0.58 * height_mm
-        tilt = np.deg2rad(shape.mlo_tilt_deg)
+    else:
         up, down = 1.25 * y0, 0.95 * shape.height_ratio_down * d
         depth = d * 1.05
     # Fit: the breast must stay inside the field (CI images keep the whole detector field).
     down = min(down, 0.95 * (height_mm - y0))
     if view == "CC":
         up = min(up, 0.95 * y0)
-    dy, dx = y - y0, x + 0 * y
-    phi = np.arctan2(dy, dx) - tilt
-    r = np.hypot(dx, dy)
-    half = np.where(np.sin(phi) < 0, up, down)
+    half = np.where(grid.sin < 0, up, down)
     p = shape.exponent
-    rho = (np.abs(np.cos(phi) / depth) ** p + np.abs(np.sin(phi) / half) ** p) ** (-1 / p)
+    rho = (np.abs(grid.cos / depth) ** p + np.abs(grid.sin / half) ** p) ** (-1 / p)
     for k, (amp, ph) in zip((3, 4, 5), shape.harmonics, strict=True):
         rho = rho * (1 + amp * np.cos(k * phi + ph + 7 * side_jitter))
-    mask = (r <= rho) & (np.abs(phi + tilt) < np.pi / 2)
-    # Nipple tip: a small bump at the end of the axis.
+    mask = (grid.r <= rho) & grid.front
+    # Nipple tip: a small bump at the end of the axis (hypot >= each leg, so the rows and columns
+    # within 4 mm of the tip, with a margin for rounding, hold all of it).
     nx, ny = depth * np.cos(tilt), y0 + depth * np.sin(tilt)
-    mask |= np.hypot(x - (nx - 1.0), y - ny) < 4.0
-    mask = ndimage.binary_fill_holes(mask)
+    bx, by = x - (nx - 1.0), y - ny
+    bc = np.flatnonzero(np.abs(bx[0]) < 4.0 + 1e-6)
+    br = np.flatnonzero(np.abs(by[:, 0]) < 4.0 + 1e-6)
+    if bc.size and br.size:
+        box = slice(br[0], br[-1] + 1), slice(bc[0], bc[-1] + 1)
+        mask[box] |= np.hypot(bx[:, box[1]], by[box[0], :]) < 4.0
+    mask = _fill_holes(mask)
     pad_px = int(np.ceil(40.0 / spacing))
     padded = np.pad(
         mask, ((pad_px, pad_px), (pad_px, 0)), mode="edge"
     )  # chest wall/edges are not skin
-    skin_dist = ndimage.distance_transform_edt(padded, sampling=spacing)[pad_px:-pad_px, pad_px:]
-    skin_dist = _q(skin_dist, 1e-6)
+    skin_dist = _q(_cropped_edt(padded, spacing, pad_px), 1e-6)
     muscle = np.zeros((rows, cols))
     if view == "MLO":
         top_w = shape.muscle_top_ratio * d
@@ -196,6 +251,35 @@ def breast_geometry(
     return Geometry(
         mask, skin_dist, muscle, (ny / spacing - 0.5, nx / spacing - 0.5), spacing, np.pi + tilt
     )
+
+
+def _cropped_edt(padded: np.ndarray, spacing: float, pad: int) -> np.ndarray:
+    """``distance_transform_edt(padded, sampling=spacing)[pad:-pad, pad:]``, with the distances
+    taken (by scipy's own expression) from the feature transform only where they are kept."""
+    ft = ndimage.distance_transform_edt(
+        padded, sampling=spacing, return_distances=False, return_indices=True
+    )
+    rows, cols = padded.shape[0] - 2 * pad, padded.shape[1] - pad
+    dy = ft[0, pad:-pad, pad:] - np.arange(pad, pad + rows, dtype=ft.dtype)[:, None]
+    dx = ft[1, pad:-pad, pad:] - np.arange(pad, pad + cols, dtype=ft.dtype)[None, :]
+    dy = dy.astype(np.float64) * spacing
+    dx = dx.astype(np.float64) * spacing
+    return np.sqrt(dy * dy + dx * dx)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes`` on the mask's bounding box plus one background pixel: the
+    background around that box reaches the image border, so the same pixels are holes."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return mask.copy()
+    box = (
+        slice(max(0, rows[0] - 1), rows[-1] + 2),
+        slice(max(0, cols[0] - 1), cols[-1] + 2),
+    )
+    out = np.zeros_like(mask)
+    out[box] = ndimage.binary_fill_holes(mask[box])
+    return out
 
 
 def thickness_maps(geom: Geometry, thickness_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +328,8 @@ def glandular_fraction(
 ) -> np.ndarray:
     """Fraction of the inner thickness that is glandular, with thickness-weighted mean ``vgf``."""
     x_mm = (np.arange(geom.mask.shape[1]) + 0.5)[None, :] * geom.spacing
-    env = _smoothstep(geom.skin_dist, 3.0, 12.0) * _smoothstep(x_mm + 0 * geom.skin_dist, 4.0, 18.0)
+    # the chest-wall ramp depends on the column only: one row of it, broadcast in the product
+    env = _smoothstep(geom.skin_dist, 3.0, 12.0) * _smoothstep(x_mm, 4.0, 18.0)
     z = np.sqrt(0.6) * shared + np.sqrt(0.4) * own + 0.2 * ducts + 1.0 * env
     w = inner * geom.mask
     wsum = w.sum()
@@ -258,15 +343,124 @@ def glandular_fraction(
     def mean_g(tau: float) -> float:
         return float((ramp(tau) * GMAX * env * w).sum() / wsum)
 
+    weighted = (env != 0) & (w != 0)  # every other pixel adds exactly 0 to mean_g's sum
+    zs, cs = z[weighted], GMAX * env[weighted] * w[weighted]
+    above, below = threshold_bounds(zs, cs, float(wsum), vgf)
+    tau = replay_bisection(mean_g, vgf, above, below)
+    return _q(ramp(tau) * GMAX * env * geom.mask, 1e-6)
+
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def replay_bisection(
+    mean_g: Callable[[float], float], vgf: float, above: float, below: float
+) -> float:
+    """The threshold tau with ``mean_g(tau) = vgf``: 50 halvings of [-10, 10], rounded to 1e-9.
+
+    ``mean_g`` decreases with tau; it is called only for midpoints in (above, below), where its
+    outcome is not already known (``threshold_bounds``), and not at all once the bracket lies
+    inside one rounding cell (every later midpoint lies in [lo, hi], and rounding is monotone).
+    """
     lo, hi = -10.0, 10.0
-    for _ in range(50):  # bisection: mean_g decreases with tau
+    for _ in range(50):
+        if round(lo, 9) == round(hi, 9):
+            break
         mid = 0.5 * (lo + hi)
-        if mean_g(mid) > vgf:
+        if mid <= above or (mid < below and mean_g(mid) > vgf):
             lo = mid
         else:
             hi = mid
-    tau = round(0.5 * (lo + hi), 9)
-    return _q(ramp(tau) * GMAX * env * geom.mask, 1e-6)
+    return round(0.5 * (lo + hi), 9)
+
+
+def threshold_bounds(z: np.ndarray, c: np.ndarray, wsum: float, vgf: float) -> tuple[float, float]:
+    """(above, below): ``mean_g(tau) > vgf`` for sure at every tau <= above, and not at tau >= below.
+
+    ``mean_g(tau)`` is ``sum(GMAX * ramp(z - tau) * env * w) / wsum`` over the whole image, whose
+    n weighted pixels (``z``, ``c = GMAX * env * w``) are the only nonzero terms. Its true
+    (real-number) value m(tau) decreases with tau, and any float evaluation of it, whatever its
+    summation order, lies within ``rel * m + small`` of m: a term meets at most n - 1 inexact
+    additions (adding an exact zero is exact), so the sum is within ``gamma_n = n u / (1 - n u)``
+    relative, plus a few ulps of argument, tanh and products per term (``small``); u = EPS / 2,
+    and both are taken twice over. So one estimate ``est(t)``, taken on the weighted pixels alone in
+    any order, that is above ``vgf`` even after both errors proves the outcome for every
+    tau <= t, and one below it for every tau >= t. Newton's method on the estimate brings the two
+    together around the root, a few ``rel * vgf / |slope|`` apart.
+    """
+    above, below = -np.inf, np.inf
+    if not wsum > 0 or not c.size:
+        return above, below
+    rel = EPS * (c.size + 16)
+    small = GMAX * EPS * (float(np.abs(z).max()) + 16)
+
+    def record(t: float, value: float) -> None:
+        nonlocal above, below
+        if (value - small) * (1 - rel) / (1 + rel) - small > vgf:  # mean_g(tau <= t) > vgf
+            above = max(above, t)
+        elif (value + small) * (1 + rel) / (1 - rel) + small < vgf:  # mean_g(tau >= t) < vgf
+            below = min(below, t)
+
+    margin = 2 * rel * abs(vgf) + 4 * small
+    # The root in single precision (a tanh five times cheaper; bounds nothing), one double Newton
+    # step from there (error ~ its square), then a probe either side, 1.2 margin / |slope| away:
+    # almost always certain at once, else four times further out.
+    t = _newton(0.0, z.astype(np.float32), c.astype(np.float32), wsum, vgf, 1e-6 * abs(vgf))[0]
+    value, slope = _estimate(t, z, c, wsum)
+    record(t, value)
+    if not (np.isfinite(value) and slope < 0):
+        return above, below
+    t = min(max(t - (value - vgf) / slope, -10.0), 10.0)
+    step = 1.2 * margin / -slope
+    for _ in range(8):
+        if above < t - step:
+            record(t - step, _estimate(t - step, z, c, wsum, slope=False)[0])
+        if below > t + step:
+            record(t + step, _estimate(t + step, z, c, wsum, slope=False)[0])
+        if (above >= t - step and below <= t + step) or below <= -10.0 or above >= 10.0:
+            break  # every midpoint of the bisection in (-10, 10) outside (above, below)
+        step *= 4
+    return above, below
+
+
+def _estimate(
+    t: float, z: np.ndarray, c: np.ndarray, wsum: float, slope: bool = True
+) -> tuple[float, float]:
+    """``mean_g(t)`` up to rounding (in ``z``'s precision), and its derivative (or NaN)."""
+    th = np.tanh((z - t) / GLAND_RAMP)
+    value = float((0.5 * (1 + th) * c).sum(dtype=np.float64)) / wsum
+    if not slope:
+        return value, np.nan
+    return value, -float(((1 - th * th) * c).sum(dtype=np.float64)) / (2 * GLAND_RAMP * wsum)
+
+
+def _newton(
+    t: float, z: np.ndarray, c: np.ndarray, wsum: float, vgf: float, tol: float
+) -> tuple[float, float, float]:
+    """Safeguarded Newton on est(t) = vgf in [-10, 10]: (t, est(t), slope) where it stopped."""
+    a, b = -10.0, 10.0  # est(a) > vgf >= est(b) wherever evaluated
+    a_seen = b_seen = False
+    value = slope = np.nan
+    for _ in range(60):
+        value, slope = _estimate(t, z, c, wsum)
+        if not np.isfinite(value) or abs(value - vgf) <= tol:
+            break
+        if value > vgf:
+            a, a_seen = t, True
+        else:
+            b, b_seen = t, True
+        if b - a <= 1e-12:
+            break
+        step = t - (value - vgf) / slope if slope < 0 else np.nan
+        if a < step < b:
+            t = step
+        elif step <= a and not a_seen:  # the root may lie beyond the bisection's bracket
+            t = a
+        elif step >= b and not b_seen:
+            t = b
+        else:
+            t = 0.5 * (a + b)
+    return t, value, slope
 
 
 @dataclass(frozen=True)
@@ -334,7 +528,7 @@ def present(
     enh = eq + profile.unsharp_amount * (eq - lowpass(eq, profile.unsharp_sigma_mm, sp))
     enh = _q(enh, 1e-7)
     vals = enh[central]
-    lo, hi = float(np.percentile(vals, 0.5)), float(np.percentile(vals, 99.8))
+    lo, hi = (float(v) for v in np.percentile(vals, [0.5, 99.8]))  # one partition for both
     lo_lvl = max(lo - 0.35 * (hi - lo), 1e-3)  # thin periphery sits below the central range
     v = np.clip((enh - lo_lvl) / (hi - lo_lvl), 0, 1) ** profile.gamma
     r0, r1 = profile.output_range

@@ -12,7 +12,7 @@ from harness.cases.population import plan_exams
 from harness.cases.readers import calibrate_pixels, read_exam
 from harness.cases.recipe import load_recipe
 from harness.errors import RecipeError, UsageError
-from harness.resources import resource
+from harness.resources import DEMO_STANDARD, resource
 
 V2 = resource("reference_cases", "default-v2.yaml")
 # manifest digest of `default.yaml --exams 4` as built before the v2 models existed (main 91fcb92)
@@ -23,6 +23,15 @@ def test_default_recipe_builds_the_same_set(tmp_path):
     m = build_reference_set(DEFAULT_RECIPE, tmp_path / "s", exams=4, workers=2)
     assert m.digest == DEFAULT_4_DIGEST
     assert "lesion_model" not in m.extra["generator"]
+
+
+@pytest.mark.slow
+def test_default_recipe_builds_the_demo_standards_set(tmp_path):
+    # The whole default set: the demo standard (and the shipped certification of the reference
+    # vendor) names its digest, so rendering may get faster but never change a bit of it.
+    pinned = yaml.safe_load(DEMO_STANDARD.read_text())["reference_set"]
+    m = build_reference_set(DEFAULT_RECIPE, tmp_path / "s", workers=2)
+    assert (m.id, m.digest) == (pinned["id"], pinned["digest"])
 
 
 def test_v2_recipes_load_and_opt_in():
