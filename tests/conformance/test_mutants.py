@@ -11,42 +11,38 @@ from pathlib import Path
 
 import mutants
 import pytest
-import yaml
-from helpers import KNOWN_GOOD_VENDOR
+from helpers import KNOWN_GOOD_VENDOR, certify_standard
 
 
-def certify(d: Path, out: str, spec) -> dict:
-    """A certify run of the base (``spec`` None) or a mutant: the engine with the mutant's adapter
-    injected around the package's own."""
-    return mutants.mutant_bundle(
-        spec, KNOWN_GOOD_VENDOR, d / MATRIX_STANDARD, d / "cases", d / out, "certify"
+def certify(d: Path, name: str, spec, criteria: set[str]) -> dict:
+    """A certify run of the base (``spec`` None) or a mutant under the certify setup's standard
+    cut to ``criteria``: the engine with the mutant's adapter injected around the package's own."""
+    std = certify_standard(
+        d / "standard.yaml", d / "cases", lambda c: c["id"] in criteria, d / f"matrix-{name}.yaml"
     )
-
-
-MATRIX_STANDARD = "matrix.yaml"
-
-
-@pytest.fixture(scope="module")
-def matrix_setup(certify_setup):
-    """The certify setup with DK-DEC-RESAMPLE left out of its standard: no mutant is that
-    relation's to catch, and upsampling every example 6-12x per axis made it a third of each
-    certify run. test_certify.py keeps it in the certify runs it compares."""
-    std = yaml.safe_load((certify_setup / "standard.yaml").read_text())
-    std["criteria"] = [c for c in std["criteria"] if c.get("relation") != "resample"]
-    assert not any("DK-DEC-RESAMPLE" in m.must_fail for m in mutants.MUTANTS)
-    (certify_setup / MATRIX_STANDARD).write_text(yaml.safe_dump(std, sort_keys=False))
-    return certify_setup
+    return mutants.mutant_bundle(spec, KNOWN_GOOD_VENDOR, std, d / "cases", d / name, "certify")
 
 
 @pytest.fixture(scope="module")
-def certified(matrix_setup):
-    """results.json of a certify run of the base (None) or a mutant, each run once per module."""
+def certified(certify_setup):
+    """results.json of a certify run of the base (None) or a mutant, each run once per module.
+
+    A mutant's run judges the criteria that must catch it, the base's every one of those: what
+    the tests read. Each criterion's outcome is the one it has in a run of the whole standard:
+    its examples come from its own streams (``seed ^ crc32(id)``, conformance/context.py;
+    test_search_replay.py runs criteria in both orders), every certify run scores all originals
+    before any criterion (all the mutants' state rests on those first reads), and a failed
+    mandatory criterion is NOT CONFORMANT whatever else runs. The criteria no mutant is built to
+    fail (DK-DEC-RESAMPLE's upsampling alone was a third of a run) are certified whole, twice, in
+    test_certify.py."""
     done: dict[str, dict] = {}
+    every = {cid for m in mutants.MUTANTS for cid in m.must_fail}
 
     def get(spec) -> dict:
         name = "base" if spec is None else spec.name
         if name not in done:
-            done[name] = certify(matrix_setup, name, spec)
+            criteria = every if spec is None else set(spec.must_fail)
+            done[name] = certify(certify_setup, name, spec, criteria)
         return done[name]
 
     return get
