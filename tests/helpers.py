@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import pytest
@@ -44,10 +45,18 @@ def _missing(msg: str, install_hint: str) -> None:
     pytest.skip(msg)
 
 
-def certify_standard(base: Path, cases: Path, keep, out: Path) -> Path:
+def certify_standard(
+    base: Path,
+    cases: Path,
+    keep,
+    out: Path,
+    sizes: Mapping[str, Mapping[str, object]] | None = None,
+    order=None,
+) -> Path:
     """``base`` cut to the criteria ``keep(criterion) -> bool`` selects and pinned to the set in
     ``cases``: a standard a certify run accepts on a small test set (certify runs every criterion
-    of its standard on the set it pins)."""
+    of its standard on the set it pins). ``sizes`` (kind -> fields) sets the kept criteria's
+    counts; ``order`` (criterion -> sort key) reorders them."""
     import yaml
 
     from harness.cases.manifest import load_manifest
@@ -57,5 +66,36 @@ def certify_standard(base: Path, cases: Path, keep, out: Path) -> Path:
     doc["reference_set"] = {"id": manifest.id, "digest": manifest.digest}
     doc["criteria"] = [c for c in doc["criteria"] if keep(c)]
     assert doc["criteria"], "no criterion kept"
+    for c in doc["criteria"]:
+        c.update((sizes or {}).get(c["kind"], {}))
+    if order is not None:
+        doc["criteria"].sort(key=order)
     out.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return out
+
+
+# The relations a small run of the demo standard keeps: mirror and intensity need no upsampling,
+# JPEG 2000 or lesion insertion, so each example costs little more than a model call.
+SMALL_RELATIONS = (None, "mirror", "intensity")
+
+
+def small_demo_standard(
+    cases: Path,
+    kinds: Collection[str],
+    sizes: Mapping[str, Mapping[str, object]],
+    out: Path,
+    order=None,
+) -> Path:
+    """The demo standard cut to its criteria of ``kinds`` (of a relation only mirror and
+    intensity), with ``sizes`` (kind -> fields) set on them, pinned to ``cases``: a certify-ready
+    standard whose run on a few small exams still goes through every phase of a real one."""
+    from harness.resources import DEMO_STANDARD
+
+    return certify_standard(
+        Path(DEMO_STANDARD),
+        cases,
+        lambda c: c["kind"] in kinds and c.get("relation") in SMALL_RELATIONS,
+        out,
+        sizes=sizes,
+        order=order,
+    )

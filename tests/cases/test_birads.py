@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from harness.cases import DEFAULT_RECIPE
-from harness.cases.build import build_reference_set, planned_manifest
+from harness.cases.build import planned_manifest
 from harness.cases.population import plan_exams
 from harness.cases.readers import calibrate_pixels, read_exam
 from harness.cases.recipe import load_recipe
@@ -19,8 +19,8 @@ V2 = resource("reference_cases", "default-v2.yaml")
 DEFAULT_4_DIGEST = "sha256:9627caf9ca9c42dfd9fcca6e317e4a53503f4f4cd5616b0e24f2649b8094bd8c"
 
 
-def test_default_recipe_builds_the_same_set(tmp_path):
-    m = build_reference_set(DEFAULT_RECIPE, tmp_path / "s", exams=4, workers=2)
+def test_default_recipe_builds_the_same_set(default_set):
+    m = default_set(4)  # the default recipe built with 4 exams (once per session)
     assert m.digest == DEFAULT_4_DIGEST
     assert "lesion_model" not in m.extra["generator"]
 

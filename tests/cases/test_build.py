@@ -17,9 +17,8 @@ from harness.cases.recipe import load_recipe
 
 
 @pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    out = tmp_path_factory.mktemp("set") / "a"
-    return build_reference_set(DEFAULT_RECIPE, out, exams=4, workers=2)
+def small_set(default_set):
+    return default_set(4)
 
 
 def test_manifest_shape(small_set):

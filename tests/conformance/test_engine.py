@@ -16,8 +16,6 @@ from helpers import KNOWN_GOOD_VENDOR
 
 from conformance.context import HypothesisProfile
 from conformance.engine import RunRequest, open_session, run, select_criteria
-from harness.cases import DEFAULT_RECIPE
-from harness.cases.build import build_reference_set
 from harness.cases.manifest import load_manifest
 from harness.errors import UsageError
 from harness.predictions import ExamOutput
@@ -29,10 +27,10 @@ DRAFT = ROOT / "standards" / "dk-mammo-ai-draft.yaml"
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Path:
+def ws(tmp_path_factory, default_set) -> Path:
     """A 4-exam set, a vendor package with a 0.5 s deadline, a one-criterion standard."""
     d = tmp_path_factory.mktemp("engine")
-    build_reference_set(DEFAULT_RECIPE, d / "cases", exams=4, workers=1)
+    shutil.copytree(default_set(4).root, d / "cases")
     pkg = d / "vendor"
     shutil.copytree(KNOWN_GOOD_VENDOR, pkg)
     meta = yaml.safe_load((pkg / "vendor.yaml").read_text())

@@ -12,14 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import small_demo_standard
 from vendors.mgfactory import write_package, write_set
 
 from conformance.engine import RunRequest, run
-from harness.cases.manifest import load_manifest
 from harness.errors import UsageError
 from harness.profile import RunProfile, TaskTiming, open_profile
-from harness.resources import DEMO_STANDARD
 
 N_EXAMS = 8
 SMALL = {
@@ -35,18 +33,9 @@ def setup(tmp_path_factory) -> Path:
     """A small certify-ready set and standard: the original pass, live criteria that run the
     model under other conditions, and prediction-only ones."""
     d = tmp_path_factory.mktemp("profile")
-    manifest = load_manifest(write_set(d / "cases", n=N_EXAMS, spacing_mm=0.1))
+    write_set(d / "cases", n=N_EXAMS, spacing_mm=0.1)
     write_package(d / "pkg", unit="exam", model_kwargs={"channels": 4})
-    doc = yaml.safe_load(Path(DEMO_STANDARD).read_text())
-    doc["reference_set"] = {"id": manifest.id, "digest": manifest.digest}
-    keep = []
-    for c in doc["criteria"]:
-        if c["kind"] not in KINDS or c.get("relation") not in (None, "mirror", "intensity"):
-            continue
-        c.update(SMALL.get(c["kind"], {}))
-        keep.append(c)
-    doc["criteria"] = keep
-    (d / "standard.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    small_demo_standard(d / "cases", KINDS, SMALL, d / "standard.yaml")
     return d
 
 

@@ -15,8 +15,6 @@ from helpers import KNOWN_GOOD_VENDOR
 
 from conformance.criteria import KIND_FACTS, KINDS
 from conformance.engine import RunRequest, recompute_criteria, run
-from harness.cases import DEFAULT_RECIPE
-from harness.cases.build import build_reference_set
 from harness.errors import VerificationError
 from harness.predictions import ExamOutput
 from harness.results import read_results, results_from_dict, verdict_of
@@ -58,9 +56,9 @@ def pixel_hash_model() -> FakeAdapter:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Path:
+def ws(tmp_path_factory, default_set) -> Path:
     d = tmp_path_factory.mktemp("rejudge")
-    build_reference_set(DEFAULT_RECIPE, d / "cases", exams=6, workers=1)
+    shutil.copytree(default_set(6).root, d / "cases")
     std = yaml.safe_load(DEMO.read_text())
     std.pop("reference_set", None)
     std["criteria"] = [c | KEEP[c["id"]] for c in std["criteria"] if c["id"] in KEEP]

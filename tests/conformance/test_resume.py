@@ -15,10 +15,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 import yaml
+from helpers import small_demo_standard
 from vendors.mgfactory import write_package, write_set
-
-from harness.cases.manifest import load_manifest
-from harness.resources import DEMO_STANDARD
 
 # the demo standard's criteria that exercise each phase, at the smallest counts that mean something
 SMALL = {
@@ -38,21 +36,13 @@ def setup(tmp_path_factory) -> Path:
     """A 12-exam set, a standard pinned to it (certify-ready) and a model slow enough (about
     0.1 s an exam) to be killed in each phase."""
     d = tmp_path_factory.mktemp("resume")
-    manifest = load_manifest(write_set(d / "cases", n=N_EXAMS, spacing_mm=0.1))
+    write_set(d / "cases", n=N_EXAMS, spacing_mm=0.1)
     # one exam per model call (the slow layers reduce over the batch)
     write_package(d / "pkg", unit="exam", model_kwargs={"slow_matmuls": 150, "channels": 4})
-    doc = yaml.safe_load(Path(DEMO_STANDARD).read_text())
-    doc["reference_set"] = {"id": manifest.id, "digest": manifest.digest}
-    keep = []
-    for c in doc["criteria"]:
-        if c["kind"] not in KINDS or c.get("relation") not in (None, "mirror", "intensity"):
-            continue
-        c.update(SMALL.get(c["kind"], {}))
-        keep.append(c)
     # live criteria first, then the prediction-only ones: judging is the last phase
-    live = ("invariance", "decision_stability", "determinism")
-    doc["criteria"] = sorted(keep, key=lambda c: c["kind"] not in live)
-    (d / "standard.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    small_demo_standard(
+        d / "cases", KINDS, SMALL, d / "standard.yaml", order=lambda c: c["kind"] not in SMALL
+    )
     return d
 
 

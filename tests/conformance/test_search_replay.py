@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +26,6 @@ from helpers import KNOWN_GOOD_VENDOR
 
 from conformance.context import HypothesisProfile
 from conformance.engine import RunRequest, recompute_criteria, run
-from harness.cases import DEFAULT_RECIPE
-from harness.cases.build import build_reference_set
 from harness.predictions import ExamOutput
 from harness.vendors.adapter import FakeAdapter
 from reports.signing import generate_keypair
@@ -98,9 +97,9 @@ def test_a_hypothesis_whose_pool_cannot_be_pinned_is_refused(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Path:
+def ws(tmp_path_factory, default_set) -> Path:
     d = tmp_path_factory.mktemp("search-replay")
-    build_reference_set(DEFAULT_RECIPE, d / "cases", exams=6, workers=1)
+    shutil.copytree(default_set(6).root, d / "cases")
     raw = yaml.safe_load(DEMO.read_text())
     raw.pop("reference_set", None)
     by_id = {c["id"]: c | {"examples": 20} for c in raw["criteria"] if c["id"] in SEARCHES}
