@@ -7,7 +7,8 @@ best time of each and their ratio, and fails unless both builds have the same ma
 set's pixels, manifest and every file hash).
 
 Usage: python3 bench/bench_cases.py [--exams N] [--full-exams N]
-       python3 bench/bench_cases.py --baseline ../base [--exams 200]   (../base: git worktree add ../base main) [--workers 2] [--repeat 2]
+       python3 bench/bench_cases.py --baseline ../base [--exams 200] [--workers 2] [--repeat 2]
+       (../base: a checkout to compare with, e.g. `git worktree add ../base main`)
 """
 
 from __future__ import annotations
